@@ -1,0 +1,86 @@
+"""
+Address value types shared by the codecs, machines and protocols.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from attrs import field, frozen
+
+
+def _check_port(instance: object, attribute: object, value: int) -> None:
+    if not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ValueError(f"port must be an integer in 0-65535, not {value!r}")
+
+
+def _check_host(instance: object, attribute: object, value: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"not an IP address: {value!r}") from None
+
+
+@frozen(order=True)
+class Address:
+    """
+    A UDP address: an IPv4 or IPv6 literal and a port.
+
+    Convertible to and from the C{(host, port)} tuples Twisted uses.
+    """
+
+    host: str = field(validator=_check_host)
+    port: int = field(validator=_check_port)
+
+    @classmethod
+    def from_tuple(cls, pair: tuple) -> Address:
+        """
+        Build an address from a Twisted C{(host, port)} (or IPv6 4-tuple).
+        """
+        return cls(pair[0], pair[1])
+
+    @classmethod
+    def parse(cls, text: str, default_port: int | None = None) -> Address:
+        """
+        Parse C{"HOST:PORT"}, C{"[V6]:PORT"}, or a bare host when
+        C{default_port} is given.
+
+        @raise ValueError: with a message that says what is wrong.
+        """
+        text = text.strip()
+        if text.startswith("["):
+            host, sep, rest = text[1:].partition("]")
+            if not sep:
+                raise ValueError(f"missing ']' in {text!r}")
+            port_text = rest[1:] if rest.startswith(":") else None
+        elif text.count(":") == 1:
+            host, _, port_text = text.partition(":")
+        else:
+            host, port_text = text, None
+        if port_text is None:
+            if default_port is None:
+                raise ValueError(f"expected HOST:PORT, got {text!r}")
+            port = default_port
+        else:
+            try:
+                port = int(port_text)
+            except ValueError:
+                raise ValueError(f"bad port in {text!r}") from None
+        if host == "localhost":
+            host = "127.0.0.1"
+        return cls(host, port)
+
+    @property
+    def is_ipv6(self) -> bool:
+        return ":" in self.host
+
+    def as_tuple(self) -> tuple[str, int]:
+        """
+        The C{(host, port)} tuple Twisted's C{transport.write} wants.
+        """
+        return (self.host, self.port)
+
+    def __str__(self) -> str:
+        if self.is_ipv6:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"

@@ -1,0 +1,110 @@
+"""
+Errors raised (or delivered through Deferreds) by p2pnet.
+
+Every error is a L{P2PError}; catch that to handle them all.  The docstrings
+are written for the game developer who sees one in a traceback.
+"""
+
+
+class P2PError(Exception):
+    """
+    Base class of every error p2pnet raises.
+    """
+
+
+class MalformedMessage(P2PError):
+    """
+    A datagram could not be decoded.  The message says what was wrong.
+
+    Raised only by the codecs; the protocols count and drop such datagrams.
+    """
+
+
+class AuthenticationFailed(P2PError):
+    """
+    A message's authentication tag did not verify, or the introducer refused
+    our credentials.  Check that both sides use the same secret.
+    """
+
+
+class IntroducerUnreachable(P2PError):
+    """
+    The introducer did not answer our registration in time.  Check its
+    address, that it is running, and that UDP to its port is allowed.
+    """
+
+
+class IntroducerError(P2PError):
+    """
+    The introducer refused a request.
+
+    @ivar code: the numeric error code from the wire (see L{p2pnet.wire.ErrorCode}).
+    @ivar reason: the introducer's short explanation.
+    """
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"introducer refused the request ({code}): {reason}")
+        self.code = code
+        self.reason = reason
+
+
+class UnknownPeer(IntroducerError):
+    """
+    The introducer does not know the peer or session we asked for: it never
+    registered, or its registration expired.
+    """
+
+
+class SessionFull(IntroducerError):
+    """
+    The session already has its maximum number of players.
+    """
+
+
+class NotAuthorised(IntroducerError):
+    """
+    The introducer refused the request because our credentials are missing
+    or wrong.
+    """
+
+
+class RateLimited(IntroducerError):
+    """
+    The introducer is refusing requests from our address for a while because
+    we sent too many.
+    """
+
+
+class HandshakeTimeout(P2PError):
+    """
+    No direct path to the peer could be validated in time.
+
+    @ivar peer_id: the peer we tried to reach.
+    @ivar tried: the candidate addresses hellos were sent to.
+    @ivar heard: the addresses we heard anything authenticated from.
+    """
+
+    def __init__(self, peer_id: str, tried, heard, elapsed: float) -> None:
+        tried_text = ", ".join(str(a) for a in tried) or "none"
+        heard_text = ", ".join(str(a) for a in heard) or "nothing"
+        super().__init__(
+            f"no direct path to peer {peer_id!r} after {elapsed:.1f}s: "
+            f"sent hellos to {tried_text}; heard from {heard_text}"
+        )
+        self.peer_id = peer_id
+        self.tried = tuple(tried)
+        self.heard = tuple(heard)
+        self.elapsed = elapsed
+
+
+class PeerLost(P2PError):
+    """
+    An established connection stopped receiving anything from the peer for
+    longer than the heartbeat allows, or the peer closed it.
+    """
+
+
+class ConnectionClosed(P2PError):
+    """
+    The connection (or the endpoint that owned it) was closed locally.
+    """
