@@ -15,7 +15,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("p2pnet._demo", "run an introducer and peers behind simulated NATs, "
              "and show how they connect"),
-    "introducer": ("p2pnet.introducer", "run an introducer (same options as "
+    "introducer": ("p2pnet.introducer_tap", "run an introducer (same options as "
                    "'twistd -n p2pnet-introducer')"),
     "peer": ("p2pnet._peercli", "register with an introducer, host/join/connect, "
              "send and print datagrams"),

@@ -1,0 +1,495 @@
+"""
+The introducer: a UDP rendezvous server where hosts register, host and list
+sessions, and get introduced to each other.
+
+L{IntroducerProtocol} decodes, checks and dispatches; every decision about
+registrations and sessions is the pure L{Registry}'s.  L{IntroducerService}
+binds the socket; C{p2pnet.introducer_tap} holds the twistd options.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, OrderedDict
+from typing import Callable
+
+from twisted.application.service import Service
+from twisted.internet.defer import maybeDeferred
+from twisted.internet.interfaces import IReactorTime, IReactorUDP
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from p2pnet import wire
+from p2pnet._ratelimit import RateLimiter
+from p2pnet._registry import Registration, Registry, RegistryError
+from p2pnet.address import Address
+from p2pnet.errors import MalformedMessage
+from p2pnet.wire import ErrorCode
+
+#: The largest answer the introducer sends (fits any path's MTU).
+MAX_ANSWER = wire.MAX_DATAGRAM
+
+_SESSION_LIST_FIXED = wire.HEADER_SIZE + 2 * (3 + 4)
+
+
+class IntroducerProtocol(DatagramProtocol):
+    """
+    The introducer's UDP protocol.
+
+    Bad datagrams are counted in L{stats} and dropped; nothing a remote
+    sends can raise into the reactor or disturb other registrations.
+
+    Without a secret, no answer to a request is larger than the request
+    itself (clients pad), so the introducer cannot be used to amplify a
+    spoofed-source flood.  With a secret, every request must carry a valid
+    C{AUTH} field; anything else is dropped without an answer, and answers
+    are signed so clients know they come from the introducer.
+
+    @param clock: time source and scheduler.
+    @param registry: the registrations and sessions.
+    @param random_bytes: C{n -> bytes} for introduction ids and keys.
+    @param secret: shared secret, or None for an open introducer.
+    @param rate_limiter: per-source-IP limiter, or None.
+    @param stun_responder: answers STUN requests on the same port (an
+        object with C{respond(data, source, local) -> (bytes, which) | None}),
+        or None to drop STUN.
+    @param sweep_interval: seconds between expiry sweeps.
+    @param stats_interval: seconds between statistics log lines (0: never).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        registry: Registry,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        secret: bytes | None = None,
+        rate_limiter: RateLimiter | None = None,
+        stun_responder: object | None = None,
+        sweep_interval: float | None = None,
+        stats_interval: float = 0.0,
+    ) -> None:
+        self._clock = clock
+        self.registry = registry
+        self._random_bytes = random_bytes
+        self._secret = secret
+        self._rate_limiter = rate_limiter
+        self.stun_responder = stun_responder
+        self._sweep_interval = sweep_interval or max(0.5, registry.lifetime / 4)
+        self._stats_interval = stats_interval
+        self._last_stats = 0.0
+        self._sweep_call = None
+        self._rate_noticed: OrderedDict[str, float] = OrderedDict()
+        self.stats: Counter[str] = Counter()
+        self._handlers = {
+            wire.Register: self._on_register,
+            wire.Heartbeat: self._on_heartbeat,
+            wire.Unregister: self._on_unregister,
+            wire.HostSession: self._on_host_session,
+            wire.Unhost: self._on_unhost,
+            wire.ListSessions: self._on_list_sessions,
+            wire.Introduce: self._on_introduce,
+            wire.ReverseRequest: self._on_reverse_request,
+        }
+
+    # -- lifecycle --------------------------------------------------------
+
+    def startProtocol(self) -> None:
+        self._last_stats = self._clock.seconds()
+        self._sweep_call = self._clock.callLater(self._sweep_interval, self._sweep)
+
+    def stopProtocol(self) -> None:
+        if self._sweep_call is not None and self._sweep_call.active():
+            self._sweep_call.cancel()
+        self._sweep_call = None
+
+    def _sweep(self) -> None:
+        now = self._clock.seconds()
+        for registration in self.registry.expire(now):
+            self.stats["expired"] += 1
+            self.log.info(
+                "registration of {peer_id} ({public}) expired",
+                peer_id=registration.peer_id,
+                public=str(registration.public),
+            )
+        if self._stats_interval and now - self._last_stats >= self._stats_interval:
+            self._last_stats = now
+            self.log.info(
+                "{registrations} registrations, {sessions} sessions; counters: {counters}",
+                registrations=len(self.registry),
+                sessions=self.registry.session_count,
+                counters=dict(self.stats),
+            )
+        self._sweep_call = self._clock.callLater(self._sweep_interval, self._sweep)
+
+    # -- input ------------------------------------------------------------
+
+    def datagramReceived(self, data: bytes, addr: tuple) -> None:
+        try:
+            self._datagram(data, addr)
+        except Exception:
+            self.stats["internal-error"] += 1
+            self.log.failure("bug: unexpected error handling a datagram from {source}", source=addr)
+
+    def _datagram(self, data: bytes, addr: tuple) -> None:
+        self.stats["received"] += 1
+        now = self._clock.seconds()
+        if self._rate_limiter is not None and not self._rate_limiter.allow(addr[0], now):
+            self._rate_limited(data, addr, now)
+            return
+        if data[:1] != b"\xd1":
+            if self.stun_responder is not None and len(data) >= 20 and data[0] < 0x40:
+                self._stun(data, addr)
+            else:
+                self._drop("not-p2pnet", addr)
+            return
+        try:
+            message = wire.decode(data)
+        except MalformedMessage as e:
+            self._drop("malformed", addr, str(e))
+            return
+        authenticated = False
+        if self._secret is not None:
+            if not wire.verify(data, self._secret):
+                self._drop("unauthenticated", addr)
+                return
+            authenticated = True
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            self._drop("unexpected-type", addr, type(message).__name__)
+            return
+        source = Address(addr[0], addr[1])
+        try:
+            handler(message, source, len(data), authenticated, now)
+        except RegistryError as e:
+            self.stats["refused"] += 1
+            self.log.debug(
+                "refused {kind} from {source}: {reason}",
+                kind=type(message).__name__,
+                source=str(source),
+                reason=e.reason,
+            )
+            self._error(message.txid, e.code, e.reason, source, len(data), authenticated)
+
+    def _drop(self, why: str, addr: tuple, detail: str = "") -> None:
+        self.stats["dropped-" + why] += 1
+        self.log.debug(
+            "dropped a datagram from {source}: {why} {detail}",
+            source=addr,
+            why=why,
+            detail=detail,
+        )
+
+    def _rate_limited(self, data: bytes, addr: tuple, now: float) -> None:
+        self.stats["dropped-rate-limited"] += 1
+        told = self._rate_noticed.get(addr[0])
+        if told is not None and now - told < 10.0:
+            return
+        if len(self._rate_noticed) >= 4096:
+            self._rate_noticed.popitem(last=False)
+        self._rate_noticed[addr[0]] = now
+        self.log.info("rate limiting {host}", host=addr[0])
+        if data[:1] == b"\xd1" and len(data) >= wire.HEADER_SIZE:
+            txid = data[2 : wire.HEADER_SIZE]
+            self._error(
+                txid,
+                ErrorCode.RATE_LIMITED,
+                "rate limited",
+                Address(addr[0], addr[1]),
+                len(data),
+                False,
+            )
+
+    def _stun(self, data: bytes, addr: tuple) -> None:
+        host = self.transport.getHost()
+        answer = self.stun_responder.respond(
+            data, Address(addr[0], addr[1]), Address(host.host, host.port)
+        )
+        if answer is None:
+            self.stats["stun-dropped"] += 1
+            return
+        payload, _which = answer
+        self.stats["stun-answered"] += 1
+        self.transport.write(payload, addr)
+
+    # -- output -----------------------------------------------------------
+
+    def _send(
+        self,
+        message: wire.Message,
+        to: Address,
+        request_size: int | None = None,
+        authenticated: bool = False,
+    ) -> bool:
+        """
+        Send C{message}; as an answer to an unauthenticated request of
+        C{request_size} bytes, only if it is no larger than the request.
+        """
+        raw = wire.encode(message, self._secret)
+        if request_size is not None and not authenticated and len(raw) > request_size:
+            self.stats["dropped-amplification"] += 1
+            self.log.debug(
+                "not answering {source}: {kind} ({size} bytes) is larger than the "
+                "request ({request} bytes); the client must pad",
+                source=str(to),
+                kind=type(message).__name__,
+                size=len(raw),
+                request=request_size,
+            )
+            return False
+        self.transport.write(raw, to.as_tuple())
+        self.stats["sent"] += 1
+        return True
+
+    def _error(
+        self,
+        txid: bytes,
+        code: ErrorCode,
+        reason: str,
+        to: Address,
+        request_size: int,
+        authenticated: bool,
+    ) -> None:
+        message = wire.Error(txid, int(code), reason)
+        if not authenticated:
+            overhead = len(wire.encode(wire.Error(txid, int(code), ""), self._secret))
+            room = max(0, request_size - overhead)
+            message = wire.Error(txid, int(code), reason.encode()[:room].decode("utf-8", "ignore"))
+        self._send(message, to, request_size, authenticated)
+
+    # -- handlers ---------------------------------------------------------
+
+    def _on_register(self, message: wire.Register, source, size, authenticated, now) -> None:
+        before = self.registry.lookup(message.peer_id, now)
+        old_public = before.public if before is not None else None
+        registration = self.registry.register(
+            message.peer_id, source, message.local, message.cookie, now
+        )
+        self.stats["registered"] += 1
+        if old_public is None:
+            self.log.info(
+                "registered {peer_id}: public {public}, local {local}",
+                peer_id=registration.peer_id,
+                public=str(source),
+                local=", ".join(map(str, registration.local)) or "none",
+            )
+        elif old_public != source:
+            self.log.info(
+                "{peer_id} moved from {old} to {public}",
+                peer_id=registration.peer_id,
+                old=str(old_public),
+                public=str(source),
+            )
+        self._send(
+            wire.Registered(
+                message.txid, source, int(self.registry.lifetime), registration.cookie
+            ),
+            source,
+            size,
+            authenticated,
+        )
+
+    def _on_heartbeat(self, message: wire.Heartbeat, source, size, authenticated, now) -> None:
+        registration = self.registry.heartbeat(message.peer_id, message.cookie, source, now)
+        self.stats["heartbeats"] += 1
+        self._send(
+            wire.HeartbeatAck(message.txid, registration.public, int(self.registry.lifetime)),
+            source,
+            size,
+            authenticated,
+        )
+
+    def _on_unregister(self, message: wire.Unregister, source, size, authenticated, now) -> None:
+        registration = self.registry.unregister(message.peer_id, message.cookie, source, now)
+        self.stats["unregistered"] += 1
+        self.log.info("{peer_id} unregistered", peer_id=registration.peer_id)
+
+    def _on_host_session(self, message: wire.HostSession, source, size, authenticated, now) -> None:
+        host = self.registry.authenticate(message.peer_id, message.cookie, source, now)
+        session = self.registry.host_session(
+            host,
+            message.name,
+            message.game_id,
+            message.max_players,
+            message.mesh,
+            message.properties,
+        )
+        self.log.info(
+            "{peer_id} hosts {name!r} ({game_id}, {max_players} players{mesh})",
+            peer_id=host.peer_id,
+            name=session.name,
+            game_id=session.game_id,
+            max_players=session.max_players,
+            mesh=", mesh" if session.mesh else "",
+        )
+        self._send(wire.SessionHosted(message.txid, session.session_id), source, size, authenticated)
+
+    def _on_unhost(self, message: wire.Unhost, source, size, authenticated, now) -> None:
+        host = self.registry.authenticate(message.peer_id, message.cookie, source, now)
+        session = self.registry.unhost(host, message.session_id)
+        self.log.info("{peer_id} stopped hosting {name!r}", peer_id=host.peer_id, name=session.name)
+
+    def _on_list_sessions(self, message: wire.ListSessions, source, size, authenticated, now) -> None:
+        budget = MAX_ANSWER if authenticated else min(MAX_ANSWER, size)
+        budget -= _SESSION_LIST_FIXED
+        if self._secret is not None:
+            budget -= 3 + wire.AUTH_SIZE
+        matching = list(self.registry.sessions(message.game_id))
+        start = min(message.offset or 0, len(matching))
+        page = []
+        position = start
+        for session in matching[start:]:
+            info = wire.SessionInfo(
+                session.session_id,
+                session.name,
+                session.game_id,
+                session.host,
+                session.players,
+                session.max_players,
+                session.mesh,
+                session.properties,
+            )
+            cost = 3 + len(info.encode_value())
+            if cost > budget:
+                break
+            budget -= cost
+            page.append(info)
+            position += 1
+        self._send(
+            wire.SessionList(message.txid, tuple(page), position, len(matching)),
+            source,
+            size,
+            authenticated,
+        )
+
+    def _on_introduce(self, message: wire.Introduce, source, size, authenticated, now) -> None:
+        requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)
+        if (message.target is None) == (message.session_id is None):
+            raise RegistryError(ErrorCode.BAD_REQUEST, "name a target or a session, not both")
+        if message.target is not None:
+            target = self.registry.lookup(message.target, now)
+            if target is None or target is requester:
+                raise RegistryError(ErrorCode.UNKNOWN_PEER, f"no peer {message.target!r}")
+            self._check_reachable(target, authenticated)
+            self._introduce(requester, target, message.txid, None, size, authenticated)
+            return
+        session, targets = self.registry.join(requester, message.session_id, now)
+        for target in targets:
+            self._introduce(requester, target, message.txid, session.session_id, size, authenticated)
+
+    def _check_reachable(self, target: Registration, authenticated: bool) -> None:
+        if not (target.verified or authenticated):
+            raise RegistryError(ErrorCode.UNKNOWN_PEER, f"{target.peer_id!r} has not confirmed its address")
+
+    def _introduce(
+        self,
+        requester: Registration,
+        target: Registration,
+        txid: bytes,
+        session_id: bytes | None,
+        size: int,
+        authenticated: bool,
+    ) -> None:
+        """
+        Send both sides their introduction, in this same reactor turn.
+        """
+        if not (target.verified or authenticated):
+            self.stats["introductions-skipped"] += 1
+            return
+        intro_id = self._random_bytes(wire.INTRO_ID_SIZE)
+        key = self._random_bytes(wire.KEY_SIZE)
+        to_requester = wire.Introduction(
+            txid,
+            intro_id,
+            target.peer_id,
+            target.public,
+            target.local,
+            key,
+            wire.FLAG_INITIATOR,
+            session_id,
+        )
+        if not self._send(to_requester, requester.public, size, authenticated):
+            return
+        to_target = wire.Introduction(
+            self._random_bytes(wire.TXID_SIZE),
+            intro_id,
+            requester.peer_id,
+            requester.public,
+            requester.local,
+            key,
+            0,
+            session_id,
+        )
+        self._send(to_target, target.public)
+        self.stats["introductions"] += 1
+        self.log.info(
+            "introduced {requester} ({requester_public}) to {target} ({target_public})",
+            requester=requester.peer_id,
+            requester_public=str(requester.public),
+            target=target.peer_id,
+            target_public=str(target.public),
+        )
+
+    def _on_reverse_request(self, message: wire.ReverseRequest, source, size, authenticated, now) -> None:
+        requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)
+        target = self.registry.lookup(message.target, now)
+        if target is None:
+            raise RegistryError(ErrorCode.UNKNOWN_PEER, f"no peer {message.target!r}")
+        self._check_reachable(target, authenticated)
+        self._send(
+            wire.Reverse(
+                self._random_bytes(wire.TXID_SIZE),
+                requester.peer_id,
+                message.intro_id,
+                requester.public,
+            ),
+            target.public,
+        )
+        self.stats["reversals"] += 1
+        self.log.info(
+            "asked {target} to send first to {requester}",
+            target=target.peer_id,
+            requester=requester.peer_id,
+        )
+
+
+class IntroducerService(Service):
+    """
+    Binds an L{IntroducerProtocol} to a UDP port while running.
+
+    @ivar port: the listening port once started (C{getHost()} tells the
+        actual port number when 0 was asked for).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: IReactorUDP,
+        protocol: IntroducerProtocol,
+        port: int,
+        interface: str = "",
+    ) -> None:
+        self._reactor = reactor
+        self.protocol = protocol
+        self._port_number = port
+        self._interface = interface
+        self.port = None
+
+    def startService(self) -> None:
+        self.port = self._reactor.listenUDP(self._port_number, self.protocol, self._interface)
+        address = self.port.getHost()
+        self.log.info(
+            "p2pnet introducer listening on {host}:{port}",
+            host=address.host,
+            port=address.port,
+        )
+        super().startService()
+
+    def stopService(self):
+        super().stopService()
+        port, self.port = self.port, None
+        if port is None:
+            return None
+        return maybeDeferred(port.stopListening)

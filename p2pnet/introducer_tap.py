@@ -1,0 +1,147 @@
+"""
+twistd options and service for the introducer: C{twistd -n p2pnet-introducer}
+and C{p2pnet introducer} take the same options.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from twisted.application.service import MultiService
+from twisted.python import usage
+
+from p2pnet._ratelimit import RateLimiter
+from p2pnet._registry import Registry
+from p2pnet.introducer import IntroducerProtocol, IntroducerService
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"port must be a number, not {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise ValueError(f"port must be 0-65535, not {value}")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"expected a number of seconds, not {text!r}") from None
+    if value <= 0:
+        raise ValueError(f"must be greater than 0, not {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+class Options(usage.Options):
+    """
+    Options for the introducer.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "Run a p2pnet introducer: hosts register over UDP, host and list "
+        "sessions, and get introduced to each other. Also answers STUN "
+        "Binding requests on the same port."
+    )
+
+    optParameters = [
+        ["port", "p", 3478, "UDP port to listen on (0 picks a free one).", _port],
+        ["interface", "i", "", "Address to bind (default: all IPv4 addresses)."],
+        ["secret-file", "s", None, "File holding the shared secret hosts must sign with."],
+        ["registration-lifetime", "l", 60.0,
+         "Seconds a registration lives without a heartbeat.", _positive],
+        ["rate", None, 50.0, "Packets per second allowed per source IP.", _positive],
+        ["burst", None, 100.0, "Burst size allowed per source IP.", _positive],
+        ["stats-interval", None, 60.0,
+         "Seconds between statistics log lines (0: never).", _non_negative],
+    ]
+    optFlags = [
+        ["no-stun", None, "Do not answer STUN Binding requests."],
+    ]
+
+    def postOptions(self) -> None:
+        path = self["secret-file"]
+        self["secret"] = None
+        if path is not None:
+            try:
+                with open(path, "rb") as f:
+                    secret = f.read().strip()
+            except OSError as e:
+                raise usage.UsageError(f"cannot read --secret-file {path}: {e.strerror}")
+            if not secret:
+                raise usage.UsageError(f"--secret-file {path} is empty")
+            self["secret"] = secret
+        if self["burst"] < 1:
+            raise usage.UsageError("--burst must be at least 1")
+
+
+def _stun_responder():
+    try:
+        from p2pnet._stunserver import StunResponder
+    except ImportError:  # pragma: no cover - STUN support not installed
+        return None
+    return StunResponder()
+
+
+def make_protocol(options: Options, clock) -> IntroducerProtocol:
+    """
+    Build the introducer protocol the options describe.
+    """
+    registry = Registry(options["registration-lifetime"], os.urandom)
+    return IntroducerProtocol(
+        clock,
+        registry,
+        os.urandom,
+        secret=options["secret"],
+        rate_limiter=RateLimiter(options["rate"], options["burst"]),
+        stun_responder=None if options["no-stun"] else _stun_responder(),
+        stats_interval=options["stats-interval"],
+    )
+
+
+def makeService(options: Options, reactor=None) -> MultiService:
+    """
+    The twistd entry point: a MultiService holding the introducer.
+    """
+    if reactor is None:
+        from twisted.internet import reactor  # the tap may use the global reactor
+    parent = MultiService()
+    protocol = make_protocol(options, reactor)
+    IntroducerService(reactor, protocol, options["port"], options["interface"]).setServiceParent(parent)
+    return parent
+
+
+def main(argv: list[str]) -> int:
+    """
+    C{p2pnet introducer ...}: run the introducer in the foreground.
+    """
+    options = Options()
+    try:
+        options.parseOptions(argv)
+    except usage.UsageError as e:
+        print(f"{options}\np2pnet introducer: {e}", file=sys.stderr)
+        return 2
+    from twisted.internet import reactor
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
+    service = makeService(options, reactor)
+    try:
+        service.startService()
+    except Exception as e:
+        print(f"p2pnet introducer: cannot start: {e}", file=sys.stderr)
+        return 1
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    reactor.run()
+    return 0

@@ -1,0 +1,945 @@
+"""
+The p2pnet wire format: a pure codec between bytes and message objects.
+
+Every p2pnet datagram starts with the byte C{0xD1}: the high nibble C{0xD}
+marks p2pnet, the low nibble is the format version (1).  STUN messages start
+with two zero bits (C{0x00}-C{0x3F}) and TURN ChannelData with C{0x40}-C{0x7F},
+so the first byte alone tells the three apart on a shared socket.
+
+Two framings follow the marker byte:
+
+  - I{control} messages (everything but application data)::
+
+      0      1      2 ............ 9   10 ...
+      0xD1   type   transaction id     fields: tag(1) length(2) value ...
+
+    Fields are typed TLVs; a tag may repeat to form a list.  An C{AUTH} field,
+    if present, must be last: a truncated HMAC-SHA256 over every byte before
+    it (see L{sign} and L{verify}).
+
+  - I{data} messages (application datagrams on an established path)::
+
+      0      1      2   3        4 ...
+      0xD1   0x40   connection   payload [tag]
+
+    four bytes of framing; the receiver's connection id picks the connection.
+    When data authentication is on, the last L{DATA_TAG_SIZE} bytes are a
+    truncated HMAC-SHA256 over everything before them.
+
+L{decode} raises L{MalformedMessage} (and nothing else) for any input that is
+not a well-formed message.  docs/protocol.md has a table per message.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import struct
+from typing import Any, ClassVar
+
+from attrs import field, frozen
+
+from p2pnet.address import Address
+from p2pnet.errors import MalformedMessage
+
+MAGIC = 0xD1
+VERSION = 1
+HEADER_SIZE = 10
+TXID_SIZE = 8
+AUTH_SIZE = 16
+DATA_TAG_SIZE = 8
+DATA_HEADER_SIZE = 4
+MAX_STRING = 255
+MAX_DATAGRAM = 1200
+INTRO_ID_SIZE = 8
+KEY_SIZE = 16
+
+
+class MessageType(enum.IntEnum):
+    """
+    The second byte of every p2pnet datagram.
+    """
+
+    REGISTER = 0x01
+    REGISTERED = 0x02
+    HEARTBEAT = 0x03
+    HEARTBEAT_ACK = 0x04
+    UNREGISTER = 0x05
+    HOST_SESSION = 0x06
+    SESSION_HOSTED = 0x07
+    UNHOST = 0x08
+    LIST_SESSIONS = 0x09
+    SESSION_LIST = 0x0A
+    INTRODUCE = 0x0B
+    INTRODUCTION = 0x0C
+    REVERSE_REQUEST = 0x0D
+    REVERSE = 0x0E
+    ERROR = 0x0F
+    PROBE = 0x20
+    HELLO = 0x21
+    HELLO_ACK = 0x22
+    KEEPALIVE = 0x23
+    CLOSE = 0x24
+    DATA = 0x40
+
+
+class ErrorCode(enum.IntEnum):
+    """
+    Codes carried by L{Error}.
+    """
+
+    BAD_REQUEST = 1
+    NOT_AUTHORISED = 2
+    UNKNOWN_PEER = 3
+    UNKNOWN_SESSION = 4
+    SESSION_FULL = 5
+    RATE_LIMITED = 6
+    PEER_ID_TAKEN = 7
+    NOT_REGISTERED = 8
+    TOO_MANY_SESSIONS = 9
+
+
+class Tag(enum.IntEnum):
+    """
+    Field tags of control messages.
+    """
+
+    PEER_ID = 0x01
+    LOCAL = 0x02
+    PUBLIC = 0x03
+    LIFETIME = 0x04
+    COOKIE = 0x05
+    NAME = 0x06
+    GAME_ID = 0x07
+    MAX_PLAYERS = 0x08
+    PROPERTY = 0x09
+    SESSION_ID = 0x0A
+    OFFSET = 0x0B
+    SESSION = 0x0C
+    TARGET = 0x0D
+    INTRO_ID = 0x0E
+    KEY = 0x0F
+    CODE = 0x10
+    REASON = 0x11
+    FLAGS = 0x12
+    PLAYERS = 0x13
+    CONN_ID = 0x14
+    OBSERVED = 0x15
+    CANDIDATE = 0x16
+    PADDING = 0x17
+    TOTAL = 0x18
+    SEQUENCE = 0x19
+    AUTH = 0xFF
+
+
+# Flag bits carried in Tag.FLAGS.
+FLAG_MESH = 0x01
+FLAG_INITIATOR = 0x02
+
+
+def _txid(value: bytes) -> bytes:
+    if not isinstance(value, bytes) or len(value) != TXID_SIZE:
+        raise ValueError(f"transaction id must be {TXID_SIZE} bytes")
+    return value
+
+
+# --- field value codecs ----------------------------------------------------
+
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+_TLV = struct.Struct("!BH")
+
+
+def _enc_str(value: str) -> bytes:
+    raw = value.encode("utf-8")
+    if len(raw) > MAX_STRING:
+        raise ValueError(f"string field longer than {MAX_STRING} bytes: {value[:20]!r}...")
+    return raw
+
+
+def _dec_str(raw: bytes) -> str:
+    if len(raw) > MAX_STRING:
+        raise MalformedMessage("string field too long")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedMessage("string field is not UTF-8") from None
+
+
+def _enc_addr(value: Address) -> bytes:
+    import ipaddress
+
+    packed = ipaddress.ip_address(value.host).packed
+    return bytes([4 if len(packed) == 4 else 6]) + _U16.pack(value.port) + packed
+
+
+_ADDR_CACHE: dict[bytes, Address] = {}
+
+
+def _dec_addr(raw: bytes) -> Address:
+    cached = _ADDR_CACHE.get(raw)
+    if cached is not None:
+        return cached
+    import ipaddress
+
+    if len(raw) == 7 and raw[0] == 4:
+        host = str(ipaddress.IPv4Address(raw[3:]))
+    elif len(raw) == 19 and raw[0] == 6:
+        host = str(ipaddress.IPv6Address(raw[3:]))
+    else:
+        raise MalformedMessage("bad address field")
+    address = Address(host, _U16.unpack_from(raw, 1)[0])
+    if len(_ADDR_CACHE) < 4096:
+        _ADDR_CACHE[raw] = address
+    return address
+
+
+def _fixed(size: int, what: str):
+    def decode(raw: bytes) -> bytes:
+        if len(raw) != size:
+            raise MalformedMessage(f"{what} must be {size} bytes, got {len(raw)}")
+        return raw
+
+    def encode(value: bytes) -> bytes:
+        if len(value) != size:
+            raise ValueError(f"{what} must be {size} bytes")
+        return value
+
+    return encode, decode
+
+
+def _uint(struct_: struct.Struct, what: str):
+    def decode(raw: bytes) -> int:
+        if len(raw) != struct_.size:
+            raise MalformedMessage(f"{what} must be {struct_.size} bytes")
+        return struct_.unpack(raw)[0]
+
+    def encode(value: int) -> bytes:
+        return struct_.pack(value)
+
+    return encode, decode
+
+
+def _u8():
+    def decode(raw: bytes) -> int:
+        if len(raw) != 1:
+            raise MalformedMessage("flags must be 1 byte")
+        return raw[0]
+
+    return (lambda value: bytes([value])), decode
+
+
+def _enc_property(value: tuple[str, str]) -> bytes:
+    key, val = value
+    raw_key = key.encode("utf-8")
+    if b"\0" in raw_key:
+        raise ValueError("property names cannot contain NUL")
+    return _enc_str(key + "\0" + val)
+
+
+def _dec_property(raw: bytes) -> tuple[str, str]:
+    text = _dec_str(raw)
+    key, sep, val = text.partition("\0")
+    if not sep:
+        raise MalformedMessage("property without a name/value separator")
+    return (key, val)
+
+
+def _enc_bytes(value: bytes) -> bytes:
+    return value
+
+
+def _dec_bytes(raw: bytes) -> bytes:
+    return raw
+
+
+_STR = (_enc_str, _dec_str)
+_ADDR = (_enc_addr, _dec_addr)
+_U16C = _uint(_U16, "16-bit field")
+_U32C = _uint(_U32, "32-bit field")
+_ID8 = _fixed(8, "identifier")
+_KEY = _fixed(KEY_SIZE, "key")
+_COOKIE = _fixed(8, "cookie")
+_PROP = (_enc_property, _dec_property)
+_BYTES = (_enc_bytes, _dec_bytes)
+_FLAGS = _u8()
+
+
+@frozen
+class F:
+    """
+    One field of a message schema.
+
+    @ivar name: the attribute name on the message class.
+    @ivar tag: the wire tag.
+    @ivar codec: C{(encode, decode)} for one value.
+    @ivar repeated: the attribute is a tuple of values, one TLV each.
+    @ivar optional: the field may be absent (attribute then None / default).
+    """
+
+    name: str
+    tag: Tag
+    codec: tuple
+    repeated: bool = False
+    optional: bool = False
+
+
+# --- messages ----------------------------------------------------------------
+
+_ZERO_TXID = bytes(TXID_SIZE)
+
+
+class Message:
+    """
+    Base of control messages; subclasses declare C{TYPE} and C{FIELDS}.
+    """
+
+    TYPE: ClassVar[MessageType]
+    FIELDS: ClassVar[tuple[F, ...]]
+    txid: bytes
+
+    def encode(self) -> bytes:
+        return encode(self)
+
+
+def _tuple_of(converter=tuple):
+    return field(default=(), converter=converter)
+
+
+@frozen
+class SessionInfo:
+    """
+    One hosted session, as listed by L{SessionList}.
+
+    Encoded as a nested field list inside the C{SESSION} field.
+    """
+
+    session_id: bytes
+    name: str
+    game_id: str
+    host: str
+    players: int
+    max_players: int
+    mesh: bool = False
+    properties: tuple[tuple[str, str], ...] = _tuple_of()
+
+    def encode_value(self) -> bytes:
+        parts = [
+            _field(Tag.SESSION_ID, self.session_id),
+            _field(Tag.NAME, _enc_str(self.name)),
+            _field(Tag.GAME_ID, _enc_str(self.game_id)),
+            _field(Tag.PEER_ID, _enc_str(self.host)),
+            _field(Tag.PLAYERS, _U16.pack(self.players)),
+            _field(Tag.MAX_PLAYERS, _U16.pack(self.max_players)),
+            _field(Tag.FLAGS, bytes([FLAG_MESH if self.mesh else 0])),
+        ]
+        parts.extend(_field(Tag.PROPERTY, _enc_property(p)) for p in self.properties)
+        return b"".join(parts)
+
+    @classmethod
+    def decode_value(cls, raw: bytes) -> SessionInfo:
+        fields = _parse_fields(raw, 0)
+        try:
+            return cls(
+                session_id=_ID8[1](_one(fields, Tag.SESSION_ID)),
+                name=_dec_str(_one(fields, Tag.NAME)),
+                game_id=_dec_str(_one(fields, Tag.GAME_ID)),
+                host=_dec_str(_one(fields, Tag.PEER_ID)),
+                players=_U16C[1](_one(fields, Tag.PLAYERS)),
+                max_players=_U16C[1](_one(fields, Tag.MAX_PLAYERS)),
+                mesh=bool(_FLAGS[1](_one(fields, Tag.FLAGS)) & FLAG_MESH),
+                properties=tuple(_dec_property(v) for v in fields.get(Tag.PROPERTY, ())),
+            )
+        except (ValueError, TypeError) as e:
+            raise MalformedMessage(f"bad session entry: {e}") from None
+
+
+_SESSION = (lambda info: info.encode_value(), SessionInfo.decode_value)
+
+
+def _message(type_: MessageType, *fields: F):
+    """
+    Class decorator: attach the wire type and schema to a frozen attrs class.
+    """
+
+    def decorate(cls):
+        cls.TYPE = type_
+        cls.FIELDS = fields
+        _BY_TYPE[type_] = cls
+        return cls
+
+    return decorate
+
+
+_BY_TYPE: dict[int, type] = {}
+
+
+@_message(
+    MessageType.REGISTER,
+    F("peer_id", Tag.PEER_ID, _STR),
+    F("local", Tag.LOCAL, _ADDR, repeated=True),
+    F("cookie", Tag.COOKIE, _COOKIE, optional=True),
+    F("padding", Tag.PADDING, _BYTES, optional=True),
+)
+@frozen
+class Register(Message):
+    """
+    A host registers (or re-registers) with the introducer.
+
+    C{local} lists the host's own socket addresses; the introducer records the
+    public address from the UDP header.  C{cookie} proves ownership when
+    re-registering from a new public address.
+    """
+
+    txid: bytes = field(converter=_txid)
+    peer_id: str
+    local: tuple[Address, ...] = _tuple_of()
+    cookie: bytes | None = None
+    padding: bytes | None = None
+
+
+@_message(
+    MessageType.REGISTERED,
+    F("public", Tag.PUBLIC, _ADDR),
+    F("lifetime", Tag.LIFETIME, _U32C),
+    F("cookie", Tag.COOKIE, _COOKIE),
+)
+@frozen
+class Registered(Message):
+    """
+    The introducer accepted a registration: the public address it saw, how
+    long the registration lives without a heartbeat, and the cookie the host
+    presents on later requests.
+    """
+
+    txid: bytes = field(converter=_txid)
+    public: Address
+    lifetime: int
+    cookie: bytes
+
+
+@_message(
+    MessageType.HEARTBEAT,
+    F("peer_id", Tag.PEER_ID, _STR),
+    F("cookie", Tag.COOKIE, _COOKIE),
+    F("padding", Tag.PADDING, _BYTES, optional=True),
+)
+@frozen
+class Heartbeat(Message):
+    """
+    Refreshes a registration (and the NAT mapping towards the introducer).
+    """
+
+    txid: bytes = field(converter=_txid)
+    peer_id: str
+    cookie: bytes
+    padding: bytes | None = None
+
+
+@_message(
+    MessageType.HEARTBEAT_ACK,
+    F("public", Tag.PUBLIC, _ADDR),
+    F("lifetime", Tag.LIFETIME, _U32C),
+)
+@frozen
+class HeartbeatAck(Message):
+    """
+    Answer to L{Heartbeat}: the public address as seen now.
+    """
+
+    txid: bytes = field(converter=_txid)
+    public: Address
+    lifetime: int
+
+
+@_message(
+    MessageType.UNREGISTER,
+    F("peer_id", Tag.PEER_ID, _STR),
+    F("cookie", Tag.COOKIE, _COOKIE),
+)
+@frozen
+class Unregister(Message):
+    """
+    The host leaves: its registration and sessions go away.  Not answered.
+    """
+
+    txid: bytes = field(converter=_txid)
+    peer_id: str
+    cookie: bytes
+
+
+@_message(
+    MessageType.HOST_SESSION,
+    F("peer_id", Tag.PEER_ID, _STR),
+    F("cookie", Tag.COOKIE, _COOKIE),
+    F("name", Tag.NAME, _STR),
+    F("game_id", Tag.GAME_ID, _STR),
+    F("max_players", Tag.MAX_PLAYERS, _U16C),
+    F("flags", Tag.FLAGS, _FLAGS, optional=True),
+    F("properties", Tag.PROPERTY, _PROP, repeated=True),
+    F("padding", Tag.PADDING, _BYTES, optional=True),
+)
+@frozen
+class HostSession(Message):
+    """
+    A registered host offers a named session others can list and join.
+    """
+
+    txid: bytes = field(converter=_txid)
+    peer_id: str
+    cookie: bytes
+    name: str
+    game_id: str
+    max_players: int
+    flags: int | None = None
+    properties: tuple[tuple[str, str], ...] = _tuple_of()
+    padding: bytes | None = None
+
+    @property
+    def mesh(self) -> bool:
+        return bool((self.flags or 0) & FLAG_MESH)
+
+
+@_message(MessageType.SESSION_HOSTED, F("session_id", Tag.SESSION_ID, _ID8))
+@frozen
+class SessionHosted(Message):
+    """
+    The session exists; C{session_id} names it in L{Unhost} and L{Introduce}.
+    """
+
+    txid: bytes = field(converter=_txid)
+    session_id: bytes
+
+
+@_message(
+    MessageType.UNHOST,
+    F("peer_id", Tag.PEER_ID, _STR),
+    F("cookie", Tag.COOKIE, _COOKIE),
+    F("session_id", Tag.SESSION_ID, _ID8),
+)
+@frozen
+class Unhost(Message):
+    """
+    The host withdraws a session.  Not answered unless refused.
+    """
+
+    txid: bytes = field(converter=_txid)
+    peer_id: str
+    cookie: bytes
+    session_id: bytes
+
+
+@_message(
+    MessageType.LIST_SESSIONS,
+    F("game_id", Tag.GAME_ID, _STR, optional=True),
+    F("offset", Tag.OFFSET, _U32C, optional=True),
+    F("padding", Tag.PADDING, _BYTES, optional=True),
+)
+@frozen
+class ListSessions(Message):
+    """
+    Ask for hosted sessions, optionally of one game, starting at C{offset}.
+
+    The answer is never larger than this request (or 1200 bytes), so clients
+    pad it to the answer size they want.
+    """
+
+    txid: bytes = field(converter=_txid)
+    game_id: str | None = None
+    offset: int | None = None
+    padding: bytes | None = None
+
+
+@_message(
+    MessageType.SESSION_LIST,
+    F("sessions", Tag.SESSION, _SESSION, repeated=True),
+    F("offset", Tag.OFFSET, _U32C),
+    F("total", Tag.TOTAL, _U32C),
+)
+@frozen
+class SessionList(Message):
+    """
+    One page of sessions.  C{offset} is where the next page starts; it
+    equals C{total} on the last page.
+    """
+
+    txid: bytes = field(converter=_txid)
+    sessions: tuple[SessionInfo, ...] = _tuple_of()
+    offset: int = 0
+    total: int = 0
+
+
+@_message(
+    MessageType.INTRODUCE,
+    F("peer_id", Tag.PEER_ID, _STR),
+    F("cookie", Tag.COOKIE, _COOKIE),
+    F("target", Tag.TARGET, _STR, optional=True),
+    F("session_id", Tag.SESSION_ID, _ID8, optional=True),
+    F("padding", Tag.PADDING, _BYTES, optional=True),
+)
+@frozen
+class Introduce(Message):
+    """
+    Ask to be introduced to a peer (C{target}) or to join a session
+    (C{session_id}): exactly one of the two.
+    """
+
+    txid: bytes = field(converter=_txid)
+    peer_id: str
+    cookie: bytes
+    target: str | None = None
+    session_id: bytes | None = None
+    padding: bytes | None = None
+
+
+@_message(
+    MessageType.INTRODUCTION,
+    F("intro_id", Tag.INTRO_ID, _ID8),
+    F("peer_id", Tag.PEER_ID, _STR),
+    F("public", Tag.PUBLIC, _ADDR),
+    F("local", Tag.LOCAL, _ADDR, repeated=True),
+    F("key", Tag.KEY, _KEY),
+    F("flags", Tag.FLAGS, _FLAGS),
+    F("session_id", Tag.SESSION_ID, _ID8, optional=True),
+)
+@frozen
+class Introduction(Message):
+    """
+    Sent to both sides at once: who the other side is, where to reach it,
+    and a fresh key to authenticate the hellos.  The requester's copy echoes
+    its request's transaction id and has L{FLAG_INITIATOR} set.
+    """
+
+    txid: bytes = field(converter=_txid)
+    intro_id: bytes
+    peer_id: str
+    public: Address
+    local: tuple[Address, ...] = _tuple_of()
+    key: bytes = bytes(KEY_SIZE)
+    flags: int = 0
+    session_id: bytes | None = None
+
+    @property
+    def initiator(self) -> bool:
+        return bool(self.flags & FLAG_INITIATOR)
+
+
+@_message(
+    MessageType.REVERSE_REQUEST,
+    F("peer_id", Tag.PEER_ID, _STR),
+    F("cookie", Tag.COOKIE, _COOKIE),
+    F("target", Tag.TARGET, _STR),
+    F("intro_id", Tag.INTRO_ID, _ID8),
+)
+@frozen
+class ReverseRequest(Message):
+    """
+    Connection reversal: our hellos got no answer; ask the introducer to
+    tell C{target} to send first.
+    """
+
+    txid: bytes = field(converter=_txid)
+    peer_id: str
+    cookie: bytes
+    target: str
+    intro_id: bytes
+
+
+@_message(
+    MessageType.REVERSE,
+    F("peer_id", Tag.PEER_ID, _STR),
+    F("intro_id", Tag.INTRO_ID, _ID8),
+    F("public", Tag.PUBLIC, _ADDR),
+)
+@frozen
+class Reverse(Message):
+    """
+    From the introducer: C{peer_id} cannot reach you; send to it first
+    (its public address as the introducer sees it now).
+    """
+
+    txid: bytes = field(converter=_txid)
+    peer_id: str
+    intro_id: bytes
+    public: Address
+
+
+@_message(
+    MessageType.ERROR,
+    F("code", Tag.CODE, _U16C),
+    F("reason", Tag.REASON, _STR),
+)
+@frozen
+class Error(Message):
+    """
+    A request was refused; C{txid} is the request's.
+    """
+
+    txid: bytes = field(converter=_txid)
+    code: int
+    reason: str = ""
+
+
+@_message(MessageType.PROBE, F("intro_id", Tag.INTRO_ID, _ID8))
+@frozen
+class Probe(Message):
+    """
+    A warm-up packet, sent with a short TTL to open our own NAT and
+    firewall towards a candidate.  Receivers ignore it.
+    """
+
+    txid: bytes = field(converter=_txid)
+    intro_id: bytes
+
+
+@_message(
+    MessageType.HELLO,
+    F("intro_id", Tag.INTRO_ID, _ID8),
+    F("peer_id", Tag.PEER_ID, _STR),
+    F("conn_id", Tag.CONN_ID, _U16C),
+    F("candidates", Tag.CANDIDATE, _ADDR, repeated=True),
+    F("sequence", Tag.SEQUENCE, _U32C, optional=True),
+)
+@frozen
+class Hello(Message):
+    """
+    Handshake probe to one candidate of the peer, authenticated with the
+    introduction key.  C{conn_id} is the sender's id for data sent to it.
+    """
+
+    txid: bytes = field(converter=_txid)
+    intro_id: bytes
+    peer_id: str
+    conn_id: int
+    candidates: tuple[Address, ...] = _tuple_of()
+    sequence: int | None = None
+
+
+@_message(
+    MessageType.HELLO_ACK,
+    F("intro_id", Tag.INTRO_ID, _ID8),
+    F("peer_id", Tag.PEER_ID, _STR),
+    F("conn_id", Tag.CONN_ID, _U16C),
+    F("observed", Tag.OBSERVED, _ADDR),
+)
+@frozen
+class HelloAck(Message):
+    """
+    Answer to a L{Hello}, sent to the address the hello came from; echoes
+    the hello's transaction id and says where the hello was seen from.
+    """
+
+    txid: bytes = field(converter=_txid)
+    intro_id: bytes
+    peer_id: str
+    conn_id: int
+    observed: Address
+
+
+@_message(
+    MessageType.KEEPALIVE,
+    F("intro_id", Tag.INTRO_ID, _ID8),
+    F("sequence", Tag.SEQUENCE, _U32C),
+)
+@frozen
+class Keepalive(Message):
+    """
+    Keeps an idle path's NAT mappings open and proves the peer is alive.
+    """
+
+    txid: bytes = field(converter=_txid)
+    intro_id: bytes
+    sequence: int
+
+
+@_message(MessageType.CLOSE, F("intro_id", Tag.INTRO_ID, _ID8))
+@frozen
+class Close(Message):
+    """
+    The sender closed the connection.
+    """
+
+    txid: bytes = field(converter=_txid)
+    intro_id: bytes
+
+
+@frozen
+class Data:
+    """
+    An application datagram on an established path (compact framing).
+
+    @ivar conn_id: the receiver's connection id.
+    @ivar payload: the application bytes (without any authentication tag).
+    """
+
+    conn_id: int
+    payload: bytes
+    TYPE: ClassVar[MessageType] = MessageType.DATA
+
+
+# --- encoding ----------------------------------------------------------------
+
+
+def _field(tag: int, value: bytes) -> bytes:
+    if len(value) > 0xFFFF:
+        raise ValueError("field too long")
+    return _TLV.pack(tag, len(value)) + value
+
+
+def encode(message: Message, auth_key: bytes | None = None) -> bytes:
+    """
+    Encode a control message; with C{auth_key}, append an C{AUTH} field.
+
+    @raise ValueError: if a field value cannot be represented.
+    """
+    parts = [bytes((MAGIC, message.TYPE)), message.txid]
+    for spec in message.FIELDS:
+        value = getattr(message, spec.name)
+        encoder = spec.codec[0]
+        if spec.repeated:
+            parts.extend(_field(spec.tag, encoder(v)) for v in value)
+        elif value is None:
+            if not spec.optional:
+                raise ValueError(f"{type(message).__name__}.{spec.name} is required")
+        else:
+            parts.append(_field(spec.tag, encoder(value)))
+    raw = b"".join(parts)
+    if auth_key is not None:
+        raw = sign(raw, auth_key)
+    return raw
+
+
+def sign(raw: bytes, key: bytes) -> bytes:
+    """
+    Append an C{AUTH} field to an encoded control message.
+    """
+    head = raw + _TLV.pack(Tag.AUTH, AUTH_SIZE)
+    return head + hmac.digest(key, head, "sha256")[:AUTH_SIZE]
+
+
+def is_signed(raw: bytes) -> bool:
+    """
+    Whether an encoded control message ends with an C{AUTH} field.
+    """
+    return (
+        len(raw) >= HEADER_SIZE + 3 + AUTH_SIZE
+        and raw[-AUTH_SIZE - 3] == Tag.AUTH
+        and raw[-AUTH_SIZE - 2 : -AUTH_SIZE] == b"\x00\x10"
+    )
+
+
+def verify(raw: bytes, key: bytes) -> bool:
+    """
+    Whether C{raw} ends with an C{AUTH} field that verifies under C{key}.
+    """
+    if not is_signed(raw):
+        return False
+    expected = hmac.digest(key, raw[:-AUTH_SIZE], "sha256")[:AUTH_SIZE]
+    return hmac.compare_digest(expected, raw[-AUTH_SIZE:])
+
+
+def encode_data(conn_id: int, payload: bytes, key: bytes | None = None) -> bytes:
+    """
+    Frame an application datagram; with C{key}, append a data tag.
+    """
+    raw = bytes((MAGIC, MessageType.DATA, conn_id >> 8, conn_id & 0xFF)) + payload
+    if key is not None:
+        raw += hmac.digest(key, raw, "sha256")[:DATA_TAG_SIZE]
+    return raw
+
+
+def verify_data(raw: bytes, key: bytes) -> bytes | None:
+    """
+    Check a data datagram's tag; return the payload, or None if it fails.
+    """
+    if len(raw) < DATA_HEADER_SIZE + DATA_TAG_SIZE:
+        return None
+    body = raw[:-DATA_TAG_SIZE]
+    expected = hmac.digest(key, body, "sha256")[:DATA_TAG_SIZE]
+    if not hmac.compare_digest(expected, raw[-DATA_TAG_SIZE:]):
+        return None
+    return body[DATA_HEADER_SIZE:]
+
+
+# --- decoding ----------------------------------------------------------------
+
+
+def _parse_fields(raw: bytes, start: int) -> dict[int, list[bytes]]:
+    fields: dict[int, list[bytes]] = {}
+    offset = start
+    end = len(raw)
+    while offset < end:
+        if offset + 3 > end:
+            raise MalformedMessage("truncated field header")
+        tag, length = _TLV.unpack_from(raw, offset)
+        offset += 3
+        if offset + length > end:
+            raise MalformedMessage(f"field {tag:#x} runs past the end")
+        if tag == Tag.AUTH and offset + length != end:
+            raise MalformedMessage("AUTH field is not last")
+        fields.setdefault(tag, []).append(raw[offset : offset + length])
+        offset += length
+    return fields
+
+
+def _one(fields: dict[int, list[bytes]], tag: int) -> bytes:
+    values = fields.get(tag)
+    if not values:
+        raise MalformedMessage(f"missing field {Tag(tag).name}")
+    if len(values) > 1:
+        raise MalformedMessage(f"repeated field {Tag(tag).name}")
+    return values[0]
+
+
+def peek_type(raw: bytes) -> int | None:
+    """
+    The message type of a p2pnet datagram, or None if C{raw} is not one.
+    """
+    if len(raw) < 2 or raw[0] != MAGIC:
+        return None
+    return raw[1]
+
+
+def decode(raw: bytes) -> Message | Data:
+    """
+    Decode one p2pnet datagram.
+
+    @raise MalformedMessage: for anything that is not a well-formed message;
+        the message says what was wrong.
+    """
+    if not isinstance(raw, bytes):
+        raise MalformedMessage("datagram must be bytes")
+    if len(raw) < 2:
+        raise MalformedMessage("datagram too short")
+    if raw[0] != MAGIC:
+        if raw[0] >> 4 == MAGIC >> 4:
+            raise MalformedMessage(f"unsupported p2pnet version {raw[0] & 0xF}")
+        raise MalformedMessage("not a p2pnet datagram")
+    type_ = raw[1]
+    if type_ == MessageType.DATA:
+        if len(raw) < DATA_HEADER_SIZE:
+            raise MalformedMessage("data datagram too short")
+        return Data((raw[2] << 8) | raw[3], raw[DATA_HEADER_SIZE:])
+    cls = _BY_TYPE.get(type_)
+    if cls is None:
+        raise MalformedMessage(f"unknown message type {type_:#x}")
+    if len(raw) < HEADER_SIZE:
+        raise MalformedMessage("datagram shorter than the header")
+    fields = _parse_fields(raw, HEADER_SIZE)
+    kwargs: dict[str, Any] = {"txid": raw[2:HEADER_SIZE]}
+    for spec in cls.FIELDS:
+        decoder = spec.codec[1]
+        values = fields.get(spec.tag)
+        if spec.repeated:
+            kwargs[spec.name] = tuple(decoder(v) for v in values or ())
+        elif values is None:
+            if not spec.optional:
+                raise MalformedMessage(f"{cls.__name__} lacks {Tag(spec.tag).name}")
+        elif len(values) > 1:
+            raise MalformedMessage(f"{cls.__name__} repeats {Tag(spec.tag).name}")
+        else:
+            kwargs[spec.name] = decoder(values[0])
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:
+        raise MalformedMessage(f"bad {cls.__name__}: {e}") from None
