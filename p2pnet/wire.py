@@ -943,3 +943,32 @@ def decode(raw: bytes) -> Message | Data:
         return cls(**kwargs)
     except (ValueError, TypeError) as e:
         raise MalformedMessage(f"bad {cls.__name__}: {e}") from None
+
+
+#: How far clients pad each request so that, without a shared secret, the
+#: introducer's answer is never larger than the request (see docs/protocol.md).
+PADDED_SIZE = {
+    MessageType.REGISTER: 64,
+    MessageType.HEARTBEAT: 48,
+    MessageType.HOST_SESSION: 64,
+    MessageType.INTRODUCE: 340,
+    MessageType.LIST_SESSIONS: MAX_DATAGRAM,
+}
+
+
+def padded(message: Message, size: int | None = None) -> Message:
+    """
+    The message with a C{padding} field that brings its encoded size up to
+    C{size} (default: L{PADDED_SIZE} for its type), plus room for AUTH.
+    """
+    import attrs
+
+    if size is None:
+        size = PADDED_SIZE.get(message.TYPE, 0)
+    if not any(spec.name == "padding" for spec in message.FIELDS):
+        return message
+    current = len(encode(attrs.evolve(message, padding=None)))
+    missing = size - current
+    if missing <= 0:
+        return attrs.evolve(message, padding=None)
+    return attrs.evolve(message, padding=bytes(max(0, missing - 3)))

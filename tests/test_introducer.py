@@ -1,0 +1,373 @@
+"""
+Tests for L{p2pnet.introducer.IntroducerProtocol} on a Clock with a fake
+transport.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from p2pnet import wire
+from p2pnet._ratelimit import RateLimiter
+from p2pnet._registry import Registry
+from p2pnet.address import Address
+from p2pnet.introducer import IntroducerProtocol
+from p2pnet.wire import ErrorCode
+
+from .helpers import FakeDatagramTransport, seeded_bytes, txid
+
+A = ("203.0.113.5", 40000)
+B = ("198.51.100.7", 41000)
+C = ("198.51.100.8", 42000)
+SECRET = b"correct horse battery staple"
+
+
+class IntroducerTestCase(SynchronousTestCase):
+    secret: bytes | None = None
+
+    def setUp(self):
+        self.clock = Clock()
+        self.transport = FakeDatagramTransport()
+        self.protocol = IntroducerProtocol(
+            self.clock,
+            Registry(30.0, seeded_bytes(1)),
+            seeded_bytes(2),
+            secret=self.secret,
+            rate_limiter=RateLimiter(100.0, 200.0),
+        )
+        self.protocol.makeConnection(self.transport)
+        self.cookies = {}
+        self._txid = 0
+
+    def tearDown(self):
+        self.protocol.doStop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def send(self, message, source, pad=True, key=None):
+        if pad:
+            message = wire.padded(message)
+        raw = wire.encode(message, key if key is not None else self.secret)
+        self.protocol.datagramReceived(raw, source)
+        return raw
+
+    def next_txid(self):
+        self._txid += 1
+        return txid(self._txid)
+
+    def register(self, name, source, local=()):
+        self.send(wire.Register(self.next_txid(), name, local), source)
+        [(answer, to)] = self.transport.clear()
+        self.assertEqual(to, source)
+        self.assertIsInstance(answer, wire.Registered)
+        self.cookies[name] = answer.cookie
+        # confirm the address, as the peer endpoint does
+        self.send(wire.Heartbeat(self.next_txid(), name, answer.cookie), source)
+        self.transport.clear()
+        return answer
+
+    def host(self, name, source, session_name="s", max_players=4, mesh=False):
+        self.send(
+            wire.HostSession(
+                self.next_txid(), name, self.cookies[name], session_name, "game",
+                max_players, wire.FLAG_MESH if mesh else 0, (("map", "dust"),),
+            ),
+            source,
+        )
+        [(answer, _)] = self.transport.clear()
+        return answer.session_id
+
+
+class RegistrationTests(IntroducerTestCase):
+    def test_registered_reports_public_address(self):
+        """
+        The answer to a registration carries the public address seen in the
+        UDP header and the configured lifetime.
+        """
+        answer = self.register("a", A, (Address("10.0.0.2", 5000),))
+        self.assertEqual(answer.public, Address(*A))
+        self.assertEqual(answer.lifetime, 30)
+        registration = self.protocol.registry.lookup("a", 0)
+        self.assertEqual(registration.local, (Address("10.0.0.2", 5000),))
+
+    def test_expiry_by_sweep(self):
+        """
+        The periodic sweep expires registrations whose heartbeats stopped,
+        and counts them.
+        """
+        self.register("a", A)
+        self.clock.advance(29)
+        self.register("b", B)
+        self.clock.pump([1] * 10)
+        self.assertIsNone(self.protocol.registry.lookup("a", self.clock.seconds()))
+        self.assertIsNotNone(self.protocol.registry.lookup("b", self.clock.seconds()))
+        self.assertEqual(self.protocol.stats["expired"], 1)
+
+    def test_heartbeat_answers_with_current_address(self):
+        """
+        A heartbeat from a rebound NAT port re-binds and the answer says so.
+        """
+        self.register("a", A)
+        moved = (A[0], A[1] + 1)
+        self.send(wire.Heartbeat(self.next_txid(), "a", self.cookies["a"]), moved)
+        [(answer, to)] = self.transport.clear()
+        self.assertEqual(to, moved)
+        self.assertEqual(answer.public, Address(*moved))
+
+    def test_heartbeat_unknown(self):
+        """
+        A heartbeat for an unknown registration is answered NOT_REGISTERED.
+        """
+        self.send(wire.Heartbeat(self.next_txid(), "ghost", bytes(8)), A)
+        [(answer, _)] = self.transport.clear()
+        self.assertEqual(answer.code, ErrorCode.NOT_REGISTERED)
+
+    def test_unregister(self):
+        """
+        Unregistering removes the registration and its sessions, unanswered.
+        """
+        self.register("a", A)
+        self.host("a", A)
+        self.send(wire.Unregister(self.next_txid(), "a", self.cookies["a"]), A)
+        self.assertEqual(self.transport.written, [])
+        self.assertEqual(len(self.protocol.registry), 0)
+        self.assertEqual(self.protocol.registry.session_count, 0)
+
+
+class SessionTests(IntroducerTestCase):
+    def test_list_paging_fits(self):
+        """
+        Listing pages through many sessions; every answer fits in 1200
+        bytes and the pages together hold every session once.
+        """
+        for i in range(12):
+            self.register(f"h{i}", ("203.0.113.9", 1000 + i))
+            for j in range(3):
+                self.host(f"h{i}", ("203.0.113.9", 1000 + i), f"session {i}-{j} " + "x" * 40)
+        seen = []
+        offset = 0
+        pages = 0
+        while True:
+            self.send(wire.ListSessions(self.next_txid(), "game", offset), C)
+            [(answer, _)] = self.transport.clear()
+            self.assertLessEqual(len(self.transport.written), 0)
+            self.assertLessEqual(len(wire.encode(answer)), 1200)
+            seen.extend(s.name for s in answer.sessions)
+            offset = answer.offset
+            pages += 1
+            if offset >= answer.total:
+                break
+        self.assertEqual(len(seen), 36)
+        self.assertEqual(len(set(seen)), 36)
+        self.assertGreater(pages, 1)
+
+    def test_list_filters_by_game(self):
+        """
+        A game filter lists only that game's sessions, with properties.
+        """
+        self.register("a", A)
+        self.host("a", A, "mine")
+        self.send(wire.ListSessions(self.next_txid(), "other"), C)
+        [(answer, _)] = self.transport.clear()
+        self.assertEqual(answer.sessions, ())
+        self.send(wire.ListSessions(self.next_txid(), "game"), C)
+        [(answer, _)] = self.transport.clear()
+        [info] = answer.sessions
+        self.assertEqual((info.name, info.host, info.players, info.max_players), ("mine", "a", 1, 4))
+        self.assertEqual(info.properties, (("map", "dust"),))
+
+    def test_join_full(self):
+        """
+        Joining a full session is refused with SESSION_FULL.
+        """
+        self.register("a", A)
+        session_id = self.host("a", A, max_players=2)
+        self.register("b", B)
+        self.register("c", C)
+        self.send(wire.Introduce(self.next_txid(), "b", self.cookies["b"], None, session_id), B)
+        self.transport.clear()
+        request = self.next_txid()
+        self.send(wire.Introduce(request, "c", self.cookies["c"], None, session_id), C)
+        [(answer, to)] = self.transport.clear()
+        self.assertEqual((answer.txid, answer.code, to), (request, ErrorCode.SESSION_FULL, C))
+        self.assertIn("full", answer.reason)
+
+
+class IntroductionTests(IntroducerTestCase):
+    def test_introduce_by_peer_id(self):
+        """
+        Both sides get an introduction in the same turn: same id and key,
+        the other's public and local candidates; the requester's copy echoes
+        its transaction id and is marked initiator.
+        """
+        self.register("a", A, (Address("10.0.0.2", 5000),))
+        self.register("b", B, (Address("10.1.0.3", 6000),))
+        request = self.next_txid()
+        self.send(wire.Introduce(request, "a", self.cookies["a"], "b"), A)
+        [(to_a, addr_a), (to_b, addr_b)] = self.transport.clear()
+        self.assertEqual((addr_a, addr_b), (A, B))
+        self.assertEqual(to_a.txid, request)
+        self.assertTrue(to_a.initiator)
+        self.assertFalse(to_b.initiator)
+        self.assertEqual(to_a.intro_id, to_b.intro_id)
+        self.assertEqual(to_a.key, to_b.key)
+        self.assertEqual((to_a.peer_id, to_a.public, to_a.local), ("b", Address(*B), (Address("10.1.0.3", 6000),)))
+        self.assertEqual((to_b.peer_id, to_b.public, to_b.local), ("a", Address(*A), (Address("10.0.0.2", 5000),)))
+
+    def test_fresh_keys(self):
+        """
+        Every introduction has its own id and key.
+        """
+        self.register("a", A)
+        self.register("b", B)
+        self.send(wire.Introduce(self.next_txid(), "a", self.cookies["a"], "b"), A)
+        self.send(wire.Introduce(self.next_txid(), "a", self.cookies["a"], "b"), A)
+        first, _, second, _ = [m for m, _ in self.transport.clear()]
+        self.assertNotEqual(first.key, second.key)
+        self.assertNotEqual(first.intro_id, second.intro_id)
+
+    def test_unknown_target(self):
+        """
+        Asking for an unknown peer is answered UNKNOWN_PEER.
+        """
+        self.register("a", A)
+        self.send(wire.Introduce(self.next_txid(), "a", self.cookies["a"], "nobody"), A)
+        [(answer, _)] = self.transport.clear()
+        self.assertEqual(answer.code, ErrorCode.UNKNOWN_PEER)
+
+    def test_mesh_join(self):
+        """
+        In a mesh session a joiner is introduced to the host and every
+        member, and each of them to the joiner.
+        """
+        self.register("h", A)
+        session_id = self.host("h", A, mesh=True)
+        self.register("b", B)
+        self.send(wire.Introduce(self.next_txid(), "b", self.cookies["b"], None, session_id), B)
+        self.transport.clear()
+        self.register("c", C)
+        self.send(wire.Introduce(self.next_txid(), "c", self.cookies["c"], None, session_id), C)
+        sent = [(m.peer_id, to) for m, to in self.transport.clear()]
+        self.assertEqual(sorted(sent), sorted([("h", C), ("c", A), ("b", C), ("c", B)]))
+
+    def test_reversal(self):
+        """
+        A reverse request makes the introducer tell the target to send
+        first, naming the requester and its public address.
+        """
+        self.register("a", A)
+        self.register("b", B)
+        self.send(wire.ReverseRequest(self.next_txid(), "a", self.cookies["a"], "b", b"i" * 8), A)
+        [(message, to)] = self.transport.clear()
+        self.assertEqual(to, B)
+        self.assertEqual((message.peer_id, message.intro_id, message.public), ("a", b"i" * 8, Address(*A)))
+
+    def test_requires_cookie(self):
+        """
+        An introduction request with a wrong cookie is refused and nobody
+        is introduced.
+        """
+        self.register("a", A)
+        self.register("b", B)
+        self.send(wire.Introduce(self.next_txid(), "a", bytes(8), "b"), A)
+        [(answer, to)] = self.transport.clear()
+        self.assertEqual((answer.code, to), (ErrorCode.NOT_AUTHORISED, A))
+
+
+class HostileInputTests(IntroducerTestCase):
+    def test_garbage_counted_and_dropped(self):
+        """
+        Malformed datagrams are counted and dropped without an answer, and
+        do not disturb registrations.
+        """
+        self.register("a", A)
+        for junk in [b"", b"\xd1", b"\xd1\x01" + bytes(8) + b"\x01\xff\xff", b"hello", bytes(40)]:
+            self.protocol.datagramReceived(junk, B)
+        self.assertEqual(self.transport.written, [])
+        self.assertEqual(self.protocol.stats["dropped-malformed"], 2)
+        self.assertEqual(self.protocol.stats["dropped-not-p2pnet"], 3)
+        self.assertIsNotNone(self.protocol.registry.lookup("a", 0))
+
+    def test_unexpected_types_dropped(self):
+        """
+        Messages only an introducer sends (or peers exchange) are dropped.
+        """
+        self.send(wire.Registered(self.next_txid(), Address(*A), 1, bytes(8)), B, pad=False)
+        self.send(wire.Hello(self.next_txid(), bytes(8), "x", 1), B, pad=False)
+        self.assertEqual(self.transport.written, [])
+        self.assertEqual(self.protocol.stats["dropped-unexpected-type"], 2)
+
+    def test_no_amplification(self):
+        """
+        An unpadded request whose answer would be larger than it is not
+        answered at all; padded, it is.
+        """
+        raw = self.send(wire.Register(self.next_txid(), "a"), A, pad=False)
+        self.assertEqual(self.transport.written, [])
+        self.assertEqual(self.protocol.stats["dropped-amplification"], 1)
+        raw = self.send(wire.Register(self.next_txid(), "a"), A)
+        [(data, _)] = self.transport.written
+        self.assertLessEqual(len(data), len(raw))
+
+    def test_error_truncated_to_request_size(self):
+        """
+        Error answers to small unauthenticated requests are cut to fit.
+        """
+        raw = self.send(wire.Heartbeat(self.next_txid(), "ghost-with-a-long-name", bytes(8)), A, pad=False)
+        [(data, _)] = self.transport.written
+        self.assertLessEqual(len(data), len(raw))
+        self.assertEqual(wire.decode(data).code, ErrorCode.NOT_REGISTERED)
+
+    def test_rate_limit(self):
+        """
+        A source over its rate is dropped (after one RATE_LIMITED notice);
+        other sources are still served.
+        """
+        self.protocol._rate_limiter = RateLimiter(1.0, 3.0)
+        for i in range(10):
+            self.send(wire.Heartbeat(self.next_txid(), "ghost", bytes(8)), A)
+        answers = [m for m, _ in self.transport.clear()]
+        self.assertEqual([m.code for m in answers], [ErrorCode.NOT_REGISTERED] * 3 + [ErrorCode.RATE_LIMITED])
+        self.assertEqual(self.protocol.stats["dropped-rate-limited"], 7)
+        self.send(wire.Heartbeat(self.next_txid(), "ghost", bytes(8)), B)
+        self.assertEqual(len(self.transport.clear()), 1)
+        self.clock.advance(1.0)
+        self.send(wire.Heartbeat(self.next_txid(), "ghost", bytes(8)), A)
+        self.assertEqual(len(self.transport.clear()), 1)
+
+    def test_unverified_target_not_introduced(self):
+        """
+        Without a secret, a peer that never confirmed its address (a
+        registration that could come from a spoofed source) is not sent
+        introductions.
+        """
+        self.register("a", A)
+        self.send(wire.Register(self.next_txid(), "spoofed"), B)
+        self.transport.clear()
+        self.send(wire.Introduce(self.next_txid(), "a", self.cookies["a"], "spoofed"), A)
+        [(answer, to)] = self.transport.clear()
+        self.assertEqual((answer.code, to), (ErrorCode.UNKNOWN_PEER, A))
+
+
+class SecretTests(IntroducerTestCase):
+    secret = SECRET
+
+    def test_unsigned_dropped_silently(self):
+        """
+        With a secret, unsigned or wrongly signed requests get no answer.
+        """
+        self.send(wire.Register(self.next_txid(), "a"), A, key=b"")
+        self.protocol.datagramReceived(wire.encode(wire.padded(wire.Register(txid(9), "a"))), A)
+        self.send(wire.Register(self.next_txid(), "a"), A, key=b"wrong")
+        self.assertEqual(self.transport.written, [])
+        self.assertEqual(self.protocol.stats["dropped-unauthenticated"], 3)
+        self.assertEqual(len(self.protocol.registry), 0)
+
+    def test_signed_answers(self):
+        """
+        Signed requests are served, and answers are signed with the secret.
+        """
+        self.send(wire.Register(self.next_txid(), "a"), A, pad=False)
+        [(raw, _)] = self.transport.written
+        self.assertTrue(wire.verify(raw, SECRET))
+        self.assertIsInstance(wire.decode(raw), wire.Registered)

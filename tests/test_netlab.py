@@ -1,0 +1,346 @@
+"""
+Tests for L{p2pnet.testing.netlab}: the lab itself, checked with plain UDP
+sockets, and the traversal scenarios of issue 4, run with the real
+introducer and peers (C{python -m p2pnet ...}) behind real Linux NATs.
+
+They need Linux, root, C{ip} and C{nft} (and C{conntrack} for the flush
+scenario).  Without them they skip, except under CI (C{CI=true}), where a
+missing prerequisite fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+import p2pnet
+from p2pnet.testing import netlab
+from p2pnet.testing.netlab import INTRODUCER_ADDRESS, Lab, LabProcess
+
+INTRODUCER_PORT = 9000
+REFLECTOR_PORT = 9000
+OTHER_REFLECTOR_PORT = 9001
+
+#: Seconds to wait for something that should happen (generous: a loaded CI
+#: machine starts Python processes slowly).
+CONNECT_TIMEOUT = 20.0
+#: Seconds to watch for something that should not happen.
+QUIET_PERIOD = 1.5
+
+_PEER_MODULE = os.path.join(os.path.dirname(p2pnet.__file__), "_peercli.py")
+
+
+def _root_links() -> list[str]:
+    result = subprocess.run(["ip", "-o", "link", "show"], capture_output=True,
+                            text=True, check=True)
+    return sorted(line.split(":")[1].strip() for line in
+                  result.stdout.splitlines())
+
+
+def _ip_netns() -> set[str]:
+    result = subprocess.run(["ip", "netns", "list"], capture_output=True,
+                            text=True, check=True)
+    return {line.split()[0] for line in result.stdout.splitlines()
+            if line.strip()}
+
+
+class LabTestMixin:
+    """
+    Build a lab for one test and always tear it down.
+    """
+
+    needs_conntrack = False
+    needs_peer = False
+
+    def require_lab(self) -> None:
+        reason = netlab.missing_prerequisites(conntrack=self.needs_conntrack)
+        if reason is not None:
+            if os.environ.get("CI") == "true":
+                self.fail(f"CI=true and {reason}")
+            raise SkipTest(reason)
+        if self.needs_peer and not os.path.exists(_PEER_MODULE):
+            raise SkipTest("p2pnet peer not available yet")
+
+    def make_lab(self) -> Lab:
+        self.require_lab()
+        lab = Lab()
+        self.addCleanup(lab.close)
+        return lab
+
+
+class LabSelfTests(LabTestMixin, SynchronousTestCase):
+    """
+    The lab builds what it says, checked with plain UDP sockets.
+    """
+
+    def test_namespaces_created_and_removed(self) -> None:
+        """
+        A lab creates its namespaces with the C{p2lab-} prefix, adds no
+        interface to the namespace it was started from, and removes every
+        namespace (and the processes in them) when closed.
+        """
+        self.require_lab()
+        before = _root_links()
+        lab = Lab()
+        try:
+            lab.add_site("left", "cone")
+            lab.add_site("right", "firewall")
+            lab.add_host("left", "alice")
+            lab.add_host("right", "bob")
+            lab.add_host("left", "gate", on_router=True)
+            agent = lab.udp_agent("alice")
+            names = set(lab.namespaces)
+            self.assertEqual(len(names), 6)
+            self.assertTrue(all(n.startswith(netlab.PREFIX) for n in names))
+            self.assertTrue(names <= _ip_netns())
+            self.assertEqual(_root_links(), before)
+        finally:
+            lab.close()
+        self.assertEqual(names & _ip_netns(), set())
+        self.assertIsNotNone(agent.process.poll())
+        self.assertEqual(_root_links(), before)
+
+    def test_cleanup_stale(self) -> None:
+        """
+        L{netlab.cleanup_stale} removes lab namespaces whose owning process
+        is gone, and leaves those of live labs alone.
+        """
+        self.require_lab()
+        # A pid that cannot exist (above the kernel's pid_max limit).
+        stale = f"{netlab.PREFIX}4194305-1-core"
+        subprocess.run(["ip", "netns", "add", stale], check=True)
+        self.addCleanup(subprocess.run, ["ip", "netns", "delete", stale],
+                        capture_output=True)
+        lab = self.make_lab()
+        removed = netlab.cleanup_stale()
+        self.assertIn(stale, removed)
+        self.assertNotIn(stale, _ip_netns())
+        self.assertTrue(set(lab.namespaces) <= _ip_netns())
+
+    def test_masquerade_translates(self) -> None:
+        """
+        A cone router rewrites its hosts' source address to its own public
+        address and keeps the source port, the same for every destination.
+        """
+        lab = self.make_lab()
+        lab.add_site("left", "cone")
+        lab.add_host("left", "alice")
+        lab.udp_agent("introducer", REFLECTOR_PORT, reflect=True)
+        lab.udp_agent("introducer", OTHER_REFLECTOR_PORT, reflect=True)
+        alice = lab.udp_agent("alice", 4000)
+        public = lab.public_address_of("left")
+        self.assertNotEqual(public, lab.address_of("alice"))
+        self.assertEqual(alice.whoami(INTRODUCER_ADDRESS, REFLECTOR_PORT),
+                         (public, 4000))
+        self.assertEqual(alice.whoami(INTRODUCER_ADDRESS, OTHER_REFLECTOR_PORT),
+                         (public, 4000))
+
+    def test_fully_random_changes_port_per_destination(self) -> None:
+        """
+        A symmetric router (C{masquerade fully-random}) gives the same
+        socket a different public port for each destination.
+        """
+        lab = self.make_lab()
+        lab.add_site("right", "symmetric")
+        lab.add_host("right", "bob")
+        lab.udp_agent("introducer", REFLECTOR_PORT, reflect=True)
+        lab.udp_agent("introducer", OTHER_REFLECTOR_PORT, reflect=True)
+        bob = lab.udp_agent("bob", 4000)
+        first = bob.whoami(INTRODUCER_ADDRESS, REFLECTOR_PORT)
+        second = bob.whoami(INTRODUCER_ADDRESS, OTHER_REFLECTOR_PORT)
+        self.assertEqual(first[0], lab.public_address_of("right"))
+        self.assertEqual(second[0], lab.public_address_of("right"))
+        self.assertNotEqual(first[1], second[1])
+        # Asking the same destination again reuses the mapping.
+        self.assertEqual(bob.whoami(INTRODUCER_ADDRESS, REFLECTOR_PORT), first)
+
+    def test_firewall_drops_unsolicited_inbound(self) -> None:
+        """
+        A firewall site's hosts have public addresses; a datagram from
+        outside reaches one only after the host has sent to that sender.
+        """
+        lab = self.make_lab()
+        lab.add_site("wall", "firewall")
+        carol = lab.add_host("wall", "carol")
+        self.assertTrue(carol.address.startswith("198.19."))
+        outside = lab.udp_agent("introducer", 7000)
+        inside = lab.udp_agent("carol", 4000)
+        outside.send(carol.address, 4000, "unsolicited")
+        self.assertIsNone(inside.wait_received("unsolicited", QUIET_PERIOD))
+        inside.send(INTRODUCER_ADDRESS, 7000, "open")
+        self.assertEqual(outside.wait_received("open", CONNECT_TIMEOUT)[:2],
+                         (carol.address, 4000))
+        outside.send(carol.address, 4000, "solicited")
+        self.assertIsNotNone(inside.wait_received("solicited", CONNECT_TIMEOUT))
+
+    def test_nat_drops_unsolicited_inbound(self) -> None:
+        """
+        A cone router drops a datagram to a public port no host has used
+        for that peer yet.
+        """
+        lab = self.make_lab()
+        lab.add_site("left", "cone")
+        lab.add_host("left", "alice")
+        outside = lab.udp_agent("introducer", 7000)
+        inside = lab.udp_agent("alice", 4000)
+        outside.send(lab.public_address_of("left"), 4000, "unsolicited")
+        self.assertIsNone(inside.wait_received("unsolicited", QUIET_PERIOD))
+
+    def test_loss_rule_drops_about_n_percent(self) -> None:
+        """
+        A 20% loss rule on a site's link drops roughly a fifth of the
+        datagrams crossing it.
+        """
+        lab = self.make_lab()
+        lab.add_site("left", "none", loss=20)
+        lab.add_host("left", "alice")
+        sink = lab.udp_agent("introducer", 7000)
+        alice = lab.udp_agent("alice", 4000)
+        alice.send(INTRODUCER_ADDRESS, 7000, "burst", count=1000)
+        # Datagrams on one path stay in order: once an end marker arrives,
+        # every burst datagram that survived has arrived.
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        while sink.wait_received("end", 0.2) is None:
+            self.assertLess(time.monotonic(), deadline, "no end marker arrived")
+            alice.send(INTRODUCER_ADDRESS, 7000, "end")
+        arrived = len(sink.received("burst-"))
+        self.assertTrue(700 <= arrived <= 880,
+                        f"{arrived} of 1000 arrived with 20% loss")
+
+    def test_nothing_routes_out(self) -> None:
+        """
+        The core router has no default route, and traffic to an address
+        outside the lab goes nowhere.
+        """
+        lab = self.make_lab()
+        lab.add_site("left", "cone")
+        lab.add_host("left", "alice")
+        routes = lab.execute("core", ["ip", "route", "show", "default"])
+        self.assertEqual(routes.stdout.strip(), "")
+        self.assertNotEqual(
+            lab.execute("core", ["ip", "route", "get", "8.8.8.8"]).returncode, 0)
+        ping = lab.execute("alice", ["ping", "-c", "1", "-W", "1", "8.8.8.8"])
+        self.assertNotEqual(ping.returncode, 0)
+        # The core is joined only to lab namespaces.
+        links = lab.execute("core", ["ip", "-o", "link", "show"]).stdout
+        names = {line.split(":")[1].strip().split("@")[0]
+                 for line in links.splitlines()}
+        self.assertEqual(names, {"lo", "intro0", "s1"})
+
+    def test_same_site_local_but_no_hairpin(self) -> None:
+        """
+        Two hosts behind one NAT reach each other on the LAN, but not
+        through the router's public address (no hairpin).
+        """
+        lab = self.make_lab()
+        lab.add_site("home", "cone")
+        lab.add_host("home", "alice")
+        lab.add_host("home", "amy")
+        lab.udp_agent("introducer", REFLECTOR_PORT, reflect=True)
+        alice = lab.udp_agent("alice", 4000)
+        amy = lab.udp_agent("amy", 5000)
+        public = amy.whoami(INTRODUCER_ADDRESS, REFLECTOR_PORT)
+        alice.whoami(INTRODUCER_ADDRESS, REFLECTOR_PORT)
+        alice.send(public[0], public[1], "hairpin")
+        self.assertIsNone(amy.wait_received("hairpin", QUIET_PERIOD))
+        alice.send(lab.address_of("amy"), 5000, "local")
+        self.assertEqual(amy.wait_received("local", CONNECT_TIMEOUT)[:2],
+                         (lab.address_of("alice"), 4000))
+
+    def test_host_on_router(self) -> None:
+        """
+        A process on the NAT router itself reaches a host behind it on the
+        LAN, and the host reaches it at the router's public address.
+        """
+        lab = self.make_lab()
+        lab.add_site("home", "cone")
+        lab.add_host("home", "alice")
+        gate = lab.add_host("home", "gate", on_router=True)
+        self.assertEqual(gate.address, lab.public_address_of("home"))
+        alice = lab.udp_agent("alice", 4000)
+        gateway = lab.udp_agent("gate", 5000)
+        gateway.send(lab.address_of("alice"), 4000, "down")
+        self.assertIsNotNone(alice.wait_received("down", CONNECT_TIMEOUT))
+        alice.send(gate.address, 5000, "up")
+        self.assertIsNotNone(gateway.wait_received("up", CONNECT_TIMEOUT))
+
+    def _punch(self, kind: str, warm_up: bool) -> tuple[list, list]:
+        """
+        Register two hosts behind C{kind} routers with a reflector, then
+        have the first send to the second's public address before the
+        second sends anything (the far packet wins the race), optionally
+        after the second sent a TTL-2 warm-up packet.
+
+        @return: what each host received from the other.
+        """
+        lab = self.make_lab()
+        lab.add_site("left", kind)
+        lab.add_site("right", kind)
+        lab.add_host("left", "alice")
+        lab.add_host("right", "bob")
+        lab.udp_agent("introducer", REFLECTOR_PORT, reflect=True)
+        alice = lab.udp_agent("alice", 4000)
+        bob = lab.udp_agent("bob", 5000)
+        alice_public = alice.whoami(INTRODUCER_ADDRESS, REFLECTOR_PORT)
+        bob_public = bob.whoami(INTRODUCER_ADDRESS, REFLECTOR_PORT)
+        if warm_up:
+            bob.send(*alice_public, "warm", ttl=2)
+        alice.send(*bob_public, "first")
+        if kind == "race-prone" and not warm_up:
+            # Make sure the far packet really reached bob's router first.
+            deadline = time.monotonic() + CONNECT_TIMEOUT
+            while f"sport={alice_public[1]} dport={bob_public[1]} [UNREPLIED]" \
+                    not in lab.conntrack("right"):
+                self.assertLess(time.monotonic(), deadline)
+        for attempt in range(3):
+            bob.send(*alice_public, f"bob{attempt}")
+            alice.send(*bob_public, f"alice{attempt}")
+        alice.wait_received("bob", QUIET_PERIOD)
+        bob.wait_received("alice", QUIET_PERIOD)
+        return alice.received("bob"), bob.received("alice")
+
+    def test_race_prone_fails_without_warmup(self) -> None:
+        """
+        Through race-prone routers, once a peer's first packet has reached
+        the far router before the far host sent anything, neither side ever
+        hears the other (plain simultaneous open fails).
+        """
+        self.needs_conntrack = True
+        self.assertEqual(self._punch("race-prone", warm_up=False), ([], []))
+
+    def test_race_prone_works_with_warmup(self) -> None:
+        """
+        Through race-prone routers, a TTL-2 packet sent first (it dies in
+        the core) opens the right mapping, and both sides hear each other.
+        """
+        to_alice, to_bob = self._punch("race-prone", warm_up=True)
+        self.assertNotEqual(to_alice, [])
+        self.assertNotEqual(to_bob, [])
+
+    def test_cone_survives_the_race(self) -> None:
+        """
+        Through plain cone routers the early packet is just dropped, and
+        the retransmissions get through without any warm-up.
+        """
+        self.needs_conntrack = True
+        to_alice, to_bob = self._punch("cone", warm_up=False)
+        self.assertNotEqual(to_alice, [])
+        self.assertNotEqual(to_bob, [])
+
+    def test_flush_forgets_mappings(self) -> None:
+        """
+        L{Lab.flush} empties the router's connection table.
+        """
+        self.needs_conntrack = True
+        lab = self.make_lab()
+        lab.add_site("left", "cone")
+        lab.add_host("left", "alice")
+        lab.udp_agent("introducer", REFLECTOR_PORT, reflect=True)
+        alice = lab.udp_agent("alice", 4000)
+        alice.whoami(INTRODUCER_ADDRESS, REFLECTOR_PORT)
+        self.assertIn("dport=9000", lab.conntrack("left"))
+        lab.flush("left")
+        self.assertNotIn("dport=9000", lab.conntrack("left"))

@@ -1,0 +1,226 @@
+"""
+Tests for L{p2pnet._registry}, the introducer's pure bookkeeping.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from p2pnet._registry import Registry, RegistryError
+from p2pnet.address import Address
+from p2pnet.wire import ErrorCode
+
+from .helpers import seeded_bytes
+
+A_PUBLIC = Address("203.0.113.5", 40000)
+A_LOCAL = (Address("10.0.0.5", 5000),)
+B_PUBLIC = Address("198.51.100.7", 41000)
+
+
+class RegistrationTests(SynchronousTestCase):
+    def setUp(self):
+        self.registry = Registry(30.0, seeded_bytes())
+
+    def test_register_records_public_and_local(self):
+        """
+        A registration keeps the public address it came from and the local
+        addresses it listed, and hands out an 8-byte cookie.
+        """
+        registration = self.registry.register("a", A_PUBLIC, A_LOCAL, None, 0.0)
+        self.assertEqual(registration.public, A_PUBLIC)
+        self.assertEqual(registration.local, A_LOCAL)
+        self.assertEqual(len(registration.cookie), 8)
+        self.assertIs(self.registry.lookup("a", 1.0), registration)
+
+    def test_expiry(self):
+        """
+        A registration not refreshed within its lifetime expires; a
+        heartbeat pushes expiry back.
+        """
+        a = self.registry.register("a", A_PUBLIC, A_LOCAL, None, 0.0)
+        self.registry.register("b", B_PUBLIC, (), None, 0.0)
+        self.registry.heartbeat("a", a.cookie, A_PUBLIC, 20.0)
+        self.assertEqual(self.registry.expire(29.9), [])
+        expired = self.registry.expire(30.0)
+        self.assertEqual([r.peer_id for r in expired], ["b"])
+        self.assertIsNotNone(self.registry.lookup("a", 49.0))
+        self.assertEqual([r.peer_id for r in self.registry.expire(50.0)], ["a"])
+        self.assertEqual(len(self.registry), 0)
+
+    def test_lookup_ignores_expired_before_sweep(self):
+        """
+        An expired registration is gone even if no sweep ran yet.
+        """
+        self.registry.register("a", A_PUBLIC, A_LOCAL, None, 0.0)
+        self.assertIsNone(self.registry.lookup("a", 30.0))
+
+    def test_taken_peer_id(self):
+        """
+        Another address cannot take a live peer id without its cookie.
+        """
+        self.registry.register("a", A_PUBLIC, A_LOCAL, None, 0.0)
+        error = self.assertRaises(
+            RegistryError, self.registry.register, "a", B_PUBLIC, (), None, 1.0
+        )
+        self.assertEqual(error.code, ErrorCode.PEER_ID_TAKEN)
+        error = self.assertRaises(
+            RegistryError, self.registry.register, "a", B_PUBLIC, (), b"x" * 8, 1.0
+        )
+        self.assertEqual(error.code, ErrorCode.PEER_ID_TAKEN)
+
+    def test_rebinding_keeps_sessions(self):
+        """
+        Re-registering with the cookie from a new public address (the NAT
+        rebound) updates the address and keeps the peer's sessions.
+        """
+        a = self.registry.register("a", A_PUBLIC, A_LOCAL, None, 0.0)
+        session = self.registry.host_session(a, "Keith's Server", "g", 4, False, ())
+        moved = Address("203.0.113.5", 40001)
+        again = self.registry.register("a", moved, A_LOCAL, a.cookie, 5.0)
+        self.assertIs(again, a)
+        self.assertEqual(a.public, moved)
+        self.assertEqual(list(self.registry.sessions()), [session])
+
+    def test_heartbeat_from_new_address_rebinds(self):
+        """
+        A heartbeat with the right cookie from a new source re-binds.
+        """
+        a = self.registry.register("a", A_PUBLIC, A_LOCAL, None, 0.0)
+        moved = Address("203.0.113.5", 40002)
+        self.registry.heartbeat("a", a.cookie, moved, 1.0)
+        self.assertEqual(a.public, moved)
+        self.assertTrue(a.verified)
+
+    def test_wrong_cookie(self):
+        """
+        A heartbeat with a wrong cookie is refused and changes nothing.
+        """
+        a = self.registry.register("a", A_PUBLIC, A_LOCAL, None, 0.0)
+        error = self.assertRaises(
+            RegistryError, self.registry.heartbeat, "a", b"\0" * 8, B_PUBLIC, 1.0
+        )
+        self.assertEqual(error.code, ErrorCode.NOT_AUTHORISED)
+        self.assertEqual(a.public, A_PUBLIC)
+        self.assertEqual(a.refreshed, 0.0)
+
+    def test_unknown_peer_heartbeat(self):
+        """
+        A heartbeat for an unknown peer says it is not registered (so the
+        client re-registers, e.g. after an introducer restart).
+        """
+        error = self.assertRaises(
+            RegistryError, self.registry.heartbeat, "a", b"\0" * 8, A_PUBLIC, 1.0
+        )
+        self.assertEqual(error.code, ErrorCode.NOT_REGISTERED)
+
+    def test_bad_registrations(self):
+        """
+        Empty or overlong peer ids and too many local addresses are refused.
+        """
+        for peer_id, local in [("", ()), ("x" * 65, ()), ("a", A_LOCAL * 9)]:
+            error = self.assertRaises(
+                RegistryError, self.registry.register, peer_id, A_PUBLIC, local, None, 0.0
+            )
+            self.assertEqual(error.code, ErrorCode.BAD_REQUEST)
+
+
+class SessionTests(SynchronousTestCase):
+    def setUp(self):
+        self.registry = Registry(30.0, seeded_bytes())
+        self.host = self.registry.register("host", A_PUBLIC, A_LOCAL, None, 0.0)
+
+    def _peer(self, name, port):
+        return self.registry.register(name, Address("198.51.100.1", port), (), None, 0.0)
+
+    def test_list_filter(self):
+        """
+        Sessions list in creation order, filtered by game.
+        """
+        one = self.registry.host_session(self.host, "one", "chess", 2, False, ())
+        two = self.registry.host_session(self.host, "two", "go", 2, False, ())
+        self.assertEqual(list(self.registry.sessions()), [one, two])
+        self.assertEqual(list(self.registry.sessions("go")), [two])
+
+    def test_join_client_server(self):
+        """
+        Joining a plain session introduces the joiner to the host only.
+        """
+        session = self.registry.host_session(self.host, "s", "g", 4, False, ())
+        b, c = self._peer("b", 1), self._peer("c", 2)
+        self.assertEqual(self.registry.join(b, session.session_id, 0.0)[1], [self.host])
+        self.assertEqual(self.registry.join(c, session.session_id, 0.0)[1], [self.host])
+        self.assertEqual(session.players, 3)
+
+    def test_join_mesh(self):
+        """
+        Joining a mesh session introduces the joiner to the host and to
+        every member already there.
+        """
+        session = self.registry.host_session(self.host, "s", "g", 4, True, ())
+        b, c, d = self._peer("b", 1), self._peer("c", 2), self._peer("d", 3)
+        self.registry.join(b, session.session_id, 0.0)
+        self.registry.join(c, session.session_id, 0.0)
+        _, targets = self.registry.join(d, session.session_id, 0.0)
+        self.assertEqual([t.peer_id for t in targets], ["host", "b", "c"])
+
+    def test_full(self):
+        """
+        Joining a full session is refused with SESSION_FULL; rejoining as a
+        member does not count twice.
+        """
+        session = self.registry.host_session(self.host, "s", "g", 2, False, ())
+        b, c = self._peer("b", 1), self._peer("c", 2)
+        self.registry.join(b, session.session_id, 0.0)
+        self.registry.join(b, session.session_id, 0.0)
+        error = self.assertRaises(RegistryError, self.registry.join, c, session.session_id, 0.0)
+        self.assertEqual(error.code, ErrorCode.SESSION_FULL)
+        self.assertIn("2/2", error.reason)
+
+    def test_member_expiry_frees_a_slot(self):
+        """
+        When a member expires its slot is free again.
+        """
+        session = self.registry.host_session(self.host, "s", "g", 2, False, ())
+        b = self._peer("b", 1)
+        self.registry.join(b, session.session_id, 0.0)
+        self.registry.heartbeat("host", self.host.cookie, A_PUBLIC, 20.0)
+        self.registry.expire(31.0)
+        self.assertEqual(session.members, [])
+        c = self.registry.register("c", B_PUBLIC, (), None, 31.0)
+        self.registry.join(c, session.session_id, 31.0)
+        self.assertEqual(session.members, ["c"])
+
+    def test_host_expiry_removes_sessions(self):
+        """
+        Sessions go away with their host's registration.
+        """
+        self.registry.host_session(self.host, "s", "g", 2, False, ())
+        self.registry.expire(30.0)
+        self.assertEqual(list(self.registry.sessions()), [])
+
+    def test_unhost(self):
+        """
+        The host can withdraw its session; others cannot.
+        """
+        session = self.registry.host_session(self.host, "s", "g", 2, False, ())
+        b = self._peer("b", 1)
+        error = self.assertRaises(RegistryError, self.registry.unhost, b, session.session_id)
+        self.assertEqual(error.code, ErrorCode.UNKNOWN_SESSION)
+        self.registry.unhost(self.host, session.session_id)
+        self.assertEqual(list(self.registry.sessions()), [])
+        error = self.assertRaises(RegistryError, self.registry.join, b, session.session_id, 0.0)
+        self.assertEqual(error.code, ErrorCode.UNKNOWN_SESSION)
+
+    def test_bad_sessions(self):
+        """
+        Nameless sessions, absurd sizes and too many sessions are refused.
+        """
+        for name, players in [("", 4), ("x", 1), ("x", 5000)]:
+            error = self.assertRaises(
+                RegistryError, self.registry.host_session, self.host, name, "g", players, False, ()
+            )
+            self.assertEqual(error.code, ErrorCode.BAD_REQUEST)
+        for i in range(4):
+            self.registry.host_session(self.host, f"s{i}", "g", 2, False, ())
+        error = self.assertRaises(
+            RegistryError, self.registry.host_session, self.host, "s5", "g", 2, False, ()
+        )
+        self.assertEqual(error.code, ErrorCode.TOO_MANY_SESSIONS)

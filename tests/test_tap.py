@@ -1,0 +1,129 @@
+"""
+Tests for the introducer's twistd plugin and options.
+"""
+
+from __future__ import annotations
+
+from twisted.application.service import IServiceMaker, MultiService
+from twisted.internet.task import Clock
+from twisted.plugin import getPlugins
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase
+
+from p2pnet import introducer_tap
+from p2pnet.introducer import IntroducerService
+
+
+class FakeUDPReactor(Clock):
+    """
+    A Clock that also records listenUDP calls.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.listened = []
+
+    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
+        from .helpers import FakeDatagramTransport
+
+        transport = FakeDatagramTransport("127.0.0.1", port or 43210)
+        self.listened.append((port, protocol, interface))
+        protocol.makeConnection(transport)
+        transport.stopListening = protocol.doStop
+        return transport
+
+
+class PluginTests(SynchronousTestCase):
+    def test_discovered(self):
+        """
+        twistd finds the p2pnet-introducer plugin, pointing at the tap module.
+        """
+        makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
+        self.assertIn("p2pnet-introducer", makers)
+        self.assertEqual(makers["p2pnet-introducer"].module, "p2pnet.introducer_tap")
+
+
+class OptionsTests(SynchronousTestCase):
+    def parse(self, *argv):
+        options = introducer_tap.Options()
+        options.parseOptions(list(argv))
+        return options
+
+    def test_defaults(self):
+        """
+        Defaults: port 3478 on all interfaces, 60 s lifetime, no secret,
+        and converted (not string) values.
+        """
+        options = self.parse()
+        self.assertEqual(options["port"], 3478)
+        self.assertEqual(options["interface"], "")
+        self.assertEqual(options["registration-lifetime"], 60.0)
+        self.assertIsNone(options["secret"])
+
+    def test_bad_port(self):
+        """
+        A port out of range or not a number is a UsageError naming it.
+        """
+        for bad in ["70000", "-1", "http"]:
+            error = self.assertRaises(UsageError, self.parse, "--port", bad)
+            self.assertIn("port", str(error))
+
+    def test_bad_lifetime(self):
+        """
+        A non-positive lifetime is refused.
+        """
+        self.assertRaises(UsageError, self.parse, "--registration-lifetime", "0")
+
+    def test_missing_secret_file(self):
+        """
+        A missing secret file is a UsageError naming the file.
+        """
+        error = self.assertRaises(UsageError, self.parse, "--secret-file", "/nonexistent/secret")
+        self.assertIn("/nonexistent/secret", str(error))
+
+    def test_empty_secret_file(self):
+        """
+        An empty secret file is refused rather than silently allowing all.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("\n")
+        error = self.assertRaises(UsageError, self.parse, "--secret-file", path)
+        self.assertIn("empty", str(error))
+
+    def test_secret_read(self):
+        """
+        The secret is read from the file, without the trailing newline.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("s3cret\n")
+        self.assertEqual(self.parse("--secret-file", path)["secret"], b"s3cret")
+
+
+class MakeServiceTests(SynchronousTestCase):
+    def test_make_service(self):
+        """
+        makeService returns a MultiService whose introducer listens on the
+        chosen port and interface once started, with the configured
+        lifetime, and stops cleanly.
+        """
+        options = introducer_tap.Options()
+        options.parseOptions(["--port", "0", "--interface", "127.0.0.1", "--registration-lifetime", "12"])
+        reactor = FakeUDPReactor()
+        service = introducer_tap.makeService(options, reactor)
+        self.assertIsInstance(service, MultiService)
+        [child] = list(service)
+        self.assertIsInstance(child, IntroducerService)
+        service.startService()
+        [(port, protocol, interface)] = reactor.listened
+        self.assertEqual((port, interface), (0, "127.0.0.1"))
+        self.assertEqual(protocol.registry.lifetime, 12.0)
+        service.stopService()
+        self.assertEqual(reactor.getDelayedCalls(), [])
+
+    def test_cli_bad_options_exit_2(self):
+        """
+        C{p2pnet introducer} with bad options exits 2 without a traceback.
+        """
+        self.assertEqual(introducer_tap.main(["--port", "99999"]), 2)

@@ -1,0 +1,188 @@
+"""
+Tests for L{p2pnet.wire}, the p2pnet codec.
+"""
+
+from __future__ import annotations
+
+import attrs
+from hypothesis import given, strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from p2pnet import wire
+from p2pnet.address import Address
+from p2pnet.errors import MalformedMessage
+
+txids = st.binary(min_size=8, max_size=8)
+ids8 = st.binary(min_size=8, max_size=8)
+keys = st.binary(min_size=16, max_size=16)
+cookies = st.binary(min_size=8, max_size=8)
+short_text = st.text(max_size=40)
+ipv4 = st.ip_addresses(v=4).map(str)
+ipv6 = st.ip_addresses(v=6).map(str)
+addresses = st.builds(Address, st.one_of(ipv4, ipv6), st.integers(0, 65535))
+address_lists = st.lists(addresses, max_size=4).map(tuple)
+u16 = st.integers(0, 0xFFFF)
+u32 = st.integers(0, 0xFFFFFFFF)
+properties = st.lists(
+    st.tuples(st.text(max_size=10).filter(lambda k: "\0" not in k), st.text(max_size=20)),
+    max_size=3,
+).map(tuple)
+optional = st.none().__or__
+paddings = st.none() | st.binary(max_size=64)
+
+session_infos = st.builds(
+    wire.SessionInfo, ids8, short_text, short_text, short_text, u16, u16, st.booleans(), properties
+)
+
+messages = st.one_of(
+    st.builds(wire.Register, txids, short_text, address_lists, st.none() | cookies, paddings),
+    st.builds(wire.Registered, txids, addresses, u32, cookies),
+    st.builds(wire.Heartbeat, txids, short_text, cookies, paddings),
+    st.builds(wire.HeartbeatAck, txids, addresses, u32),
+    st.builds(wire.Unregister, txids, short_text, cookies),
+    st.builds(
+        wire.HostSession, txids, short_text, cookies, short_text, short_text, u16,
+        st.none() | st.integers(0, 255), properties, paddings,
+    ),
+    st.builds(wire.SessionHosted, txids, ids8),
+    st.builds(wire.Unhost, txids, short_text, cookies, ids8),
+    st.builds(wire.ListSessions, txids, st.none() | short_text, st.none() | u32, paddings),
+    st.builds(wire.SessionList, txids, st.lists(session_infos, max_size=3).map(tuple), u32, u32),
+    st.builds(
+        wire.Introduce, txids, short_text, cookies, st.none() | short_text, st.none() | ids8, paddings
+    ),
+    st.builds(
+        wire.Introduction, txids, ids8, short_text, addresses, address_lists, keys,
+        st.integers(0, 255), st.none() | ids8,
+    ),
+    st.builds(wire.ReverseRequest, txids, short_text, cookies, short_text, ids8),
+    st.builds(wire.Reverse, txids, short_text, ids8, addresses),
+    st.builds(wire.Error, txids, u16, short_text),
+    st.builds(wire.Probe, txids, ids8),
+    st.builds(wire.Hello, txids, ids8, short_text, u16, address_lists, st.none() | u32),
+    st.builds(wire.HelloAck, txids, ids8, short_text, u16, addresses),
+    st.builds(wire.Keepalive, txids, ids8, u32),
+    st.builds(wire.Close, txids, ids8),
+)
+
+
+class RoundTripTests(SynchronousTestCase):
+    """
+    Every message survives encode/decode unchanged.
+    """
+
+    @given(messages)
+    def test_round_trip(self, message):
+        """
+        Decoding an encoded message gives an equal message.
+        """
+        self.assertEqual(wire.decode(wire.encode(message)), message)
+
+    @given(messages, keys)
+    def test_signed_round_trip(self, message, key):
+        """
+        A signed message verifies with its key, not with another key, and
+        still decodes to the same message.
+        """
+        raw = wire.encode(message, key)
+        self.assertTrue(wire.verify(raw, key))
+        self.assertFalse(wire.verify(raw, bytes(b ^ 1 for b in key)))
+        self.assertFalse(wire.verify(wire.encode(message), key))
+        self.assertEqual(wire.decode(raw), message)
+
+    @given(u16, st.binary(max_size=100), keys)
+    def test_data_round_trip(self, conn_id, payload, key):
+        """
+        Data frames carry exactly four bytes of framing, plus the tag when
+        signed; a tampered frame fails verification.
+        """
+        plain = wire.encode_data(conn_id, payload)
+        self.assertEqual(len(plain), len(payload) + 4)
+        self.assertEqual(wire.decode(plain), wire.Data(conn_id, payload))
+        signed = wire.encode_data(conn_id, payload, key)
+        self.assertEqual(len(signed), len(payload) + 4 + wire.DATA_TAG_SIZE)
+        self.assertEqual(wire.verify_data(signed, key), payload)
+        tampered = signed[:4] + bytes([signed[4] ^ 0xFF]) + signed[5:] if payload else signed[:-1] + b"\0"
+        if tampered != signed:
+            self.assertIsNone(wire.verify_data(tampered, key))
+
+
+class MalformedTests(SynchronousTestCase):
+    """
+    The decoder raises only L{MalformedMessage}, whatever it is given.
+    """
+
+    @given(st.binary(max_size=300))
+    def test_arbitrary_bytes(self, data):
+        """
+        Arbitrary bytes either decode or raise MalformedMessage.
+        """
+        try:
+            wire.decode(data)
+        except MalformedMessage:
+            pass
+
+    @given(st.binary(max_size=300))
+    def test_arbitrary_after_header(self, tail):
+        """
+        Arbitrary bytes after a valid header (any known type) either decode
+        or raise MalformedMessage.
+        """
+        for type_ in wire.MessageType:
+            try:
+                wire.decode(bytes((wire.MAGIC, type_)) + bytes(8) + tail)
+            except MalformedMessage:
+                pass
+
+    @given(messages, st.data())
+    def test_mutated(self, message, data):
+        """
+        A valid message with bytes flipped, cut or inserted either decodes
+        or raises MalformedMessage.
+        """
+        raw = bytearray(wire.encode(message))
+        for _ in range(data.draw(st.integers(1, 4))):
+            action = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+            position = data.draw(st.integers(0, max(0, len(raw) - 1)))
+            if action == "flip" and raw:
+                raw[position] ^= data.draw(st.integers(1, 255))
+            elif action == "cut":
+                del raw[position:]
+            else:
+                raw[position:position] = data.draw(st.binary(min_size=1, max_size=4))
+        try:
+            wire.decode(bytes(raw))
+        except MalformedMessage:
+            pass
+
+    def test_reasons(self):
+        """
+        The error says what was wrong.
+        """
+        cases = {
+            b"": "too short",
+            b"\x00\x01" + bytes(18): "not a p2pnet datagram",
+            b"\xd2\x01" + bytes(8): "unsupported p2pnet version 2",
+            b"\xd1\x7f" + bytes(8): "unknown message type",
+            b"\xd1\x03" + bytes(8): "lacks PEER_ID",
+            b"\xd1\x03" + bytes(8) + b"\x01\x00\x05ab": "runs past the end",
+        }
+        for raw, reason in cases.items():
+            error = self.assertRaises(MalformedMessage, wire.decode, raw)
+            self.assertIn(reason, str(error))
+
+    def test_not_stun(self):
+        """
+        No p2pnet datagram can be taken for STUN (first two bits zero) or
+        TURN ChannelData (first byte 0x40-0x7F).
+        """
+        raw = wire.encode(wire.Heartbeat(bytes(8), "a", bytes(8)))
+        self.assertGreaterEqual(raw[0], 0x80)
+        self.assertGreaterEqual(wire.encode_data(1, b"x")[0], 0x80)
+
+    def test_encoder_refuses_unrepresentable(self):
+        """
+        Values that cannot be encoded raise ValueError in the encoder.
+        """
+        self.assertRaises(ValueError, wire.encode, wire.Heartbeat(bytes(8), "x" * 300, bytes(8)))
+        self.assertRaises(ValueError, wire.Heartbeat, bytes(7), "x", bytes(8))
