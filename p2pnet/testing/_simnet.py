@@ -29,7 +29,10 @@ The model
     C{clock.callLater}; the final hand-over to the receiving protocol always
     goes through C{callLater}, even at zero latency, so nothing is ever
     delivered re-entrantly inside C{write}.  The total delay is the sum of
-    the latencies of the links crossed.
+    the latencies of the links crossed.  Each step is scheduled at the
+    packet's own absolute time, so one big C{clock.advance(1)} delivers a
+    packet that needs several hops, with every hop in time order relative
+    to everything else pending on the clock.
   - Mappings, permissions, poison entries and firewall flows expire lazily
     (by comparing timestamps when they are looked at), so
     C{clock.getDelayedCalls()} only ever holds packets in flight.
@@ -48,6 +51,7 @@ from attrs import define, field, frozen
 from twisted.internet import defer, error
 from twisted.internet.abstract import isIPAddress
 from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
 from twisted.internet.interfaces import (
     IListeningPort,
     IReactorTime,
@@ -210,9 +214,12 @@ class _Link:
 
 
 class _Packet:
-    __slots__ = ("data", "src", "dst", "ttl", "came_from")
+    __slots__ = ("data", "src", "dst", "ttl", "came_from", "time")
 
-    def __init__(self, data: bytes, src: tuple, dst: tuple, ttl: int) -> None:
+    def __init__(
+        self, data: bytes, src: tuple, dst: tuple, ttl: int, time: float
+    ) -> None:
+        self.time = time
         self.data = data
         self.src = src
         self.dst = dst
@@ -805,6 +812,7 @@ class Network:
         if internet_hops < 0:
             raise ValueError("internet_hops must not be negative")
         self.clock = clock
+        self._exact = isinstance(clock, Clock)
         self.random = random.Random(seed)
         self.internet_hops = internet_hops
         self.trace = trace
@@ -1053,7 +1061,7 @@ class Network:
         if self.trace is not None:
             self.trace(
                 TraceEvent(
-                    self.clock.seconds(), "drop", packet.src, packet.dst,
+                    packet.time, "drop", packet.src, packet.dst,
                     len(packet.data), packet.ttl, where, reason,
                 )
             )
@@ -1066,12 +1074,12 @@ class Network:
             src_ip = host.lan_ip
         else:
             src_ip = host.ip
-        packet = _Packet(data, (src_ip, port.port), dst, ttl)
+        packet = _Packet(data, (src_ip, port.port), dst, ttl, self.clock.seconds())
         self.stats.sent += 1
         if self.trace is not None:
             self.trace(
                 TraceEvent(
-                    self.clock.seconds(), "send", packet.src, dst, len(data), ttl,
+                    packet.time, "send", packet.src, dst, len(data), ttl,
                     host.name,
                 )
             )
@@ -1083,7 +1091,7 @@ class Network:
         if dst_ip in host._addresses or dst_ip.startswith("127."):
             if dst_ip.startswith("127."):
                 packet.src = ("127.0.0.1", port.port)
-            self.clock.callLater(0, self._arrive_host, packet, host)
+            self._at(packet, self._arrive_host, host)
         elif host.gateway_of is None:
             self._cross(host, packet, self._in_realm, host.realm)
         elif src_ip == host.lan_ip:
@@ -1105,9 +1113,24 @@ class Network:
             self._drop(packet, "loss", node.link_name)
             return
         if link.latency or final:
-            self.clock.callLater(link.latency, then, packet, target)
+            packet.time += link.latency
+            self._at(packet, then, target)
         else:
             then(packet, target)
+
+    def _at(self, packet: _Packet, then: Callable, target: object) -> None:
+        """
+        Call C{then(packet, target)} at C{packet.time}.
+
+        After a big C{Clock.advance}, the clock's time is already past the
+        packet's time; the call is then scheduled in the (just) past so it
+        still runs in this C{advance}, in time order with the other pending
+        calls.  Only a L{Clock} accepts that; other clocks get a zero delay.
+        """
+        delay = packet.time - self.clock.seconds()
+        if delay < 0 and not self._exact:
+            delay = 0
+        self.clock.callLater(delay, then, packet, target)
 
     def _in_realm(self, packet: _Packet, realm: _Realm) -> None:
         hops = realm.hops
@@ -1132,7 +1155,7 @@ class Network:
         kind = type(node)
         if kind is SimHost:
             if node.gateway_of is not None:
-                self.clock.callLater(0, self._arrive_host, packet, node)
+                self._at(packet, self._arrive_host, node)
             else:
                 self._cross(node, packet, self._arrive_host, node, final=True)
         elif kind is NatBox:
@@ -1149,7 +1172,7 @@ class Network:
         if self.trace is not None:
             self.trace(
                 TraceEvent(
-                    self.clock.seconds(), "deliver", packet.src, packet.dst,
+                    packet.time, "deliver", packet.src, packet.dst,
                     len(packet.data), packet.ttl, host.name,
                 )
             )
@@ -1161,12 +1184,12 @@ class Network:
             )
 
     def _nat_outbound(self, packet: _Packet, nat: NatBox) -> None:
-        now = self.clock.seconds()
+        now = packet.time
         dst = packet.dst
         if dst[0] == nat.public_ip:
             gateway = nat.gateway_host
             if gateway is not None and dst[1] in gateway._ports:
-                self.clock.callLater(0, self._arrive_host, packet, gateway)
+                self._at(packet, self._arrive_host, gateway)
                 return
             if not nat.hairpin:
                 self._drop(packet, "no hairpin", nat.name)
@@ -1194,9 +1217,9 @@ class Network:
     def _nat_inbound(self, packet: _Packet, nat: NatBox) -> None:
         gateway = nat.gateway_host
         if gateway is not None and packet.dst[1] in gateway._ports:
-            self.clock.callLater(0, self._arrive_host, packet, gateway)
+            self._at(packet, self._arrive_host, gateway)
             return
-        internal, reason = nat._inbound(packet.dst[1], packet.src, self.clock.seconds())
+        internal, reason = nat._inbound(packet.dst[1], packet.src, packet.time)
         if internal is None:
             self._drop(packet, reason, nat.name)
             return
@@ -1213,12 +1236,12 @@ class Network:
             self._drop(packet, "ttl", firewall.name)
             return
         packet.ttl -= 1
-        firewall._outbound(packet.src, packet.dst, self.clock.seconds())
+        firewall._outbound(packet.src, packet.dst, packet.time)
         packet.came_from = firewall
         self._cross(firewall, packet, self._in_realm, firewall.realm)
 
     def _firewall_inbound(self, packet: _Packet, firewall: FirewallBox) -> None:
-        if not firewall._inbound(packet.dst, packet.src, self.clock.seconds()):
+        if not firewall._inbound(packet.dst, packet.src, packet.time):
             self._drop(packet, "filtered", firewall.name)
             return
         if packet.ttl <= 1:
