@@ -11,6 +11,7 @@ missing prerequisite fails the test.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -49,6 +50,17 @@ except socket.timeout:
 except OSError as e:
     print("unreachable" if e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH)
           else "error %s" % e)
+"""
+
+
+_SIGNAL_PROGRAM = """
+import time
+from p2pnet.testing.netlab import Lab
+with Lab() as lab:
+    lab.add_site("left", "cone")
+    lab.add_host("left", "alice")
+    print(" ".join(lab.namespaces), flush=True)
+    time.sleep(60)
 """
 
 
@@ -121,6 +133,26 @@ class LabSelfTests(LabTestMixin, SynchronousTestCase):
         self.assertEqual(names & _ip_netns(), set())
         self.assertIsNotNone(agent.process.poll())
         self.assertEqual(_root_links(), before)
+
+    def test_signals_clean_up(self) -> None:
+        """
+        A program killed with SIGTERM, or interrupted with Ctrl-C (SIGINT),
+        while its lab is up leaves no namespace behind.
+        """
+        self.require_lab()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            program = subprocess.Popen(
+                [sys.executable, "-c", _SIGNAL_PROGRAM],
+                stdout=subprocess.PIPE, text=True,
+                env=Lab._environment(None))
+            self.addCleanup(program.kill)
+            line = program.stdout.readline().split()
+            self.assertTrue(line and line[0].startswith(netlab.PREFIX), line)
+            self.assertTrue(set(line) <= _ip_netns())
+            program.send_signal(signum)
+            program.wait(timeout=CONNECT_TIMEOUT)
+            program.stdout.close()
+            self.assertEqual(set(line) & _ip_netns(), set())
 
     def test_cleanup_stale(self) -> None:
         """

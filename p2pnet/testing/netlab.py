@@ -55,7 +55,6 @@ import ipaddress
 import itertools
 import json
 import os
-import queue
 import re
 import shutil
 import signal
@@ -64,7 +63,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
