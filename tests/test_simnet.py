@@ -8,7 +8,12 @@ import socket
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import CannotListenError, InvalidAddressError
-from twisted.internet.interfaces import IReactorTime, IReactorUDP
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IReactorTime,
+    IReactorUDP,
+    IUDPTransport,
+)
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -121,6 +126,14 @@ class ListenTests(SimnetCase):
         self.assertEqual(self.clock.getDelayedCalls(), [call])
         call.cancel()
 
+    def test_transport_interfaces(self) -> None:
+        """
+        The transport provides IListeningPort and IUDPTransport.
+        """
+        self.build()
+        verifyObject(IListeningPort, self.inside_port)
+        verifyObject(IUDPTransport, self.inside_port)
+
     def test_listen_starts_protocol_and_reports_address(self) -> None:
         """
         listenUDP starts the protocol and getHost gives the host's address
@@ -197,6 +210,14 @@ class ListenTests(SimnetCase):
         self.assertRaises(
             InvalidAddressError, self.inside_port.write, b"x", ("example.com", 1)
         )
+
+    def test_write_checks_port(self) -> None:
+        """
+        Like sendto, write rejects ports that are not integers in 0-65535.
+        """
+        self.build()
+        self.assertRaises(TypeError, self.inside_port.write, b"x", ("10.0.1.3", "1"))
+        self.assertRaises(OverflowError, self.inside_port.write, b"x", ("10.0.1.3", 65536))
 
     def test_unknown_destinations_drop(self) -> None:
         """
@@ -464,6 +485,26 @@ class HairpinTests(SimnetCase):
         self.two_inside(hairpin=False)
         self.assertEqual(self.inside_proto.received, [])
         self.assertEqual(self.drops(), [("no hairpin", "home")])
+
+    def test_hairpin_is_filtered(self) -> None:
+        """
+        A hairpinned packet is filtered like any inbound packet: an
+        address-and-port-dependent filter drops it unless the target sent to
+        the sender's public mapping.
+        """
+        self.build(hairpin=True)
+        second = self.net.add_host("10.0.1.3", behind=self.nat)
+        second_port = second.listenUDP(6000, Recorder())
+        self.inside_port.write(b"open", ("198.51.100.7", 7000))
+        second_port.write(b"hairpin", ("203.0.113.10", 5000))
+        self.settle()
+        self.assertEqual(self.drops(), [("filtered", "home")])
+        self.inside_port.write(b"punch", ("203.0.113.10", 6000))
+        second_port.write(b"hairpin", ("203.0.113.10", 5000))
+        self.settle()
+        self.assertEqual(
+            self.inside_proto.received, [(b"hairpin", ("203.0.113.10", 6000))]
+        )
 
     def test_lan_direct(self) -> None:
         """
@@ -738,6 +779,21 @@ class FirewallTests(SimnetCase):
         self.server_ports[0].write(b"flushed", ("198.51.100.20", 5000))
         self.settle()
         self.assertEqual([d for d, _ in self.office_proto.received], [b"in time"])
+
+    def test_address_dependent_firewall(self) -> None:
+        """
+        A firewall keyed on remote IPs accepts another port of a remote the
+        host sent to, but not another remote.
+        """
+        self.build_firewall(filtering=Filtering.ADDRESS_DEPENDENT)
+        self.office_port.write(b"out", ("198.51.100.7", 7000))
+        self.settle()
+        self.server_ports[1].write(b"other port", ("198.51.100.20", 5000))
+        self.other_port.write(b"other ip", ("198.51.100.20", 5000))
+        self.settle()
+        self.assertEqual(
+            self.office_proto.received, [(b"other port", ("198.51.100.7", 7001))]
+        )
 
     def test_hosts_behind_same_firewall(self) -> None:
         """

@@ -385,7 +385,7 @@ class NatBox:
         elif self.allocation is Allocation.SEQUENTIAL:
             start = self._next_port
         else:
-            start = internal_port if internal_port >= 1024 else 1024
+            start = internal_port or 1024
         port = start
         for _ in range(65536 - 1024):
             if self._port_free(port, now):
@@ -582,6 +582,8 @@ class _SimUDPPort:
         @raise InvalidAddressError: C{addr} is not an IPv4 literal (as with
             a real IPv4 Twisted port).
         @raise MessageLengthError: the datagram is over 65507 bytes.
+        @raise TypeError: the port is not an integer (or data not bytes).
+        @raise OverflowError: the port is out of range (as C{sendto}).
         """
         if addr is None:
             raise error.InvalidAddressError(None, "simulated ports are not connected")
@@ -589,6 +591,10 @@ class _SimUDPPort:
             raise error.InvalidAddressError(
                 addr[0], "write() only accepts IPv4 addresses, not hostnames"
             )
+        if not isinstance(addr[1], int):
+            raise TypeError(f"port must be an integer, not {addr[1]!r}")
+        if not 0 <= addr[1] <= 65535:
+            raise OverflowError("sendto(): port must be 0-65535.")
         if not isinstance(datagram, bytes):
             raise TypeError(f"datagram must be bytes, not {type(datagram).__name__}")
         if len(datagram) > MAX_DATAGRAM:
