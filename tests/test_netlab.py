@@ -662,3 +662,29 @@ class TraversalScenarios(LabTestMixin, SynchronousTestCase):
         for process in (alice, bob):
             lost = [e for e in process.events if e.get("event") == "lost"]
             self.check(lost == [], f"{process.host} lost the connection")
+
+
+class KernelDemoTests(LabTestMixin, SynchronousTestCase):
+    """
+    C{p2pnet demo --kernel} (L{p2pnet._kerneldemo.run}).
+    """
+
+    def test_demo_tells_what_happened(self) -> None:
+        """
+        The kernel demo builds its lab, shows the race-prone routers'
+        race with plain sockets (and runs the peers when the peer program
+        exists), reports success, and leaves no namespace behind.
+        """
+        self.require_lab()
+        import io
+
+        from p2pnet import _kerneldemo
+
+        before = {n for n in _ip_netns() if n.startswith(netlab.PREFIX)}
+        out = io.StringIO()
+        self.assertEqual(_kerneldemo.run(out), 0, out.getvalue())
+        text = out.getvalue()
+        self.assertIn("neither hears the other", text)
+        self.assertIn("they hear each other", text)
+        after = {n for n in _ip_netns() if n.startswith(netlab.PREFIX)}
+        self.assertTrue(after <= before, after - before)
