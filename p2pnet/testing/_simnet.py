@@ -125,7 +125,9 @@ class TraceEvent:
     """
     One thing that happened to a packet, passed to L{Network.trace}.
 
-    @ivar time: the clock's time of the event.
+    @ivar time: the simulated time of the event: the packet's own time,
+        which equals the clock's time unless one C{clock.advance} jumped
+        past it (protocols then see the clock's time).
     @ivar kind: C{"send"} (a protocol wrote it), C{"deliver"} (a protocol's
         C{datagramReceived} is being called) or C{"drop"}.
     @ivar src: the packet's source C{(ip, port)} at that point (after any
