@@ -1,0 +1,445 @@
+"""
+The handshake and heartbeat machine shared by both ends of a connection.
+
+Pure: no sockets.  Inputs are events (an introduction arrived, a hello was
+received, a timer fired); outputs go through L{HandshakeOutputs} (send this
+to that address with this TTL, report connected).  Time comes from the
+injected clock, so C{twisted.internet.task.Clock} drives every test.
+
+States (see docs/handshake.md for the diagram made by C{automat-visualize}):
+
+  - C{idle}: created, introduction not yet acted on.
+  - C{warming}: short-TTL probes have gone out to every candidate so our own
+    NAT and firewall expect the peer; we wait C{warmup_delay} before the
+    first hello so the peer's warm-up can also go out before our hello
+    arrives at its NAT.
+  - C{punching}: hellos to every candidate on a retransmit schedule; every
+    hello received is answered to its source address (peer-reflexive); once,
+    after C{reversal_after}, we ask the introducer to make the peer send
+    first; after C{timeout} we give up.
+  - C{connected}: a path is validated.  Keepalives keep idle paths open;
+    silence for C{dead_after} loses the connection; an authenticated packet
+    from a new source re-binds the path; a late answer from a local
+    candidate upgrades a public path to the local one.
+  - C{failed}, C{lost}, C{closed}: terminal; every timer is cancelled.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+from attrs import define, field, frozen
+from automat import TypeMachineBuilder
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from p2pnet.address import Address
+from p2pnet.errors import HandshakeTimeout
+
+
+def _positive(instance, attribute, value) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be greater than 0, not {value!r}")
+
+
+def _non_negative(instance, attribute, value) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must not be negative, not {value!r}")
+
+
+@frozen
+class HandshakeConfig:
+    """
+    Tunables of the handshake and heartbeat; the defaults suit the
+    internet.  All times are seconds.
+
+    @ivar warmup: send short-TTL probes before the first hello.
+    @ivar warmup_ttl: the probes' IP TTL: enough to leave our own NAT and
+        firewall (2 leaves one box), not enough to reach the peer's NAT.
+    @ivar warmup_packets: probes per candidate.
+    @ivar warmup_delay: pause between the probes and the first hello.
+    @ivar hello_intervals: retransmit gaps; the last repeats until timeout.
+    @ivar reversal_after: ask the introducer for connection reversal if no
+        answer came by then (once).
+    @ivar timeout: give up on a direct path after this long.
+    @ivar keepalive_interval: send a keepalive when we sent nothing for this
+        long on an established path (real traffic counts).
+    @ivar dead_after: declare the connection lost after hearing nothing
+        authenticated for this long.
+    """
+
+    warmup: bool = True
+    warmup_ttl: int = field(default=2, validator=_positive)
+    warmup_packets: int = field(default=2, validator=_positive)
+    warmup_delay: float = field(default=0.02, validator=_non_negative)
+    hello_intervals: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
+    reversal_after: float = field(default=2.0, validator=_positive)
+    timeout: float = field(default=10.0, validator=_positive)
+    keepalive_interval: float = field(default=15.0, validator=_positive)
+    dead_after: float = field(default=45.0, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.hello_intervals or min(self.hello_intervals) <= 0:
+            raise ValueError("hello_intervals must be a non-empty list of positive gaps")
+        if self.dead_after <= self.keepalive_interval:
+            raise ValueError("dead_after must be longer than keepalive_interval")
+
+
+class HandshakeOutputs(Protocol):
+    """
+    What the machine asks its owner (the connection) to do.
+    """
+
+    def send_probe(self, to: Address, ttl: int) -> None:
+        """Send a warm-up probe to C{to} with IP TTL C{ttl}."""
+
+    def send_hello(self, to: Address) -> None:
+        """Send an authenticated hello to C{to}."""
+
+    def send_answer(self, to: Address, txid: bytes) -> None:
+        """Answer the hello C{txid} to the address it came from."""
+
+    def send_keepalive(self, to: Address) -> None:
+        """Send an authenticated keepalive to C{to}."""
+
+    def send_close(self, to: Address) -> None:
+        """Tell the peer at C{to} we are closing."""
+
+    def request_reversal(self) -> None:
+        """Ask the introducer to make the peer send first."""
+
+    def status(self, kind: str) -> None:
+        """Report progress (C{"warming"}, C{"punching"}, C{"reversal"})."""
+
+    def connected(self, address: Address) -> None:
+        """A path to C{address} is validated."""
+
+    def path_changed(self, address: Address) -> None:
+        """The path moved to C{address} (rebinding or upgrade)."""
+
+    def failed(self, error: Exception) -> None:
+        """No path could be validated; C{error} explains."""
+
+    def lost(self, reason: str) -> None:
+        """An established path went silent or the peer closed it."""
+
+
+class Handshake(Protocol):
+    """
+    The machine's inputs.
+    """
+
+    def start(self) -> None:
+        """The introduction arrived: begin."""
+
+    def warmed(self) -> None:
+        """The warm-up pause is over."""
+
+    def retransmit(self) -> None:
+        """The hello retransmit timer fired."""
+
+    def reversal_due(self) -> None:
+        """Nothing answered within C{reversal_after}."""
+
+    def give_up(self) -> None:
+        """The handshake timeout ran out."""
+
+    def hello_received(self, source: Address, txid: bytes) -> None:
+        """An authenticated hello arrived from C{source}."""
+
+    def answer_received(self, source: Address) -> None:
+        """An authenticated answer to one of our hellos arrived."""
+
+    def traffic_received(self, source: Address) -> None:
+        """Other authenticated traffic (keepalive, data) arrived."""
+
+    def reverse_received(self) -> None:
+        """The introducer says the peer cannot reach us: send first."""
+
+    def keepalive_due(self) -> None:
+        """The keepalive timer fired."""
+
+    def peer_silent(self) -> None:
+        """Nothing heard for C{dead_after}."""
+
+    def peer_closed(self) -> None:
+        """The peer said it closed."""
+
+    def close(self) -> None:
+        """We close."""
+
+
+@define
+class HandshakeCore:
+    """
+    State shared by every state of the machine: configuration, candidates,
+    what was tried and heard, the chosen path, and the timers.
+
+    Timers live in C{timers} by name; every transition out of a state
+    cancels the ones that state owned, so no timer outlives its state.
+    """
+
+    clock: IReactorTime
+    outputs: HandshakeOutputs
+    config: HandshakeConfig
+    peer_id: str
+    candidates: list[Address]
+    local_candidates: frozenset[Address]
+    timers: dict[str, IDelayedCall] = field(factory=dict)
+    started: float = 0.0
+    sent_hellos: int = 0
+    tried: list[Address] = field(factory=list)
+    heard: list[Address] = field(factory=list)
+    path: Address | None = None
+    last_sent: float = 0.0
+    last_heard: float = 0.0
+    reversal_requested: bool = False
+    log: Logger = field(factory=Logger)
+
+    def schedule(self, name: str, delay: float, input_: Callable[[], None]) -> None:
+        self.cancel(name)
+
+        def fire() -> None:
+            del self.timers[name]
+            input_()
+
+        self.timers[name] = self.clock.callLater(max(0.0, delay), fire)
+
+    def cancel(self, name: str) -> None:
+        call = self.timers.pop(name, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def cancel_all(self) -> None:
+        for name in list(self.timers):
+            self.cancel(name)
+
+    def add_candidate(self, address: Address) -> bool:
+        if address in self.candidates:
+            return False
+        self.candidates.append(address)
+        return True
+
+    def hear(self, source: Address) -> None:
+        self.last_heard = self.clock.seconds()
+        if source not in self.heard:
+            self.heard.append(source)
+
+    def send_hellos(self, targets: list[Address] | None = None) -> None:
+        for candidate in targets if targets is not None else self.candidates:
+            if candidate not in self.tried:
+                self.tried.append(candidate)
+            self.outputs.send_hello(candidate)
+        self.sent_hellos += 1
+        self.last_sent = self.clock.seconds()
+
+    def next_gap(self) -> float:
+        intervals = self.config.hello_intervals
+        return intervals[min(self.sent_hellos - 1, len(intervals) - 1)]
+
+    def elapsed(self) -> float:
+        return self.clock.seconds() - self.started
+
+
+def _build() -> Callable[[HandshakeCore], Handshake]:
+    machine = TypeMachineBuilder(Handshake, HandshakeCore)
+    idle = machine.state("idle")
+    warming = machine.state("warming")
+    punching = machine.state("punching")
+    connected = machine.state("connected")
+    failed = machine.state("failed")
+    lost = machine.state("lost")
+    closed = machine.state("closed")
+
+    # -- idle -------------------------------------------------------------
+
+    @idle.upon(Handshake.start).to(warming)
+    def begin(inputs: Handshake, core: HandshakeCore) -> None:
+        core.started = core.clock.seconds()
+        core.last_heard = core.started
+        config = core.config
+        if config.warmup:
+            core.outputs.status("warming")
+            for _ in range(config.warmup_packets):
+                for candidate in core.candidates:
+                    core.outputs.send_probe(candidate, config.warmup_ttl)
+            core.schedule("warm", config.warmup_delay, inputs.warmed)
+        else:
+            core.schedule("warm", 0.0, inputs.warmed)
+        core.schedule("deadline", config.timeout, inputs.give_up)
+
+    # -- warming and punching -------------------------------------------
+
+    @warming.upon(Handshake.warmed).to(punching)
+    def first_hellos(inputs: Handshake, core: HandshakeCore) -> None:
+        core.outputs.status("punching")
+        core.send_hellos()
+        core.schedule("retransmit", core.next_gap(), inputs.retransmit)
+        core.schedule("reversal", core.config.reversal_after - core.elapsed(), inputs.reversal_due)
+
+    @punching.upon(Handshake.retransmit).loop()
+    def retransmit(inputs: Handshake, core: HandshakeCore) -> None:
+        core.send_hellos()
+        core.schedule("retransmit", core.next_gap(), inputs.retransmit)
+
+    @punching.upon(Handshake.reversal_due).loop()
+    def ask_reversal(inputs: Handshake, core: HandshakeCore) -> None:
+        if not core.reversal_requested:
+            core.reversal_requested = True
+            core.outputs.status("reversal")
+            core.outputs.request_reversal()
+
+    @warming.upon(Handshake.hello_received).loop()
+    @punching.upon(Handshake.hello_received).loop()
+    def answer_while_punching(inputs: Handshake, core: HandshakeCore, source: Address, txid: bytes) -> None:
+        core.hear(source)
+        core.outputs.send_answer(source, txid)
+        # A hello proves the path towards us; a hello of ours back along it
+        # (a triggered check) validates the other direction without waiting
+        # for the retransmit timer.  A new source is a peer-reflexive
+        # candidate: the peer's NAT mapped it to a port nobody told us.
+        core.add_candidate(source)
+        core.send_hellos([source])
+
+    @warming.upon(Handshake.reverse_received).loop()
+    @punching.upon(Handshake.reverse_received).loop()
+    def send_first(inputs: Handshake, core: HandshakeCore) -> None:
+        config = core.config
+        if config.warmup:
+            for candidate in core.candidates:
+                core.outputs.send_probe(candidate, config.warmup_ttl)
+        core.sent_hellos = 0
+        core.send_hellos()
+        core.schedule("retransmit", core.next_gap(), inputs.retransmit)
+
+    @punching.upon(Handshake.answer_received).to(connected)
+    @punching.upon(Handshake.traffic_received).to(connected)
+    @warming.upon(Handshake.traffic_received).to(connected)
+    def validated(inputs: Handshake, core: HandshakeCore, source: Address) -> None:
+        core.cancel_all()
+        core.hear(source)
+        core.path = source
+        core.outputs.connected(source)
+        if source not in core.local_candidates:
+            # Keep offering the local path: a LAN answer that arrives later
+            # upgrades the connection (see upgrade_or_refresh).
+            untried = [c for c in core.candidates if c in core.local_candidates]
+            if untried:
+                core.send_hellos(untried)
+        _arm_heartbeat(inputs, core)
+
+    @warming.upon(Handshake.answer_received).loop()
+    def early_answer(inputs: Handshake, core: HandshakeCore, source: Address) -> None:
+        # We sent no hello yet, so this cannot answer one of ours.
+        core.hear(source)
+
+    @warming.upon(Handshake.give_up).to(failed)
+    @punching.upon(Handshake.give_up).to(failed)
+    def fail(inputs: Handshake, core: HandshakeCore) -> None:
+        core.cancel_all()
+        core.outputs.failed(HandshakeTimeout(core.peer_id, core.tried, core.heard, core.elapsed()))
+
+    # -- connected --------------------------------------------------------
+
+    @connected.upon(Handshake.hello_received).loop()
+    def answer_late_hello(inputs: Handshake, core: HandshakeCore, source: Address, txid: bytes) -> None:
+        # Late hellos (the peer is still punching, or probing our other
+        # candidates) prove liveness but do not move the path: only the
+        # peer's chosen traffic does.
+        core.outputs.send_answer(source, txid)
+        core.hear(source)
+
+    @connected.upon(Handshake.answer_received).loop()
+    def upgrade_or_refresh(inputs: Handshake, core: HandshakeCore, source: Address) -> None:
+        if source in core.local_candidates and core.path not in core.local_candidates:
+            core.hear(source)
+            core.path = source
+            core.outputs.path_changed(source)
+            return
+        core.hear(source)
+
+    @connected.upon(Handshake.traffic_received).loop()
+    def refresh(inputs: Handshake, core: HandshakeCore, source: Address) -> None:
+        _refresh(core, source)
+
+    @connected.upon(Handshake.keepalive_due).loop()
+    def keepalive(inputs: Handshake, core: HandshakeCore) -> None:
+        now = core.clock.seconds()
+        interval = core.config.keepalive_interval
+        if now - core.last_sent >= interval - 1e-9:
+            core.outputs.send_keepalive(core.path)
+            core.last_sent = now
+        core.schedule("keepalive", core.last_sent + interval - now, inputs.keepalive_due)
+
+    @connected.upon(Handshake.peer_silent).to(lost)
+    def silent(inputs: Handshake, core: HandshakeCore) -> None:
+        core.cancel_all()
+        core.outputs.lost(f"nothing heard from {core.path} for {core.config.dead_after:g}s")
+
+    @connected.upon(Handshake.peer_closed).to(lost)
+    def remote_close(inputs: Handshake, core: HandshakeCore) -> None:
+        core.cancel_all()
+        core.outputs.lost("the peer closed the connection")
+
+    @connected.upon(Handshake.close).to(closed)
+    def close_connected(inputs: Handshake, core: HandshakeCore) -> None:
+        core.cancel_all()
+        core.outputs.send_close(core.path)
+
+    @idle.upon(Handshake.close).to(closed)
+    @warming.upon(Handshake.close).to(closed)
+    @punching.upon(Handshake.close).to(closed)
+    def close_early(inputs: Handshake, core: HandshakeCore) -> None:
+        core.cancel_all()
+
+    # Anything else is ignored: stale timers cannot fire (they were
+    # cancelled), but packets and calls still arrive in any state.
+    ignored = {
+        idle: ["warmed", "retransmit", "reversal_due", "give_up", "hello_received",
+               "answer_received", "traffic_received", "reverse_received",
+               "keepalive_due", "peer_silent", "peer_closed"],
+        warming: ["start", "retransmit", "reversal_due", "keepalive_due", "peer_silent",
+                  "peer_closed"],
+        punching: ["start", "warmed", "keepalive_due", "peer_silent", "peer_closed"],
+        connected: ["start", "warmed", "retransmit", "reversal_due", "give_up",
+                    "reverse_received"],
+    }
+    everything = [name for name in dir(Handshake) if not name.startswith("_")]
+    for state in (failed, lost, closed):
+        ignored[state] = everything
+    for state, names in ignored.items():
+        for name in names:
+            state.upon(getattr(Handshake, name)).loop()(_ignore)
+
+    return machine.build()
+
+
+def _ignore(inputs: Handshake, core: HandshakeCore, *args: object) -> None:
+    return None
+
+
+def _arm_heartbeat(inputs: Handshake, core: HandshakeCore) -> None:
+    interval = core.config.keepalive_interval
+    core.schedule("keepalive", core.last_sent + interval - core.clock.seconds(), inputs.keepalive_due)
+    _arm_dead(inputs, core)
+
+
+def _arm_dead(inputs: Handshake, core: HandshakeCore) -> None:
+    def check() -> None:
+        if core.clock.seconds() - core.last_heard >= core.config.dead_after - 1e-9:
+            inputs.peer_silent()
+        else:
+            _arm_dead(inputs, core)
+
+    core.schedule("dead", core.last_heard + core.config.dead_after - core.clock.seconds(), check)
+
+
+def _refresh(core: HandshakeCore, source: Address) -> None:
+    core.hear(source)
+    if source != core.path:
+        core.path = source
+        core.outputs.path_changed(source)
+
+
+#: C{HandshakeCore -> Handshake}: build a machine around a core.
+make_handshake = _build()

@@ -1,0 +1,948 @@
+"""
+Peer endpoints: the game-facing API.
+
+A L{PeerEndpoint} is one UDP socket (a Twisted C{DatagramProtocol}) that
+carries introducer traffic, warm-up probes, hellos, keepalives and
+application data.  It registers with an introducer, hosts, lists and joins
+sessions, and hands out L{PeerConnection}s once a direct path is validated.
+
+Receiving is Twisted-style: give each connection a L{PeerProtocol}
+(C{connection_made}, C{datagram_received}, C{connection_lost}); incoming
+connections (someone joined my session, a mesh member arrived) get theirs
+from the L{PeerFactory} passed to the endpoint.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+from typing import Callable, Iterable
+
+from attrs import field, frozen
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from p2pnet import wire
+from p2pnet._handshake import HandshakeConfig, HandshakeCore, make_handshake
+from p2pnet._introclient import IntroducerClient
+from p2pnet.address import Address
+from p2pnet.errors import (
+    ConnectionClosed,
+    IntroducerUnreachable,
+    MalformedMessage,
+    P2PError,
+    PeerLost,
+    UnknownPeer,
+)
+from p2pnet.wire import ErrorCode
+
+MAX_CANDIDATES = 8
+
+
+class Path(enum.Enum):
+    """
+    How a connection reaches its peer.
+    """
+
+    DIRECT_LOCAL = "direct-local"
+    DIRECT_PUBLIC = "direct-public"
+    RELAYED = "relayed"
+
+
+@frozen
+class StatusEvent:
+    """
+    A progress report for game UIs and logs.
+
+    @ivar kind: one of C{registered}, C{public-changed}, C{introducer-lost},
+        C{introducer-back}, C{introduced}, C{warming}, C{punching},
+        C{reversal}, C{connected}, C{path-changed}, C{failed}, C{lost},
+        C{closed}.
+    @ivar peer_id: the peer concerned, or None for endpoint-wide events.
+    @ivar path: the path, for C{connected} and C{path-changed}.
+    @ivar address: the peer's (or, for registration events, our public)
+        address.
+    @ivar detail: a human-readable explanation.
+    @ivar elapsed: seconds since the introduction (connection events).
+    """
+
+    kind: str
+    peer_id: str | None = None
+    path: Path | None = None
+    address: Address | None = None
+    detail: str = ""
+    elapsed: float | None = None
+    candidates: tuple[Address, ...] = ()
+
+
+@frozen
+class Registration:
+    """
+    What the introducer told us: our public address, and the local
+    addresses we told it.
+    """
+
+    public: Address
+    local: tuple[Address, ...]
+
+
+@frozen
+class HostedSession:
+    """
+    A session this endpoint hosts.
+    """
+
+    session_id: bytes
+    name: str
+    game_id: str
+    max_players: int
+    mesh: bool
+    properties: tuple[tuple[str, str], ...]
+
+
+@frozen
+class PeerConfig:
+    """
+    Endpoint tunables; the defaults suit the internet.
+
+    @ivar handshake: the handshake and keepalive timings.
+    @ivar heartbeat_interval: seconds between registration refreshes (also
+        keeps the NAT mapping towards the introducer open).
+    @ivar request_rto: first retransmit timeout of introducer requests.
+    @ivar request_attempts: sends before L{IntroducerUnreachable}.
+    @ivar authenticate_data: tag every application datagram with the
+        connection key (8 bytes) so forged data is dropped and a data packet
+        from a new address can re-bind the path.  Both ends must agree.
+    """
+
+    handshake: HandshakeConfig = HandshakeConfig()
+    heartbeat_interval: float = 15.0
+    request_rto: float = 0.5
+    request_attempts: int = 5
+    authenticate_data: bool = True
+
+
+class PeerProtocol:
+    """
+    Receives one connection's events.  Subclass and override what you need.
+
+    @ivar connection: the L{PeerConnection}, once C{connection_made} ran.
+    """
+
+    connection: PeerConnection | None = None
+
+    def connection_made(self, connection: PeerConnection) -> None:
+        """
+        The connection is up; C{connection.send} works from now on.
+        """
+        self.connection = connection
+
+    def datagram_received(self, data: bytes) -> None:
+        """
+        One application datagram from the peer.
+        """
+
+    def path_changed(self, path: Path) -> None:
+        """
+        The connection moved to another path (rebinding or upgrade).
+        """
+
+    def connection_lost(self, reason: Failure) -> None:
+        """
+        The connection ended: C{reason} wraps L{PeerLost} (peer silent or
+        closed) or L{ConnectionClosed} (closed here).
+        """
+
+
+class PeerFactory:
+    """
+    Builds protocols for incoming connections.  Subclass it, or pass any
+    object with a C{build_protocol(peer_id)} method.
+    """
+
+    protocol: type[PeerProtocol] | None = None
+
+    def build_protocol(self, peer_id: str) -> PeerProtocol | None:
+        """
+        Return the protocol for a new connection from C{peer_id}, or None
+        to refuse it (the connection is closed).
+        """
+        if self.protocol is None:
+            return None
+        return self.protocol()
+
+
+class PeerConnection:
+    """
+    A validated path to one peer.
+
+    @ivar peer_id: the peer's id.
+    @ivar path: a L{Path}.
+    @ivar address: the peer's address on that path.
+    @ivar protocol: the L{PeerProtocol} receiving datagrams, or None.
+    """
+
+    log = Logger()
+
+    def __init__(self, endpoint: PeerEndpoint, intro: wire.Introduction, conn_id: int) -> None:
+        self._endpoint = endpoint
+        self._clock = endpoint.clock
+        self.peer_id = intro.peer_id
+        self.intro_id = intro.intro_id
+        self.session_id = intro.session_id
+        self.initiator = intro.initiator
+        self.key = intro.key
+        self.conn_id = conn_id
+        self.remote_conn_id: int | None = None
+        self.path: Path | None = None
+        self.address: Address | None = None
+        self.protocol: PeerProtocol | None = None
+        self.introduced_at = self._clock.seconds()
+        self.ended = False
+        self._data_key = self.key if endpoint.config.authenticate_data else None
+        self._waiters: list[Deferred] = []
+        self._failure: Failure | None = None
+        candidates = [intro.public, *intro.local][:MAX_CANDIDATES]
+        self._core = HandshakeCore(
+            clock=self._clock,
+            outputs=self,
+            config=endpoint.config.handshake,
+            peer_id=self.peer_id,
+            candidates=list(dict.fromkeys(candidates)),
+            local_candidates=frozenset(intro.local),
+        )
+        self.machine = make_handshake(self._core)
+
+    def __repr__(self) -> str:
+        return f"<PeerConnection to {self.peer_id!r} via {self.path and self.path.value} {self.address}>"
+
+    # -- the application's API -------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """
+        Send one application datagram to the peer (unreliable, like UDP).
+
+        @raise ConnectionClosed: if the connection has ended.
+        """
+        if self.ended or self.address is None:
+            raise ConnectionClosed(f"connection to {self.peer_id!r} is not open")
+        self._endpoint.write(
+            wire.encode_data(self.remote_conn_id, data, self._data_key), self.address
+        )
+        self._core.last_sent = self._clock.seconds()
+
+    def close(self) -> None:
+        """
+        Close the connection; the peer is told, the protocol's
+        C{connection_lost} runs (on the next reactor turn).
+        """
+        if self.ended:
+            return
+        self.machine.close()
+        self._end(Failure(ConnectionClosed(f"connection to {self.peer_id!r} closed")), "closed")
+
+    def set_protocol(self, protocol: PeerProtocol) -> None:
+        """
+        Attach the receiver; its C{connection_made} runs now.
+        """
+        self.protocol = protocol
+        protocol.connection_made(self)
+
+    @property
+    def candidates(self) -> tuple[Address, ...]:
+        return tuple(self._core.candidates)
+
+    # -- for the endpoint -------------------------------------------------
+
+    def when_connected(self) -> Deferred:
+        if self.address is not None and not self.ended:
+            return succeed(self)
+        if self._failure is not None:
+            return fail(self._failure)
+        d = Deferred()
+        self._waiters.append(d)
+        return d
+
+    def message_received(self, message: wire.Message, source: Address) -> None:
+        if isinstance(message, wire.Hello):
+            if message.peer_id != self.peer_id:
+                return
+            self.remote_conn_id = message.conn_id
+            for candidate in message.candidates[:MAX_CANDIDATES]:
+                self._core.add_candidate(candidate)
+            self.machine.hello_received(source, message.txid)
+        elif isinstance(message, wire.HelloAck):
+            if message.peer_id != self.peer_id:
+                return
+            self.remote_conn_id = message.conn_id
+            self.machine.answer_received(source)
+        elif isinstance(message, wire.Keepalive):
+            self.machine.traffic_received(source)
+        elif isinstance(message, wire.Close):
+            self.machine.peer_closed()
+
+    def data_received(self, raw: bytes, source: Address) -> None:
+        if self._data_key is not None:
+            payload = wire.verify_data(raw, self._data_key)
+            if payload is None:
+                self._endpoint.count("dropped-bad-data-tag")
+                return
+            self.machine.traffic_received(source)
+        else:
+            if source != self.address:
+                self._endpoint.count("dropped-data-wrong-source")
+                return
+            payload = raw[wire.DATA_HEADER_SIZE :]
+            self._core.last_heard = self._clock.seconds()
+        if self.address is None or self.ended:
+            return
+        if self.protocol is not None:
+            self.protocol.datagram_received(payload)
+        else:
+            self._endpoint.count("dropped-data-no-protocol")
+
+    def reverse_received(self, public: Address) -> None:
+        self._core.add_candidate(public)
+        self.machine.reverse_received()
+
+    # -- HandshakeOutputs -------------------------------------------------
+
+    def send_probe(self, to: Address, ttl: int) -> None:
+        self._endpoint.write_with_ttl(
+            wire.encode(wire.Probe(self._endpoint.new_txid(), self.intro_id)), to, ttl
+        )
+
+    def send_hello(self, to: Address) -> None:
+        hello = wire.Hello(
+            self._endpoint.new_txid(),
+            self.intro_id,
+            self._endpoint.peer_id,
+            self.conn_id,
+            self._endpoint.own_candidates(),
+        )
+        self._endpoint.write(wire.encode(hello, self.key), to)
+
+    def send_answer(self, to: Address, txid: bytes) -> None:
+        answer = wire.HelloAck(txid, self.intro_id, self._endpoint.peer_id, self.conn_id, to)
+        self._endpoint.write(wire.encode(answer, self.key), to)
+
+    def send_keepalive(self, to: Address) -> None:
+        self._endpoint.write(
+            wire.encode(wire.Keepalive(self._endpoint.new_txid(), self.intro_id, 0), self.key), to
+        )
+
+    def send_close(self, to: Address) -> None:
+        self._endpoint.write(wire.encode(wire.Close(self._endpoint.new_txid(), self.intro_id), self.key), to)
+
+    def request_reversal(self) -> None:
+        self._endpoint.request_reversal(self)
+
+    def status(self, kind: str) -> None:
+        self._endpoint.emit(StatusEvent(kind, self.peer_id, candidates=self.candidates))
+
+    def connected(self, address: Address) -> None:
+        self.address = address
+        self.path = self._path_for(address)
+        elapsed = self._clock.seconds() - self.introduced_at
+        self.log.info(
+            "connected to {peer_id} at {address} ({path}) in {elapsed:.3f}s",
+            peer_id=self.peer_id,
+            address=str(address),
+            path=self.path.value,
+            elapsed=elapsed,
+        )
+        self._endpoint.emit(StatusEvent("connected", self.peer_id, self.path, address, elapsed=elapsed))
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            self._endpoint.eventually(d.callback, self)
+
+    def path_changed(self, address: Address) -> None:
+        self.address = address
+        self.path = self._path_for(address)
+        self.log.info(
+            "path to {peer_id} moved to {address} ({path})",
+            peer_id=self.peer_id,
+            address=str(address),
+            path=self.path.value,
+        )
+        self._endpoint.emit(StatusEvent("path-changed", self.peer_id, self.path, address))
+        if self.protocol is not None:
+            self._endpoint.eventually(self.protocol.path_changed, self.path)
+
+    def failed(self, error: Exception) -> None:
+        self.log.info("{error}", error=str(error))
+        self._endpoint.emit(StatusEvent("failed", self.peer_id, detail=str(error)))
+        self._end(Failure(error), None)
+
+    def lost(self, reason: str) -> None:
+        self.log.info("lost {peer_id}: {reason}", peer_id=self.peer_id, reason=reason)
+        self._end(Failure(PeerLost(f"connection to {self.peer_id!r} lost: {reason}")), "lost", reason)
+
+    # -- internals ----------------------------------------------------------
+
+    def _path_for(self, address: Address) -> Path:
+        if address in self._core.local_candidates:
+            return Path.DIRECT_LOCAL
+        return Path.DIRECT_PUBLIC
+
+    def _end(self, reason: Failure, kind: str | None, detail: str = "") -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self._failure = reason
+        self._endpoint.forget(self)
+        if kind is not None:
+            self._endpoint.emit(StatusEvent(kind, self.peer_id, self.path, self.address, detail=detail))
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            self._endpoint.eventually(d.errback, reason)
+        if self.protocol is not None:
+            self._endpoint.eventually(self.protocol.connection_lost, reason)
+
+
+class PeerEndpoint(DatagramProtocol):
+    """
+    One UDP socket that talks to an introducer and to peers.
+
+    @param reactor: provides C{listenUDP}, C{callLater} and C{seconds}
+        (the real reactor, or a L{p2pnet.testing} simulated host).
+    @param introducer: the introducer's address (an L{Address} or
+        C{"HOST:PORT"}).
+    @param peer_id: our name at the introducer (1-64 characters).
+    @param secret: the introducer's shared secret, if it requires one.
+    @param port: local UDP port (0: any).
+    @param interface: local address to bind (default: all).
+    @param factory: builds protocols for incoming connections.
+    @param config: a L{PeerConfig}.
+    @param random_bytes: C{n -> bytes}; tests pass a seeded source.
+    @param local_addresses: override the local addresses we advertise.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor,
+        introducer: Address | str,
+        peer_id: str,
+        *,
+        secret: bytes | None = None,
+        port: int = 0,
+        interface: str = "",
+        factory: PeerFactory | None = None,
+        config: PeerConfig = PeerConfig(),
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        local_addresses: Iterable[Address] | None = None,
+    ) -> None:
+        if isinstance(introducer, str):
+            introducer = Address.parse(introducer)
+        if not peer_id or len(peer_id) > 64:
+            raise ValueError("peer_id must be 1-64 characters")
+        self.reactor = reactor
+        self.clock = reactor
+        self.introducer = introducer
+        self.peer_id = peer_id
+        self.config = config
+        self.factory = factory
+        self._secret = secret
+        self._port_number = port
+        self._interface = interface
+        self._random_bytes = random_bytes
+        self._local_override = tuple(local_addresses) if local_addresses is not None else None
+        self._port = None
+        self._client: IntroducerClient | None = None
+        self._cookie: bytes | None = None
+        self.public_address: Address | None = None
+        self.local_addresses: tuple[Address, ...] = ()
+        self._by_intro: dict[bytes, PeerConnection] = {}
+        self._by_conn_id: dict[int, PeerConnection] = {}
+        self._awaiting: dict[bytes, tuple[str | None, Deferred]] = {}
+        self._hosted: dict[bytes, HostedSession] = {}
+        self._observers: list[Callable[[StatusEvent], None]] = []
+        self._heartbeat_call = None
+        self._introducer_lost = False
+        self._queue: list[tuple[Callable, tuple]] = []
+        self._queue_call = None
+        self._stopping = False
+        self.stats: dict[str, int] = {}
+
+    # -- observers and bookkeeping -----------------------------------------
+
+    def add_observer(self, observer: Callable[[StatusEvent], None]) -> None:
+        """
+        Call C{observer(event)} for every L{StatusEvent} (on the next
+        reactor turn after it happened).
+        """
+        self._observers.append(observer)
+
+    def emit(self, event: StatusEvent) -> None:
+        for observer in self._observers:
+            self.eventually(observer, event)
+
+    def count(self, what: str) -> None:
+        self.stats[what] = self.stats.get(what, 0) + 1
+
+    def eventually(self, function: Callable, *args: object) -> None:
+        """
+        Run C{function(*args)} on a later reactor turn, in order, so user
+        code never runs inside a state machine transition.
+        """
+        self._queue.append((function, args))
+        if self._queue_call is None:
+            self._queue_call = self.clock.callLater(0, self._drain)
+
+    def _drain(self) -> None:
+        self._queue_call = None
+        queue, self._queue = self._queue, []
+        for function, args in queue:
+            try:
+                function(*args)
+            except Exception:
+                self.log.failure("error in application callback {function}", function=function)
+
+    def new_txid(self) -> bytes:
+        return self._random_bytes(wire.TXID_SIZE)
+
+    def own_candidates(self) -> tuple[Address, ...]:
+        candidates = list(self.local_addresses)
+        if self.public_address is not None and self.public_address not in candidates:
+            candidates.append(self.public_address)
+        return tuple(candidates[:MAX_CANDIDATES])
+
+    def write(self, raw: bytes, to: Address) -> None:
+        if self.transport is not None:
+            self.transport.write(raw, to.as_tuple())
+
+    def write_with_ttl(self, raw: bytes, to: Address, ttl: int) -> None:
+        """
+        Send with a short IP TTL, restoring the socket's TTL afterwards.
+        """
+        if self.transport is None or to.is_ipv6:
+            return
+        handle = self.transport.getHandle()
+        previous = handle.getsockopt(socket.IPPROTO_IP, socket.IP_TTL)
+        handle.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+        try:
+            self.transport.write(raw, to.as_tuple())
+        finally:
+            handle.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, previous)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> Deferred:
+        """
+        Bind the socket and register with the introducer.
+
+        @return: a Deferred firing with a L{Registration}, or failing with
+            L{IntroducerUnreachable} (or the introducer's refusal).
+        """
+        if self._port is not None:
+            return fail(P2PError("endpoint already started"))
+        self._port = self.reactor.listenUDP(self._port_number, self, self._interface)
+        self._client = IntroducerClient(
+            self.clock,
+            self.transport.write,
+            self.introducer,
+            self._random_bytes,
+            self._secret,
+            rto=self.config.request_rto,
+            attempts=self.config.request_attempts,
+        )
+        self.local_addresses = self._discover_local()
+        d = self._register()
+
+        def registered(registration: Registration) -> Registration:
+            self._schedule_heartbeat()
+            return registration
+
+        def failed(reason: Failure) -> Failure:
+            self._shutdown_socket()
+            if reason.check(IntroducerUnreachable) and self._secret is None:
+                return reason
+            if reason.check(IntroducerUnreachable):
+                return Failure(
+                    IntroducerUnreachable(
+                        f"{reason.value} (with a secret set, a wrong secret looks like this: "
+                        "the introducer drops requests it cannot verify)"
+                    )
+                )
+            return reason
+
+        return d.addCallbacks(registered, failed)
+
+    def _discover_local(self) -> tuple[Address, ...]:
+        if self._local_override is not None:
+            return self._local_override
+        host = self.transport.getHost()
+        if host.host not in ("0.0.0.0", "::", ""):
+            return (Address(host.host, host.port),)
+        # Ask the kernel which source address it would use towards the
+        # introducer; connecting a UDP socket sends nothing.
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            probe.connect(self.introducer.as_tuple())
+            return (Address(probe.getsockname()[0], host.port),)
+        except OSError:
+            return ()
+        finally:
+            probe.close()
+
+    def _register(self) -> Deferred:
+        message = wire.Register(self.new_txid(), self.peer_id, self.local_addresses, self._cookie)
+        d = self._client.request(message)
+
+        def registered(answer: wire.Message) -> Registration:
+            if not isinstance(answer, wire.Registered):
+                raise P2PError(f"unexpected answer to a registration: {type(answer).__name__}")
+            self._cookie = answer.cookie
+            self.public_address = answer.public
+            # Confirm we receive at this address, so the introducer will
+            # send us introductions we did not ask for.
+            self._client.send(wire.Heartbeat(self.new_txid(), self.peer_id, answer.cookie))
+            registration = Registration(answer.public, self.local_addresses)
+            self.log.info(
+                "registered with {introducer} as {peer_id}: public {public}",
+                introducer=str(self.introducer),
+                peer_id=self.peer_id,
+                public=str(answer.public),
+            )
+            self.emit(StatusEvent("registered", address=answer.public, candidates=self.local_addresses))
+            return registration
+
+        return d.addCallback(registered)
+
+    def _schedule_heartbeat(self) -> None:
+        if not self._stopping:
+            self._heartbeat_call = self.clock.callLater(self.config.heartbeat_interval, self._heartbeat)
+
+    def _heartbeat(self) -> None:
+        self._heartbeat_call = None
+        d = self._client.request(
+            wire.Heartbeat(self.new_txid(), self.peer_id, self._cookie), attempts=3
+        )
+
+        def acked(answer: wire.Message) -> None:
+            if self._introducer_lost:
+                self._introducer_lost = False
+                self.emit(StatusEvent("introducer-back", address=self.introducer))
+            if isinstance(answer, wire.HeartbeatAck) and answer.public != self.public_address:
+                self.public_address = answer.public
+                self.emit(StatusEvent("public-changed", address=answer.public))
+
+        def refused(reason: Failure) -> Deferred | None:
+            if self._stopping:
+                return None
+            error = reason.value
+            if getattr(error, "code", None) in (ErrorCode.NOT_REGISTERED, ErrorCode.NOT_AUTHORISED):
+                # The introducer forgot us (restarted, or our registration
+                # expired while it was unreachable): register again and
+                # re-host our sessions.
+                self.log.info("introducer forgot us; registering again")
+                self._cookie = None
+                return self._register().addCallback(lambda _: self._rehost())
+            if reason.check(IntroducerUnreachable):
+                if not self._introducer_lost:
+                    self._introducer_lost = True
+                    self.log.warn("{error}; connections stay up, retrying", error=str(error))
+                    self.emit(StatusEvent("introducer-lost", address=self.introducer, detail=str(error)))
+                return None
+            return reason
+
+        d.addCallbacks(acked, refused)
+        d.addErrback(self._ignore_when_stopping)
+        d.addBoth(lambda _: self._schedule_heartbeat())
+
+    def _ignore_when_stopping(self, reason: Failure) -> None:
+        if not (self._stopping or reason.check(ConnectionClosed)):
+            self.log.failure("heartbeat failed", reason)
+
+    def _rehost(self) -> None:
+        hosted, self._hosted = self._hosted, {}
+        for session in hosted.values():
+            self.host_session(
+                session.name, session.game_id, session.max_players, session.mesh, dict(session.properties)
+            ).addErrback(lambda f: self.log.failure("could not host a session again", f))
+
+    def stop(self) -> Deferred:
+        """
+        Close every connection, unregister, and close the socket.
+
+        @return: a Deferred that fires when the socket is closed.
+        """
+        if self._stopping:
+            return succeed(None)
+        self._stopping = True
+        if self._heartbeat_call is not None and self._heartbeat_call.active():
+            self._heartbeat_call.cancel()
+        self._heartbeat_call = None
+        for connection in list(self._by_intro.values()):
+            connection.close()
+        closed = ConnectionClosed("the endpoint was stopped")
+        for _, d in list(self._awaiting.values()):
+            self.eventually(d.errback, Failure(closed))
+        self._awaiting.clear()
+        if self._client is not None:
+            if self._cookie is not None:
+                self._client.send(wire.Unregister(self.new_txid(), self.peer_id, self._cookie))
+            self._client.cancel_all(closed)
+        d = Deferred()
+        self.eventually(lambda: self._shutdown_socket().chainDeferred(d))
+        return d
+
+    def _shutdown_socket(self) -> Deferred:
+        port, self._port = self._port, None
+        if port is None:
+            return succeed(None)
+        result = port.stopListening()
+        return result if isinstance(result, Deferred) else succeed(None)
+
+    # -- sessions and connections -----------------------------------------
+
+    def _require_registered(self) -> None:
+        if self._cookie is None or self._stopping:
+            raise P2PError("the endpoint is not registered: call start() first")
+
+    def host_session(
+        self,
+        name: str,
+        game_id: str = "",
+        max_players: int = 8,
+        mesh: bool = False,
+        properties: dict[str, str] | None = None,
+    ) -> Deferred:
+        """
+        Offer a named session others can list and join.
+
+        @param mesh: every member connects to every other member (not only
+            to the host).
+        @return: a Deferred firing with a L{HostedSession}.
+        """
+        try:
+            self._require_registered()
+            props = tuple(sorted((properties or {}).items()))
+            message = wire.HostSession(
+                self.new_txid(),
+                self.peer_id,
+                self._cookie,
+                name,
+                game_id,
+                max_players,
+                wire.FLAG_MESH if mesh else 0,
+                props,
+            )
+            wire.encode(message)  # refuse unrepresentable values here
+        except (P2PError, ValueError) as e:
+            return fail(e)
+
+        def hosted(answer: wire.SessionHosted) -> HostedSession:
+            session = HostedSession(answer.session_id, name, game_id, max_players, mesh, props)
+            self._hosted[answer.session_id] = session
+            return session
+
+        return self._client.request(message).addCallback(hosted)
+
+    def unhost_session(self, session: HostedSession) -> None:
+        """
+        Withdraw a hosted session (existing connections stay up).
+        """
+        self._hosted.pop(session.session_id, None)
+        if self._cookie is not None and not self._stopping:
+            self._client.send(wire.Unhost(self.new_txid(), self.peer_id, self._cookie, session.session_id))
+
+    def list_sessions(self, game_id: str | None = None) -> Deferred:
+        """
+        Every hosted session (of C{game_id}, if given), fetched page by page.
+
+        @return: a Deferred firing with a list of L{wire.SessionInfo}.
+        """
+        if self._client is None:
+            return fail(P2PError("the endpoint is not started: call start() first"))
+        found: list[wire.SessionInfo] = []
+        result = Deferred()
+
+        def page(offset: int) -> None:
+            d = self._client.request(wire.ListSessions(self.new_txid(), game_id, offset))
+            d.addCallback(got)
+            d.addErrback(result.errback)
+
+        def got(answer: wire.SessionList) -> None:
+            found.extend(answer.sessions)
+            if answer.sessions and answer.offset < answer.total:
+                page(answer.offset)
+            else:
+                result.callback(found)
+
+        page(0)
+        return result
+
+    def connect(self, peer_id: str, protocol: PeerProtocol | None = None) -> Deferred:
+        """
+        Ask the introducer to introduce us to C{peer_id} and punch a path.
+
+        @param protocol: receives the connection's datagrams (default: one
+            from the factory, if any).
+        @return: a Deferred firing with the L{PeerConnection}, or failing
+            with L{HandshakeTimeout}, L{UnknownPeer}, L{IntroducerUnreachable}.
+        """
+        try:
+            self._require_registered()
+        except P2PError as e:
+            return fail(e)
+        message = wire.Introduce(self.new_txid(), self.peer_id, self._cookie, target=peer_id)
+        return self._introduce(message, peer_id, protocol)
+
+    def join(self, session: wire.SessionInfo, protocol: PeerProtocol | None = None) -> Deferred:
+        """
+        Join a listed session: connect to its host (and, in a mesh session,
+        to every member; those connections arrive through the factory).
+
+        @return: a Deferred firing with the L{PeerConnection} to the host,
+            or failing with L{SessionFull}, L{UnknownPeer}, ...
+        """
+        try:
+            self._require_registered()
+        except P2PError as e:
+            return fail(e)
+        message = wire.Introduce(
+            self.new_txid(), self.peer_id, self._cookie, session_id=session.session_id
+        )
+        return self._introduce(message, session.host, protocol)
+
+    def _introduce(self, message: wire.Introduce, expected: str, protocol: PeerProtocol | None) -> Deferred:
+        waiter = Deferred()
+        self._awaiting[message.txid] = (expected, waiter)
+
+        def refused(reason: Failure) -> None:
+            entry = self._awaiting.pop(message.txid, None)
+            if entry is not None:
+                entry[1].errback(reason)
+
+        self._client.request(message).addErrback(refused)
+
+        def attach(connection: PeerConnection) -> PeerConnection:
+            chosen = protocol
+            if chosen is None and self.factory is not None:
+                chosen = self.factory.build_protocol(connection.peer_id)
+            if chosen is not None and not connection.ended:
+                connection.set_protocol(chosen)
+            return connection
+
+        return waiter.addCallback(lambda connection: connection.when_connected()).addCallback(attach)
+
+    def request_reversal(self, connection: PeerConnection) -> None:
+        if self._cookie is None or self._stopping:
+            return
+        self.log.info("asking the introducer to make {peer_id} send first", peer_id=connection.peer_id)
+        self._client.send(
+            wire.ReverseRequest(
+                self.new_txid(), self.peer_id, self._cookie, connection.peer_id, connection.intro_id
+            )
+        )
+
+    def forget(self, connection: PeerConnection) -> None:
+        self._by_intro.pop(connection.intro_id, None)
+        self._by_conn_id.pop(connection.conn_id, None)
+
+    @property
+    def connections(self) -> list[PeerConnection]:
+        """
+        Every live connection (established or still punching).
+        """
+        return list(self._by_intro.values())
+
+    # -- datagrams -----------------------------------------------------------
+
+    def datagramReceived(self, data: bytes, addr: tuple) -> None:
+        try:
+            self._datagram(data, addr)
+        except MalformedMessage as e:
+            self.count("dropped-malformed")
+            self.log.debug("dropped a malformed datagram from {source}: {error}", source=addr, error=str(e))
+        except Exception:
+            self.count("internal-error")
+            self.log.failure("bug: unexpected error handling a datagram from {source}", source=addr)
+
+    def _datagram(self, data: bytes, addr: tuple) -> None:
+        if len(data) < 2 or data[0] != wire.MAGIC:
+            self.count("dropped-not-p2pnet")
+            return
+        kind = data[1]
+        if kind == wire.MessageType.DATA:
+            if len(data) < wire.DATA_HEADER_SIZE:
+                self.count("dropped-malformed")
+                return
+            connection = self._by_conn_id.get((data[2] << 8) | data[3])
+            if connection is None:
+                self.count("dropped-data-unknown-connection")
+                return
+            connection.data_received(data, Address(addr[0], addr[1]))
+            return
+        source = Address(addr[0], addr[1])
+        if kind < wire.MessageType.PROBE:
+            self._from_introducer(data, source)
+            return
+        message = wire.decode(data)
+        if isinstance(message, wire.Probe):
+            return
+        connection = self._by_intro.get(message.intro_id)
+        if connection is None or not wire.verify(data, connection.key):
+            self.count("dropped-unauthenticated")
+            return
+        connection.message_received(message, source)
+
+    def _from_introducer(self, data: bytes, source: Address) -> None:
+        if source != self.introducer or self._client is None:
+            self.count("dropped-not-from-introducer")
+            return
+        if self._secret is not None and not wire.verify(data, self._secret):
+            self.count("dropped-unauthenticated")
+            return
+        message = wire.decode(data)
+        if isinstance(message, wire.Introduction):
+            self._client.answer(message)
+            self._introduction(message)
+        elif isinstance(message, wire.Reverse):
+            connection = self._by_intro.get(message.intro_id)
+            if connection is not None and connection.peer_id == message.peer_id:
+                self.log.info("{peer_id} cannot reach us; sending first", peer_id=message.peer_id)
+                connection.reverse_received(message.public)
+        elif not self._client.answer(message):
+            self.count("dropped-unmatched-answer")
+
+    def _introduction(self, intro: wire.Introduction) -> None:
+        if self._stopping or intro.intro_id in self._by_intro or intro.peer_id == self.peer_id:
+            return
+        conn_id = int.from_bytes(self._random_bytes(2), "big")
+        while conn_id in self._by_conn_id:
+            conn_id = (conn_id + 1) & 0xFFFF
+        connection = PeerConnection(self, intro, conn_id)
+        self._by_intro[intro.intro_id] = connection
+        self._by_conn_id[conn_id] = connection
+        self.log.info(
+            "introduced to {peer_id}: public {public}, local {local}",
+            peer_id=intro.peer_id,
+            public=str(intro.public),
+            local=", ".join(map(str, intro.local)) or "none",
+        )
+        self.emit(StatusEvent("introduced", intro.peer_id, address=intro.public, candidates=connection.candidates))
+        entry = self._awaiting.get(intro.txid)
+        if entry is not None and entry[0] == intro.peer_id:
+            del self._awaiting[intro.txid]
+            entry[1].callback(connection)
+        else:
+            connection.when_connected().addCallbacks(self._incoming, lambda _: None)
+        connection.machine.start()
+
+    def _incoming(self, connection: PeerConnection) -> None:
+        protocol = None
+        if self.factory is not None:
+            protocol = self.factory.build_protocol(connection.peer_id)
+        if protocol is None:
+            if self.factory is not None:
+                self.log.info("factory refused {peer_id}", peer_id=connection.peer_id)
+                connection.close()
+            return
+        connection.set_protocol(protocol)
