@@ -61,7 +61,8 @@ class HandshakeConfig:
     @ivar hello_intervals: retransmit gaps; the last repeats until timeout.
     @ivar reversal_after: ask the introducer for connection reversal if no
         answer came by then (once).
-    @ivar timeout: give up on a direct path after this long.
+    @ivar timeout: give up on a direct path after this long (extended, up to
+        twice as long, while hellos from the peer keep arriving).
     @ivar keepalive_interval: send a keepalive when we sent nothing for this
         long on an established path (real traffic counts).
     @ivar dead_after: declare the connection lost after hearing nothing
@@ -194,6 +195,7 @@ class HandshakeCore:
     last_sent: float = 0.0
     last_heard: float = 0.0
     reversal_requested: bool = False
+    deadline_at: float = 0.0
     log: Logger = field(factory=Logger)
 
     def schedule(self, name: str, delay: float, input_: Callable[[], None]) -> None:
@@ -266,6 +268,7 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
             core.schedule("warm", config.warmup_delay, inputs.warmed)
         else:
             core.schedule("warm", 0.0, inputs.warmed)
+        core.deadline_at = core.started + config.timeout
         core.schedule("deadline", config.timeout, inputs.give_up)
 
     # -- warming and punching -------------------------------------------
@@ -300,6 +303,13 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
         # candidate: the peer's NAT mapped it to a port nobody told us.
         core.add_candidate(source)
         core.send_hellos([source])
+        # The peer is alive and punching (perhaps it learnt of us late):
+        # give it time to finish, within twice the configured timeout.
+        now = core.clock.seconds()
+        extended = min(now + core.config.timeout / 3, core.started + 2 * core.config.timeout)
+        if extended > core.deadline_at:
+            core.deadline_at = extended
+            core.schedule("deadline", extended - now, inputs.give_up)
 
     @warming.upon(Handshake.reverse_received).loop()
     @punching.upon(Handshake.reverse_received).loop()
@@ -320,6 +330,10 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
         core.hear(source)
         core.path = source
         core.outputs.connected(source)
+        # Tell the peer at once: if it is still punching (our answer to its
+        # hello may have been lost) this validates its side too.
+        core.outputs.send_keepalive(source)
+        core.last_sent = core.clock.seconds()
         if source not in core.local_candidates:
             # Keep offering the local path: a LAN answer that arrives later
             # upgrades the connection (see upgrade_or_refresh).
@@ -348,6 +362,10 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
         # peer's chosen traffic does.
         core.outputs.send_answer(source, txid)
         core.hear(source)
+        # The peer is still punching; a keepalive on our path gives it a
+        # second chance to validate if the answer is lost.
+        core.outputs.send_keepalive(core.path)
+        core.last_sent = core.clock.seconds()
 
     @connected.upon(Handshake.answer_received).loop()
     def upgrade_or_refresh(inputs: Handshake, core: HandshakeCore, source: Address) -> None:

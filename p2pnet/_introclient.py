@@ -52,7 +52,7 @@ class IntroducerClient:
     """
     Sends requests to the introducer and matches answers by transaction id.
 
-    A request is retransmitted with doubling timeouts (C{rto}, 2 C{rto}, ...)
+    A request is retransmitted with doubling timeouts (C{rto}, 2 C{rto}, ... at most L{MAX_RTO})
     up to C{attempts} sends; then its Deferred fails with
     L{IntroducerUnreachable}.  An L{wire.Error} answer fails it with the
     matching L{IntroducerError} subclass.
@@ -60,6 +60,9 @@ class IntroducerClient:
     @param write: C{(bytes, (host, port)) -> None}, the socket's write.
     @param secret: sign requests with this shared secret, or None.
     """
+
+    #: Retransmit timeouts double up to this many seconds.
+    MAX_RTO = 2.0
 
     def __init__(
         self,
@@ -69,7 +72,7 @@ class IntroducerClient:
         random_bytes: Callable[[int], bytes],
         secret: bytes | None = None,
         rto: float = 0.5,
-        attempts: int = 5,
+        attempts: int = 10,
     ) -> None:
         self._clock = clock
         self._write = write
@@ -108,7 +111,7 @@ class IntroducerClient:
             pending.timer = self._clock.callLater(delay, self._give_up, txid, limit)
             return
         delay = pending.rto
-        pending.rto *= 2
+        pending.rto = min(pending.rto * 2, self.MAX_RTO)
         pending.attempt += 1
         pending.timer = self._clock.callLater(delay, self._transmit, txid, pending, limit)
 

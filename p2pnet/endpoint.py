@@ -111,7 +111,8 @@ class PeerConfig:
     @ivar handshake: the handshake and keepalive timings.
     @ivar heartbeat_interval: seconds between registration refreshes (also
         keeps the NAT mapping towards the introducer open).
-    @ivar request_rto: first retransmit timeout of introducer requests.
+    @ivar request_rto: first retransmit timeout of introducer requests
+        (doubling, at most 2 s).
     @ivar request_attempts: sends before L{IntroducerUnreachable}.
     @ivar authenticate_data: tag every application datagram with the
         connection key (8 bytes) so forged data is dropped and a data packet
@@ -121,7 +122,7 @@ class PeerConfig:
     handshake: HandshakeConfig = HandshakeConfig()
     heartbeat_interval: float = 15.0
     request_rto: float = 0.5
-    request_attempts: int = 5
+    request_attempts: int = 10
     authenticate_data: bool = True
 
 
@@ -205,6 +206,7 @@ class PeerConnection:
         self._data_key = self.key if endpoint.config.authenticate_data else None
         self._waiters: list[Deferred] = []
         self._failure: Failure | None = None
+        self._public = intro.public
         candidates = [intro.public, *intro.local][:MAX_CANDIDATES]
         self._core = HandshakeCore(
             clock=self._clock,
@@ -384,7 +386,7 @@ class PeerConnection:
     # -- internals ----------------------------------------------------------
 
     def _path_for(self, address: Address) -> Path:
-        if address in self._core.local_candidates:
+        if address in self._core.local_candidates and address != self._public:
             return Path.DIRECT_LOCAL
         return Path.DIRECT_PUBLIC
 
@@ -599,20 +601,24 @@ class PeerEndpoint(DatagramProtocol):
                 raise P2PError(f"unexpected answer to a registration: {type(answer).__name__}")
             self._cookie = answer.cookie
             self.public_address = answer.public
-            # Confirm we receive at this address, so the introducer will
-            # send us introductions we did not ask for.
-            self._client.send(wire.Heartbeat(self.new_txid(), self.peer_id, answer.cookie))
             registration = Registration(answer.public, self.local_addresses)
-            self.log.info(
-                "registered with {introducer} as {peer_id}: public {public}",
-                introducer=str(self.introducer),
-                peer_id=self.peer_id,
-                public=str(answer.public),
-            )
-            self.emit(StatusEvent("registered", address=answer.public, candidates=self.local_addresses))
-            return registration
+            # Confirm we receive at this address (the introducer only sends
+            # introductions we did not ask for to confirmed addresses); the
+            # registration counts once the confirmation is answered.
+            confirm = self._client.request(wire.Heartbeat(self.new_txid(), self.peer_id, answer.cookie))
+            return confirm.addCallback(lambda _: self._registered(registration))
 
         return d.addCallback(registered)
+
+    def _registered(self, registration: Registration) -> Registration:
+        self.log.info(
+            "registered with {introducer} as {peer_id}: public {public}",
+            introducer=str(self.introducer),
+            peer_id=self.peer_id,
+            public=str(registration.public),
+        )
+        self.emit(StatusEvent("registered", address=registration.public, candidates=registration.local))
+        return registration
 
     def _schedule_heartbeat(self) -> None:
         if not self._stopping:
@@ -902,6 +908,7 @@ class PeerEndpoint(DatagramProtocol):
             return
         message = wire.decode(data)
         if isinstance(message, wire.Introduction):
+            self._client.send(wire.IntroAck(self.new_txid(), message.intro_id))
             self._client.answer(message)
             self._introduction(message)
         elif isinstance(message, wire.Reverse):

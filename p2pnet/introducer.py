@@ -91,7 +91,13 @@ class IntroducerProtocol(DatagramProtocol):
             wire.ListSessions: self._on_list_sessions,
             wire.Introduce: self._on_introduce,
             wire.ReverseRequest: self._on_reverse_request,
+            wire.IntroAck: self._on_intro_ack,
         }
+        self._pushes: dict[tuple[bytes, tuple], tuple[bytes, tuple, int, object]] = {}
+        # (requester, txid) -> the requester's introductions, so that a
+        # retransmitted request gets the same introductions again rather
+        # than new ones the other side would punch for in vain.
+        self._recent: OrderedDict[tuple[str, bytes], tuple[float, list[wire.Introduction]]] = OrderedDict()
 
     # -- lifecycle --------------------------------------------------------
 
@@ -103,6 +109,10 @@ class IntroducerProtocol(DatagramProtocol):
         if self._sweep_call is not None and self._sweep_call.active():
             self._sweep_call.cancel()
         self._sweep_call = None
+        pushes, self._pushes = self._pushes, {}
+        for _, _, _, call in pushes.values():
+            if call.active():
+                call.cancel()
 
     def _sweep(self) -> None:
         now = self._clock.seconds()
@@ -365,6 +375,16 @@ class IntroducerProtocol(DatagramProtocol):
 
     def _on_introduce(self, message: wire.Introduce, source, size, authenticated, now) -> None:
         requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)
+        key = (requester.peer_id, message.txid)
+        while self._recent and (len(self._recent) > 4096 or next(iter(self._recent.values()))[0] < now - 30.0):
+            self._recent.popitem(last=False)
+        previous = self._recent.get(key)
+        if previous is not None:
+            self.stats["introductions-repeated"] += 1
+            for introduction in previous[1]:
+                self._send(introduction, requester.public, size, authenticated)
+            return
+        self._recent[key] = (now, [])
         if (message.target is None) == (message.session_id is None):
             raise RegistryError(ErrorCode.BAD_REQUEST, "name a target or a session, not both")
         if message.target is not None:
@@ -409,8 +429,14 @@ class IntroducerProtocol(DatagramProtocol):
             wire.FLAG_INITIATOR,
             session_id,
         )
-        if not self._send(to_requester, requester.public, size, authenticated):
+        raw_to_requester = wire.encode(to_requester, self._secret)
+        if not authenticated and len(raw_to_requester) > size:
+            self._send(to_requester, requester.public, size, authenticated)  # counts the drop
             return
+        self._push(intro_id, raw_to_requester, requester.public.as_tuple())
+        remembered = self._recent.get((requester.peer_id, txid))
+        if remembered is not None:
+            remembered[1].append(to_requester)
         to_target = wire.Introduction(
             self._random_bytes(wire.TXID_SIZE),
             intro_id,
@@ -421,7 +447,7 @@ class IntroducerProtocol(DatagramProtocol):
             0,
             session_id,
         )
-        self._send(to_target, target.public)
+        self._push(intro_id, wire.encode(to_target, self._secret), target.public.as_tuple())
         self.stats["introductions"] += 1
         self.log.info(
             "introduced {requester} ({requester_public}) to {target} ({target_public})",
@@ -430,6 +456,31 @@ class IntroducerProtocol(DatagramProtocol):
             target=target.peer_id,
             target_public=str(target.public),
         )
+
+    #: Gaps between retransmits of an introduction to its target.
+    PUSH_GAPS = (0.25, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0)
+
+    def _push(self, intro_id: bytes, raw: bytes, to: tuple, attempt: int = 0) -> None:
+        """
+        Send one side's copy of an introduction, and again on a schedule
+        until that side acknowledges it: a lost introduction would leave
+        the other side punching alone.  Pushes only go to verified
+        addresses, so they cannot be aimed at a third party.
+        """
+        self.transport.write(raw, to)
+        self.stats["sent"] += 1
+        key = (intro_id, to)
+        if attempt >= len(self.PUSH_GAPS):
+            self._pushes.pop(key, None)
+            self.stats["introductions-unacknowledged"] += 1
+            return
+        call = self._clock.callLater(self.PUSH_GAPS[attempt], self._push, intro_id, raw, to, attempt + 1)
+        self._pushes[key] = (raw, to, attempt, call)
+
+    def _on_intro_ack(self, message: wire.IntroAck, source, size, authenticated, now) -> None:
+        entry = self._pushes.pop((message.intro_id, source.as_tuple()), None)
+        if entry is not None and entry[3].active():
+            entry[3].cancel()
 
     def _on_reverse_request(self, message: wire.ReverseRequest, source, size, authenticated, now) -> None:
         requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)

@@ -75,6 +75,7 @@ class MessageType(enum.IntEnum):
     REVERSE_REQUEST = 0x0D
     REVERSE = 0x0E
     ERROR = 0x0F
+    INTRO_ACK = 0x10
     PROBE = 0x20
     HELLO = 0x21
     HELLO_ACK = 0x22
@@ -678,6 +679,19 @@ class Error(Message):
     txid: bytes = field(converter=_txid)
     code: int
     reason: str = ""
+
+
+@_message(MessageType.INTRO_ACK, F("intro_id", Tag.INTRO_ID, _ID8))
+@frozen
+class IntroAck(Message):
+    """
+    The target of an introduction confirms it arrived, so the introducer
+    stops retransmitting it.  Knowing the random introduction id is the
+    proof of receipt.
+    """
+
+    txid: bytes = field(converter=_txid)
+    intro_id: bytes
 
 
 @_message(MessageType.PROBE, F("intro_id", Tag.INTRO_ID, _ID8))
