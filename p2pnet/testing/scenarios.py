@@ -110,6 +110,7 @@ class PairResult:
     connect_time: float | None = None
     events: list[tuple[float, str, StatusEvent]] = field(factory=list)
     network: Network | None = None
+    leftover_calls: int = 0
 
     @property
     def connected(self) -> bool:
@@ -208,6 +209,7 @@ def run_pair(
             )
     result.incoming_b = [c for c in peer_b.connections if c.address is not None]
     _shutdown(clock, step, peer_a, peer_b, introducer_port)
+    result.leftover_calls = len(clock.getDelayedCalls())
     return result
 
 

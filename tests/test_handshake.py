@@ -1,0 +1,323 @@
+"""
+Tests for the handshake machine: exact output sequences on a Clock.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from p2pnet._handshake import HandshakeConfig, HandshakeCore, make_handshake
+from p2pnet.address import Address
+from p2pnet.errors import HandshakeTimeout
+
+PUBLIC = Address("203.0.113.7", 4000)
+LOCAL = Address("10.0.0.7", 5000)
+MOVED = Address("203.0.113.7", 4001)
+REFLEXIVE = Address("203.0.113.7", 4999)
+
+
+class Recorder:
+    """
+    Records every output as a tuple.
+    """
+
+    def __init__(self):
+        self.log = []
+
+    def __getattr__(self, name):
+        return lambda *args: self.log.append((name, *args))
+
+    def take(self):
+        log, self.log = self.log, []
+        return log
+
+
+class HandshakeTests(SynchronousTestCase):
+    config = HandshakeConfig(
+        warmup_packets=1,
+        warmup_delay=0.02,
+        hello_intervals=(0.1, 0.2),
+        reversal_after=1.0,
+        timeout=3.0,
+        keepalive_interval=15.0,
+        dead_after=45.0,
+    )
+
+    def setUp(self):
+        self.clock = Clock()
+        self.out = Recorder()
+        self.core = HandshakeCore(
+            clock=self.clock,
+            outputs=self.out,
+            config=self.config,
+            peer_id="bob",
+            candidates=[PUBLIC, LOCAL],
+            local_candidates=frozenset([LOCAL]),
+        )
+        self.machine = make_handshake(self.core)
+
+    def tearDown(self):
+        self.machine.close()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def start_punching(self):
+        self.machine.start()
+        self.clock.advance(0.02)
+        self.out.take()
+
+    def test_warmup_then_hellos(self):
+        """
+        Starting sends short-TTL probes to every candidate and nothing else;
+        hellos to both the public and the local candidate follow after the
+        warm-up delay.
+        """
+        self.machine.start()
+        self.assertEqual(
+            self.out.take(),
+            [("status", "warming"), ("send_probe", PUBLIC, 2), ("send_probe", LOCAL, 2)],
+        )
+        self.clock.advance(0.019)
+        self.assertEqual(self.out.take(), [])
+        self.clock.advance(0.001)
+        self.assertEqual(
+            self.out.take(),
+            [("status", "punching"), ("send_hello", PUBLIC), ("send_hello", LOCAL)],
+        )
+
+    def test_no_warmup(self):
+        """
+        With warm-up off no probe is sent; hellos go out on the next turn.
+        """
+        self.core.config = HandshakeConfig(warmup=False)
+        self.machine.start()
+        self.assertEqual(self.out.take(), [])
+        self.clock.advance(0)
+        self.assertEqual(
+            self.out.take(),
+            [("status", "punching"), ("send_hello", PUBLIC), ("send_hello", LOCAL)],
+        )
+
+    def test_retransmit_schedule(self):
+        """
+        Hellos are retransmitted after 0.1 s, then every 0.2 s (the last
+        interval repeats).
+        """
+        self.start_punching()
+        for gap in [0.1, 0.2, 0.2, 0.2]:
+            self.clock.advance(gap - 0.001)
+            self.assertEqual(self.out.take(), [])
+            self.clock.advance(0.001)
+            self.assertEqual(self.out.take(), [("send_hello", PUBLIC), ("send_hello", LOCAL)])
+
+    def test_answer_to_source(self):
+        """
+        A hello is answered to the address it came from, even one that is no
+        candidate (peer-reflexive), which then also gets a hello.
+        """
+        self.start_punching()
+        self.machine.hello_received(REFLEXIVE, b"t" * 8)
+        self.assertEqual(
+            self.out.take(), [("send_answer", REFLEXIVE, b"t" * 8), ("send_hello", REFLEXIVE)]
+        )
+        self.assertIn(REFLEXIVE, self.core.candidates)
+
+    def test_first_answer_connects(self):
+        """
+        The first answer establishes the path, tells the peer with a
+        keepalive, and offers the local path once more.
+        """
+        self.start_punching()
+        self.machine.answer_received(PUBLIC)
+        self.assertEqual(
+            self.out.take(),
+            [("connected", PUBLIC), ("send_keepalive", PUBLIC), ("send_hello", LOCAL)],
+        )
+        self.assertEqual(set(self.core.timers), {"keepalive", "dead"})
+
+    def test_local_upgrade(self):
+        """
+        A later answer from a local candidate moves a public path to it; a
+        later public answer does not move a local path back.
+        """
+        self.start_punching()
+        self.machine.answer_received(PUBLIC)
+        self.out.take()
+        self.machine.answer_received(LOCAL)
+        self.assertEqual(self.out.take(), [("path_changed", LOCAL)])
+        self.machine.answer_received(PUBLIC)
+        self.assertEqual(self.out.take(), [])
+        self.assertEqual(self.core.path, LOCAL)
+
+    def test_rebinding(self):
+        """
+        Authenticated traffic from a new source re-binds the path.
+        """
+        self.start_punching()
+        self.machine.answer_received(PUBLIC)
+        self.out.take()
+        self.machine.traffic_received(MOVED)
+        self.assertEqual(self.out.take(), [("path_changed", MOVED)])
+        self.assertEqual(self.core.path, MOVED)
+
+    def test_late_hello_does_not_move_path(self):
+        """
+        A late hello while connected is answered (plus a keepalive), and
+        does not move the path.
+        """
+        self.start_punching()
+        self.machine.answer_received(LOCAL)
+        self.out.take()
+        self.machine.hello_received(PUBLIC, b"u" * 8)
+        self.assertEqual(self.out.take(), [("send_answer", PUBLIC, b"u" * 8), ("send_keepalive", LOCAL)])
+        self.assertEqual(self.core.path, LOCAL)
+
+    def test_reversal_once(self):
+        """
+        With no answer by reversal_after, reversal is requested exactly once.
+        """
+        self.start_punching()
+        self.clock.pump([0.1] * 25)
+        statuses = [entry for entry in self.out.take() if entry[0] in ("request_reversal", "status")]
+        self.assertEqual(statuses, [("status", "reversal"), ("request_reversal",)])
+
+    def test_reverse_received_restarts(self):
+        """
+        When told to send first, we warm up again and restart the hellos.
+        """
+        self.start_punching()
+        self.clock.advance(0.5)
+        self.out.take()
+        self.machine.reverse_received()
+        self.assertEqual(
+            self.out.take(),
+            [("send_probe", PUBLIC, 2), ("send_probe", LOCAL, 2), ("send_hello", PUBLIC), ("send_hello", LOCAL)],
+        )
+        self.assertEqual(self.core.sent_hellos, 1)
+
+    def test_timeout(self):
+        """
+        With no answer, the handshake fails after the timeout with an error
+        naming the candidates tried and what was heard.
+        """
+        self.start_punching()
+        self.clock.pump([0.1] * 31)
+        [failure] = [entry for entry in self.out.take() if entry[0] == "failed"]
+        error = failure[1]
+        self.assertIsInstance(error, HandshakeTimeout)
+        self.assertEqual(error.tried, (PUBLIC, LOCAL))
+        self.assertIn("203.0.113.7:4000", str(error))
+        self.assertIn("heard from nothing", str(error))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_hellos_extend_deadline(self):
+        """
+        Hellos from the peer near the deadline extend it, up to twice the
+        timeout.
+        """
+        self.start_punching()
+        self.clock.advance(2.9)
+        self.machine.hello_received(PUBLIC, b"v" * 8)
+        self.clock.advance(0.5)
+        self.assertFalse(any(e[0] == "failed" for e in self.out.take()))
+        failed_at = None
+        for _ in range(40):
+            self.machine.hello_received(PUBLIC, b"v" * 8)
+            self.clock.advance(0.2)
+            if any(e[0] == "failed" for e in self.out.take()):
+                failed_at = self.clock.seconds()
+                break
+        self.assertIsNotNone(failed_at)
+        self.assertGreater(failed_at, 0.02 + 3.0 + 0.5)
+        self.assertLessEqual(failed_at, 0.02 + 6.0 + 0.2)
+
+
+class HeartbeatTests(SynchronousTestCase):
+    config = HandshakeConfig(keepalive_interval=15.0, dead_after=45.0)
+
+    def setUp(self):
+        self.clock = Clock()
+        self.out = Recorder()
+        self.core = HandshakeCore(
+            clock=self.clock,
+            outputs=self.out,
+            config=self.config,
+            peer_id="bob",
+            candidates=[PUBLIC],
+            local_candidates=frozenset(),
+        )
+        self.machine = make_handshake(self.core)
+        self.machine.start()
+        self.clock.advance(self.config.warmup_delay)
+        self.machine.answer_received(PUBLIC)
+        self.out.take()
+
+    def test_idle_keepalives(self):
+        """
+        An idle path gets exactly one keepalive per interval.
+        """
+        self.machine.traffic_received(PUBLIC)
+        sent = []
+        for _ in range(60):
+            self.clock.advance(1)
+            self.machine.traffic_received(PUBLIC)
+            sent.extend(e for e in self.out.take() if e[0] == "send_keepalive")
+        self.assertEqual(len(sent), 4)
+        self.machine.close()
+
+    def test_traffic_replaces_keepalives(self):
+        """
+        Application traffic sent within the interval suppresses keepalives.
+        """
+        for _ in range(60):
+            self.clock.advance(1)
+            self.core.last_sent = self.clock.seconds()
+            self.machine.traffic_received(PUBLIC)
+        self.assertEqual([e for e in self.out.take() if e[0] == "send_keepalive"], [])
+        self.machine.close()
+
+    def test_lost_after_silence(self):
+        """
+        Hearing nothing for dead_after loses the connection; traffic before
+        that keeps it alive.
+        """
+        self.clock.advance(44)
+        self.machine.traffic_received(PUBLIC)
+        self.clock.advance(44)
+        self.assertFalse(any(e[0] == "lost" for e in self.out.take()))
+        self.clock.advance(1)
+        lost = [e for e in self.out.take() if e[0] == "lost"]
+        self.assertEqual(len(lost), 1)
+        self.assertIn("45s", lost[0][1])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_close_sends_close_and_cancels(self):
+        """
+        Closing tells the peer and leaves no timer behind; later inputs are
+        ignored.
+        """
+        self.machine.close()
+        self.assertEqual(self.out.take(), [("send_close", PUBLIC)])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.machine.traffic_received(MOVED)
+        self.machine.hello_received(MOVED, b"x" * 8)
+        self.assertEqual(self.out.take(), [])
+
+    def test_peer_closed(self):
+        """
+        The peer's close loses the connection at once.
+        """
+        self.machine.peer_closed()
+        self.assertEqual(self.out.take(), [("lost", "the peer closed the connection")])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class ConfigTests(SynchronousTestCase):
+    def test_validation(self):
+        """
+        Nonsensical timings are refused with a message naming the setting.
+        """
+        self.assertRaises(ValueError, HandshakeConfig, warmup_ttl=0)
+        self.assertRaises(ValueError, HandshakeConfig, hello_intervals=())
+        error = self.assertRaises(ValueError, HandshakeConfig, keepalive_interval=30, dead_after=20)
+        self.assertIn("dead_after", str(error))
