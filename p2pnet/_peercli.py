@@ -1,0 +1,296 @@
+"""
+C{p2pnet peer}: a command-line peer for testing connections and scripting.
+
+With C{--json} it prints one JSON object per line per event, for scripts
+(the kernel lab reads these); without, readable lines.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from typing import Callable, TextIO
+
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.task import deferLater
+from twisted.python import usage
+from twisted.python.failure import Failure
+
+from p2pnet._handshake import HandshakeConfig
+from p2pnet.address import Address
+from p2pnet.endpoint import PeerConfig, PeerEndpoint, PeerFactory, PeerProtocol, StatusEvent
+from p2pnet.errors import P2PError, UnknownPeer
+
+
+def _address(text: str) -> Address:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        raise ValueError(f"expected HOST:PORT, not {text!r}")
+    if not host.startswith("["):
+        try:
+            host = socket.gethostbyname(host)
+        except OSError:
+            raise ValueError(f"cannot resolve {host!r}") from None
+        text = f"{host}:{port}"
+    return Address.parse(text)
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+class Options(usage.Options):
+    synopsis = "--introducer HOST:PORT --name NAME [--host-session TITLE | --join TITLE | --connect NAME]"
+    longdesc = "Register with a p2pnet introducer and connect to peers; print what happens."
+    optParameters = [
+        ["introducer", "i", None, "The introducer's HOST:PORT.", _address],
+        ["name", "n", None, "Our peer id."],
+        ["host-session", None, None, "Host a session with this title; accept joiners."],
+        ["join", None, None, "Join the session with this title."],
+        ["connect", None, None, "Connect to this peer id."],
+        ["send", None, None, "Send this text to every connected peer, once a second."],
+        ["port", "p", 0, "Local UDP port (0: any).", int],
+        ["bind", "b", "", "Local address to bind (default: all)."],
+        ["secret-file", None, None, "File holding the introducer's shared secret."],
+        ["heartbeat", None, 15.0, "Seconds between registration heartbeats.", _seconds],
+        ["keepalive", None, 15.0, "Seconds between keepalives on an idle path.", _seconds],
+        ["timeout", None, 10.0, "Seconds to punch before giving up.", _seconds],
+        ["retry", None, 10.0, "Seconds to keep looking for the peer or session.", _seconds],
+        ["exit-after", None, None, "Stop after this many seconds.", _seconds],
+        ["max-players", None, 8, "Players in a hosted session.", int],
+    ]
+    optFlags = [
+        ["json", "j", "Print one JSON object per line per event."],
+        ["no-warmup", None, "Skip the short-TTL warm-up (to show why it matters)."],
+        ["mesh", None, "Host a mesh session (everyone connects to everyone)."],
+    ]
+
+    def postOptions(self) -> None:
+        if self["introducer"] is None:
+            raise usage.UsageError("--introducer HOST:PORT is required")
+        if not self["name"]:
+            raise usage.UsageError("--name is required")
+        chosen = [k for k in ("host-session", "join", "connect") if self[k]]
+        if len(chosen) > 1:
+            raise usage.UsageError("use only one of --host-session, --join and --connect")
+        if not 0 <= self["port"] <= 65535:
+            raise usage.UsageError("--port must be 0-65535")
+        self["secret"] = None
+        if self["secret-file"]:
+            try:
+                with open(self["secret-file"], "rb") as f:
+                    self["secret"] = f.read().strip()
+            except OSError as e:
+                raise usage.UsageError(f"cannot read --secret-file: {e.strerror}")
+
+
+class Printer:
+    """
+    Writes events as JSON lines or readable text.
+    """
+
+    def __init__(self, out: TextIO, as_json: bool, clock) -> None:
+        self._out = out
+        self._json = as_json
+        self._clock = clock
+        self._start = clock.seconds()
+
+    def __call__(self, kind: str, **fields: object) -> None:
+        if self._json:
+            record = {"event": kind, "t": round(self._clock.seconds() - self._start, 3)}
+            record.update(fields)
+            self._out.write(json.dumps(record) + "\n")
+        else:
+            details = " ".join(f"{k}={v}" for k, v in fields.items() if v not in (None, "", []))
+            self._out.write(f"[{self._clock.seconds() - self._start:7.3f}] {kind} {details}\n")
+        self._out.flush()
+
+    def status(self, event: StatusEvent) -> None:
+        fields: dict[str, object] = {}
+        if event.kind == "registered":
+            fields = {"public": str(event.address), "local": [str(a) for a in event.candidates]}
+        elif event.kind == "introduced":
+            fields = {"peer": event.peer_id, "candidates": [str(a) for a in event.candidates]}
+        elif event.kind in ("connected", "path-changed"):
+            fields = {"peer": event.peer_id, "path": event.path.value, "address": str(event.address)}
+            if event.elapsed is not None:
+                fields["elapsed"] = round(event.elapsed, 4)
+        elif event.kind in ("lost", "failed", "closed"):
+            fields = {"peer": event.peer_id, "reason": event.detail}
+        else:
+            fields = {"peer": event.peer_id, "address": str(event.address) if event.address else None,
+                      "detail": event.detail}
+        self(event.kind, **fields)
+
+
+class _Printing(PeerProtocol):
+    def __init__(self, printer: Printer, peer_id: str) -> None:
+        self._printer = printer
+        self._peer_id = peer_id
+
+    def datagram_received(self, data: bytes) -> None:
+        self._printer("datagram", peer=self._peer_id, text=data.decode("utf-8", "replace"))
+
+
+class _Factory(PeerFactory):
+    def __init__(self, printer: Printer) -> None:
+        self._printer = printer
+
+    def build_protocol(self, peer_id: str) -> PeerProtocol:
+        return _Printing(self._printer, peer_id)
+
+
+@inlineCallbacks
+def run(reactor, options: Options, out: TextIO):
+    """
+    Do what the options say; returns the exit code.
+    """
+    printer = Printer(out, options["json"], reactor)
+    config = PeerConfig(
+        handshake=HandshakeConfig(
+            warmup=not options["no-warmup"],
+            timeout=options["timeout"],
+            keepalive_interval=options["keepalive"],
+            dead_after=max(3 * options["keepalive"], options["keepalive"] + 1),
+        ),
+        heartbeat_interval=options["heartbeat"],
+    )
+    endpoint = PeerEndpoint(
+        reactor,
+        options["introducer"],
+        options["name"],
+        secret=options["secret"],
+        port=options["port"],
+        interface=options["bind"],
+        factory=_Factory(printer),
+        config=config,
+    )
+    endpoint.add_observer(printer.status)
+    done: Deferred = Deferred()
+    code = [0]
+
+    def finish(exit_code: int) -> None:
+        code[0] = max(code[0], exit_code)
+        if not done.called:
+            done.callback(None)
+
+    def report(failure: Failure) -> None:
+        error = failure.value
+        printer("error", error=type(error).__name__, message=str(error))
+        if not isinstance(error, P2PError):
+            printer("error", error="traceback", message=failure.getTraceback())
+        finish(1)
+
+    if options["exit-after"]:
+        reactor.callLater(options["exit-after"], finish, 0)
+    stopped: Deferred = Deferred()
+
+    def shutting_down() -> Deferred:
+        finish(0)
+        return stopped
+
+    reactor.addSystemEventTrigger("before", "shutdown", shutting_down)
+
+    try:
+        yield endpoint.start()
+    except Exception:
+        report(Failure())
+        stopped.callback(None)
+        return 1
+
+    sender = None
+    if options["send"]:
+        text = options["send"].encode("utf-8")
+
+        def send_all() -> None:
+            for connection in endpoint.connections:
+                if connection.address is not None and not connection.ended:
+                    connection.send(text)
+
+        from twisted.internet.task import LoopingCall
+
+        sender = LoopingCall(send_all)
+        sender.clock = reactor
+        sender.start(1.0, now=False)
+
+    action = None
+    if options["host-session"]:
+        action = endpoint.host_session(
+            options["host-session"], max_players=options["max-players"], mesh=options["mesh"]
+        )
+        action.addCallback(lambda s: printer("hosting", session=s.name, max_players=s.max_players))
+    elif options["join"]:
+        action = _retrying(reactor, options["retry"], lambda: _join(endpoint, options["join"], printer))
+    elif options["connect"]:
+        peer = options["connect"]
+        action = _retrying(
+            reactor, options["retry"], lambda: endpoint.connect(peer, _Printing(printer, peer))
+        )
+    if action is not None:
+        action.addErrback(report)
+
+    yield done
+    if sender is not None and sender.running:
+        sender.stop()
+    yield endpoint.stop()
+    stopped.callback(None)
+    return code[0]
+
+
+def _join(endpoint: PeerEndpoint, title: str, printer: Printer) -> Deferred:
+    def chosen(sessions):
+        for session in sessions:
+            if session.name == title:
+                return endpoint.join(session, _Printing(printer, session.host))
+        raise UnknownPeer(3, f"no session titled {title!r}")
+
+    return endpoint.list_sessions().addCallback(chosen)
+
+
+def _retrying(reactor, limit: float, attempt: Callable[[], Deferred]) -> Deferred:
+    """
+    Retry C{attempt} once a second while it fails with UnknownPeer (the
+    peer or session may not be registered yet), for up to C{limit} seconds.
+    """
+    deadline = reactor.seconds() + limit
+
+    def again(failure: Failure) -> Deferred:
+        failure.trap(UnknownPeer)
+        if reactor.seconds() >= deadline:
+            return failure
+        return deferLater(reactor, 1.0, attempt).addErrback(again)
+
+    return attempt().addErrback(again)
+
+
+def main(argv: list[str]) -> int:
+    options = Options()
+    try:
+        options.parseOptions(argv)
+    except usage.UsageError as e:
+        print(f"{options}\np2pnet peer: {e}", file=sys.stderr)
+        return 2
+    from twisted.internet import reactor
+
+    result: list[int] = []
+
+    def stop(code: int) -> None:
+        result.append(code)
+        from twisted.internet.error import ReactorNotRunning
+
+        try:
+            reactor.stop()
+        except ReactorNotRunning:
+            pass
+
+    def crashed(failure: Failure) -> None:
+        print(failure.getTraceback(), file=sys.stderr)
+        stop(1)
+
+    reactor.callWhenRunning(lambda: run(reactor, options, sys.stdout).addCallbacks(stop, crashed))
+    reactor.run()
+    return result[0] if result else 0
