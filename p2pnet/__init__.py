@@ -18,10 +18,38 @@ from p2pnet.errors import (
     UnknownPeer,
 )
 
+from p2pnet.endpoint import (
+    HostedSession,
+    Path,
+    PeerConfig,
+    PeerConnection,
+    PeerEndpoint,
+    PeerFactory,
+    PeerProtocol,
+    Registration,
+    StatusEvent,
+)
+from p2pnet._handshake import HandshakeConfig
+from p2pnet.introducer import IntroducerProtocol, IntroducerService
+from p2pnet.wire import SessionInfo
+
 __version__ = "0.1.0"
 
 __all__ = [
     "Address",
+    "HandshakeConfig",
+    "HostedSession",
+    "IntroducerProtocol",
+    "IntroducerService",
+    "Path",
+    "PeerConfig",
+    "PeerConnection",
+    "PeerEndpoint",
+    "PeerFactory",
+    "PeerProtocol",
+    "Registration",
+    "SessionInfo",
+    "StatusEvent",
     "AuthenticationFailed",
     "ConnectionClosed",
     "HandshakeTimeout",
