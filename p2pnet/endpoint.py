@@ -188,6 +188,9 @@ class PeerConnection:
 
     log = Logger()
 
+    #: Datagrams kept for a protocol that is not attached yet.
+    EARLY_LIMIT = 64
+
     def __init__(self, endpoint: PeerEndpoint, intro: wire.Introduction, conn_id: int) -> None:
         self._endpoint = endpoint
         self._clock = endpoint.clock
@@ -205,6 +208,7 @@ class PeerConnection:
         self.ended = False
         self._data_key = self.key if endpoint.config.authenticate_data else None
         self._waiters: list[Deferred] = []
+        self._early: list[bytes] = []
         self._failure: Failure | None = None
         self._public = intro.public
         candidates = [intro.public, *intro.local][:MAX_CANDIDATES]
@@ -248,10 +252,16 @@ class PeerConnection:
 
     def set_protocol(self, protocol: PeerProtocol) -> None:
         """
-        Attach the receiver; its C{connection_made} runs now.
+        Attach the receiver; its C{connection_made} runs now, then it gets
+        any datagrams that arrived before it was attached.
         """
         self.protocol = protocol
         protocol.connection_made(self)
+        early, self._early = self._early, []
+        for payload in early:
+            if self.protocol is not protocol or self.ended:
+                break
+            protocol.datagram_received(payload)
 
     @property
     def candidates(self) -> tuple[Address, ...]:
@@ -303,6 +313,10 @@ class PeerConnection:
             return
         if self.protocol is not None:
             self.protocol.datagram_received(payload)
+        elif len(self._early) < self.EARLY_LIMIT:
+            # The protocol is attached on the next reactor turn; keep what
+            # arrives before that.
+            self._early.append(payload)
         else:
             self._endpoint.count("dropped-data-no-protocol")
 

@@ -61,7 +61,7 @@ class SessionFull(IntroducerError):
     """
 
 
-class NotAuthorised(IntroducerError):
+class NotAuthorised(IntroducerError, AuthenticationFailed):
     """
     The introducer refused the request because our credentials are missing
     or wrong.
