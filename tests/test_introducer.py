@@ -371,3 +371,59 @@ class SecretTests(IntroducerTestCase):
         [(raw, _)] = self.transport.written
         self.assertTrue(wire.verify(raw, SECRET))
         self.assertIsInstance(wire.decode(raw), wire.Registered)
+
+
+class ReliableIntroductionTests(IntroducerTestCase):
+    def introduce(self):
+        self.register("a", A)
+        self.register("b", B)
+        request = self.next_txid()
+        self.send(wire.Introduce(request, "a", self.cookies["a"], "b"), A)
+        [(to_a, _), (to_b, _)] = self.transport.clear()
+        return request, to_a, to_b
+
+    def test_retransmitted_until_acknowledged(self):
+        """
+        Each side's copy of an introduction is sent again on a schedule
+        until that side acknowledges it; then it stops.
+        """
+        request, to_a, to_b = self.introduce()
+        self.clock.advance(0.25)
+        self.assertEqual(sorted(to for _, to in self.transport.clear()), sorted([A, B]))
+        self.send(wire.IntroAck(self.next_txid(), to_b.intro_id), B)
+        self.clock.advance(0.5)
+        self.assertEqual([to for _, to in self.transport.clear()], [A])
+        self.send(wire.IntroAck(self.next_txid(), to_a.intro_id), A)
+        self.clock.advance(5)
+        self.assertEqual(self.transport.clear(), [])
+
+    def test_ack_from_elsewhere_ignored(self):
+        """
+        An acknowledgement only counts from the side it was sent to.
+        """
+        request, to_a, to_b = self.introduce()
+        self.send(wire.IntroAck(self.next_txid(), to_b.intro_id), C)
+        self.clock.advance(0.25)
+        self.assertIn(B, [to for _, to in self.transport.clear()])
+
+    def test_gives_up(self):
+        """
+        Unacknowledged introductions stop after the schedule and are counted.
+        """
+        self.introduce()
+        self.clock.pump([0.25] * 40)
+        self.transport.clear()
+        self.clock.advance(10)
+        self.assertEqual(self.transport.clear(), [])
+        self.assertEqual(self.protocol.stats["introductions-unacknowledged"], 2)
+
+    def test_repeated_request_same_introduction(self):
+        """
+        A retransmitted request (same transaction id) gets the same
+        introduction again, not a new one for the other side.
+        """
+        request, to_a, to_b = self.introduce()
+        self.send(wire.Introduce(request, "a", self.cookies["a"], "b"), A)
+        [(again, to)] = self.transport.clear()
+        self.assertEqual((again, to), (to_a, A))
+        self.assertEqual(self.protocol.stats["introductions"], 1)
