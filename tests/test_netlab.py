@@ -634,6 +634,30 @@ class TraversalScenarios(LabTestMixin, SynchronousTestCase):
             lost = [e for e in process.events if e.get("event") == "lost"]
             self.check(lost == [], f"{process.host} lost the connection")
 
+    def test_flushed_symmetric_nat_picks_a_new_port(self) -> None:
+        """
+        When a symmetric NAT forgets its mappings mid-session, its host's
+        next packet leaves from a new random port; the public peer re-binds
+        the path to it and the session carries on without reconnecting.
+        """
+        self.needs_conntrack = True
+        self.require_lab()
+        self.lab.add_site("open", "none")
+        self.lab.add_site("sym", "symmetric")
+        self.lab.add_host("open", "alice")
+        self.lab.add_host("sym", "bob")
+        alice, bob, before, _ = self.connect("alice", "bob")
+        marks = len(alice.lines), len(bob.lines)
+        self.lab.flush("sym")
+        self.assert_datagrams(alice, "bob", start=marks[0])
+        self.assert_datagrams(bob, "alice", start=marks[1])
+        moved = [e for e in alice.events if e.get("event") == "path-changed"]
+        self.check(moved, "alice did not re-bind the path to bob")
+        self.assertNotEqual(moved[-1]["address"], before["address"])
+        for process in (alice, bob):
+            lost = [e for e in process.events if e.get("event") == "lost"]
+            self.check(lost == [], f"{process.host} lost the connection")
+
     def test_introducer_restart(self) -> None:
         """
         When the introducer dies after two peers connected, they keep
