@@ -77,8 +77,8 @@ def _demo(lab: Lab, say) -> int:
     say("  the core router has no default route: nothing leaves the lab")
     say()
     ok = _plain_race(lab, say)
-    say()
     if not _peer_available():
+        say()
         say("The p2pnet peer program is not available in this build yet; "
             "skipping the peer runs.")
         return 0 if ok else 1
@@ -200,7 +200,7 @@ def _connect(lab: Lab, say, first: str, second: str,
             passive.wait_for_event("connected", _TIMEOUT, peer=first)
             passive.wait_for_event("datagram", _TIMEOUT, peer=first)
             active.wait_for_event("datagram", _TIMEOUT, peer=second)
-        for process in processes:
+        for process in (active, passive):
             heard = False
             for event in process.events:
                 if event.get("event") == "datagram":
@@ -212,8 +212,18 @@ def _connect(lab: Lab, say, first: str, second: str,
                     say(f"   {line}")
         if connected is None:
             say(f"   -> no connection within {timeout:.0f}s")
+            if not expect:
+                say("      a hello reached the far router before that side's "
+                    "own first hello had left it;")
+                say("      the router took it for itself and remapped its "
+                    "host's flow, as with the plain sockets above")
             return False
-        return str(connected.get("path", "")).startswith("direct")
+        direct = str(connected.get("path", "")).startswith("direct")
+        if direct:
+            say("   -> a direct path is up and datagrams flow both ways"
+                + (" (the warm-up opened each router first)"
+                   if "race" in lab.site(lab.host(first).site).kind else ""))
+        return direct
     finally:
         for process in processes:
             process.stop()
@@ -235,6 +245,9 @@ def _describe(host: str, event: dict) -> str | None:
     if kind == "path-changed":
         return (f"{host}: path to {event.get('peer')} is now "
                 f"{event.get('path')} via {event.get('address')}")
+    if kind == "reversal":
+        return (f"{host}: no answer from {event.get('peer')} yet, asked the "
+                "introducer to have it send first (connection reversal)")
     if kind == "lost":
         return f"{host} lost {event.get('peer')}: {event.get('reason')}"
     if kind == "error":
