@@ -209,6 +209,8 @@ class StunResponder:
         change = request.get(ChangeRequest)
         response_port = request.get(ResponsePort)
         padding = request.get(Padding)
+        if response_port is not None and response_port.port == 0:
+            return self._error(request, 400, "Bad Request: RESPONSE-PORT 0", source, via)
         if padding is not None and response_port is not None:
             return self._error(request, 400, "Bad Request: PADDING with RESPONSE-PORT", source, via)
         destination = source if response_port is None else Address(source.host, response_port.port)
@@ -297,7 +299,12 @@ class StunServer:
             self.log.debug("no {via} socket for a STUN answer to {source}", via=reply.via, source=source)
             self.dropped += 1
             return
-        sender.transport.write(reply.data, reply.destination.as_tuple())
+        try:
+            sender.transport.write(reply.data, reply.destination.as_tuple())
+        except OSError as e:
+            self.log.debug("could not answer {source}: {e}", source=source, e=e)
+            self.dropped += 1
+            return
         self.answered += 1
 
 

@@ -281,7 +281,11 @@ class StunClientProtocol(DatagramProtocol):
             if self.transport is None:
                 self._finish(tid, Failure(ConnectionClosed("the STUN client socket is closed")))
                 return
-            self.transport.write(data, destination.as_tuple())
+            try:
+                self.transport.write(data, destination.as_tuple())
+            except OSError as e:
+                self._finish(tid, Failure(NatCheckFailed(f"cannot send to {destination}: {e}")))
+                return
             transaction.tries += 1
             if remaining > 0:
                 transaction.timer = self._reactor.callLater(wait, send, remaining - 1, wait * 2)
@@ -325,9 +329,6 @@ class StunClientProtocol(DatagramProtocol):
         """
         for tid in list(self._pending):
             self._finish(tid, Failure(ConnectionClosed("the NAT check was stopped")))
-
-    def connectionRefused(self) -> None:  # pragma: no cover - connected sockets only
-        pass
 
 
 # ---------------------------------------------------------------------------

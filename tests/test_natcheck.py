@@ -580,3 +580,28 @@ class CommandLineTests(SynchronousTestCase):
         status, out, err = self.run_command(Nat(), [("192.0.2.99", 3478)], timeout=1.0)
         self.assertEqual((status, out), (1, ""))
         self.assertEqual(err, "p2pnet natcheck: no answer from 192.0.2.99:3478 after 3 tries\n")
+
+
+class SendFailureTests(SynchronousTestCase):
+    """
+    A socket error while sending fails the check with a clear message.
+    """
+
+    def test_unsendable(self) -> None:
+        """
+        If the first request cannot be sent at all, the check fails at once
+        with "cannot send to ...".
+        """
+        from p2pnet.natcheck import NatCheckFailed
+
+        reactor = FakeReactor(Nat())
+
+        def refuse(source, destination, data):
+            raise OSError("Network is unreachable")
+
+        reactor.network.send = refuse
+        d = check_nat(reactor, [Address(STUN_A1, 3478)])
+        reactor.advance(0)
+        failure = self.failureResultOf(d, NatCheckFailed)
+        self.assertEqual(str(failure.value), "cannot send to 192.0.2.1:3478: Network is unreachable")
+        self.assertEqual(reactor.getDelayedCalls(), [])

@@ -406,3 +406,40 @@ class ServerTests(SynchronousTestCase):
         protocol.datagramReceived(binding(ChangeRequest(change_ip=True)), ("127.0.0.1", 7))
         [(data, _)] = protocol.transport.sent
         self.assertEqual(decode(data).get(ErrorCode).code, 420)
+
+
+class ResponsePortZeroTests(SynchronousTestCase):
+    """
+    RESPONSE-PORT 0 names no port.
+    """
+
+    def test_response_port_zero_gets_400(self) -> None:
+        """
+        A request asking for the answer at port 0 gets 400 at its source.
+        """
+        reply = StunResponder().respond(binding(ResponsePort(0)), CLIENT, PRIMARY)
+        self.assertEqual(decode(reply[0]).error_code.code, 400)
+        self.assertEqual(reply.destination, CLIENT)
+
+
+class FailingTransport(FakeTransport):
+    def write(self, data: bytes, addr: tuple) -> None:
+        raise OSError("network is unreachable")
+
+
+class WriteFailureTests(SynchronousTestCase):
+    """
+    A socket error while answering drops the answer without breaking the
+    server.
+    """
+
+    def test_write_error_is_counted(self) -> None:
+        """
+        An OSError from the transport counts as a dropped answer.
+        """
+        server = StunServer(StunResponder())
+        protocol = StunServerProtocol(server, "primary", PRIMARY)
+        protocol.transport = FailingTransport()
+        server.protocols["primary"] = protocol
+        protocol.datagramReceived(binding(), CLIENT.as_tuple())
+        self.assertEqual((server.answered, server.dropped), (0, 1))
