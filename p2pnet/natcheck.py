@@ -447,7 +447,10 @@ class _Check:
             )
             filtering = extra
         else:
-            mapping = self.compare_mappings(answers)
+            if behind_nat is False:
+                mapping = Behaviour.ENDPOINT_INDEPENDENT
+            else:
+                mapping = self.compare_mappings(answers)
             filtering = Behaviour.UNKNOWN
             self.notes.append(
                 "no server offered RFC 5780 behaviour discovery (OTHER-ADDRESS), "
