@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 

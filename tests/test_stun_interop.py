@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import sys
 import tempfile
@@ -29,7 +28,6 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import FailTest, SkipTest, SynchronousTestCase, TestCase
 
 import p2pnet
@@ -40,7 +38,6 @@ from p2pnet.stun import (
     MessageClass,
     Method,
     OtherAddress,
-    ResponseOrigin,
     Software,
     StunMessage,
     Username,
