@@ -1,0 +1,112 @@
+"""
+The servers the packet-rate benchmarks load, one per process:
+
+  - C{echo}: a bare Twisted UDP echo server (a DatagramProtocol that writes
+    back what it gets): the ceiling for a Twisted UDP service.
+  - C{introducer}: L{p2pnet.introducer.IntroducerProtocol} as the tap builds
+    it (registry, STUN responder), without the per-IP rate limiter (the load
+    comes from one IP) unless C{--rate-limit}.
+  - C{stunserver}: the standalone L{p2pnet._stunserver.listen_stun} server.
+
+Prints C{PORT <n>} once listening; on SIGTERM prints C{STATS <json>} and
+exits.  Run as C{python -m benchmarks._server KIND}; the benchmarks start
+it under C{taskset -c 0}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("kind", choices=["echo", "introducer", "stunserver"])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--log",
+        choices=["info", "none"],
+        default="info",
+        help="info: log at info level to a file, as twistd does; none: no observer",
+    )
+    parser.add_argument("--log-file", default="/tmp/p2pnet-bench-server.log")
+    parser.add_argument("--rate-limit", action="store_true", help="install the tap's RateLimiter (with a huge rate)")
+    args = parser.parse_args()
+
+    from twisted.internet import epollreactor
+
+    epollreactor.install()
+    from twisted.internet import reactor
+    from twisted.internet.protocol import DatagramProtocol
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
+
+    if args.log == "info":
+        out = open(args.log_file, "w")
+        observer = FilteringLogObserver(
+            textFileLogObserver(out), [LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)]
+        )
+        globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+    else:
+        globalLogBeginner.beginLoggingTo([], redirectStandardIO=False)
+
+    stats = lambda: {}  # noqa: E731
+    if args.kind == "echo":
+
+        class Echo(DatagramProtocol):
+            def datagramReceived(self, data, addr):
+                self.transport.write(data, addr)
+
+        port = reactor.listenUDP(args.port, Echo(), interface="127.0.0.1")
+    elif args.kind == "introducer":
+        from p2pnet._ratelimit import RateLimiter
+        from p2pnet._registry import Registry
+        from p2pnet._stunserver import StunResponder
+        from p2pnet.introducer import IntroducerProtocol
+
+        protocol = IntroducerProtocol(
+            reactor,
+            Registry(600.0, os.urandom),
+            os.urandom,
+            rate_limiter=RateLimiter(1e9, 1e9) if args.rate_limit else None,
+            stun_responder=StunResponder(),
+        )
+        port = reactor.listenUDP(args.port, protocol, interface="127.0.0.1")
+        stats = lambda: dict(protocol.stats, registrations=len(protocol.registry))  # noqa: E731
+    else:
+        from p2pnet._stunserver import listen_stun
+        from p2pnet.address import Address
+
+        ports = listen_stun(reactor, Address("127.0.0.1", args.port))
+        port = ports[0]
+        server = port.protocol.server
+        stats = lambda: {"answered": server.answered, "dropped": server.dropped}  # noqa: E731
+
+    # Bigger socket buffers so bursts of a pipelined window are not dropped.
+    import socket
+
+    handle = port.getHandle()
+    handle.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+
+    def stop(*_):
+        sys.stdout.write("STATS " + json.dumps(stats()) + "\n")
+        sys.stdout.flush()
+        reactor.stop()
+
+    signal.signal(signal.SIGTERM, lambda *a: reactor.callFromThread(stop))
+    sys.stdout.write(f"PORT {port.getHost().port}\n")
+    sys.stdout.flush()
+    reactor.run(installSignalHandlers=False)
+
+
+if __name__ == "__main__":
+    main()
