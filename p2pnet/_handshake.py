@@ -33,7 +33,7 @@ from automat import TypeMachineBuilder
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from p2pnet.address import Address
+from p2pnet.address import Address, RelayRoute
 from p2pnet.errors import HandshakeTimeout
 
 
@@ -67,6 +67,12 @@ class HandshakeConfig:
         long on an established path (real traffic counts).
     @ivar dead_after: declare the connection lost after hearing nothing
         authenticated for this long.
+    @ivar relay_after: ask for a relay if no direct path validated by then
+        (None: never use a relay).
+    @ivar upgrade_intervals: while relayed, retry the direct candidates
+        after these gaps (the last repeats).
+    @ivar fallback_after: silence on a direct path after which the
+        connection moves to the relay (default: two thirds of dead_after).
     """
 
     warmup: bool = True
@@ -78,8 +84,26 @@ class HandshakeConfig:
     timeout: float = field(default=10.0, validator=_positive)
     keepalive_interval: float = field(default=15.0, validator=_positive)
     dead_after: float = field(default=45.0, validator=_positive)
+    relay_after: float | None = 3.0
+    upgrade_intervals: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0, 30.0)
+    fallback_after: float | None = None
+
+    @property
+    def fallback(self) -> float:
+        """
+        Silence on a direct path before moving to the relay.
+        """
+        if self.fallback_after is not None:
+            return self.fallback_after
+        return self.dead_after * 2 / 3
 
     def __attrs_post_init__(self) -> None:
+        if self.relay_after is not None and self.relay_after <= 0:
+            raise ValueError("relay_after must be greater than 0 (or None for no relay)")
+        if not self.upgrade_intervals or min(self.upgrade_intervals) <= 0:
+            raise ValueError("upgrade_intervals must be a non-empty list of positive gaps")
+        if self.fallback_after is not None and not 0 < self.fallback_after < self.dead_after:
+            raise ValueError("fallback_after must be between 0 and dead_after")
         if not self.hello_intervals or min(self.hello_intervals) <= 0:
             raise ValueError("hello_intervals must be a non-empty list of positive gaps")
         if self.dead_after <= self.keepalive_interval:
@@ -109,8 +133,12 @@ class HandshakeOutputs(Protocol):
     def request_reversal(self) -> None:
         """Ask the introducer to make the peer send first."""
 
+    def request_relay(self) -> None:
+        """Ask the introducer for a relay allocation shared with the peer."""
+
     def status(self, kind: str) -> None:
-        """Report progress (C{"warming"}, C{"punching"}, C{"reversal"})."""
+        """Report progress (C{"warming"}, C{"punching"}, C{"reversal"},
+        C{"relaying"})."""
 
     def connected(self, address: Address) -> None:
         """A path to C{address} is validated."""
@@ -169,6 +197,18 @@ class Handshake(Protocol):
     def close(self) -> None:
         """We close."""
 
+    def relay_due(self) -> None:
+        """No direct path by C{relay_after}."""
+
+    def relay_offered(self, route: RelayRoute) -> None:
+        """The introducer handed us a relay allocation shared with the peer."""
+
+    def upgrade_due(self) -> None:
+        """Time to retry the direct candidates while relayed."""
+
+    def path_silent(self) -> None:
+        """Nothing heard on the current direct path for C{fallback_after}."""
+
 
 @define
 class HandshakeCore:
@@ -196,6 +236,11 @@ class HandshakeCore:
     last_heard: float = 0.0
     reversal_requested: bool = False
     deadline_at: float = 0.0
+    relay_route: RelayRoute | None = None
+    relay_requested: bool = False
+    upgrade_attempt: int = 0
+    route_confirmed: bool = True
+    last_heard_on_path: float = 0.0
     log: Logger = field(factory=Logger)
 
     def schedule(self, name: str, delay: float, input_: Callable[[], None]) -> None:
@@ -224,6 +269,8 @@ class HandshakeCore:
 
     def hear(self, source: Address) -> None:
         self.last_heard = self.clock.seconds()
+        if source == self.path:
+            self.last_heard_on_path = self.last_heard
         if source not in self.heard:
             self.heard.append(source)
 
@@ -241,6 +288,16 @@ class HandshakeCore:
 
     def elapsed(self) -> float:
         return self.clock.seconds() - self.started
+
+    def direct_candidates(self) -> list[Address]:
+        return [c for c in self.candidates if not isinstance(c, RelayRoute)]
+
+    def extend_deadline(self, inputs: Handshake, by: float) -> None:
+        now = self.clock.seconds()
+        extended = min(now + by, self.started + 2 * self.config.timeout)
+        if extended > self.deadline_at:
+            self.deadline_at = extended
+            self.schedule("deadline", extended - now, inputs.give_up)
 
 
 def _build() -> Callable[[HandshakeCore], Handshake]:
@@ -263,13 +320,15 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
         if config.warmup:
             core.outputs.status("warming")
             for _ in range(config.warmup_packets):
-                for candidate in core.candidates:
+                for candidate in core.direct_candidates():
                     core.outputs.send_probe(candidate, config.warmup_ttl)
             core.schedule("warm", config.warmup_delay, inputs.warmed)
         else:
             core.schedule("warm", 0.0, inputs.warmed)
         core.deadline_at = core.started + config.timeout
         core.schedule("deadline", config.timeout, inputs.give_up)
+        if config.relay_after is not None:
+            core.schedule("relay", config.relay_after, inputs.relay_due)
 
     # -- warming and punching -------------------------------------------
 
@@ -305,18 +364,14 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
         core.send_hellos([source])
         # The peer is alive and punching (perhaps it learnt of us late):
         # give it time to finish, within twice the configured timeout.
-        now = core.clock.seconds()
-        extended = min(now + core.config.timeout / 3, core.started + 2 * core.config.timeout)
-        if extended > core.deadline_at:
-            core.deadline_at = extended
-            core.schedule("deadline", extended - now, inputs.give_up)
+        core.extend_deadline(inputs, core.config.timeout / 3)
 
     @warming.upon(Handshake.reverse_received).loop()
     @punching.upon(Handshake.reverse_received).loop()
     def send_first(inputs: Handshake, core: HandshakeCore) -> None:
         config = core.config
         if config.warmup:
-            for candidate in core.candidates:
+            for candidate in core.direct_candidates():
                 core.outputs.send_probe(candidate, config.warmup_ttl)
         core.sent_hellos = 0
         core.send_hellos()
@@ -329,6 +384,7 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
         core.cancel_all()
         core.hear(source)
         core.path = source
+        core.last_heard_on_path = core.clock.seconds()
         core.outputs.connected(source)
         # Tell the peer at once: if it is still punching (our answer to its
         # hello may have been lost) this validates its side too.
@@ -340,6 +396,8 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
             untried = [c for c in core.candidates if c in core.local_candidates]
             if untried:
                 core.send_hellos(untried)
+        if isinstance(source, RelayRoute):
+            _arm_upgrade(inputs, core)
         _arm_heartbeat(inputs, core)
 
     @warming.upon(Handshake.answer_received).loop()
@@ -369,16 +427,19 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
 
     @connected.upon(Handshake.answer_received).loop()
     def upgrade_or_refresh(inputs: Handshake, core: HandshakeCore, source: Address) -> None:
-        if source in core.local_candidates and core.path not in core.local_candidates:
+        better = (
+            isinstance(core.path, RelayRoute) and not isinstance(source, RelayRoute)
+        ) or (source in core.local_candidates and core.path not in core.local_candidates)
+        if better:
             core.hear(source)
-            core.path = source
-            core.outputs.path_changed(source)
+            _move(core, source)
+            core.cancel("upgrade")
             return
         core.hear(source)
 
     @connected.upon(Handshake.traffic_received).loop()
     def refresh(inputs: Handshake, core: HandshakeCore, source: Address) -> None:
-        _refresh(core, source)
+        _refresh(inputs, core, source)
 
     @connected.upon(Handshake.keepalive_due).loop()
     def keepalive(inputs: Handshake, core: HandshakeCore) -> None:
@@ -410,17 +471,69 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
     def close_early(inputs: Handshake, core: HandshakeCore) -> None:
         core.cancel_all()
 
+    # -- relay ------------------------------------------------------------
+
+    @warming.upon(Handshake.relay_due).loop()
+    @punching.upon(Handshake.relay_due).loop()
+    def ask_relay(inputs: Handshake, core: HandshakeCore) -> None:
+        if not core.relay_requested:
+            core.relay_requested = True
+            core.outputs.status("relaying")
+            core.outputs.request_relay()
+
+    @warming.upon(Handshake.relay_offered).loop()
+    @punching.upon(Handshake.relay_offered).loop()
+    def try_relay(inputs: Handshake, core: HandshakeCore, route: RelayRoute) -> None:
+        if core.relay_route is not None:
+            return
+        core.relay_route = route
+        core.add_candidate(route)
+        core.send_hellos([route])
+        core.extend_deadline(inputs, core.config.timeout / 2)
+
+    @connected.upon(Handshake.relay_offered).loop()
+    def relay_for_later(inputs: Handshake, core: HandshakeCore, route: RelayRoute) -> None:
+        if core.relay_route is None:
+            core.relay_route = route
+            core.add_candidate(route)
+        if not isinstance(core.path, RelayRoute):
+            silence = core.clock.seconds() - core.last_heard_on_path
+            if silence >= core.config.keepalive_interval:
+                _fall_back(inputs, core)
+
+    @connected.upon(Handshake.path_silent).loop()
+    def direct_went_quiet(inputs: Handshake, core: HandshakeCore) -> None:
+        if isinstance(core.path, RelayRoute):
+            return
+        if core.relay_route is not None:
+            _fall_back(inputs, core)
+        elif core.config.relay_after is not None and not core.relay_requested:
+            core.relay_requested = True
+            core.outputs.status("relaying")
+            core.outputs.request_relay()
+
+    @connected.upon(Handshake.upgrade_due).loop()
+    def try_direct_again(inputs: Handshake, core: HandshakeCore) -> None:
+        if not isinstance(core.path, RelayRoute):
+            return
+        core.send_hellos(core.direct_candidates())
+        core.last_sent = core.clock.seconds()
+        core.upgrade_attempt += 1
+        _arm_upgrade(inputs, core)
+
     # Anything else is ignored: stale timers cannot fire (they were
     # cancelled), but packets and calls still arrive in any state.
     ignored = {
         idle: ["warmed", "retransmit", "reversal_due", "give_up", "hello_received",
                "answer_received", "traffic_received", "reverse_received",
-               "keepalive_due", "peer_silent", "peer_closed"],
+               "keepalive_due", "peer_silent", "peer_closed", "relay_due", "relay_offered",
+               "upgrade_due", "path_silent"],
         warming: ["start", "retransmit", "reversal_due", "keepalive_due", "peer_silent",
-                  "peer_closed"],
-        punching: ["start", "warmed", "keepalive_due", "peer_silent", "peer_closed"],
+                  "peer_closed", "upgrade_due", "path_silent"],
+        punching: ["start", "warmed", "keepalive_due", "peer_silent", "peer_closed",
+                   "upgrade_due", "path_silent"],
         connected: ["start", "warmed", "retransmit", "reversal_due", "give_up",
-                    "reverse_received"],
+                    "reverse_received", "relay_due"],
     }
     everything = [name for name in dir(Handshake) if not name.startswith("_")]
     for state in (failed, lost, closed):
@@ -450,13 +563,74 @@ def _arm_dead(inputs: Handshake, core: HandshakeCore) -> None:
             _arm_dead(inputs, core)
 
     core.schedule("dead", core.last_heard + core.config.dead_after - core.clock.seconds(), check)
+    if core.config.relay_after is not None:
+        _arm_silence(inputs, core)
 
 
-def _refresh(core: HandshakeCore, source: Address) -> None:
+def _arm_silence(inputs: Handshake, core: HandshakeCore) -> None:
+    def check() -> None:
+        now = core.clock.seconds()
+        if not isinstance(core.path, RelayRoute) and now - core.last_heard_on_path >= core.config.fallback - 1e-9:
+            inputs.path_silent()
+            if "silence" not in core.timers:
+                core.schedule("silence", core.config.keepalive_interval, check)
+        else:
+            _arm_silence(inputs, core)
+
+    delay = core.last_heard_on_path + core.config.fallback - core.clock.seconds()
+    core.schedule("silence", delay if delay > 0 else core.config.keepalive_interval, check)
+
+
+def _arm_upgrade(inputs: Handshake, core: HandshakeCore) -> None:
+    intervals = core.config.upgrade_intervals
+    core.schedule("upgrade", intervals[min(core.upgrade_attempt, len(intervals) - 1)], inputs.upgrade_due)
+
+
+def _move(core: HandshakeCore, source) -> None:
+    core.path = source
+    core.last_heard_on_path = core.clock.seconds()
+    core.outputs.path_changed(source)
+
+
+def _fall_back(inputs: Handshake, core: HandshakeCore) -> None:
+    """
+    Move a silent direct path to the relay, and keep trying direct.
+    """
+    _move(core, core.relay_route)
+    core.outputs.send_keepalive(core.relay_route)
+    now = core.clock.seconds()
+    core.last_sent = now
+    # The relay forwards only once both members have bound to it, so the
+    # first keepalive may die there: give the new path a full window and
+    # answer the first thing heard on it.
+    core.last_heard = now
+    core.route_confirmed = False
+    _arm_dead(inputs, core)
+    core.upgrade_attempt = 0
+    _arm_upgrade(inputs, core)
+
+
+def _refresh(inputs: Handshake, core: HandshakeCore, source: Address) -> None:
     core.hear(source)
-    if source != core.path:
-        core.path = source
-        core.outputs.path_changed(source)
+    if source == core.path:
+        core.last_heard_on_path = core.clock.seconds()
+        if isinstance(source, RelayRoute) and not core.route_confirmed:
+            core.route_confirmed = True
+            core.outputs.send_keepalive(source)
+            core.last_sent = core.clock.seconds()
+        return
+    if isinstance(source, RelayRoute) and not isinstance(core.path, RelayRoute):
+        # A relayed packet while we are direct: a late one, unless our direct
+        # path went quiet and the peer moved to the relay.
+        if core.clock.seconds() - core.last_heard_on_path < core.config.keepalive_interval:
+            return
+        _move(core, source)
+        core.upgrade_attempt = 0
+        _arm_upgrade(inputs, core)
+        return
+    _move(core, source)
+    if not isinstance(source, RelayRoute):
+        core.cancel("upgrade")
 
 
 #: C{HandshakeCore -> Handshake}: build a machine around a core.

@@ -84,3 +84,22 @@ class Address:
         if self.is_ipv6:
             return f"[{self.host}]:{self.port}"
         return f"{self.host}:{self.port}"
+
+
+@frozen
+class RelayRoute:
+    """
+    A path through a p2pnet relay: where the relay is, the allocation, our
+    side of it, and the allocation's key.  Used wherever an L{Address}
+    names a path; the connection wraps datagrams for the relay.
+    """
+
+    relay: Address
+    allocation_id: bytes = field(repr=lambda v: v.hex())
+    side: int
+    key: bytes = field(repr=False)
+
+    is_ipv6 = False
+
+    def __str__(self) -> str:
+        return f"relay {self.relay}"

@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 from p2pnet import wire
 from p2pnet._handshake import HandshakeConfig, HandshakeCore, make_handshake
 from p2pnet._introclient import IntroducerClient
-from p2pnet.address import Address
+from p2pnet.address import Address, RelayRoute
 from p2pnet.errors import (
     ConnectionClosed,
     IntroducerUnreachable,
@@ -235,10 +235,14 @@ class PeerConnection:
         """
         if self.ended or self.address is None:
             raise ConnectionClosed(f"connection to {self.peer_id!r} is not open")
-        self._endpoint.write(
-            wire.encode_data(self.remote_conn_id, data, self._data_key), self.address
-        )
+        self._send_to(wire.encode_data(self.remote_conn_id, data, self._data_key), self.address)
         self._core.last_sent = self._clock.seconds()
+
+    def _send_to(self, raw: bytes, to) -> None:
+        if isinstance(to, RelayRoute):
+            self._endpoint.write(wire.encode_relayed(to.allocation_id, to.side, raw, to.key), to.relay)
+        else:
+            self._endpoint.write(raw, to)
 
     def close(self) -> None:
         """
@@ -327,6 +331,8 @@ class PeerConnection:
     # -- HandshakeOutputs -------------------------------------------------
 
     def send_probe(self, to: Address, ttl: int) -> None:
+        if isinstance(to, RelayRoute):
+            return
         self._endpoint.write_with_ttl(
             wire.encode(wire.Probe(self._endpoint.new_txid(), self.intro_id)), to, ttl
         )
@@ -339,22 +345,34 @@ class PeerConnection:
             self.conn_id,
             self._endpoint.own_candidates(),
         )
-        self._endpoint.write(wire.encode(hello, self.key), to)
+        self._send_to(wire.encode(hello, self.key), to)
 
     def send_answer(self, to: Address, txid: bytes) -> None:
-        answer = wire.HelloAck(txid, self.intro_id, self._endpoint.peer_id, self.conn_id, to)
-        self._endpoint.write(wire.encode(answer, self.key), to)
+        observed = to.relay if isinstance(to, RelayRoute) else to
+        answer = wire.HelloAck(txid, self.intro_id, self._endpoint.peer_id, self.conn_id, observed)
+        self._send_to(wire.encode(answer, self.key), to)
 
     def send_keepalive(self, to: Address) -> None:
-        self._endpoint.write(
+        self._send_to(
             wire.encode(wire.Keepalive(self._endpoint.new_txid(), self.intro_id, 0), self.key), to
         )
 
     def send_close(self, to: Address) -> None:
-        self._endpoint.write(wire.encode(wire.Close(self._endpoint.new_txid(), self.intro_id), self.key), to)
+        self._send_to(wire.encode(wire.Close(self._endpoint.new_txid(), self.intro_id), self.key), to)
 
     def request_reversal(self) -> None:
         self._endpoint.request_reversal(self)
+
+    def request_relay(self) -> None:
+        self._endpoint.request_relay(self)
+
+    def relay_offered(self, offer: wire.RelayOffer) -> None:
+        relay = offer.relay
+        if relay.host == "0.0.0.0":
+            relay = Address(self._endpoint.introducer.host, relay.port)
+        route = RelayRoute(relay, offer.allocation, offer.side, offer.key)
+        self._endpoint.remember_route(self, route)
+        self.machine.relay_offered(route)
 
     def status(self, kind: str) -> None:
         self._endpoint.emit(StatusEvent(kind, self.peer_id, candidates=self.candidates))
@@ -400,6 +418,8 @@ class PeerConnection:
     # -- internals ----------------------------------------------------------
 
     def _path_for(self, address: Address) -> Path:
+        if isinstance(address, RelayRoute):
+            return Path.RELAYED
         if address in self._core.local_candidates and address != self._public:
             return Path.DIRECT_LOCAL
         return Path.DIRECT_PUBLIC
@@ -475,6 +495,7 @@ class PeerEndpoint(DatagramProtocol):
         self.local_addresses: tuple[Address, ...] = ()
         self._by_intro: dict[bytes, PeerConnection] = {}
         self._by_conn_id: dict[int, PeerConnection] = {}
+        self._by_allocation: dict[bytes, tuple[PeerConnection, RelayRoute]] = {}
         self._awaiting: dict[bytes, tuple[str | None, Deferred]] = {}
         self._hosted: dict[bytes, HostedSession] = {}
         self._observers: list[Callable[[StatusEvent], None]] = []
@@ -862,9 +883,38 @@ class PeerEndpoint(DatagramProtocol):
             )
         )
 
+    def request_relay(self, connection: PeerConnection) -> None:
+        if self._cookie is None or self._stopping:
+            return
+        self.log.info("asking the introducer for a relay to {peer_id}", peer_id=connection.peer_id)
+        d = self._client.request(
+            wire.RelayRequest(
+                self.new_txid(), self.peer_id, self._cookie, connection.peer_id, connection.intro_id
+            )
+        )
+
+        def offered(offer: wire.Message) -> None:
+            if isinstance(offer, wire.RelayOffer) and not connection.ended:
+                connection.relay_offered(offer)
+
+        def refused(reason: Failure) -> None:
+            if self._stopping or reason.check(ConnectionClosed):
+                return
+            self.log.info(
+                "no relay for {peer_id}: {error}", peer_id=connection.peer_id, error=str(reason.value)
+            )
+
+        d.addCallbacks(offered, refused)
+
+    def remember_route(self, connection: PeerConnection, route: RelayRoute) -> None:
+        self._by_allocation[route.allocation_id] = (connection, route)
+
     def forget(self, connection: PeerConnection) -> None:
         self._by_intro.pop(connection.intro_id, None)
         self._by_conn_id.pop(connection.conn_id, None)
+        for allocation, (owner, _) in list(self._by_allocation.items()):
+            if owner is connection:
+                del self._by_allocation[allocation]
 
     @property
     def connections(self) -> list[PeerConnection]:
@@ -900,9 +950,35 @@ class PeerEndpoint(DatagramProtocol):
                 return
             connection.data_received(data, Address(addr[0], addr[1]))
             return
+        if kind == wire.MessageType.RELAY_FORWARD:
+            self._from_relay(data)
+            return
         source = Address(addr[0], addr[1])
         if kind < wire.MessageType.PROBE:
             self._from_introducer(data, source)
+            return
+        self._peer_message(data, source)
+
+    def _from_relay(self, data: bytes) -> None:
+        fields = wire.relayed_fields(data)
+        entry = self._by_allocation.get(fields[0]) if fields is not None else None
+        if entry is None:
+            self.count("dropped-unknown-allocation")
+            return
+        connection, route = entry
+        inner = wire.verify_relayed(data, route.key)
+        if inner is None or len(inner) < 2 or inner[0] != wire.MAGIC:
+            self.count("dropped-unauthenticated")
+            return
+        if inner[1] == wire.MessageType.DATA:
+            if len(inner) >= wire.DATA_HEADER_SIZE and (inner[2] << 8 | inner[3]) == connection.conn_id:
+                connection.data_received(inner, route)
+            return
+        self._peer_message(inner, route)
+
+    def _peer_message(self, data: bytes, source) -> None:
+        if data[1] < wire.MessageType.PROBE or data[1] >= wire.MessageType.DATA:
+            self.count("dropped-unexpected")
             return
         message = wire.decode(data)
         if isinstance(message, wire.Probe):
@@ -925,6 +1001,12 @@ class PeerEndpoint(DatagramProtocol):
             self._client.send(wire.IntroAck(self.new_txid(), message.intro_id))
             self._client.answer(message)
             self._introduction(message)
+        elif isinstance(message, wire.RelayOffer):
+            self._client.send(wire.IntroAck(self.new_txid(), message.allocation))
+            if not self._client.answer(message):
+                connection = self._by_intro.get(message.intro_id)
+                if connection is not None:
+                    connection.relay_offered(message)
         elif isinstance(message, wire.Reverse):
             connection = self._by_intro.get(message.intro_id)
             if connection is not None and connection.peer_id == message.peer_id:

@@ -13,6 +13,7 @@ import os
 from collections import Counter, OrderedDict
 from typing import Callable
 
+from attrs import define
 from twisted.application.service import Service
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IReactorTime, IReactorUDP
@@ -30,6 +31,28 @@ from p2pnet.wire import ErrorCode
 MAX_ANSWER = wire.MAX_DATAGRAM
 
 _SESSION_LIST_FIXED = wire.HEADER_SIZE + 2 * (3 + 4)
+
+
+@define
+class RelaySettings:
+    """
+    The relay an introducer hands allocations out for.
+
+    @ivar secret: the relay's secret (allocation keys derive from it).
+    @ivar address: where peers reach the relay; None for a relay on the
+        introducer's own host, whose port C{port_of()} tells once bound
+        (offers then carry 0.0.0.0, which peers read as "the introducer's
+        host").
+    """
+
+    secret: bytes
+    address: Address | None = None
+    port_of: Callable[[], int] | None = None
+
+    def offer_address(self) -> Address:
+        if self.address is not None:
+            return self.address
+        return Address("0.0.0.0", self.port_of() if self.port_of is not None else 0)
 
 
 class IntroducerProtocol(DatagramProtocol):
@@ -53,6 +76,8 @@ class IntroducerProtocol(DatagramProtocol):
     @param stun_responder: answers STUN requests on the same port (an
         object with C{respond(data, source, local) -> (bytes, which) | None}),
         or None to drop STUN.
+    @param relay: the L{RelaySettings} of the relay whose allocations this
+        introducer hands out, or None when there is no relay.
     @param sweep_interval: seconds between expiry sweeps.
     @param stats_interval: seconds between statistics log lines (0: never).
     """
@@ -67,6 +92,7 @@ class IntroducerProtocol(DatagramProtocol):
         secret: bytes | None = None,
         rate_limiter: RateLimiter | None = None,
         stun_responder: object | None = None,
+        relay: RelaySettings | None = None,
         sweep_interval: float | None = None,
         stats_interval: float = 0.0,
     ) -> None:
@@ -76,6 +102,8 @@ class IntroducerProtocol(DatagramProtocol):
         self._secret = secret
         self._rate_limiter = rate_limiter
         self.stun_responder = stun_responder
+        self.relay = relay
+        self._relay_offers: OrderedDict[bytes, tuple[float, bytes]] = OrderedDict()
         self._sweep_interval = sweep_interval or max(0.5, registry.lifetime / 4)
         self._stats_interval = stats_interval
         self._last_stats = 0.0
@@ -92,6 +120,7 @@ class IntroducerProtocol(DatagramProtocol):
             wire.Introduce: self._on_introduce,
             wire.ReverseRequest: self._on_reverse_request,
             wire.IntroAck: self._on_intro_ack,
+            wire.RelayRequest: self._on_relay_request,
         }
         self._pushes: dict[tuple[bytes, tuple], tuple[bytes, tuple, int, object]] = {}
         # (requester, txid) -> the requester's introductions, so that a
@@ -504,10 +533,50 @@ class IntroducerProtocol(DatagramProtocol):
             requester=requester.peer_id,
         )
 
+    def _on_relay_request(self, message: wire.RelayRequest, source, size, authenticated, now) -> None:
+        requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)
+        if self.relay is None:
+            raise RegistryError(ErrorCode.BAD_REQUEST, "no relay here")
+        target = self.registry.lookup(message.target, now)
+        if target is None or target is requester:
+            raise RegistryError(ErrorCode.UNKNOWN_PEER, f"no peer {message.target!r}")
+        self._check_reachable(target, authenticated)
+        relay_address, secret = self.relay.offer_address(), self.relay.secret
+        # Both members usually ask at about the same time: one allocation per
+        # introduction.
+        while self._relay_offers and (
+            len(self._relay_offers) > 4096 or next(iter(self._relay_offers.values()))[0] < now - 300.0
+        ):
+            self._relay_offers.popitem(last=False)
+        remembered = self._relay_offers.get(message.intro_id)
+        fresh = remembered is None
+        allocation = self._random_bytes(8) if fresh else remembered[1]
+        self._relay_offers[message.intro_id] = (now, allocation)
+        key = wire.relay_key(secret, allocation)
+        mine, theirs = (0, 1) if requester.peer_id < target.peer_id else (1, 0)
+        self._send(
+            wire.RelayOffer(message.txid, message.intro_id, allocation, relay_address, key, mine),
+            source,
+            size,
+            authenticated,
+        )
+        if fresh:
+            offer = wire.RelayOffer(
+                self._random_bytes(wire.TXID_SIZE), message.intro_id, allocation, relay_address, key, theirs
+            )
+            self._push(allocation, wire.encode(offer, self._secret), target.public.as_tuple())
+            self.stats["relay-allocations"] += 1
+            self.log.info(
+                "relay allocation {allocation} for {requester} and {target}",
+                allocation=allocation.hex(),
+                requester=requester.peer_id,
+                target=target.peer_id,
+            )
 
-class IntroducerService(Service):
+
+class UDPService(Service):
     """
-    Binds an L{IntroducerProtocol} to a UDP port while running.
+    Binds a DatagramProtocol to a UDP port while running, and logs where.
 
     @ivar port: the listening port once started (C{getHost()} tells the
         actual port number when 0 was asked for).
@@ -515,24 +584,20 @@ class IntroducerService(Service):
 
     log = Logger()
 
-    def __init__(
-        self,
-        reactor: IReactorUDP,
-        protocol: IntroducerProtocol,
-        port: int,
-        interface: str = "",
-    ) -> None:
+    def __init__(self, reactor: IReactorUDP, protocol, port: int, interface: str = "", what: str = "introducer") -> None:
         self._reactor = reactor
         self.protocol = protocol
         self._port_number = port
         self._interface = interface
+        self._what = what
         self.port = None
 
     def startService(self) -> None:
         self.port = self._reactor.listenUDP(self._port_number, self.protocol, self._interface)
         address = self.port.getHost()
         self.log.info(
-            "p2pnet introducer listening on {host}:{port}",
+            "p2pnet {what} listening on {host}:{port}",
+            what=self._what,
             host=address.host,
             port=address.port,
         )
@@ -544,3 +609,12 @@ class IntroducerService(Service):
         if port is None:
             return None
         return maybeDeferred(port.stopListening)
+
+
+class IntroducerService(UDPService):
+    """
+    Binds an L{IntroducerProtocol} to a UDP port while running.
+    """
+
+    def __init__(self, reactor: IReactorUDP, protocol: IntroducerProtocol, port: int, interface: str = "") -> None:
+        super().__init__(reactor, protocol, port, interface, "introducer")

@@ -36,6 +36,26 @@ def _positive(text: str) -> float:
     return value
 
 
+def _relay_address(text: str):
+    from p2pnet.address import Address
+
+    return Address.parse(text)
+
+
+def read_secret(path: str, option: str) -> bytes:
+    """
+    Read a secret file, refusing missing, unreadable and empty ones.
+    """
+    try:
+        with open(path, "rb") as f:
+            secret = f.read().strip()
+    except OSError as e:
+        raise usage.UsageError(f"cannot read {option} {path}: {e.strerror}")
+    if not secret:
+        raise usage.UsageError(f"{option} {path} is empty")
+    return secret
+
+
 def _non_negative(text: str) -> float:
     value = float(text)
     if value < 0:
@@ -63,6 +83,12 @@ class Options(usage.Options):
          "Seconds a registration lives without a heartbeat.", _positive],
         ["rate", None, 50.0, "Packets per second allowed per source IP.", _positive],
         ["burst", None, 100.0, "Burst size allowed per source IP.", _positive],
+        ["relay-port", None, None,
+         "Also run a relay in this process on this UDP port (0: any).", _port],
+        ["relay", None, None,
+         "Hand out allocations on a separate p2pnet relay at HOST:PORT.", _relay_address],
+        ["relay-secret-file", None, None,
+         "Secret shared with the relay (required with --relay; optional with --relay-port)."],
         ["stats-interval", None, 60.0,
          "Seconds between statistics log lines (0: never).", _non_negative],
     ]
@@ -72,18 +98,15 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         path = self["secret-file"]
-        self["secret"] = None
-        if path is not None:
-            try:
-                with open(path, "rb") as f:
-                    secret = f.read().strip()
-            except OSError as e:
-                raise usage.UsageError(f"cannot read --secret-file {path}: {e.strerror}")
-            if not secret:
-                raise usage.UsageError(f"--secret-file {path} is empty")
-            self["secret"] = secret
+        self["secret"] = read_secret(path, "--secret-file") if path is not None else None
         if self["burst"] < 1:
             raise usage.UsageError("--burst must be at least 1")
+        if self["relay"] is not None and self["relay-port"] is not None:
+            raise usage.UsageError("use --relay (a separate relay) or --relay-port (one in this process), not both")
+        if self["relay"] is not None and self["relay-secret-file"] is None:
+            raise usage.UsageError("--relay needs --relay-secret-file (the relay's --secret-file)")
+        relay_secret = self["relay-secret-file"]
+        self["relay-secret"] = read_secret(relay_secret, "--relay-secret-file") if relay_secret else None
 
 
 def _stun_responder():
@@ -94,9 +117,11 @@ def _stun_responder():
     return StunResponder()
 
 
-def make_protocol(options: Options, clock) -> IntroducerProtocol:
+def make_protocol(options: Options, clock, relay=None) -> IntroducerProtocol:
     """
     Build the introducer protocol the options describe.
+
+    @param relay: the L{RelaySettings} of the relay to hand out, if any.
     """
     registry = Registry(options["registration-lifetime"], os.urandom)
     return IntroducerProtocol(
@@ -106,6 +131,7 @@ def make_protocol(options: Options, clock) -> IntroducerProtocol:
         secret=options["secret"],
         rate_limiter=RateLimiter(options["rate"], options["burst"]),
         stun_responder=None if options["no-stun"] else _stun_responder(),
+        relay=relay,
         stats_interval=options["stats-interval"],
     )
 
@@ -116,8 +142,22 @@ def makeService(options: Options, reactor=None) -> MultiService:
     """
     if reactor is None:
         from twisted.internet import reactor  # the tap may use the global reactor
+    from p2pnet.introducer import RelaySettings, UDPService
+    from p2pnet.relay import RelayProtocol
+
     parent = MultiService()
-    protocol = make_protocol(options, reactor)
+    relay = None
+    if options["relay"] is not None:
+        relay = RelaySettings(options["relay-secret"], options["relay"])
+    elif options["relay-port"] is not None:
+        secret = options["relay-secret"] or os.urandom(32)
+        relay_protocol = RelayProtocol(reactor, secret)
+        relay_service = UDPService(reactor, relay_protocol, options["relay-port"], options["interface"], "relay")
+        relay_service.setServiceParent(parent)
+        # The port is only known once bound, so offers read it from the
+        # service; peers read the 0.0.0.0 host as the introducer's host.
+        relay = RelaySettings(secret, None, lambda: relay_service.port.getHost().port)
+    protocol = make_protocol(options, reactor, relay)
     IntroducerService(reactor, protocol, options["port"], options["interface"]).setServiceParent(parent)
     return parent
 

@@ -76,12 +76,16 @@ class MessageType(enum.IntEnum):
     REVERSE = 0x0E
     ERROR = 0x0F
     INTRO_ACK = 0x10
+    RELAY_REQUEST = 0x11
+    RELAY_OFFER = 0x12
     PROBE = 0x20
     HELLO = 0x21
     HELLO_ACK = 0x22
     KEEPALIVE = 0x23
     CLOSE = 0x24
     DATA = 0x40
+    RELAYED = 0x50
+    RELAY_FORWARD = 0x51
 
 
 class ErrorCode(enum.IntEnum):
@@ -130,6 +134,8 @@ class Tag(enum.IntEnum):
     PADDING = 0x17
     TOTAL = 0x18
     SEQUENCE = 0x19
+    ALLOCATION = 0x1A
+    SIDE = 0x1B
     AUTH = 0xFF
 
 
@@ -694,6 +700,53 @@ class IntroAck(Message):
     intro_id: bytes
 
 
+@_message(
+    MessageType.RELAY_REQUEST,
+    F("peer_id", Tag.PEER_ID, _STR),
+    F("cookie", Tag.COOKIE, _COOKIE),
+    F("target", Tag.TARGET, _STR),
+    F("intro_id", Tag.INTRO_ID, _ID8),
+    F("padding", Tag.PADDING, _BYTES, optional=True),
+)
+@frozen
+class RelayRequest(Message):
+    """
+    Ask the introducer for a relay allocation shared with C{target} for the
+    introduction C{intro_id} (direct punching is not working).
+    """
+
+    txid: bytes = field(converter=_txid)
+    peer_id: str
+    cookie: bytes
+    target: str
+    intro_id: bytes
+    padding: bytes | None = None
+
+
+@_message(
+    MessageType.RELAY_OFFER,
+    F("intro_id", Tag.INTRO_ID, _ID8),
+    F("allocation", Tag.ALLOCATION, _ID8),
+    F("relay", Tag.PUBLIC, _ADDR),
+    F("key", Tag.KEY, _KEY),
+    F("side", Tag.SIDE, _FLAGS),
+)
+@frozen
+class RelayOffer(Message):
+    """
+    Sent to both members: the relay's address (0.0.0.0 means the
+    introducer's own host), the allocation id, its key, and which side of
+    the allocation (0 or 1) the receiver is.
+    """
+
+    txid: bytes = field(converter=_txid)
+    intro_id: bytes
+    allocation: bytes
+    relay: Address
+    key: bytes
+    side: int
+
+
 @_message(MessageType.PROBE, F("intro_id", Tag.INTRO_ID, _ID8))
 @frozen
 class Probe(Message):
@@ -967,6 +1020,7 @@ PADDED_SIZE = {
     MessageType.HOST_SESSION: 64,
     MessageType.INTRODUCE: 340,
     MessageType.LIST_SESSIONS: MAX_DATAGRAM,
+    MessageType.RELAY_REQUEST: 80,
 }
 
 
@@ -986,3 +1040,54 @@ def padded(message: Message, size: int | None = None) -> Message:
     if missing <= 0:
         return attrs.evolve(message, padding=None)
     return attrs.evolve(message, padding=bytes(max(0, missing - 3)))
+
+
+
+# --- relay framing -------------------------------------------------------------
+#
+#   0      1      2 ........ 9   10     11 ...        -8 ... -1
+#   0xD1   0x50   allocation     side   inner datagram   tag
+#
+# RELAYED goes from a member to the relay, RELAY_FORWARD from the relay to
+# the other member; the relay only flips the type byte.  The tag is a
+# truncated HMAC-SHA256 with the allocation key over bytes 2..-8, so both
+# legs are authenticated without the relay re-signing anything.
+
+RELAY_HEADER_SIZE = 11
+
+
+def relay_key(secret: bytes, allocation: bytes) -> bytes:
+    """
+    The key of an allocation, derived from the relay's secret (so a relay
+    running apart from the introducer needs no shared state beyond it).
+    """
+    return hmac.digest(secret, b"p2pnet relay " + allocation, "sha256")[:KEY_SIZE]
+
+
+def encode_relayed(allocation: bytes, side: int, inner: bytes, key: bytes) -> bytes:
+    """
+    Wrap a p2pnet datagram for the relay.
+    """
+    body = allocation + bytes((side,)) + inner
+    return bytes((MAGIC, MessageType.RELAYED)) + body + hmac.digest(key, body, "sha256")[:DATA_TAG_SIZE]
+
+
+def relayed_fields(raw: bytes) -> tuple[bytes, int] | None:
+    """
+    The allocation id and side of a relay datagram, or None if too short.
+    """
+    if len(raw) < RELAY_HEADER_SIZE + DATA_TAG_SIZE:
+        return None
+    return raw[2:10], raw[10]
+
+
+def verify_relayed(raw: bytes, key: bytes) -> bytes | None:
+    """
+    The inner datagram of a relay datagram whose tag verifies, else None.
+    """
+    if len(raw) < RELAY_HEADER_SIZE + DATA_TAG_SIZE:
+        return None
+    body = raw[2:-DATA_TAG_SIZE]
+    if not hmac.compare_digest(hmac.digest(key, body, "sha256")[:DATA_TAG_SIZE], raw[-DATA_TAG_SIZE:]):
+        return None
+    return body[9:]

@@ -133,7 +133,7 @@ class HandshakeTests(SynchronousTestCase):
             self.out.take(),
             [("connected", PUBLIC), ("send_keepalive", PUBLIC), ("send_hello", LOCAL)],
         )
-        self.assertEqual(set(self.core.timers), {"keepalive", "dead"})
+        self.assertEqual(set(self.core.timers), {"keepalive", "dead", "silence"})
 
     def test_local_upgrade(self):
         """

@@ -165,6 +165,7 @@ DROP_REASONS = {
     "poisoned": "inbound rejected by a poisoned NAT's poison entry",
     "no hairpin": "LAN host sent to its NAT's public address; hairpin is off",
     "ports exhausted": "the NAT has no free public port",
+    "blocked": "the internet core blocks UDP between these two addresses (Network.block)",
 }
 
 
@@ -826,6 +827,7 @@ class Network:
         self.trace = trace
         self.stats = NetworkStats()
         self._internet = _Realm("internet", internet_hops, None, None)
+        self._blocked: set[tuple[str, str]] = set()
         self._boxes: dict[str, Box] = {}
         self._lans = ipaddress.ip_network("10.0.0.0/8").subnets(new_prefix=24)
         next(self._lans)
@@ -1140,6 +1142,21 @@ class Network:
             delay = 0
         self.clock.callLater(delay, then, packet, target)
 
+    def block(self, ip_a: str, ip_b: str) -> None:
+        """
+        Make the internet core drop UDP between two public addresses (both
+        directions), like a firewall rule between two sites.
+        """
+        self._blocked.add((ip_a, ip_b))
+        self._blocked.add((ip_b, ip_a))
+
+    def unblock(self, ip_a: str, ip_b: str) -> None:
+        """
+        Undo L{block}.
+        """
+        self._blocked.discard((ip_a, ip_b))
+        self._blocked.discard((ip_b, ip_a))
+
     def _in_realm(self, packet: _Packet, realm: _Realm) -> None:
         hops = realm.hops
         if hops:
@@ -1148,6 +1165,9 @@ class Network:
                 return
             packet.ttl -= hops
         dst_ip = packet.dst[0]
+        if self._blocked and realm.owner is None and (packet.src[0], dst_ip) in self._blocked:
+            self._drop(packet, "blocked", realm.name)
+            return
         node = realm.routes.get(dst_ip)
         if node is None or node is packet.came_from:
             owner = realm.owner

@@ -20,7 +20,8 @@ from p2pnet._handshake import HandshakeConfig
 from p2pnet._registry import Registry
 from p2pnet.address import Address
 from p2pnet.endpoint import PeerConfig, PeerConnection, PeerEndpoint, PeerFactory, PeerProtocol, StatusEvent
-from p2pnet.introducer import IntroducerProtocol
+from p2pnet.introducer import IntroducerProtocol, RelaySettings
+from p2pnet.relay import RelayProtocol
 from p2pnet.testing._simnet import Allocation, Filtering, Mapping, Network, SimHost
 
 #: Site kinds, each a host and what stands between it and the internet.
@@ -37,6 +38,7 @@ SITE_KINDS: dict[str, str] = {
 }
 
 INTRODUCER = Address("192.0.2.10", 3478)
+RELAY = Address("192.0.2.20", 3479)
 
 
 def add_site(network: Network, kind: str, index: int, behind_existing=None) -> SimHost:
@@ -123,6 +125,26 @@ class PairResult:
         return None
 
 
+@define
+class PairContext:
+    """
+    The running pair, for L{run_pair}'s C{then} hook.
+
+    @ivar received_b: protocols B built for incoming connections (each has
+        C{received}, a list of datagrams).
+    """
+
+    clock: Clock
+    network: Network
+    peer_a: PeerEndpoint
+    peer_b: PeerEndpoint
+    received_b: list
+    step: float
+
+    def run(self, seconds: float) -> None:
+        _run_until(self.clock, self.step, seconds, lambda: False)
+
+
 def run_pair(
     kind_a: str,
     kind_b: str,
@@ -139,6 +161,9 @@ def run_pair(
     step: float = 0.005,
     trace=None,
     handshake: HandshakeConfig | None = None,
+    relay: bool = False,
+    block: bool = False,
+    then: Callable[[PairContext], None] | None = None,
 ) -> PairResult:
     """
     Build a fresh network, register A and B, have A connect to B, and run
@@ -149,6 +174,10 @@ def run_pair(
 
     @param loss: loss probability on each host's link, each direction.
     @param same_lan: put B behind A's NAT (C{kind_b} is then ignored).
+    @param relay: run a p2pnet relay the introducer hands out.
+    @param block: the internet drops UDP between A's and B's sites.
+    @param then: called with a L{PairContext} once the connection attempt
+        ended, before shutting down (to change the network and run on).
     """
     clock = Clock()
     network = Network(clock, seed=seed, trace=trace)
@@ -156,7 +185,16 @@ def run_pair(
     random_bytes = seeded_bytes(rng)
     introducer_host = network.add_host(INTRODUCER.host, name="introducer")
     network.set_link(introducer_host, latency=introducer_latency)
-    introducer = IntroducerProtocol(clock, Registry(60.0, random_bytes), random_bytes)
+    relay_settings = None
+    relay_port = None
+    if relay:
+        secret = random_bytes(32)
+        relay_host = network.add_host(RELAY.host, name="relay")
+        relay_port = relay_host.listenUDP(RELAY.port, RelayProtocol(clock, secret))
+        relay_settings = RelaySettings(secret, RELAY)
+    introducer = IntroducerProtocol(
+        clock, Registry(60.0, random_bytes), random_bytes, relay=relay_settings
+    )
     introducer_port = introducer_host.listenUDP(INTRODUCER.port, introducer)
 
     host_a = add_site(network, kind_a, 1)
@@ -187,6 +225,8 @@ def run_pair(
             result.outcome_a = outcome
             _shutdown(clock, step, peer_a, peer_b, introducer_port)
             return result
+    if block:
+        network.block(peer_a.public_address.host, peer_b.public_address.host)
     if loss:
         network.set_link(host_a, latency=latency_a, loss=loss)
         network.set_link(host_b, latency=latency_b, loss=loss)
@@ -208,9 +248,15 @@ def run_pair(
                 None,
             )
     result.incoming_b = [c for c in peer_b.connections if c.address is not None]
+    if then is not None:
+        then(PairContext(clock, network, peer_a, peer_b, factory_b.built, step))
     _shutdown(clock, step, peer_a, peer_b, introducer_port)
+    if relay_port is not None:
+        relay_port.stopListening()
+        _run_until(clock, step, 0.1, lambda: False)
     result.leftover_calls = len(clock.getDelayedCalls())
     return result
+
 
 
 def _run_until(clock: Clock, step: float, limit: float, done: Callable[[], bool]) -> None:

@@ -1,0 +1,147 @@
+"""
+The p2pnet relay: forwards authenticated datagrams between the two members
+of an allocation when no direct path exists.
+
+Allocations are handed out by the introducer (L{wire.RelayOffer}); their
+keys derive from the relay's secret (L{wire.relay_key}), so the relay needs
+no state from the introducer and can run in its own process.  The relay
+learns each member's address from its first authenticated datagram (and
+follows it when the member's NAT rebinds), forwards to the other member,
+caps packets and bytes per allocation and per source, and forgets
+allocations that stay idle.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from p2pnet import wire
+from p2pnet._ratelimit import RateLimiter
+
+_RELAYED = bytes((wire.MAGIC, wire.MessageType.RELAYED))
+_FORWARD = bytes((wire.MAGIC, wire.MessageType.RELAY_FORWARD))
+
+
+class _Allocation:
+    __slots__ = ("key", "members", "last", "packets", "bytes", "window")
+
+    def __init__(self, key: bytes, now: float) -> None:
+        self.key = key
+        self.members: list[tuple | None] = [None, None]
+        self.last = now
+        self.window = now
+        self.packets = 0
+        self.bytes = 0
+
+
+class RelayProtocol(DatagramProtocol):
+    """
+    The relay's UDP protocol.
+
+    @param secret: the secret allocation keys derive from (shared with the
+        introducer that hands out allocations).
+    @param idle_timeout: seconds after which an allocation nobody used is
+        forgotten (its members can bind again with the same key).
+    @param max_packets: packets per second per allocation.
+    @param max_bytes: bytes per second per allocation.
+    @param rate_limiter: per-source-IP limit, or None.
+    @param max_allocations: refuse new allocations beyond this many.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        secret: bytes,
+        idle_timeout: float = 60.0,
+        max_packets: int = 2000,
+        max_bytes: int = 2_000_000,
+        rate_limiter: RateLimiter | None = None,
+        max_allocations: int = 100_000,
+    ) -> None:
+        self._clock = clock
+        self._secret = secret
+        self.idle_timeout = idle_timeout
+        self.max_packets = max_packets
+        self.max_bytes = max_bytes
+        self._rate_limiter = rate_limiter
+        self._max_allocations = max_allocations
+        self.allocations: dict[bytes, _Allocation] = {}
+        self.stats: Counter[str] = Counter()
+        self._sweep_call = None
+
+    def startProtocol(self) -> None:
+        self._sweep_call = self._clock.callLater(self.idle_timeout / 2, self._sweep)
+
+    def stopProtocol(self) -> None:
+        if self._sweep_call is not None and self._sweep_call.active():
+            self._sweep_call.cancel()
+        self._sweep_call = None
+
+    def _sweep(self) -> None:
+        deadline = self._clock.seconds() - self.idle_timeout
+        for allocation_id in [a for a, entry in self.allocations.items() if entry.last <= deadline]:
+            del self.allocations[allocation_id]
+            self.stats["expired"] += 1
+            self.log.info("allocation {allocation} expired", allocation=allocation_id.hex())
+        self._sweep_call = self._clock.callLater(self.idle_timeout / 2, self._sweep)
+
+    def datagramReceived(self, data: bytes, addr: tuple) -> None:
+        try:
+            self._datagram(data, addr)
+        except Exception:
+            self.stats["internal-error"] += 1
+            self.log.failure("bug: unexpected error relaying a datagram from {source}", source=addr)
+
+    def _datagram(self, data: bytes, addr: tuple) -> None:
+        stats = self.stats
+        if data[:2] != _RELAYED or len(data) < wire.RELAY_HEADER_SIZE + wire.DATA_TAG_SIZE:
+            stats["dropped-malformed"] += 1
+            return
+        side = data[10]
+        if side > 1:
+            stats["dropped-malformed"] += 1
+            return
+        now = self._clock.seconds()
+        if self._rate_limiter is not None and not self._rate_limiter.allow(addr[0], now):
+            stats["dropped-rate-limited"] += 1
+            return
+        allocation_id = data[2:10]
+        entry = self.allocations.get(allocation_id)
+        key = entry.key if entry is not None else wire.relay_key(self._secret, allocation_id)
+        if wire.verify_relayed(data, key) is None:
+            stats["dropped-unauthenticated"] += 1
+            return
+        if entry is None:
+            if len(self.allocations) >= self._max_allocations:
+                stats["dropped-full"] += 1
+                return
+            entry = self.allocations[allocation_id] = _Allocation(key, now)
+            stats["allocations"] += 1
+            self.log.info("allocation {allocation} in use", allocation=allocation_id.hex())
+        if entry.members[side] != addr:
+            if entry.members[side] is not None:
+                stats["rebound"] += 1
+            entry.members[side] = addr
+        entry.last = now
+        if now - entry.window >= 1.0:
+            entry.window = now
+            entry.packets = 0
+            entry.bytes = 0
+        entry.packets += 1
+        entry.bytes += len(data)
+        if entry.packets > self.max_packets or entry.bytes > self.max_bytes:
+            stats["dropped-over-cap"] += 1
+            return
+        other = entry.members[1 - side]
+        if other is None:
+            stats["dropped-peer-not-bound"] += 1
+            return
+        self.transport.write(_FORWARD + data[2:], other)
+        stats["forwarded"] += 1
+        stats["forwarded-bytes"] += len(data)

@@ -1,0 +1,67 @@
+"""
+twistd options and service for a standalone relay: C{twistd -n p2pnet-relay}.
+
+Give the relay and the introducer the same secret file (the introducer's
+C{--relay HOST:PORT --relay-secret-file PATH}).
+"""
+
+from __future__ import annotations
+
+from twisted.application.service import MultiService
+from twisted.python import usage
+
+from p2pnet._ratelimit import RateLimiter
+from p2pnet.introducer import UDPService
+from p2pnet.introducer_tap import _port, _positive, read_secret
+from p2pnet.relay import RelayProtocol
+
+
+class Options(usage.Options):
+    """
+    Options for the relay.
+    """
+
+    synopsis = "--secret-file PATH [options]"
+    longdesc = (
+        "Run a p2pnet relay: forwards authenticated datagrams between the two "
+        "members of allocations that a p2pnet introducer hands out."
+    )
+    optParameters = [
+        ["port", "p", 3479, "UDP port to listen on (0 picks a free one).", _port],
+        ["interface", "i", "", "Address to bind (default: all IPv4 addresses)."],
+        ["secret-file", "s", None, "File with the secret shared with the introducer (required)."],
+        ["idle-timeout", None, 60.0, "Seconds before an unused allocation is forgotten.", _positive],
+        ["max-packets", None, 2000, "Packets per second per allocation.", int],
+        ["max-bytes", None, 2_000_000, "Bytes per second per allocation.", int],
+        ["rate", None, 5000.0, "Packets per second per source IP.", _positive],
+    ]
+
+    def postOptions(self) -> None:
+        if self["secret-file"] is None:
+            raise usage.UsageError("--secret-file is required (the same file as the introducer's --relay-secret-file)")
+        self["secret"] = read_secret(self["secret-file"], "--secret-file")
+        for name in ("max-packets", "max-bytes"):
+            if self[name] <= 0:
+                raise usage.UsageError(f"--{name} must be greater than 0")
+
+
+def make_protocol(options: Options, clock) -> RelayProtocol:
+    return RelayProtocol(
+        clock,
+        options["secret"],
+        idle_timeout=options["idle-timeout"],
+        max_packets=options["max-packets"],
+        max_bytes=options["max-bytes"],
+        rate_limiter=RateLimiter(options["rate"], options["rate"] * 2),
+    )
+
+
+def makeService(options: Options, reactor=None) -> MultiService:
+    """
+    The twistd entry point: a MultiService holding the relay.
+    """
+    if reactor is None:
+        from twisted.internet import reactor  # the tap may use the global reactor
+    parent = MultiService()
+    UDPService(reactor, make_protocol(options, reactor), options["port"], options["interface"], "relay").setServiceParent(parent)
+    return parent

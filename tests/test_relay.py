@@ -1,0 +1,200 @@
+"""
+Tests for the relay: the relay protocol itself, relay fallback, upgrade to
+a direct path and downgrade back to the relay, on the simulated network.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from p2pnet import wire
+from p2pnet.relay import RelayProtocol
+from p2pnet.testing.scenarios import run_pair
+
+from .helpers import FakeDatagramTransport
+
+SECRET = b"relay secret"
+ALLOCATION = b"A" * 8
+KEY = wire.relay_key(SECRET, ALLOCATION)
+ONE = ("198.51.100.1", 1111)
+TWO = ("203.0.113.2", 2222)
+
+
+class RelayProtocolTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.transport = FakeDatagramTransport("192.0.2.20", 3479)
+        self.relay = RelayProtocol(self.clock, SECRET, idle_timeout=60.0, max_packets=5)
+        self.relay.makeConnection(self.transport)
+
+    def tearDown(self):
+        self.relay.doStop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def send(self, side, inner, source, key=KEY, allocation=ALLOCATION):
+        self.relay.datagramReceived(wire.encode_relayed(allocation, side, inner, key), source)
+
+    def test_forwards_between_members(self):
+        """
+        Once both members sent an authenticated datagram, each one's
+        datagrams reach the other, with the type byte flipped and the tag
+        intact (so the receiver can check it).
+        """
+        self.send(0, b"first", ONE)
+        self.assertEqual(self.transport.written, [])
+        self.send(1, b"second", TWO)
+        self.send(0, b"third", ONE)
+        [(to_one, addr_one), (to_two, addr_two)] = self.transport.written
+        self.assertEqual((addr_one, addr_two), (ONE, TWO))
+        self.assertEqual(to_one[1], wire.MessageType.RELAY_FORWARD)
+        self.assertEqual(wire.verify_relayed(to_one, KEY), b"second")
+        self.assertEqual(wire.verify_relayed(to_two, KEY), b"third")
+        self.assertEqual(self.relay.stats["forwarded"], 2)
+
+    def test_unauthenticated_dropped(self):
+        """
+        A datagram with a wrong tag neither binds nor gets forwarded.
+        """
+        self.send(0, b"x", ONE)
+        self.send(1, b"evil", TWO, key=b"k" * 16)
+        self.send(0, b"y", ONE)
+        self.assertEqual(self.transport.written, [])
+        self.assertEqual(self.relay.stats["dropped-unauthenticated"], 1)
+
+    def test_member_rebinds(self):
+        """
+        A member's authenticated datagram from a new address moves it.
+        """
+        self.send(0, b"a", ONE)
+        self.send(1, b"b", TWO)
+        moved = ("203.0.113.2", 2223)
+        self.send(1, b"c", moved)
+        self.send(0, b"d", ONE)
+        self.assertEqual(self.transport.written[-1][1], moved)
+
+    def test_cap(self):
+        """
+        Beyond max_packets a second, an allocation's datagrams are dropped.
+        """
+        self.send(1, b"b", TWO)
+        for _ in range(10):
+            self.send(0, b"a", ONE)
+        self.assertEqual(len(self.transport.written), 4)
+        self.assertEqual(self.relay.stats["dropped-over-cap"], 6)
+        self.clock.advance(1.0)
+        self.send(0, b"a", ONE)
+        self.assertEqual(len(self.transport.written), 5)
+
+    def test_idle_expiry(self):
+        """
+        An allocation unused for the idle timeout is forgotten.
+        """
+        self.send(0, b"a", ONE)
+        self.clock.advance(61)
+        self.assertEqual(self.relay.allocations, {})
+
+    def test_garbage(self):
+        """
+        Short, foreign or malformed datagrams are counted and dropped.
+        """
+        for junk in [b"", b"\xd1\x50", b"hello world, not p2pnet", wire.encode_relayed(ALLOCATION, 7, b"x", KEY)]:
+            self.relay.datagramReceived(junk, ONE)
+        self.assertEqual(self.transport.written, [])
+        self.assertEqual(self.relay.stats["dropped-malformed"], 4)
+
+
+class FallbackTests(SynchronousTestCase):
+    def test_symmetric_pair_relayed(self):
+        """
+        Two symmetric NATs cannot punch; the pair ends relayed, not stuck.
+        """
+        result = run_pair("symmetric", "symmetric", relay=True)
+        self.assertEqual(result.path, "relayed")
+        self.assertTrue(result.connected)
+        self.assertEqual(result.leftover_calls, 0)
+
+    def test_blocked_sites_relayed(self):
+        """
+        With UDP between the two sites blocked, even cone NATs end relayed,
+        after about relay_after seconds.
+        """
+        result = run_pair("full-cone", "full-cone", relay=True, block=True)
+        self.assertEqual(result.path, "relayed")
+        self.assertLess(result.connect_time, 4.0)
+
+    def test_direct_preferred(self):
+        """
+        Where punching works, the relay is never asked for.
+        """
+        events = []
+        result = run_pair("full-cone", "port-restricted", relay=True, trace=events.append)
+        self.assertEqual(result.path, "direct-public")
+        self.assertFalse(any(e.dst[0] == "192.0.2.20" for e in events if e.kind == "send"))
+
+    def test_datagrams_over_relay(self):
+        """
+        Application datagrams flow both ways over the relay, unchanged.
+        """
+        seen = {}
+
+        def then(context):
+            connection = context.peer_a.connections[0]
+            connection.send(b"to B via relay")
+            context.run(0.2)
+            [theirs] = context.received_b
+            theirs.connection.send(b"to A via relay")
+            context.run(0.2)
+            seen["b"] = list(theirs.received)
+
+        result = run_pair("symmetric", "symmetric", relay=True, then=then)
+        self.assertEqual(seen["b"], [b"to B via relay"])
+
+    def test_upgrade_to_direct(self):
+        """
+        While relayed, direct attempts continue with backoff; when the block
+        lifts, both sides move to the direct path and datagrams keep
+        flowing, none lost or duplicated.
+        """
+        record = {}
+
+        def then(context):
+            a = context.peer_a.connections[0]
+            [theirs] = context.received_b
+            context.network.unblock(context.peer_a.public_address.host, context.peer_b.public_address.host)
+            for i in range(60):
+                a.send(b"%d" % i)
+                context.run(0.5)
+            record["path_a"] = a.path.value
+            record["path_b"] = theirs.connection.path.value
+            record["received"] = list(theirs.received)
+
+        run_pair("full-cone", "full-cone", relay=True, block=True, then=then)
+        self.assertEqual((record["path_a"], record["path_b"]), ("direct-public", "direct-public"))
+        self.assertEqual(record["received"], [b"%d" % i for i in range(60)])
+
+    def test_downgrade_to_relay(self):
+        """
+        When a direct path dies, the connection falls back to the relay
+        without the application reconnecting, and datagrams flow again.
+        """
+        record = {}
+
+        def then(context):
+            a = context.peer_a.connections[0]
+            [theirs] = context.received_b
+            record["before"] = a.path.value
+            context.network.block(context.peer_a.public_address.host, context.peer_b.public_address.host)
+            context.run(45)
+            record["after_a"] = a.path.value
+            record["after_b"] = theirs.connection.path.value
+            a.send(b"still there?")
+            context.run(0.5)
+            record["received"] = list(theirs.received)
+            record["lost"] = a.ended
+
+        run_pair("full-cone", "full-cone", relay=True, then=then)
+        self.assertEqual(record["before"], "direct-public")
+        self.assertEqual((record["after_a"], record["after_b"]), ("relayed", "relayed"))
+        self.assertEqual(record["received"], [b"still there?"])
+        self.assertFalse(record["lost"])
