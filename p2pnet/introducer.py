@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from p2pnet import wire
 from p2pnet._ratelimit import RateLimiter
 from p2pnet._registry import Registration, Registry, RegistryError
+from p2pnet._stunserver import StunServer
 from p2pnet.address import Address
 from p2pnet.errors import MalformedMessage
 from p2pnet.wire import ErrorCode
@@ -31,6 +32,18 @@ from p2pnet.wire import ErrorCode
 MAX_ANSWER = wire.MAX_DATAGRAM
 
 _SESSION_LIST_FIXED = wire.HEADER_SIZE + 2 * (3 + 4)
+
+
+class _PrimaryStunSocket:
+    """
+    The introducer's own socket, as the L{StunServer}'s primary socket.
+    """
+
+    name = "primary"
+
+    def __init__(self, transport, local: Address) -> None:
+        self.transport = transport
+        self.local = local
 
 
 @define
@@ -73,9 +86,9 @@ class IntroducerProtocol(DatagramProtocol):
     @param random_bytes: C{n -> bytes} for introduction ids and keys.
     @param secret: shared secret, or None for an open introducer.
     @param rate_limiter: per-source-IP limiter, or None.
-    @param stun_responder: answers STUN requests on the same port (an
-        object with C{respond(data, source, local) -> (bytes, which) | None}),
-        or None to drop STUN.
+    @param stun_responder: a L{StunResponder} answering STUN requests on
+        the same port (its L{StunServer}, C{stun_server}, can also serve
+        RFC 5780 alternate sockets), or None to drop STUN.
     @param relay: the L{RelaySettings} of the relay whose allocations this
         introducer hands out, or None when there is no relay.
     @param sweep_interval: seconds between expiry sweeps.
@@ -102,6 +115,7 @@ class IntroducerProtocol(DatagramProtocol):
         self._secret = secret
         self._rate_limiter = rate_limiter
         self.stun_responder = stun_responder
+        self.stun_server = StunServer(stun_responder) if stun_responder is not None else None
         self.relay = relay
         self._relay_offers: OrderedDict[bytes, tuple[float, bytes]] = OrderedDict()
         self._sweep_interval = sweep_interval or max(0.5, registry.lifetime / 4)
@@ -178,7 +192,7 @@ class IntroducerProtocol(DatagramProtocol):
             self._rate_limited(data, addr, now)
             return
         if data[:1] != b"\xd1":
-            if self.stun_responder is not None and len(data) >= 20 and data[0] < 0x40:
+            if self.stun_server is not None and len(data) >= 20 and data[0] < 0x40:
                 self._stun(data, addr)
             else:
                 self._drop("not-p2pnet", addr)
@@ -241,16 +255,15 @@ class IntroducerProtocol(DatagramProtocol):
             )
 
     def _stun(self, data: bytes, addr: tuple) -> None:
-        host = self.transport.getHost()
-        answer = self.stun_responder.respond(
-            data, Address(addr[0], addr[1]), Address(host.host, host.port)
-        )
-        if answer is None:
-            self.stats["stun-dropped"] += 1
-            return
-        payload, _which = answer
-        self.stats["stun-answered"] += 1
-        self.transport.write(payload, addr)
+        server = self.stun_server
+        receiver = server.protocols.get("primary")
+        if receiver is None or receiver.transport is not self.transport:
+            host = self.transport.getHost()
+            receiver = _PrimaryStunSocket(self.transport, Address(host.host, host.port))
+            server.protocols["primary"] = receiver
+        before = server.answered
+        server.handle(data, Address(addr[0], addr[1]), receiver)
+        self.stats["stun-answered" if server.answered > before else "stun-dropped"] += 1
 
     # -- output -----------------------------------------------------------
 

@@ -12,6 +12,7 @@ from twisted.application.service import MultiService
 from twisted.python import usage
 
 from p2pnet._ratelimit import RateLimiter
+from p2pnet.address import Address
 from p2pnet._registry import Registry
 from p2pnet.introducer import IntroducerProtocol, IntroducerService
 
@@ -89,6 +90,11 @@ class Options(usage.Options):
          "Hand out allocations on a separate p2pnet relay at HOST:PORT.", _relay_address],
         ["relay-secret-file", None, None,
          "Secret shared with the relay (required with --relay; optional with --relay-port)."],
+        ["stun-alternate-ip", None, None,
+         "Second local IP address: makes the STUN service an RFC 5780 "
+         "behaviour-discovery server (needs --interface)."],
+        ["stun-alternate-port", None, None,
+         "Second UDP port for RFC 5780 behaviour discovery.", _port],
         ["stats-interval", None, 60.0,
          "Seconds between statistics log lines (0: never).", _non_negative],
     ]
@@ -105,6 +111,20 @@ class Options(usage.Options):
             raise usage.UsageError("use --relay (a separate relay) or --relay-port (one in this process), not both")
         if self["relay"] is not None and self["relay-secret-file"] is None:
             raise usage.UsageError("--relay needs --relay-secret-file (the relay's --secret-file)")
+        if self["stun-alternate-ip"] or self["stun-alternate-port"] is not None:
+            if self["no-stun"]:
+                raise usage.UsageError("--stun-alternate-* make no sense with --no-stun")
+            if not self["interface"] or self["port"] == 0:
+                raise usage.UsageError(
+                    "RFC 5780 alternates need a fixed --interface address and a non-zero --port"
+                )
+            if self["stun-alternate-port"] == 0:
+                raise usage.UsageError("--stun-alternate-port must not be 0")
+            if self["stun-alternate-ip"]:
+                try:
+                    Address.parse(self["stun-alternate-ip"], 0)
+                except ValueError as e:
+                    raise usage.UsageError(f"--stun-alternate-ip: {e}")
         relay_secret = self["relay-secret-file"]
         self["relay-secret"] = read_secret(relay_secret, "--relay-secret-file") if relay_secret else None
 
@@ -159,7 +179,34 @@ def makeService(options: Options, reactor=None) -> MultiService:
         relay = RelaySettings(secret, None, lambda: relay_service.port.getHost().port)
     protocol = make_protocol(options, reactor, relay)
     IntroducerService(reactor, protocol, options["port"], options["interface"]).setServiceParent(parent)
+    if protocol.stun_server is not None and (options["stun-alternate-ip"] or options["stun-alternate-port"]):
+        _add_stun_alternates(parent, reactor, options, protocol.stun_server)
     return parent
+
+
+def _add_stun_alternates(parent: MultiService, reactor, options: Options, server) -> None:
+    """
+    Bind the RFC 5780 alternate sockets beside the introducer's port.
+    """
+    from p2pnet._stunserver import StunServerProtocol
+    from p2pnet.introducer import UDPService
+
+    primary = Address(options["interface"], options["port"])
+    alt_ip = options["stun-alternate-ip"]
+    alt_port = options["stun-alternate-port"]
+    sockets = {}
+    if alt_port is not None:
+        sockets["alt-port"] = Address(primary.host, alt_port)
+    if alt_ip:
+        sockets["alt-ip"] = Address(alt_ip, primary.port)
+        if alt_port is not None:
+            sockets["alt-both"] = Address(alt_ip, alt_port)
+    for name, local in sockets.items():
+        protocol = StunServerProtocol(server, name, local)
+        server.protocols[name] = protocol
+        UDPService(reactor, protocol, local.port, local.host, f"STUN {name}").setServiceParent(parent)
+    server.responder.primary_address = primary
+    server.responder.other_address = Address(alt_ip or primary.host, alt_port if alt_port is not None else primary.port)
 
 
 def main(argv: list[str]) -> int:
