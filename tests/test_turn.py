@@ -551,7 +551,8 @@ class ChannelTests(SynchronousTestCase):
         request, _ = self.server.take_request(Method.CREATE_PERMISSION)
         self.server.answer(request)
         self.server.clock.advance(60)
-        self.server.take_request(Method.REFRESH)  # the allocation's own, at 540 s
+        request, _ = self.server.take_request(Method.REFRESH)  # the allocation's own, at 540 s
+        self.server.answer(request, [RawAttribute(AttributeType.LIFETIME, struct.pack("!I", 600))])
         self.assertEqual(self.server.sent, [])
         self.server.clock.advance(60)
         self.server.take_request(Method.CHANNEL_BIND)
