@@ -636,9 +636,10 @@ class TurnClient:
             self._eventually(d.errback, failure)
 
     def _error_for(self, error, request: str) -> TurnError:
+        reason = error.reason.rstrip("\x00").strip()  # coturn NUL-terminates its reasons
         if error.code == 401:
-            return TurnAuthenticationFailed(401, error.reason, request)
-        return TurnError(error.code, error.reason, request)
+            return TurnAuthenticationFailed(401, reason, request)
+        return TurnError(error.code, reason, request)
 
     def _schedule_refresh(self, granted: int) -> None:
         delay = max(granted - REFRESH_MARGIN, granted / 2)

@@ -17,7 +17,6 @@ from p2pnet.address import Address
 from p2pnet.errors import AuthenticationFailed, ConnectionClosed, P2PError
 from p2pnet.stun import (
     AttributeType,
-    ErrorCode,
     MessageClass,
     MessageIntegrity,
     Method,
@@ -236,13 +235,14 @@ class AllocateTests(SynchronousTestCase):
     def test_error_response(self) -> None:
         """
         Other errors fail the allocation with L{TurnError} carrying the code
-        and reason (a signed error is accepted).
+        and reason (a signed error is accepted; a trailing NUL, as coturn
+        sends, is stripped).
         """
         d = self.client.allocate()
         request, _ = self.server.take_request(Method.ALLOCATE)
         self.server.refuse(request, 401, "Unauthorized", [Realm(REALM), Nonce("abc")])
         request, _ = self.server.take_request(Method.ALLOCATE)
-        self.server.refuse(request, 486, "Allocation Quota Reached", key=KEY)
+        self.server.refuse(request, 486, "Allocation Quota Reached\x00", key=KEY)  # coturn's NUL
         self.server.clock.advance(0)
         error = self.failureResultOf(d, TurnError).value
         self.assertEqual((error.code, error.reason), (486, "Allocation Quota Reached"))
