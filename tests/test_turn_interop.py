@@ -99,6 +99,7 @@ class TurnSocket(DatagramProtocol):
         self.password = password
         self.options = options
         self.written: list[bytes] = []
+        self.heard: list[bytes] = []
         self.unclaimed: list[tuple[bytes, tuple]] = []
         self.received: list[tuple[Address, bytes]] = []
         self._waiting: list[tuple[Address, bytes, Deferred]] = []
@@ -112,6 +113,7 @@ class TurnSocket(DatagramProtocol):
         self.transport.write(data, addr)
 
     def datagramReceived(self, data: bytes, addr: tuple) -> None:
+        self.heard.append(data)
         if not self.client.datagram_received(data, addr):
             self.unclaimed.append((data, addr))
 
@@ -230,10 +232,13 @@ class CoturnRelayTests(CoturnTestCase):
         yield bob.expect(alice_relayed, b"hello bob, via a Send indication")
         yield alice.expect(bob_relayed, b"hello alice, via a Send indication")
 
+        # Bob binds another channel first, so the two numbers differ.
+        yield bob.client.bind_channel(Address("127.0.0.1", 9)).addTimeout(STEP_TIMEOUT, reactor)
         alice_channel = yield alice.client.bind_channel(bob_relayed).addTimeout(STEP_TIMEOUT, reactor)
         bob_channel = yield bob.client.bind_channel(alice_relayed).addTimeout(STEP_TIMEOUT, reactor)
         self.assertTrue(0x4000 <= alice_channel <= 0x7FFF)
         self.assertTrue(0x4000 <= bob_channel <= 0x7FFF)
+        self.assertNotEqual(alice_channel, bob_channel)
 
         payload = bytes(range(7))  # not a multiple of 4: unpadded ChannelData
         alice.client.send(bob_relayed, payload)
@@ -243,7 +248,10 @@ class CoturnRelayTests(CoturnTestCase):
         self.assertEqual(alice.written[-1][:4], alice_channel.to_bytes(2, "big") + b"\x00\x07")
         self.assertEqual(len(alice.written[-1]), 11)
 
-        # coturn sends ChannelData to a client with a bound channel.
+        # coturn relays to each client as ChannelData on the channel that
+        # client bound to the sender.
+        self.assertIn(alice_channel.to_bytes(2, "big") + b"\x00\x13back over a channel", alice.heard)
+        self.assertIn(bob_channel.to_bytes(2, "big") + b"\x00\x07" + payload, bob.heard)
         self.assertEqual(alice.unclaimed, [])
         self.assertEqual(bob.unclaimed, [])
 
