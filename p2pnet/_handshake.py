@@ -240,6 +240,8 @@ class HandshakeCore:
     relay_requested: bool = False
     upgrade_attempt: int = 0
     route_confirmed: bool = True
+    own_nat: tuple[str, str] = ("unknown", "unknown")
+    peer_nat: tuple[str, str] = ("unknown", "unknown")
     last_heard_on_path: float = 0.0
     log: Logger = field(factory=Logger)
 
@@ -328,7 +330,10 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
         core.deadline_at = core.started + config.timeout
         core.schedule("deadline", config.timeout, inputs.give_up)
         if config.relay_after is not None:
-            core.schedule("relay", config.relay_after, inputs.relay_due)
+            # When the NAT checks say plain punching cannot work, ask for
+            # the relay at once (and still try direct in parallel).
+            early = direct_hopeless(core.own_nat, core.peer_nat)
+            core.schedule("relay", 0.0 if early else config.relay_after, inputs.relay_due)
 
     # -- warming and punching -------------------------------------------
 
@@ -543,6 +548,24 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
             state.upon(getattr(Handshake, name)).loop()(_ignore)
 
     return machine.build()
+
+
+_DEPENDENT_MAPPING = {"address-dependent", "address-and-port-dependent", "endpoint-dependent"}
+
+
+def direct_hopeless(own: tuple[str, str], peer: tuple[str, str]) -> bool:
+    """
+    Whether NAT facts (C{(mapping, filtering)} of each side) rule out a
+    direct path by plain punching: one side maps per destination and the
+    other filters by address and port (or also maps per destination).
+    Unknown behaviour never rules anything out.
+    """
+    for hard, other in ((own, peer), (peer, own)):
+        if hard[0] in _DEPENDENT_MAPPING and (
+            other[1] == "address-and-port-dependent" or other[0] in _DEPENDENT_MAPPING
+        ):
+            return True
+    return False
 
 
 def _ignore(inputs: Handshake, core: HandshakeCore, *args: object) -> None:

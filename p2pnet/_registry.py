@@ -56,6 +56,7 @@ class Registration:
     cookie: bytes
     refreshed: float
     verified: bool = False
+    nat: int | None = None
     sessions: set[bytes] | None = None
     joined: set[bytes] | None = None
 

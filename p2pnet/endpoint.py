@@ -117,6 +117,12 @@ class PeerConfig:
     @ivar authenticate_data: tag every application datagram with the
         connection key (8 bytes) so forged data is dropped and a data packet
         from a new address can re-bind the path.  Both ends must agree.
+    @ivar nat_check: at start, find out how our NAT behaves (RFC 5780 /
+        STUN, see L{p2pnet.natcheck}) and tell the introducer, so both
+        sides pick a strategy from facts (e.g. ask for a relay at once when
+        a direct path cannot exist).
+    @ivar stun_servers: servers for the NAT check (default: the
+        introducer, which answers STUN on its port).
     """
 
     handshake: HandshakeConfig = HandshakeConfig()
@@ -124,6 +130,8 @@ class PeerConfig:
     request_rto: float = 0.5
     request_attempts: int = 10
     authenticate_data: bool = True
+    nat_check: bool = False
+    stun_servers: tuple[Address, ...] = ()
 
 
 class PeerProtocol:
@@ -219,6 +227,8 @@ class PeerConnection:
             peer_id=self.peer_id,
             candidates=list(dict.fromkeys(candidates)),
             local_candidates=frozenset(intro.local),
+            own_nat=wire.unpack_nat(endpoint._nat),
+            peer_nat=wire.unpack_nat(intro.nat),
         )
         self.machine = make_handshake(self._core)
 
@@ -492,6 +502,8 @@ class PeerEndpoint(DatagramProtocol):
         self._client: IntroducerClient | None = None
         self._cookie: bytes | None = None
         self.public_address: Address | None = None
+        self.nat_report = None
+        self._nat: int | None = None
         self.local_addresses: tuple[Address, ...] = ()
         self._by_intro: dict[bytes, PeerConnection] = {}
         self._by_conn_id: dict[int, PeerConnection] = {}
@@ -589,7 +601,11 @@ class PeerEndpoint(DatagramProtocol):
             attempts=self.config.request_attempts,
         )
         self.local_addresses = self._discover_local()
-        d = self._register()
+        if self.config.nat_check:
+            d = self._check_nat()
+            d.addCallback(lambda _: self._register())
+        else:
+            d = self._register()
 
         def registered(registration: Registration) -> Registration:
             self._schedule_heartbeat()
@@ -627,8 +643,28 @@ class PeerEndpoint(DatagramProtocol):
         finally:
             probe.close()
 
+    def _check_nat(self) -> Deferred:
+        from p2pnet.natcheck import check_nat
+
+        servers = list(self.config.stun_servers) or [self.introducer]
+        d = check_nat(self.reactor, servers)
+
+        def checked(report) -> None:
+            self.nat_report = report
+            self._nat = wire.pack_nat(report.mapping.value, report.filtering.value)
+            self.log.info("NAT check: {verdict}", verdict=report.verdict)
+            self.emit(StatusEvent("nat-checked", detail=report.verdict))
+
+        def failed(reason: Failure) -> None:
+            self.log.info("NAT check failed, going on without: {error}", error=str(reason.value))
+            self.emit(StatusEvent("nat-checked", detail=f"check failed: {reason.value}"))
+
+        return d.addCallbacks(checked, failed)
+
     def _register(self) -> Deferred:
-        message = wire.Register(self.new_txid(), self.peer_id, self.local_addresses, self._cookie)
+        message = wire.Register(
+            self.new_txid(), self.peer_id, self.local_addresses, self._cookie, self._nat
+        )
         d = self._client.request(message)
 
         def registered(answer: wire.Message) -> Registration:

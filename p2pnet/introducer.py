@@ -318,6 +318,8 @@ class IntroducerProtocol(DatagramProtocol):
         registration = self.registry.register(
             message.peer_id, source, message.local, message.cookie, now
         )
+        if message.nat is not None:
+            registration.nat = message.nat
         self.stats["registered"] += 1
         if old_public is None:
             self.log.info(
@@ -470,6 +472,7 @@ class IntroducerProtocol(DatagramProtocol):
             key,
             wire.FLAG_INITIATOR,
             session_id,
+            target.nat,
         )
         raw_to_requester = wire.encode(to_requester, self._secret)
         if not authenticated and len(raw_to_requester) > size:
@@ -488,6 +491,7 @@ class IntroducerProtocol(DatagramProtocol):
             key,
             0,
             session_id,
+            requester.nat,
         )
         self._push(intro_id, wire.encode(to_target, self._secret), target.public.as_tuple())
         self.stats["introductions"] += 1

@@ -198,3 +198,33 @@ class FallbackTests(SynchronousTestCase):
         self.assertEqual((record["after_a"], record["after_b"]), ("relayed", "relayed"))
         self.assertEqual(record["received"], [b"still there?"])
         self.assertFalse(record["lost"])
+
+
+class NatFactsTests(SynchronousTestCase):
+    def test_symmetric_pair_relays_at_once(self):
+        """
+        When both peers' NAT checks show per-destination mappings, they ask
+        for the relay at once instead of after relay_after.
+        """
+        checked = run_pair("symmetric", "symmetric", relay=True, nat_check=True)
+        unchecked = run_pair("symmetric", "symmetric", relay=True)
+        self.assertEqual((checked.path, unchecked.path), ("relayed", "relayed"))
+        self.assertLess(checked.connect_time, 0.5)
+        self.assertGreater(unchecked.connect_time, 3.0)
+
+    def test_hopeless_rules(self):
+        """
+        Direct punching is ruled out only by known facts: a per-destination
+        mapping against address-and-port filtering or another such mapping.
+        """
+        from p2pnet._handshake import direct_hopeless
+
+        cone = ("endpoint-independent", "address-and-port-dependent")
+        full = ("endpoint-independent", "endpoint-independent")
+        symmetric = ("address-and-port-dependent", "address-and-port-dependent")
+        unknown = ("unknown", "unknown")
+        self.assertTrue(direct_hopeless(symmetric, symmetric))
+        self.assertTrue(direct_hopeless(cone, symmetric))
+        self.assertFalse(direct_hopeless(full, symmetric))
+        self.assertFalse(direct_hopeless(cone, cone))
+        self.assertFalse(direct_hopeless(unknown, symmetric))

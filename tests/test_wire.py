@@ -35,7 +35,10 @@ session_infos = st.builds(
 )
 
 messages = st.one_of(
-    st.builds(wire.Register, txids, short_text, address_lists, st.none() | cookies, paddings),
+    st.builds(
+        wire.Register, txids, short_text, address_lists, st.none() | cookies,
+        st.none() | st.integers(0, 255), paddings,
+    ),
     st.builds(wire.Registered, txids, addresses, u32, cookies),
     st.builds(wire.Heartbeat, txids, short_text, cookies, paddings),
     st.builds(wire.HeartbeatAck, txids, addresses, u32),
@@ -53,8 +56,11 @@ messages = st.one_of(
     ),
     st.builds(
         wire.Introduction, txids, ids8, short_text, addresses, address_lists, keys,
-        st.integers(0, 255), st.none() | ids8,
+        st.integers(0, 255), st.none() | ids8, st.none() | st.integers(0, 255),
     ),
+    st.builds(wire.IntroAck, txids, ids8),
+    st.builds(wire.RelayRequest, txids, short_text, cookies, short_text, ids8, paddings),
+    st.builds(wire.RelayOffer, txids, ids8, ids8, addresses, keys, st.integers(0, 1)),
     st.builds(wire.ReverseRequest, txids, short_text, cookies, short_text, ids8),
     st.builds(wire.Reverse, txids, short_text, ids8, addresses),
     st.builds(wire.Error, txids, u16, short_text),
@@ -105,6 +111,26 @@ class RoundTripTests(SynchronousTestCase):
         tampered = signed[:4] + bytes([signed[4] ^ 0xFF]) + signed[5:] if payload else signed[:-1] + b"\0"
         if tampered != signed:
             self.assertIsNone(wire.verify_data(tampered, key))
+
+
+class RelayFramingTests(SynchronousTestCase):
+    @given(ids8, st.integers(0, 1), st.binary(max_size=100), keys)
+    def test_relay_round_trip(self, allocation, side, inner, key):
+        """
+        A relay datagram carries allocation, side and inner datagram, and
+        verifies only with the allocation key.
+        """
+        raw = wire.encode_relayed(allocation, side, inner, key)
+        self.assertEqual(wire.relayed_fields(raw), (allocation, side))
+        self.assertEqual(wire.verify_relayed(raw, key), inner)
+        self.assertIsNone(wire.verify_relayed(raw, bytes(b ^ 1 for b in key)))
+
+    @given(st.sampled_from(wire.NAT_BEHAVIOURS), st.sampled_from(wire.NAT_BEHAVIOURS))
+    def test_nat_packing(self, mapping, filtering):
+        """
+        NAT behaviours survive packing into one byte.
+        """
+        self.assertEqual(wire.unpack_nat(wire.pack_nat(mapping, filtering)), (mapping, filtering))
 
 
 class MalformedTests(SynchronousTestCase):

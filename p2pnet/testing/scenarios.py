@@ -22,6 +22,7 @@ from p2pnet.address import Address
 from p2pnet.endpoint import PeerConfig, PeerConnection, PeerEndpoint, PeerFactory, PeerProtocol, StatusEvent
 from p2pnet.introducer import IntroducerProtocol, RelaySettings
 from p2pnet.relay import RelayProtocol
+from p2pnet._stunserver import StunResponder, StunServer, StunServerProtocol
 from p2pnet.testing._simnet import Allocation, Filtering, Mapping, Network, SimHost
 
 #: Site kinds, each a host and what stands between it and the internet.
@@ -163,6 +164,7 @@ def run_pair(
     handshake: HandshakeConfig | None = None,
     relay: bool = False,
     block: bool = False,
+    nat_check: bool = False,
     then: Callable[[PairContext], None] | None = None,
 ) -> PairResult:
     """
@@ -176,6 +178,8 @@ def run_pair(
     @param same_lan: put B behind A's NAT (C{kind_b} is then ignored).
     @param relay: run a p2pnet relay the introducer hands out.
     @param block: the internet drops UDP between A's and B's sites.
+    @param nat_check: peers check their NAT at start (against the
+        introducer's STUN service and a second STUN port beside it).
     @param then: called with a L{PairContext} once the connection attempt
         ended, before shutting down (to change the network and run on).
     """
@@ -192,10 +196,20 @@ def run_pair(
         relay_host = network.add_host(RELAY.host, name="relay")
         relay_port = relay_host.listenUDP(RELAY.port, RelayProtocol(clock, secret))
         relay_settings = RelaySettings(secret, RELAY)
+    stun = StunResponder() if nat_check else None
     introducer = IntroducerProtocol(
-        clock, Registry(60.0, random_bytes), random_bytes, relay=relay_settings
+        clock, Registry(60.0, random_bytes), random_bytes, relay=relay_settings, stun_responder=stun
     )
     introducer_port = introducer_host.listenUDP(INTRODUCER.port, introducer)
+    extra_ports = []
+    if nat_check:
+        # A second, independent plain STUN server on another port: with
+        # two servers natcheck can see a mapping that depends on the
+        # destination.
+        second = Address(INTRODUCER.host, INTRODUCER.port + 2)
+        server = StunServer(StunResponder())
+        protocol = server.protocols["primary"] = StunServerProtocol(server, "primary", second)
+        extra_ports.append(introducer_host.listenUDP(second.port, protocol))
 
     host_a = add_site(network, kind_a, 1)
     if same_lan:
@@ -208,7 +222,11 @@ def run_pair(
     network.set_link(host_a, latency=latency_a)
     network.set_link(host_b, latency=latency_b)
 
-    config = PeerConfig(handshake=handshake or HandshakeConfig(warmup=warmup))
+    config = PeerConfig(
+        handshake=handshake or HandshakeConfig(warmup=warmup),
+        nat_check=nat_check,
+        stun_servers=(INTRODUCER, Address(INTRODUCER.host, INTRODUCER.port + 2)) if nat_check else (),
+    )
     factory_b = _Factory()
     peer_a = PeerEndpoint(host_a, INTRODUCER, "A", config=config, random_bytes=random_bytes)
     peer_b = PeerEndpoint(host_b, INTRODUCER, "B", config=config, random_bytes=random_bytes, factory=factory_b)
@@ -251,9 +269,9 @@ def run_pair(
     if then is not None:
         then(PairContext(clock, network, peer_a, peer_b, factory_b.built, step))
     _shutdown(clock, step, peer_a, peer_b, introducer_port)
-    if relay_port is not None:
-        relay_port.stopListening()
-        _run_until(clock, step, 0.1, lambda: False)
+    for port in ([relay_port] if relay_port is not None else []) + extra_ports:
+        port.stopListening()
+    _run_until(clock, step, 0.1, lambda: False)
     result.leftover_calls = len(clock.getDelayedCalls())
     return result
 
