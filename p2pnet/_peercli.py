@@ -67,6 +67,8 @@ class Options(usage.Options):
         ["json", "j", "Print one JSON object per line per event."],
         ["no-warmup", None, "Skip the short-TTL warm-up (to show why it matters)."],
         ["mesh", None, "Host a mesh session (everyone connects to everyone)."],
+        ["nat-check", None, "Check our NAT at start (STUN against the introducer) and tell it."],
+        ["no-relay", None, "Never fall back to a relay."],
     ]
 
     def postOptions(self) -> None:
@@ -156,8 +158,10 @@ def run(reactor, options: Options, out: TextIO):
             timeout=options["timeout"],
             keepalive_interval=options["keepalive"],
             dead_after=max(3 * options["keepalive"], options["keepalive"] + 1),
+            relay_after=None if options["no-relay"] else 3.0,
         ),
         heartbeat_interval=options["heartbeat"],
+        nat_check=options["nat-check"],
     )
     endpoint = PeerEndpoint(
         reactor,
