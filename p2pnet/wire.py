@@ -137,6 +137,7 @@ class Tag(enum.IntEnum):
     SEQUENCE = 0x19
     ALLOCATION = 0x1A
     SIDE = 0x1B
+    NAT = 0x1C
     AUTH = 0xFF
 
 
@@ -396,6 +397,7 @@ _BY_TYPE: dict[int, type] = {}
     F("peer_id", Tag.PEER_ID, _STR),
     F("local", Tag.LOCAL, _ADDR, repeated=True),
     F("cookie", Tag.COOKIE, _COOKIE, optional=True),
+    F("nat", Tag.NAT, _FLAGS, optional=True),
     F("padding", Tag.PADDING, _BYTES, optional=True),
 )
 @frozen
@@ -405,13 +407,15 @@ class Register(Message):
 
     C{local} lists the host's own socket addresses; the introducer records the
     public address from the UDP header.  C{cookie} proves ownership when
-    re-registering from a new public address.
+    re-registering from a new public address.  C{nat}, if the host ran a
+    NAT check, packs its mapping and filtering behaviour (L{pack_nat}).
     """
 
     txid: bytes = field(converter=_txid)
     peer_id: str
     local: tuple[Address, ...] = _tuple_of()
     cookie: bytes | None = None
+    nat: int | None = None
     padding: bytes | None = None
 
 
@@ -618,6 +622,7 @@ class Introduce(Message):
     F("key", Tag.KEY, _KEY),
     F("flags", Tag.FLAGS, _FLAGS),
     F("session_id", Tag.SESSION_ID, _ID8, optional=True),
+    F("nat", Tag.NAT, _FLAGS, optional=True),
 )
 @frozen
 class Introduction(Message):
@@ -635,6 +640,7 @@ class Introduction(Message):
     key: bytes = bytes(KEY_SIZE)
     flags: int = 0
     session_id: bytes | None = None
+    nat: int | None = None
 
     @property
     def initiator(self) -> bool:
@@ -1101,3 +1107,38 @@ def verify_relayed(raw: bytes, key: bytes) -> bytes | None:
     if not hmac.compare_digest(hmac.digest(key, body, "sha256")[:DATA_TAG_SIZE], raw[-DATA_TAG_SIZE:]):
         return None
     return body[9:]
+
+
+
+#: NAT behaviour codes carried (two per byte: mapping high, filtering low)
+#: in the C{NAT} field.
+NAT_BEHAVIOURS = (
+    "unknown",
+    "endpoint-independent",
+    "address-dependent",
+    "address-and-port-dependent",
+    "endpoint-dependent",
+)
+
+
+def pack_nat(mapping: str, filtering: str) -> int:
+    """
+    Pack two behaviour names (see L{NAT_BEHAVIOURS}) into a C{NAT} byte.
+    """
+    def code(name: str) -> int:
+        return NAT_BEHAVIOURS.index(name) if name in NAT_BEHAVIOURS else 0
+
+    return code(mapping) << 4 | code(filtering)
+
+
+def unpack_nat(value: int | None) -> tuple[str, str]:
+    """
+    The C{(mapping, filtering)} names of a C{NAT} byte (unknown if None).
+    """
+    if value is None:
+        return ("unknown", "unknown")
+
+    def name(code: int) -> str:
+        return NAT_BEHAVIOURS[code] if code < len(NAT_BEHAVIOURS) else "unknown"
+
+    return (name(value >> 4), name(value & 0xF))
