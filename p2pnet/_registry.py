@@ -133,8 +133,8 @@ class Registry:
 
         @raise RegistryError: C{BAD_REQUEST} or C{PEER_ID_TAKEN}.
         """
-        if not peer_id or len(peer_id) > MAX_PEER_ID:
-            raise RegistryError(ErrorCode.BAD_REQUEST, "peer id must be 1-64 characters")
+        if not peer_id or len(peer_id.encode("utf-8")) > MAX_PEER_ID:
+            raise RegistryError(ErrorCode.BAD_REQUEST, "peer id must be 1-64 bytes of UTF-8")
         if len(local) > MAX_LOCAL_ADDRESSES:
             raise RegistryError(ErrorCode.BAD_REQUEST, "too many local addresses")
         existing = self._live(peer_id, now)

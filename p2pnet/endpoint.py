@@ -57,10 +57,10 @@ class StatusEvent:
     """
     A progress report for game UIs and logs.
 
-    @ivar kind: one of C{registered}, C{public-changed}, C{introducer-lost},
-        C{introducer-back}, C{introduced}, C{warming}, C{punching},
-        C{reversal}, C{connected}, C{path-changed}, C{failed}, C{lost},
-        C{closed}.
+    @ivar kind: one of C{nat-checked}, C{registered}, C{public-changed},
+        C{introducer-lost}, C{introducer-back}, C{introduced}, C{warming},
+        C{punching}, C{reversal}, C{relaying}, C{connected},
+        C{path-changed}, C{failed}, C{lost}, C{closed}.
     @ivar peer_id: the peer concerned, or None for endpoint-wide events.
     @ivar path: the path, for C{connected} and C{path-changed}.
     @ivar address: the peer's (or, for registration events, our public)
@@ -485,8 +485,8 @@ class PeerEndpoint(DatagramProtocol):
     ) -> None:
         if isinstance(introducer, str):
             introducer = Address.parse(introducer)
-        if not peer_id or len(peer_id) > 64:
-            raise ValueError("peer_id must be 1-64 characters")
+        if not peer_id or len(peer_id.encode("utf-8")) > 64:
+            raise ValueError("peer_id must be 1-64 bytes of UTF-8")
         self.reactor = reactor
         self.clock = reactor
         self.introducer = introducer

@@ -429,6 +429,15 @@ class IntroducerProtocol(DatagramProtocol):
                 self._send(introduction, requester.public, size, authenticated)
             return
         self._recent[key] = (now, [])
+        try:
+            self._introduce_request(message, requester, size, authenticated, now)
+        except RegistryError:
+            # A refusal is answered afresh when the request is repeated
+            # (the error answer may be what was lost).
+            del self._recent[key]
+            raise
+
+    def _introduce_request(self, message: wire.Introduce, requester, size, authenticated, now) -> None:
         if (message.target is None) == (message.session_id is None):
             raise RegistryError(ErrorCode.BAD_REQUEST, "name a target or a session, not both")
         if message.target is not None:

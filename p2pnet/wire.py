@@ -1042,8 +1042,9 @@ PADDED_SIZE = {
 
 def padded(message: Message, size: int | None = None) -> Message:
     """
-    The message with a C{padding} field that brings its encoded size up to
-    C{size} (default: L{PADDED_SIZE} for its type), plus room for AUTH.
+    The message with a C{padding} field that brings its encoded size
+    (without any AUTH field) up to C{size} (default: L{PADDED_SIZE} for
+    its type).
     """
     import attrs
 

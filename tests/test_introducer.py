@@ -427,3 +427,30 @@ class ReliableIntroductionTests(IntroducerTestCase):
         [(again, to)] = self.transport.clear()
         self.assertEqual((again, to), (to_a, A))
         self.assertEqual(self.protocol.stats["introductions"], 1)
+
+
+class RepeatedRefusalTests(IntroducerTestCase):
+    def test_refusal_answered_again(self):
+        """
+        A repeated request that was refused is refused again (the first
+        error answer may have been lost), not left unanswered.
+        """
+        self.register("a", A)
+        request = self.next_txid()
+        for _ in range(2):
+            self.send(wire.Introduce(request, "a", self.cookies["a"], "nobody"), A)
+            [(answer, _)] = self.transport.clear()
+            self.assertEqual(answer.code, ErrorCode.UNKNOWN_PEER)
+
+    def test_largest_introduction_fits_padding(self):
+        """
+        The largest possible introduction (64-byte peer id, IPv6 public
+        address, eight IPv6 local addresses) fits in a padded request.
+        """
+        v6 = [Address(f"2001:db8::{i}", 65535) for i in range(9)]
+        longest = "é" * 32
+        intro = wire.Introduction(
+            bytes(8), bytes(8), longest, v6[0], tuple(v6[1:]), bytes(16), 0xFF, bytes(8), 0xFF
+        )
+        request = wire.padded(wire.Introduce(bytes(8), longest, bytes(8), target=longest))
+        self.assertLessEqual(len(wire.encode(intro)), len(wire.encode(request)))
