@@ -67,6 +67,16 @@ class HandshakeConfig:
         long on an established path (real traffic counts).
     @ivar dead_after: declare the connection lost after hearing nothing
         authenticated for this long.
+    @ivar hard_nat: use the hard-NAT strategies when the NAT facts call for
+        them (see L{hard_nat_role}); False switches them off.
+    @ivar predict_ports: against a peer whose NAT maps per destination, also
+        send hellos to its public port + 1 ... + this many (sequential
+        allocators hand out the next ports).
+    @ivar birthday_sockets: on the hard side of an easy <-> hard pair, open
+        this many extra sockets towards the easy side's public address.
+    @ivar birthday_rate: on the easy side, probes per second to random
+        ports of the hard side's public address.
+    @ivar birthday_probes: at most this many random probes per handshake.
     @ivar relay_after: ask for a relay if no direct path validated by then
         (None: never use a relay).
     @ivar upgrade_intervals: while relayed, retry the direct candidates
@@ -84,6 +94,11 @@ class HandshakeConfig:
     timeout: float = field(default=10.0, validator=_positive)
     keepalive_interval: float = field(default=15.0, validator=_positive)
     dead_after: float = field(default=45.0, validator=_positive)
+    hard_nat: bool = True
+    predict_ports: int = field(default=8, validator=_non_negative)
+    birthday_sockets: int = field(default=256, validator=_non_negative)
+    birthday_rate: float = field(default=250.0, validator=_positive)
+    birthday_probes: int = field(default=2000, validator=_non_negative)
     relay_after: float | None = 3.0
     upgrade_intervals: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0, 30.0)
     fallback_after: float | None = None
@@ -135,6 +150,9 @@ class HandshakeOutputs(Protocol):
 
     def request_relay(self) -> None:
         """Ask the introducer for a relay allocation shared with the peer."""
+
+    def open_birthday_sockets(self, count: int, to: Address) -> None:
+        """Open C{count} extra sockets and send a hello to C{to} from each."""
 
     def status(self, kind: str) -> None:
         """Report progress (C{"warming"}, C{"punching"}, C{"reversal"},
@@ -209,6 +227,9 @@ class Handshake(Protocol):
     def path_silent(self) -> None:
         """Nothing heard on the current direct path for C{fallback_after}."""
 
+    def probe_due(self) -> None:
+        """Time for the next batch of random birthday probes."""
+
 
 @define
 class HandshakeCore:
@@ -242,6 +263,8 @@ class HandshakeCore:
     route_confirmed: bool = True
     own_nat: tuple[str, str] = ("unknown", "unknown")
     peer_nat: tuple[str, str] = ("unknown", "unknown")
+    rng: object = None
+    probes_sent: int = 0
     last_heard_on_path: float = 0.0
     log: Logger = field(factory=Logger)
 
@@ -332,7 +355,9 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
         if config.relay_after is not None:
             # When the NAT checks say plain punching cannot work, ask for
             # the relay at once (and still try direct in parallel).
-            early = direct_hopeless(core.own_nat, core.peer_nat)
+            early = direct_hopeless(core.own_nat, core.peer_nat) and not (
+                config.hard_nat and hard_nat_role(core.own_nat, core.peer_nat) is not None
+            )
             core.schedule("relay", 0.0 if early else config.relay_after, inputs.relay_due)
 
     # -- warming and punching -------------------------------------------
@@ -340,6 +365,20 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
     @warming.upon(Handshake.warmed).to(punching)
     def first_hellos(inputs: Handshake, core: HandshakeCore) -> None:
         core.outputs.status("punching")
+        role = hard_nat_role(core.own_nat, core.peer_nat) if core.config.hard_nat else None
+        public = core.candidates[0] if core.candidates else None
+        if role == "easy" and public is not None and not isinstance(public, RelayRoute):
+            # Port prediction for sequential allocators, then random
+            # (birthday) probes for the rest.
+            for k in range(1, core.config.predict_ports + 1):
+                if public.port + k <= 65535:
+                    core.add_candidate(Address(public.host, public.port + k))
+            if core.config.birthday_probes and core.rng is not None:
+                core.outputs.status("birthday")
+                core.schedule("probe", 0.0, inputs.probe_due)
+        elif role == "hard" and public is not None and core.config.birthday_sockets:
+            core.outputs.status("birthday")
+            core.outputs.open_birthday_sockets(core.config.birthday_sockets, public)
         core.send_hellos()
         core.schedule("retransmit", core.next_gap(), inputs.retransmit)
         core.schedule("reversal", core.config.reversal_after - core.elapsed(), inputs.reversal_due)
@@ -517,6 +556,18 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
             core.outputs.status("relaying")
             core.outputs.request_relay()
 
+    @punching.upon(Handshake.probe_due).loop()
+    def birthday_probes(inputs: Handshake, core: HandshakeCore) -> None:
+        config = core.config
+        public = core.candidates[0]
+        tick = 0.02
+        batch = max(1, round(config.birthday_rate * tick))
+        for _ in range(min(batch, config.birthday_probes - core.probes_sent)):
+            core.outputs.send_hello(Address(public.host, core.rng.randrange(1024, 65536)))
+            core.probes_sent += 1
+        if core.probes_sent < config.birthday_probes:
+            core.schedule("probe", tick, inputs.probe_due)
+
     @connected.upon(Handshake.upgrade_due).loop()
     def try_direct_again(inputs: Handshake, core: HandshakeCore) -> None:
         if not isinstance(core.path, RelayRoute):
@@ -532,13 +583,13 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
         idle: ["warmed", "retransmit", "reversal_due", "give_up", "hello_received",
                "answer_received", "traffic_received", "reverse_received",
                "keepalive_due", "peer_silent", "peer_closed", "relay_due", "relay_offered",
-               "upgrade_due", "path_silent"],
+               "upgrade_due", "path_silent", "probe_due"],
         warming: ["start", "retransmit", "reversal_due", "keepalive_due", "peer_silent",
-                  "peer_closed", "upgrade_due", "path_silent"],
+                  "peer_closed", "upgrade_due", "path_silent", "probe_due"],
         punching: ["start", "warmed", "keepalive_due", "peer_silent", "peer_closed",
                    "upgrade_due", "path_silent"],
         connected: ["start", "warmed", "retransmit", "reversal_due", "give_up",
-                    "reverse_received", "relay_due"],
+                    "reverse_received", "relay_due", "probe_due"],
     }
     everything = [name for name in dir(Handshake) if not name.startswith("_")]
     for state in (failed, lost, closed):
@@ -551,6 +602,20 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
 
 
 _DEPENDENT_MAPPING = {"address-dependent", "address-and-port-dependent", "endpoint-dependent"}
+
+
+def hard_nat_role(own: tuple[str, str], peer: tuple[str, str]) -> str | None:
+    """
+    Our part in an easy <-> hard pair: C{"easy"} when only the peer's NAT
+    maps per destination, C{"hard"} when only ours does, else None.
+    """
+    own_hard = own[0] in _DEPENDENT_MAPPING
+    peer_hard = peer[0] in _DEPENDENT_MAPPING
+    if peer_hard and not own_hard and own[0] != "unknown":
+        return "easy"
+    if own_hard and not peer_hard and peer[0] != "unknown":
+        return "hard"
+    return None
 
 
 def direct_hopeless(own: tuple[str, str], peer: tuple[str, str]) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import os
+import random
 import socket
 from typing import Callable, Iterable
 
@@ -229,7 +230,10 @@ class PeerConnection:
             local_candidates=frozenset(intro.local),
             own_nat=wire.unpack_nat(endpoint._nat),
             peer_nat=wire.unpack_nat(intro.nat),
+            rng=random.Random(int.from_bytes(endpoint.new_txid(), "big")),
         )
+        self._extra: list = []
+        self._via: dict[Address, object] = {}
         self.machine = make_handshake(self._core)
 
     def __repr__(self) -> str:
@@ -251,8 +255,48 @@ class PeerConnection:
     def _send_to(self, raw: bytes, to) -> None:
         if isinstance(to, RelayRoute):
             self._endpoint.write(wire.encode_relayed(to.allocation_id, to.side, raw, to.key), to.relay)
+            return
+        via = self._via.get(to)
+        if via is not None and via.transport is not None:
+            via.transport.write(raw, to.as_tuple())
         else:
             self._endpoint.write(raw, to)
+
+    # -- hard NATs: extra sockets for the birthday search -------------------
+
+    def open_birthday_sockets(self, count: int, to: Address) -> None:
+        hello = wire.encode(
+            wire.Hello(self._endpoint.new_txid(), self.intro_id, self._endpoint.peer_id, self.conn_id),
+            self.key,
+        )
+        for _ in range(count):
+            extra = _ExtraSocket(self._endpoint)
+            try:
+                extra.port = self._endpoint.reactor.listenUDP(0, extra, self._endpoint.interface)
+            except Exception as e:
+                self.log.info("could only open {n} extra sockets: {error}", n=len(self._extra), error=str(e))
+                break
+            self._extra.append(extra)
+            extra.transport.write(hello, to.as_tuple())
+        self.log.info(
+            "opened {n} extra sockets towards {to} (birthday search)", n=len(self._extra), to=str(to)
+        )
+
+    def heard_via(self, source, via) -> None:
+        if via is None:
+            self._via.pop(source, None)
+        else:
+            self._via[source] = via
+
+    def _close_extra(self, keep=None) -> None:
+        extra, self._extra = self._extra, []
+        for socket_ in extra:
+            if socket_ is keep:
+                self._extra.append(socket_)
+            else:
+                socket_.close()
+        if keep is None:
+            self._via.clear()
 
     def close(self) -> None:
         """
@@ -390,6 +434,8 @@ class PeerConnection:
     def connected(self, address: Address) -> None:
         self.address = address
         self.path = self._path_for(address)
+        if self._extra:
+            self._close_extra(keep=self._via.get(address))
         elapsed = self._clock.seconds() - self.introduced_at
         self.log.info(
             "connected to {peer_id} at {address} ({path}) in {elapsed:.3f}s",
@@ -438,6 +484,7 @@ class PeerConnection:
         if self.ended:
             return
         self.ended = True
+        self._close_extra()
         self._failure = reason
         self._endpoint.forget(self)
         if kind is not None:
@@ -447,6 +494,25 @@ class PeerConnection:
             self._endpoint.eventually(d.errback, reason)
         if self.protocol is not None:
             self._endpoint.eventually(self.protocol.connection_lost, reason)
+
+
+class _ExtraSocket(DatagramProtocol):
+    """
+    One of the extra sockets a connection opens on the hard side of a
+    birthday search; what arrives goes to the endpoint tagged with it.
+    """
+
+    def __init__(self, endpoint: PeerEndpoint) -> None:
+        self._endpoint = endpoint
+        self.port = None
+
+    def datagramReceived(self, data: bytes, addr: tuple) -> None:
+        self._endpoint.datagram_via(data, addr, self)
+
+    def close(self) -> None:
+        port, self.port = self.port, None
+        if port is not None:
+            port.stopListening()
 
 
 class PeerEndpoint(DatagramProtocol):
@@ -496,6 +562,7 @@ class PeerEndpoint(DatagramProtocol):
         self._secret = secret
         self._port_number = port
         self._interface = interface
+        self.interface = interface
         self._random_bytes = random_bytes
         self._local_override = tuple(local_addresses) if local_addresses is not None else None
         self._port = None
@@ -971,7 +1038,19 @@ class PeerEndpoint(DatagramProtocol):
             self.count("internal-error")
             self.log.failure("bug: unexpected error handling a datagram from {source}", source=addr)
 
-    def _datagram(self, data: bytes, addr: tuple) -> None:
+    def datagram_via(self, data: bytes, addr: tuple, via) -> None:
+        """
+        A datagram that arrived on one of a connection's extra sockets.
+        """
+        try:
+            self._datagram(data, addr, via)
+        except MalformedMessage:
+            self.count("dropped-malformed")
+        except Exception:
+            self.count("internal-error")
+            self.log.failure("bug: unexpected error handling a datagram from {source}", source=addr)
+
+    def _datagram(self, data: bytes, addr: tuple, via=None) -> None:
         if len(data) < 2 or data[0] != wire.MAGIC:
             self.count("dropped-not-p2pnet")
             return
@@ -984,16 +1063,19 @@ class PeerEndpoint(DatagramProtocol):
             if connection is None:
                 self.count("dropped-data-unknown-connection")
                 return
-            connection.data_received(data, Address(addr[0], addr[1]))
+            source = Address(addr[0], addr[1])
+            connection.heard_via(source, via)
+            connection.data_received(data, source)
             return
         if kind == wire.MessageType.RELAY_FORWARD:
             self._from_relay(data)
             return
         source = Address(addr[0], addr[1])
         if kind < wire.MessageType.PROBE:
-            self._from_introducer(data, source)
+            if via is None:
+                self._from_introducer(data, source)
             return
-        self._peer_message(data, source)
+        self._peer_message(data, source, via)
 
     def _from_relay(self, data: bytes) -> None:
         fields = wire.relayed_fields(data)
@@ -1012,7 +1094,7 @@ class PeerEndpoint(DatagramProtocol):
             return
         self._peer_message(inner, route)
 
-    def _peer_message(self, data: bytes, source) -> None:
+    def _peer_message(self, data: bytes, source, via=None) -> None:
         if data[1] < wire.MessageType.PROBE or data[1] >= wire.MessageType.DATA:
             self.count("dropped-unexpected")
             return
@@ -1023,6 +1105,8 @@ class PeerEndpoint(DatagramProtocol):
         if connection is None or not wire.verify(data, connection.key):
             self.count("dropped-unauthenticated")
             return
+        if not isinstance(source, RelayRoute):
+            connection.heard_via(source, via)
         connection.message_received(message, source)
 
     def _from_introducer(self, data: bytes, source: Address) -> None:

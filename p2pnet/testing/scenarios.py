@@ -38,6 +38,11 @@ SITE_KINDS: dict[str, str] = {
     "double-nat": "port-restricted home NAT behind a port-restricted carrier-grade NAT",
 }
 
+#: Further kinds for hard-NAT work (not in the plain NAT matrix).
+EXTRA_KINDS: dict[str, str] = {
+    "sequential": "NAT: address-and-port-dependent mapping and filtering, sequential ports",
+}
+
 INTRODUCER = Address("192.0.2.10", 3478)
 RELAY = Address("192.0.2.20", 3479)
 
@@ -63,6 +68,7 @@ def add_site(network: Network, kind: str, index: int, behind_existing=None) -> S
         "restricted": dict(filtering=Filtering.ADDRESS_DEPENDENT),
         "port-restricted": dict(),
         "symmetric": dict(mapping=Mapping.ADDRESS_AND_PORT_DEPENDENT, allocation=Allocation.RANDOM),
+        "sequential": dict(mapping=Mapping.ADDRESS_AND_PORT_DEPENDENT, allocation=Allocation.SEQUENTIAL),
         "poisoned": dict(poisoned=True),
     }
     if kind in nat_options:
@@ -72,7 +78,9 @@ def add_site(network: Network, kind: str, index: int, behind_existing=None) -> S
         cgn = network.add_nat(f"cgn{index}", public_ip, lan=f"100.64.{index}.0/24")
         home = network.add_nat(f"home{index}", f"100.64.{index}.2", parent=cgn, lan=f"10.{index}.0.0/24")
         return network.add_host(behind=home, name=f"host{index}")
-    raise ValueError(f"unknown site kind {kind!r}; expected one of {', '.join(SITE_KINDS)}")
+    raise ValueError(
+        f"unknown site kind {kind!r}; expected one of {', '.join([*SITE_KINDS, *EXTRA_KINDS])}"
+    )
 
 
 def seeded_bytes(rng: random.Random) -> Callable[[int], bytes]:
@@ -114,6 +122,7 @@ class PairResult:
     events: list[tuple[float, str, StatusEvent]] = field(factory=list)
     network: Network | None = None
     leftover_calls: int = 0
+    bound_ports_after: int = 0
 
     @property
     def connected(self) -> bool:
@@ -178,8 +187,8 @@ def run_pair(
     @param same_lan: put B behind A's NAT (C{kind_b} is then ignored).
     @param relay: run a p2pnet relay the introducer hands out.
     @param block: the internet drops UDP between A's and B's sites.
-    @param nat_check: peers check their NAT at start (against the
-        introducer's STUN service and a second STUN port beside it).
+    @param nat_check: peers check their NAT at start, against the
+        introducer's STUN service made an RFC 5780 server.
     @param then: called with a L{PairContext} once the connection attempt
         ended, before shutting down (to change the network and run on).
     """
@@ -202,14 +211,22 @@ def run_pair(
     )
     introducer_port = introducer_host.listenUDP(INTRODUCER.port, introducer)
     extra_ports = []
+    stun_alternate = Address("192.0.2.11", INTRODUCER.port)
     if nat_check:
-        # A second, independent plain STUN server on another port: with
-        # two servers natcheck can see a mapping that depends on the
-        # destination.
-        second = Address(INTRODUCER.host, INTRODUCER.port + 2)
-        server = StunServer(StunResponder())
-        protocol = server.protocols["primary"] = StunServerProtocol(server, "primary", second)
-        extra_ports.append(introducer_host.listenUDP(second.port, protocol))
+        # Make the introducer's STUN service an RFC 5780 server: alternate
+        # port on its host, alternate IP on a second host beside it.
+        server = introducer.stun_server
+        alternate_host = network.add_host(stun_alternate.host, name="stun-alternate")
+        sockets = {
+            "alt-port": (introducer_host, Address(INTRODUCER.host, INTRODUCER.port + 2)),
+            "alt-ip": (alternate_host, stun_alternate),
+            "alt-both": (alternate_host, Address(stun_alternate.host, INTRODUCER.port + 2)),
+        }
+        for name, (host, local) in sockets.items():
+            protocol = server.protocols[name] = StunServerProtocol(server, name, local)
+            extra_ports.append(host.listenUDP(local.port, protocol))
+        server.responder.primary_address = INTRODUCER
+        server.responder.other_address = Address(stun_alternate.host, INTRODUCER.port + 2)
 
     host_a = add_site(network, kind_a, 1)
     if same_lan:
@@ -225,7 +242,7 @@ def run_pair(
     config = PeerConfig(
         handshake=handshake or HandshakeConfig(warmup=warmup),
         nat_check=nat_check,
-        stun_servers=(INTRODUCER, Address(INTRODUCER.host, INTRODUCER.port + 2)) if nat_check else (),
+        stun_servers=(INTRODUCER,) if nat_check else (),
     )
     factory_b = _Factory()
     peer_a = PeerEndpoint(host_a, INTRODUCER, "A", config=config, random_bytes=random_bytes)
@@ -273,6 +290,7 @@ def run_pair(
         port.stopListening()
     _run_until(clock, step, 0.1, lambda: False)
     result.leftover_calls = len(clock.getDelayedCalls())
+    result.bound_ports_after = len(host_a._ports) + len(host_b._ports)
     return result
 
 

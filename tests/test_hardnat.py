@@ -1,0 +1,92 @@
+"""
+Hard NATs on the simulated network: port prediction for sequential
+allocators, the birthday search for random ones, and the off switch.
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from p2pnet._handshake import HandshakeConfig, hard_nat_role
+from p2pnet.testing.scenarios import run_pair
+
+NO_BIRTHDAY = HandshakeConfig(birthday_probes=0, birthday_sockets=0)
+OFF = HandshakeConfig(hard_nat=False)
+
+
+class RoleTests(SynchronousTestCase):
+    def test_roles(self):
+        """
+        Only a known easy side facing a known hard side gets a role.
+        """
+        cone = ("endpoint-independent", "address-and-port-dependent")
+        symmetric = ("address-and-port-dependent", "address-and-port-dependent")
+        unknown = ("unknown", "unknown")
+        self.assertEqual(hard_nat_role(cone, symmetric), "easy")
+        self.assertEqual(hard_nat_role(symmetric, cone), "hard")
+        self.assertIsNone(hard_nat_role(symmetric, symmetric))
+        self.assertIsNone(hard_nat_role(cone, cone))
+        self.assertIsNone(hard_nat_role(unknown, symmetric))
+        self.assertIsNone(hard_nat_role(symmetric, unknown))
+
+
+class PredictionTests(SynchronousTestCase):
+    def test_sequential_by_prediction(self):
+        """
+        Against a NAT that maps per destination with sequential ports,
+        hellos to the next ports find the mapping: direct, with the
+        birthday search switched off, whichever side starts.
+        """
+        for kind_a, kind_b in [("port-restricted", "sequential"), ("sequential", "port-restricted")]:
+            result = run_pair(kind_a, kind_b, nat_check=True, handshake=NO_BIRTHDAY)
+            self.assertEqual((kind_a, result.path), (kind_a, "direct-public"))
+            self.assertLess(result.connect_time, 1.0)
+
+    def test_off_switch(self):
+        """
+        With hard_nat=False the same pairs fail: prediction is what works.
+        """
+        result = run_pair("port-restricted", "sequential", nat_check=True, handshake=OFF)
+        self.assertIsNone(result.path)
+
+
+class BirthdayTests(SynchronousTestCase):
+    def test_random_ports_success_rate(self):
+        """
+        Port-restricted cone <-> symmetric NAT with random ports connects
+        directly in at least 95% of 200 seeded trials.
+        """
+        direct = 0
+        for seed in range(200):
+            result = run_pair("port-restricted", "symmetric", seed=seed, nat_check=True)
+            direct += result.connected and result.path == "direct-public"
+        self.assertGreaterEqual(direct, 190)
+
+    def test_bounded_and_cleaned_up(self):
+        """
+        The easy side sends at most birthday_probes probes; the hard side
+        opens birthday_sockets sockets and closes them all when it gives up;
+        no timer is left.
+        """
+        config = HandshakeConfig(birthday_probes=50, birthday_sockets=16, timeout=3.0, relay_after=None)
+        events = []
+        result = run_pair("port-restricted", "symmetric", seed=1, nat_check=True, handshake=config,
+                          trace=events.append)
+        self.assertIsNone(result.path)
+        public = result.events and next(
+            e.address for t, side, e in result.events if side == "A" and e.kind == "introduced"
+        )
+        candidates = {public.port + k for k in range(0, 9)}
+        probes = [e for e in events if e.kind == "send" and e.src[0].startswith("10.1.")
+                  and e.dst[0] == public.host and e.dst[1] not in candidates]
+        self.assertGreater(len(probes), 0)
+        self.assertLessEqual(len(probes), 50)
+        self.assertEqual(result.leftover_calls, 0)
+        self.assertEqual(result.bound_ports_after, 0)
+
+    def test_off_switch(self):
+        """
+        With hard_nat=False the birthday pair fails (no relay here).
+        """
+        result = run_pair("port-restricted", "symmetric", nat_check=True, handshake=OFF)
+        self.assertIsNone(result.path)
