@@ -739,6 +739,7 @@ class LabProcess:
         self._lines: list[str] = []
         self._errors: list[str] = []
         self._changed = threading.Condition()
+        self._stdout_closed = False
         for stream, sink in ((process.stdout, self._lines),
                              (process.stderr, self._errors)):
             thread = threading.Thread(target=self._read, args=(stream, sink),
@@ -754,6 +755,8 @@ class LabProcess:
         except (OSError, ValueError):
             pass
         with self._changed:
+            if sink is self._lines:
+                self._stdout_closed = True
             self._changed.notify_all()
 
     @property
@@ -792,7 +795,7 @@ class LabProcess:
         """
         Wait until an output line from index C{start} on satisfies
         C{predicate}; return it, or C{None} after C{timeout} seconds or
-        when the process has exited without printing one.
+        once the process's output has ended without one.
         """
         deadline = time.monotonic() + timeout
         index = start
@@ -804,15 +807,9 @@ class LabProcess:
                     if predicate(line):
                         return line
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or self._stdout_closed:
                     return None
-                if self.process.poll() is not None and index >= len(self._lines):
-                    # Give the reader a last chance to deliver buffered lines.
-                    self._changed.wait(min(remaining, 0.2))
-                    if index >= len(self._lines):
-                        return None
-                    continue
-                self._changed.wait(min(remaining, 0.5))
+                self._changed.wait(remaining)
 
     def wait_for_event(self, event: str, timeout: float, *, start: int = 0,
                        **fields: Any) -> dict[str, Any] | None:
