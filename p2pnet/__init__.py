@@ -28,6 +28,7 @@ from p2pnet.endpoint import (
     PeerProtocol,
     Registration,
     StatusEvent,
+    TurnSettings,
 )
 from p2pnet._handshake import HandshakeConfig
 from p2pnet.introducer import IntroducerProtocol, IntroducerService
@@ -50,6 +51,7 @@ __all__ = [
     "Registration",
     "SessionInfo",
     "StatusEvent",
+    "TurnSettings",
     "AuthenticationFailed",
     "ConnectionClosed",
     "HandshakeTimeout",

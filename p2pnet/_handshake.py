@@ -33,7 +33,7 @@ from automat import TypeMachineBuilder
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from p2pnet.address import Address, RelayRoute
+from p2pnet.address import Address, RelayRoute, is_relayed
 from p2pnet.errors import HandshakeTimeout
 
 
@@ -67,6 +67,9 @@ class HandshakeConfig:
         long on an established path (real traffic counts).
     @ivar dead_after: declare the connection lost after hearing nothing
         authenticated for this long.
+    @ivar relay_only: never use or answer direct candidates; ask for a
+        relay at once (keeps our addresses from the peer, like WebRTC's
+        relay-only policy).
     @ivar hard_nat: use the hard-NAT strategies when the NAT facts call for
         them (see L{hard_nat_role}); False switches them off.
     @ivar predict_ports: against a peer whose NAT maps per destination, also
@@ -94,6 +97,7 @@ class HandshakeConfig:
     timeout: float = field(default=10.0, validator=_positive)
     keepalive_interval: float = field(default=15.0, validator=_positive)
     dead_after: float = field(default=45.0, validator=_positive)
+    relay_only: bool = False
     hard_nat: bool = True
     predict_ports: int = field(default=8, validator=_non_negative)
     birthday_sockets: int = field(default=256, validator=_non_negative)
@@ -287,7 +291,7 @@ class HandshakeCore:
             self.cancel(name)
 
     def add_candidate(self, address: Address) -> bool:
-        if address in self.candidates:
+        if address in self.candidates or (self.config.relay_only and not is_relayed(address)):
             return False
         self.candidates.append(address)
         return True
@@ -315,7 +319,7 @@ class HandshakeCore:
         return self.clock.seconds() - self.started
 
     def direct_candidates(self) -> list[Address]:
-        return [c for c in self.candidates if not isinstance(c, RelayRoute)]
+        return [c for c in self.candidates if not is_relayed(c)]
 
     def extend_deadline(self, inputs: Handshake, by: float) -> None:
         now = self.clock.seconds()
@@ -342,7 +346,9 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
         core.started = core.clock.seconds()
         core.last_heard = core.started
         config = core.config
-        if config.warmup:
+        if config.relay_only:
+            core.candidates[:] = [c for c in core.candidates if is_relayed(c)]
+        if config.warmup and not config.relay_only:
             core.outputs.status("warming")
             for _ in range(config.warmup_packets):
                 for candidate in core.direct_candidates():
@@ -355,8 +361,9 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
         if config.relay_after is not None:
             # When the NAT checks say plain punching cannot work, ask for
             # the relay at once (and still try direct in parallel).
-            early = direct_hopeless(core.own_nat, core.peer_nat) and not (
-                config.hard_nat and hard_nat_role(core.own_nat, core.peer_nat) is not None
+            early = config.relay_only or (
+                direct_hopeless(core.own_nat, core.peer_nat)
+                and not (config.hard_nat and hard_nat_role(core.own_nat, core.peer_nat) is not None)
             )
             core.schedule("relay", 0.0 if early else config.relay_after, inputs.relay_due)
 
@@ -365,9 +372,13 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
     @warming.upon(Handshake.warmed).to(punching)
     def first_hellos(inputs: Handshake, core: HandshakeCore) -> None:
         core.outputs.status("punching")
-        role = hard_nat_role(core.own_nat, core.peer_nat) if core.config.hard_nat else None
+        role = (
+            hard_nat_role(core.own_nat, core.peer_nat)
+            if core.config.hard_nat and not core.config.relay_only
+            else None
+        )
         public = core.candidates[0] if core.candidates else None
-        if role == "easy" and public is not None and not isinstance(public, RelayRoute):
+        if role == "easy" and public is not None and not is_relayed(public):
             # Port prediction for sequential allocators, then random
             # (birthday) probes for the rest.
             for k in range(1, core.config.predict_ports + 1):
@@ -398,6 +409,8 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
     @warming.upon(Handshake.hello_received).loop()
     @punching.upon(Handshake.hello_received).loop()
     def answer_while_punching(inputs: Handshake, core: HandshakeCore, source: Address, txid: bytes) -> None:
+        if core.config.relay_only and not is_relayed(source):
+            return
         core.hear(source)
         core.outputs.send_answer(source, txid)
         # A hello proves the path towards us; a hello of ours back along it
@@ -425,6 +438,8 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
     @punching.upon(Handshake.traffic_received).to(connected)
     @warming.upon(Handshake.traffic_received).to(connected)
     def validated(inputs: Handshake, core: HandshakeCore, source: Address) -> None:
+        # (A relay-only handshake never sends to or answers a direct
+        # candidate, so what validates here is relayed.)
         core.cancel_all()
         core.hear(source)
         core.path = source
@@ -440,7 +455,7 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
             untried = [c for c in core.candidates if c in core.local_candidates]
             if untried:
                 core.send_hellos(untried)
-        if isinstance(source, RelayRoute):
+        if is_relayed(source):
             _arm_upgrade(inputs, core)
         _arm_heartbeat(inputs, core)
 
@@ -472,7 +487,7 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
     @connected.upon(Handshake.answer_received).loop()
     def upgrade_or_refresh(inputs: Handshake, core: HandshakeCore, source: Address) -> None:
         better = (
-            isinstance(core.path, RelayRoute) and not isinstance(source, RelayRoute)
+            is_relayed(core.path) and not is_relayed(source)
         ) or (source in core.local_candidates and core.path not in core.local_candidates)
         if better:
             core.hear(source)
@@ -540,14 +555,14 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
         if core.relay_route is None:
             core.relay_route = route
             core.add_candidate(route)
-        if not isinstance(core.path, RelayRoute):
+        if not is_relayed(core.path):
             silence = core.clock.seconds() - core.last_heard_on_path
             if silence >= core.config.keepalive_interval:
                 _fall_back(inputs, core)
 
     @connected.upon(Handshake.path_silent).loop()
     def direct_went_quiet(inputs: Handshake, core: HandshakeCore) -> None:
-        if isinstance(core.path, RelayRoute):
+        if is_relayed(core.path):
             return
         if core.relay_route is not None:
             _fall_back(inputs, core)
@@ -570,7 +585,7 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
 
     @connected.upon(Handshake.upgrade_due).loop()
     def try_direct_again(inputs: Handshake, core: HandshakeCore) -> None:
-        if not isinstance(core.path, RelayRoute):
+        if not is_relayed(core.path) or core.config.relay_only:
             return
         core.send_hellos(core.direct_candidates())
         core.last_sent = core.clock.seconds()
@@ -658,7 +673,7 @@ def _arm_dead(inputs: Handshake, core: HandshakeCore) -> None:
 def _arm_silence(inputs: Handshake, core: HandshakeCore) -> None:
     def check() -> None:
         now = core.clock.seconds()
-        if not isinstance(core.path, RelayRoute) and now - core.last_heard_on_path >= core.config.fallback - 1e-9:
+        if not is_relayed(core.path) and now - core.last_heard_on_path >= core.config.fallback - 1e-9:
             inputs.path_silent()
             if "silence" not in core.timers:
                 core.schedule("silence", core.config.keepalive_interval, check)
@@ -702,12 +717,12 @@ def _refresh(inputs: Handshake, core: HandshakeCore, source: Address) -> None:
     core.hear(source)
     if source == core.path:
         core.last_heard_on_path = core.clock.seconds()
-        if isinstance(source, RelayRoute) and not core.route_confirmed:
+        if is_relayed(source) and not core.route_confirmed:
             core.route_confirmed = True
             core.outputs.send_keepalive(source)
             core.last_sent = core.clock.seconds()
         return
-    if isinstance(source, RelayRoute) and not isinstance(core.path, RelayRoute):
+    if is_relayed(source) and not is_relayed(core.path):
         # A relayed packet while we are direct: a late one, unless our direct
         # path went quiet and the peer moved to the relay.
         if core.clock.seconds() - core.last_heard_on_path < core.config.keepalive_interval:
@@ -717,7 +732,7 @@ def _refresh(inputs: Handshake, core: HandshakeCore, source: Address) -> None:
         _arm_upgrade(inputs, core)
         return
     _move(core, source)
-    if not isinstance(source, RelayRoute):
+    if not is_relayed(source):
         core.cancel("upgrade")
 
 

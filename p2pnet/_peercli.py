@@ -62,6 +62,9 @@ class Options(usage.Options):
         ["retry", None, 10.0, "Seconds to keep looking for the peer or session.", _seconds],
         ["exit-after", None, None, "Stop after this many seconds.", _seconds],
         ["max-players", None, 8, "Players in a hosted session.", int],
+        ["turn", None, None, "Relay through this TURN server (HOST:PORT) instead of a p2pnet relay.", _address],
+        ["turn-user", None, None, "TURN user name."],
+        ["turn-password-file", None, None, "File holding the TURN password."],
     ]
     optFlags = [
         ["json", "j", "Print one JSON object per line per event."],
@@ -69,6 +72,7 @@ class Options(usage.Options):
         ["mesh", None, "Host a mesh session (everyone connects to everyone)."],
         ["nat-check", None, "Check our NAT at start (STUN against the introducer) and tell it."],
         ["no-relay", None, "Never fall back to a relay."],
+        ["relay-only", None, "Only use relayed paths (hides our addresses from the peer)."],
     ]
 
     def postOptions(self) -> None:
@@ -81,6 +85,20 @@ class Options(usage.Options):
             raise usage.UsageError("use only one of --host-session, --join and --connect")
         if not 0 <= self["port"] <= 65535:
             raise usage.UsageError("--port must be 0-65535")
+        self["turn-settings"] = None
+        if self["turn"] is not None:
+            if not self["turn-user"] or not self["turn-password-file"]:
+                raise usage.UsageError("--turn needs --turn-user and --turn-password-file")
+            try:
+                with open(self["turn-password-file"], encoding="utf-8") as f:
+                    password = f.read().strip()
+            except OSError as e:
+                raise usage.UsageError(f"cannot read --turn-password-file: {e.strerror}")
+            from p2pnet.endpoint import TurnSettings
+
+            self["turn-settings"] = TurnSettings(self["turn"], self["turn-user"], password)
+        if self["relay-only"] and self["no-relay"]:
+            raise usage.UsageError("--relay-only and --no-relay contradict each other")
         self["secret"] = None
         if self["secret-file"]:
             try:
@@ -159,7 +177,9 @@ def run(reactor, options: Options, out: TextIO):
             keepalive_interval=options["keepalive"],
             dead_after=max(3 * options["keepalive"], options["keepalive"] + 1),
             relay_after=None if options["no-relay"] else 3.0,
+            relay_only=options["relay-only"],
         ),
+        turn=options["turn-settings"],
         heartbeat_interval=options["heartbeat"],
         nat_check=options["nat-check"],
     )

@@ -100,6 +100,44 @@ class RelayRoute:
     key: bytes = field(repr=False)
 
     is_ipv6 = False
+    relayed = True
 
     def __str__(self) -> str:
         return f"relay {self.relay}"
+
+
+@frozen
+class TurnRoute:
+    """
+    A path through our own TURN allocation to C{peer} (the address the
+    TURN server sees the peer at).
+    """
+
+    peer: Address
+    is_ipv6 = False
+    relayed = True
+
+    def __str__(self) -> str:
+        return f"TURN to {self.peer}"
+
+
+@frozen
+class RelayedAddress:
+    """
+    The peer's TURN relayed address: we send to it directly, and what
+    comes from it has crossed the peer's TURN server.
+    """
+
+    address: Address
+    is_ipv6 = False
+    relayed = True
+
+    def __str__(self) -> str:
+        return f"TURN relay {self.address}"
+
+
+def is_relayed(path: object) -> bool:
+    """
+    Whether a path (an L{Address} or a route) goes through a relay.
+    """
+    return getattr(path, "relayed", False)

@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 from p2pnet import wire
 from p2pnet._handshake import HandshakeConfig, HandshakeCore, make_handshake
 from p2pnet._introclient import IntroducerClient
-from p2pnet.address import Address, RelayRoute
+from p2pnet.address import Address, RelayedAddress, RelayRoute, TurnRoute, is_relayed
 from p2pnet.errors import (
     ConnectionClosed,
     IntroducerUnreachable,
@@ -105,6 +105,18 @@ class HostedSession:
 
 
 @frozen
+class TurnSettings:
+    """
+    A standard TURN server (e.g. coturn) to relay through instead of the
+    p2pnet relay, with long-term credentials.
+    """
+
+    server: Address
+    username: str
+    password: str = field(repr=False)
+
+
+@frozen
 class PeerConfig:
     """
     Endpoint tunables; the defaults suit the internet.
@@ -124,6 +136,9 @@ class PeerConfig:
         a direct path cannot exist).
     @ivar stun_servers: servers for the NAT check (default: the
         introducer, which answers STUN on its port).
+    @ivar turn: relay through this TURN server (allocated on the
+        endpoint's own socket when first needed) instead of asking the
+        introducer for a p2pnet relay.
     """
 
     handshake: HandshakeConfig = HandshakeConfig()
@@ -133,6 +148,7 @@ class PeerConfig:
     authenticate_data: bool = True
     nat_check: bool = False
     stun_servers: tuple[Address, ...] = ()
+    turn: TurnSettings | None = None
 
 
 class PeerProtocol:
@@ -234,6 +250,7 @@ class PeerConnection:
         )
         self._extra: list = []
         self._via: dict[Address, object] = {}
+        self._relayed_sources: dict[Address, RelayedAddress] = {}
         self.machine = make_handshake(self._core)
 
     def __repr__(self) -> str:
@@ -255,6 +272,12 @@ class PeerConnection:
     def _send_to(self, raw: bytes, to) -> None:
         if isinstance(to, RelayRoute):
             self._endpoint.write(wire.encode_relayed(to.allocation_id, to.side, raw, to.key), to.relay)
+            return
+        if isinstance(to, TurnRoute):
+            self._endpoint.turn_send(to.peer, raw)
+            return
+        if isinstance(to, RelayedAddress):
+            self._endpoint.write(raw, to.address)
             return
         via = self._via.get(to)
         if via is not None and via.transport is not None:
@@ -322,6 +345,13 @@ class PeerConnection:
             protocol.datagram_received(payload)
 
     @property
+    def peer_public(self) -> Address:
+        """
+        The peer's public address, as the introducer saw it.
+        """
+        return self._public
+
+    @property
     def candidates(self) -> tuple[Address, ...]:
         return tuple(self._core.candidates)
 
@@ -385,7 +415,7 @@ class PeerConnection:
     # -- HandshakeOutputs -------------------------------------------------
 
     def send_probe(self, to: Address, ttl: int) -> None:
-        if isinstance(to, RelayRoute):
+        if is_relayed(to):
             return
         self._endpoint.write_with_ttl(
             wire.encode(wire.Probe(self._endpoint.new_txid(), self.intro_id)), to, ttl
@@ -402,7 +432,12 @@ class PeerConnection:
         self._send_to(wire.encode(hello, self.key), to)
 
     def send_answer(self, to: Address, txid: bytes) -> None:
-        observed = to.relay if isinstance(to, RelayRoute) else to
+        observed = (
+            to.relay if isinstance(to, RelayRoute)
+            else to.peer if isinstance(to, TurnRoute)
+            else to.address if isinstance(to, RelayedAddress)
+            else to
+        )
         answer = wire.HelloAck(txid, self.intro_id, self._endpoint.peer_id, self.conn_id, observed)
         self._send_to(wire.encode(answer, self.key), to)
 
@@ -419,6 +454,25 @@ class PeerConnection:
 
     def request_relay(self) -> None:
         self._endpoint.request_relay(self)
+
+    def turn_ready(self, route: TurnRoute) -> None:
+        """
+        Our TURN allocation can reach the peer: offer it as a relay path.
+        """
+        self.machine.relay_offered(route)
+
+    def turn_candidate(self, relayed: Address) -> None:
+        """
+        The peer's TURN relayed address: we send to it directly.
+        """
+        self._relayed_sources[relayed] = RelayedAddress(relayed)
+        self.machine.relay_offered(self._relayed_sources[relayed])
+
+    def normalise(self, source):
+        """
+        What arrives from the peer's TURN relayed address is relayed.
+        """
+        return self._relayed_sources.get(source, source)
 
     def relay_offered(self, offer: wire.RelayOffer) -> None:
         relay = offer.relay
@@ -474,7 +528,7 @@ class PeerConnection:
     # -- internals ----------------------------------------------------------
 
     def _path_for(self, address: Address) -> Path:
-        if isinstance(address, RelayRoute):
+        if is_relayed(address):
             return Path.RELAYED
         if address in self._core.local_candidates and address != self._public:
             return Path.DIRECT_LOCAL
@@ -569,6 +623,8 @@ class PeerEndpoint(DatagramProtocol):
         self._client: IntroducerClient | None = None
         self._cookie: bytes | None = None
         self.public_address: Address | None = None
+        self._turn = None
+        self._turn_allocation: Deferred | None = None
         self.nat_report = None
         self._nat: int | None = None
         self.local_addresses: tuple[Address, ...] = ()
@@ -668,6 +724,15 @@ class PeerEndpoint(DatagramProtocol):
             attempts=self.config.request_attempts,
         )
         self.local_addresses = self._discover_local()
+        if self.config.turn is not None:
+            from p2pnet.turn import TurnClient
+
+            turn = self.config.turn
+            self._turn = TurnClient(
+                self.clock, self.transport.write, turn.server, turn.username, turn.password,
+                random_bytes=self._random_bytes,
+            )
+            self._turn.on_data = self._from_turn
         if self.config.nat_check:
             d = self._check_nat()
             d.addCallback(lambda _: self._register())
@@ -833,6 +898,11 @@ class PeerEndpoint(DatagramProtocol):
                 self._client.send(wire.Unregister(self.new_txid(), self.peer_id, self._cookie))
             self._client.cancel_all(closed)
         d = Deferred()
+        if self._turn is not None:
+            # Release the allocation before the socket closes.
+            closing = self._turn.close()
+            closing.addBoth(lambda _: self._shutdown_socket()).chainDeferred(d)
+            return d
         self.eventually(lambda: self._shutdown_socket().chainDeferred(d))
         return d
 
@@ -986,8 +1056,69 @@ class PeerEndpoint(DatagramProtocol):
             )
         )
 
+    def turn_send(self, peer: Address, raw: bytes) -> None:
+        if self._turn is not None and self._turn.relayed_address is not None:
+            self._turn.send(peer, raw)
+
+    def _turn_relay(self, connection: PeerConnection) -> None:
+        """
+        Allocate on the TURN server (once per endpoint), permit the peer,
+        offer our TURN path to the connection, and send our relayed
+        address to the peer through the introducer.
+        """
+        if self._turn_allocation is None:
+            self._turn_allocation = self._turn.allocate()
+            self._turn_allocation.addErrback(self._turn_failed)
+        peer_public = connection.peer_public
+
+        def allocated(relayed: Address | None):
+            if relayed is None or connection.ended or peer_public is None:
+                return None
+            self.log.info("TURN allocation {relayed} for {peer_id}", relayed=str(relayed), peer_id=connection.peer_id)
+            d = self._turn.create_permission(peer_public)
+            d.addCallback(lambda _: connection.turn_ready(TurnRoute(peer_public)))
+            offer = wire.CandidateOffer(
+                self.new_txid(), self.peer_id, self._cookie, connection.peer_id, connection.intro_id, relayed
+            )
+            self._client.request(offer).addErrback(
+                lambda f: self.log.info("could not send our TURN address: {error}", error=str(f.value))
+            )
+            return d
+
+        chained = Deferred()
+        self._turn_allocation.addCallback(lambda relayed: (chained.callback(relayed), relayed)[1])
+        chained.addCallback(allocated).addErrback(
+            lambda f: self.log.info("TURN relay for {peer_id} failed: {error}", peer_id=connection.peer_id, error=str(f.value))
+        )
+
+    def _turn_failed(self, reason: Failure) -> None:
+        self.log.warn("TURN allocation failed: {error}", error=str(reason.value))
+        self._turn_allocation = None
+        return None
+
+    def _from_turn(self, peer: Address, data: bytes) -> None:
+        try:
+            if len(data) < 2 or data[0] != wire.MAGIC:
+                self.count("dropped-not-p2pnet")
+                return
+            route = TurnRoute(peer)
+            if data[1] == wire.MessageType.DATA:
+                if len(data) >= wire.DATA_HEADER_SIZE:
+                    connection = self._by_conn_id.get((data[2] << 8) | data[3])
+                    if connection is not None:
+                        connection.data_received(data, route)
+                return
+            self._peer_message(data, route)
+        except MalformedMessage:
+            self.count("dropped-malformed")
+        except Exception:
+            self.log.failure("bug: unexpected error handling a TURN datagram from {peer}", peer=str(peer))
+
     def request_relay(self, connection: PeerConnection) -> None:
         if self._cookie is None or self._stopping:
+            return
+        if self._turn is not None:
+            self._turn_relay(connection)
             return
         self.log.info("asking the introducer for a relay to {peer_id}", peer_id=connection.peer_id)
         d = self._client.request(
@@ -1051,6 +1182,10 @@ class PeerEndpoint(DatagramProtocol):
             self.log.failure("bug: unexpected error handling a datagram from {source}", source=addr)
 
     def _datagram(self, data: bytes, addr: tuple, via=None) -> None:
+        turn = self._turn
+        if turn is not None and via is None and data[:1] != b"\xd1" and addr == turn.server.as_tuple():
+            turn.datagram_received(data, Address(addr[0], addr[1]))
+            return
         if len(data) < 2 or data[0] != wire.MAGIC:
             self.count("dropped-not-p2pnet")
             return
@@ -1065,7 +1200,7 @@ class PeerEndpoint(DatagramProtocol):
                 return
             source = Address(addr[0], addr[1])
             connection.heard_via(source, via)
-            connection.data_received(data, source)
+            connection.data_received(data, connection.normalise(source))
             return
         if kind == wire.MessageType.RELAY_FORWARD:
             self._from_relay(data)
@@ -1105,8 +1240,9 @@ class PeerEndpoint(DatagramProtocol):
         if connection is None or not wire.verify(data, connection.key):
             self.count("dropped-unauthenticated")
             return
-        if not isinstance(source, RelayRoute):
+        if not is_relayed(source):
             connection.heard_via(source, via)
+            source = connection.normalise(source)
         connection.message_received(message, source)
 
     def _from_introducer(self, data: bytes, source: Address) -> None:
@@ -1121,6 +1257,11 @@ class PeerEndpoint(DatagramProtocol):
             self._client.send(wire.IntroAck(self.new_txid(), message.intro_id))
             self._client.answer(message)
             self._introduction(message)
+        elif isinstance(message, wire.Candidate):
+            self._client.send(wire.IntroAck(self.new_txid(), message.allocation))
+            connection = self._by_intro.get(message.intro_id)
+            if connection is not None and connection.peer_id == message.peer_id and not connection.ended:
+                connection.turn_candidate(message.candidate)
         elif isinstance(message, wire.RelayOffer):
             self._client.send(wire.IntroAck(self.new_txid(), message.allocation))
             if not self._client.answer(message):

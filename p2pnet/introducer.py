@@ -135,6 +135,7 @@ class IntroducerProtocol(DatagramProtocol):
             wire.ReverseRequest: self._on_reverse_request,
             wire.IntroAck: self._on_intro_ack,
             wire.RelayRequest: self._on_relay_request,
+            wire.CandidateOffer: self._on_candidate_offer,
         }
         self._pushes: dict[tuple[bytes, tuple], tuple[bytes, tuple, int, object]] = {}
         # (requester, txid) -> the requester's introductions, so that a
@@ -558,6 +559,20 @@ class IntroducerProtocol(DatagramProtocol):
             target=target.peer_id,
             requester=requester.peer_id,
         )
+
+    def _on_candidate_offer(self, message: wire.CandidateOffer, source, size, authenticated, now) -> None:
+        requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)
+        target = self.registry.lookup(message.target, now)
+        if target is None or target is requester:
+            raise RegistryError(ErrorCode.UNKNOWN_PEER, f"no peer {message.target!r}")
+        self._check_reachable(target, authenticated)
+        self._send(wire.IntroAck(message.txid, message.intro_id), source, size, authenticated)
+        push_id = self._random_bytes(8)
+        forward = wire.Candidate(
+            self._random_bytes(wire.TXID_SIZE), message.intro_id, requester.peer_id, message.candidate, push_id
+        )
+        self._push(push_id, wire.encode(forward, self._secret), target.public.as_tuple())
+        self.stats["candidates-forwarded"] += 1
 
     def _on_relay_request(self, message: wire.RelayRequest, source, size, authenticated, now) -> None:
         requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)

@@ -79,6 +79,8 @@ class MessageType(enum.IntEnum):
     INTRO_ACK = 0x10
     RELAY_REQUEST = 0x11
     RELAY_OFFER = 0x12
+    CANDIDATE_OFFER = 0x13
+    CANDIDATE = 0x14
     PROBE = 0x20
     HELLO = 0x21
     HELLO_ACK = 0x22
@@ -761,6 +763,54 @@ class RelayOffer(Message):
     relay: Address
     key: bytes
     side: int
+
+
+@_message(
+    MessageType.CANDIDATE_OFFER,
+    F("peer_id", Tag.PEER_ID, _STR),
+    F("cookie", Tag.COOKIE, _COOKIE),
+    F("target", Tag.TARGET, _STR),
+    F("intro_id", Tag.INTRO_ID, _ID8),
+    F("candidate", Tag.CANDIDATE, _ADDR),
+    F("padding", Tag.PADDING, _BYTES, optional=True),
+)
+@frozen
+class CandidateOffer(Message):
+    """
+    Tell C{target}, through the introducer, about a candidate learnt after
+    the introduction: our TURN relayed address.  Answered by an
+    L{IntroAck} echoing the transaction id.
+    """
+
+    txid: bytes = field(converter=_txid)
+    peer_id: str
+    cookie: bytes
+    target: str
+    intro_id: bytes
+    candidate: Address
+    padding: bytes | None = None
+
+
+@_message(
+    MessageType.CANDIDATE,
+    F("intro_id", Tag.INTRO_ID, _ID8),
+    F("peer_id", Tag.PEER_ID, _STR),
+    F("candidate", Tag.CANDIDATE, _ADDR),
+    F("allocation", Tag.ALLOCATION, _ID8),
+)
+@frozen
+class Candidate(Message):
+    """
+    From the introducer: C{peer_id}'s TURN relayed address for the
+    introduction C{intro_id}.  Acknowledged with L{IntroAck} carrying
+    C{allocation} (a push id).
+    """
+
+    txid: bytes = field(converter=_txid)
+    intro_id: bytes
+    peer_id: str
+    candidate: Address
+    allocation: bytes
 
 
 @_message(MessageType.PROBE, F("intro_id", Tag.INTRO_ID, _ID8))

@@ -321,3 +321,38 @@ class ConfigTests(SynchronousTestCase):
         self.assertRaises(ValueError, HandshakeConfig, hello_intervals=())
         error = self.assertRaises(ValueError, HandshakeConfig, keepalive_interval=30, dead_after=20)
         self.assertIn("dead_after", str(error))
+
+
+class RelayOnlyTests(SynchronousTestCase):
+    def test_relay_only(self):
+        """
+        A relay-only handshake sends no probe and no direct hello, asks for
+        a relay at once, ignores direct hellos and candidates, and connects
+        over the relay it is offered.
+        """
+        from p2pnet.address import RelayRoute
+
+        clock = Clock()
+        out = Recorder()
+        core = HandshakeCore(
+            clock=clock,
+            outputs=out,
+            config=HandshakeConfig(relay_only=True),
+            peer_id="bob",
+            candidates=[PUBLIC, LOCAL],
+            local_candidates=frozenset([LOCAL]),
+        )
+        machine = make_handshake(core)
+        machine.start()
+        clock.advance(0)
+        self.assertEqual(out.take(), [("status", "punching"), ("status", "relaying"), ("request_relay",)])
+        machine.hello_received(PUBLIC, b"h" * 8)
+        self.assertEqual(out.take(), [])
+        self.assertFalse(core.add_candidate(REFLEXIVE))
+        route = RelayRoute(Address("192.0.2.20", 3479), b"a" * 8, 0, b"k" * 16)
+        machine.relay_offered(route)
+        self.assertEqual(out.take(), [("send_hello", route)])
+        machine.answer_received(route)
+        self.assertEqual(out.take()[0], ("connected", route))
+        machine.close()
+        self.assertEqual(clock.getDelayedCalls(), [])
