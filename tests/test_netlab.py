@@ -56,11 +56,14 @@ except OSError as e:
 _SIGNAL_PROGRAM = """
 import time
 from p2pnet.testing.netlab import Lab
-with Lab() as lab:
-    lab.add_site("left", "cone")
-    lab.add_host("left", "alice")
-    print(" ".join(lab.namespaces), flush=True)
-    time.sleep(60)
+try:
+    with Lab() as lab:
+        lab.add_site("left", "cone")
+        lab.add_host("left", "alice")
+        print(" ".join(lab.namespaces), flush=True)
+        time.sleep(60)
+except KeyboardInterrupt:
+    pass
 """
 
 
@@ -143,16 +146,15 @@ class LabSelfTests(LabTestMixin, SynchronousTestCase):
         for signum in (signal.SIGTERM, signal.SIGINT):
             program = subprocess.Popen(
                 [sys.executable, "-c", _SIGNAL_PROGRAM],
-                stdout=subprocess.PIPE, text=True,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                 env=Lab._environment(None))
             self.addCleanup(program.kill)
             line = program.stdout.readline().split()
             self.assertTrue(line and line[0].startswith(netlab.PREFIX), line)
             self.assertTrue(set(line) <= _ip_netns())
             program.send_signal(signum)
-            program.wait(timeout=CONNECT_TIMEOUT)
-            program.stdout.close()
-            self.assertEqual(set(line) & _ip_netns(), set())
+            _, errors = program.communicate(timeout=CONNECT_TIMEOUT)
+            self.assertEqual(set(line) & _ip_netns(), set(), errors)
 
     def test_cleanup_stale(self) -> None:
         """
