@@ -636,6 +636,7 @@ class PeerEndpoint(DatagramProtocol):
         self._observers: list[Callable[[StatusEvent], None]] = []
         self._heartbeat_call = None
         self._introducer_lost = False
+        self._reregistering = False
         self._queue: list[tuple[Callable, tuple]] = []
         self._queue_call = None
         self._stopping = False
@@ -828,20 +829,26 @@ class PeerEndpoint(DatagramProtocol):
             self._heartbeat_call = self.clock.callLater(self.config.heartbeat_interval, self._heartbeat)
 
     def _heartbeat(self) -> None:
+        # Heartbeats keep a fixed schedule whatever became of the last one,
+        # so a restarted introducer hears from us within one period.
         self._heartbeat_call = None
+        self._schedule_heartbeat()
+        if self._reregistering:
+            return
+        if self._cookie is None:
+            self._reregister()
+            return
         d = self._client.request(
             wire.Heartbeat(self.new_txid(), self.peer_id, self._cookie), attempts=3
         )
 
         def acked(answer: wire.Message) -> None:
-            if self._introducer_lost:
-                self._introducer_lost = False
-                self.emit(StatusEvent("introducer-back", address=self.introducer))
+            self._introducer_back()
             if isinstance(answer, wire.HeartbeatAck) and answer.public != self.public_address:
                 self.public_address = answer.public
                 self.emit(StatusEvent("public-changed", address=answer.public))
 
-        def refused(reason: Failure) -> Deferred | None:
+        def refused(reason: Failure) -> None:
             if self._stopping:
                 return None
             error = reason.value
@@ -851,18 +858,43 @@ class PeerEndpoint(DatagramProtocol):
                 # re-host our sessions.
                 self.log.info("introducer forgot us; registering again")
                 self._cookie = None
-                return self._register().addCallback(lambda _: self._rehost())
+                self._reregister()
+                return None
             if reason.check(IntroducerUnreachable):
-                if not self._introducer_lost:
-                    self._introducer_lost = True
-                    self.log.warn("{error}; connections stay up, retrying", error=str(error))
-                    self.emit(StatusEvent("introducer-lost", address=self.introducer, detail=str(error)))
+                self._introducer_gone(error)
                 return None
             return reason
 
         d.addCallbacks(acked, refused)
         d.addErrback(self._ignore_when_stopping)
-        d.addBoth(lambda _: self._schedule_heartbeat())
+
+    def _reregister(self) -> None:
+        self._reregistering = True
+        d = self._register()
+        d.addCallback(lambda _: (self._introducer_back(), self._rehost()))
+
+        def failed(reason: Failure) -> None:
+            if self._stopping:
+                return None
+            if reason.check(IntroducerUnreachable):
+                self._introducer_gone(reason.value)
+                return None
+            return reason
+
+        d.addErrback(failed)
+        d.addErrback(self._ignore_when_stopping)
+        d.addBoth(lambda _: setattr(self, "_reregistering", False))
+
+    def _introducer_back(self) -> None:
+        if self._introducer_lost:
+            self._introducer_lost = False
+            self.emit(StatusEvent("introducer-back", address=self.introducer))
+
+    def _introducer_gone(self, error: Exception) -> None:
+        if not self._introducer_lost:
+            self._introducer_lost = True
+            self.log.warn("{error}; connections stay up, retrying", error=str(error))
+            self.emit(StatusEvent("introducer-lost", address=self.introducer, detail=str(error)))
 
     def _ignore_when_stopping(self, reason: Failure) -> None:
         if not (self._stopping or reason.check(ConnectionClosed)):

@@ -176,10 +176,12 @@ class RegistrationTests(SynchronousTestCase):
         world.result(alice.start())
         world.result(alice.host_session("Keith's Server", "g", 4))
         world.stop_introducer()
-        world.run(1)
+        # Down long enough for heartbeats and their retransmissions to
+        # fail, back at an arbitrary moment.
+        world.run(37.3, step=0.05)
         world.start_introducer()
         self.assertEqual(len(world.introducer.registry), 0)
-        world.run(alice.config.heartbeat_interval + 1, step=0.05)
+        world.run(alice.config.heartbeat_interval + 0.2, step=0.05)
         self.assertIsNotNone(world.introducer.registry.lookup("alice", world.clock.seconds()))
         self.assertEqual([s.name for s in world.introducer.registry.sessions()], ["Keith's Server"])
 
