@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from p2pnet import wire
+from p2pnet._eventual import EventualQueue
 from p2pnet._handshake import HandshakeConfig, HandshakeCore, make_handshake
 from p2pnet._introclient import IntroducerClient
 from p2pnet.address import Address, RelayedAddress, RelayRoute, TurnRoute, is_relayed
@@ -637,8 +638,7 @@ class PeerEndpoint(DatagramProtocol):
         self._heartbeat_call = None
         self._introducer_lost = False
         self._reregistering = False
-        self._queue: list[tuple[Callable, tuple]] = []
-        self._queue_call = None
+        self._eventual = EventualQueue(reactor, self.log, "application callback")
         self._stopping = False
         self.stats: dict[str, int] = {}
 
@@ -663,18 +663,7 @@ class PeerEndpoint(DatagramProtocol):
         Run C{function(*args)} on a later reactor turn, in order, so user
         code never runs inside a state machine transition.
         """
-        self._queue.append((function, args))
-        if self._queue_call is None:
-            self._queue_call = self.clock.callLater(0, self._drain)
-
-    def _drain(self) -> None:
-        self._queue_call = None
-        queue, self._queue = self._queue, []
-        for function, args in queue:
-            try:
-                function(*args)
-            except Exception:
-                self.log.failure("error in application callback {function}", function=function)
+        self._eventual(function, *args)
 
     def new_txid(self) -> bytes:
         return self._random_bytes(wire.TXID_SIZE)

@@ -46,6 +46,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from p2pnet._eventual import EventualQueue
 from p2pnet.address import Address
 from p2pnet.errors import AuthenticationFailed, ConnectionClosed, MalformedMessage, P2PError
 from p2pnet.stun import (
@@ -393,8 +394,7 @@ class TurnClient:
         self._channels_by_peer: dict[Address, _Channel] = {}
         self._channels_by_number: dict[int, _Channel] = {}
         self._next_channel = CHANNEL_MIN
-        self._queue: list = []
-        self._queue_call = None
+        self._eventually = EventualQueue(clock, self.log, "TURN client callback")
 
     # -- public API ---------------------------------------------------------
 
@@ -918,22 +918,3 @@ class TurnClient:
         waiters, self._close_waiters = self._close_waiters, []
         for d in waiters:
             self._eventually(d.callback, None)
-
-    # -- eventual send ------------------------------------------------------
-
-    def _eventually(self, function: Callable, *args: object) -> None:
-        """
-        Run C{function(*args)} on a later reactor turn, in order.
-        """
-        self._queue.append((function, args))
-        if self._queue_call is None:
-            self._queue_call = self.clock.callLater(0, self._drain)
-
-    def _drain(self) -> None:
-        self._queue_call = None
-        queue, self._queue = self._queue, []
-        for function, args in queue:
-            try:
-                function(*args)
-            except Exception:
-                self.log.failure("error in a TURN client callback {function}", function=function)
