@@ -37,7 +37,6 @@ from p2pnet.errors import (
     MalformedMessage,
     P2PError,
     PeerLost,
-    UnknownPeer,
 )
 from p2pnet.wire import ErrorCode
 

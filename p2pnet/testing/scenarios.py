@@ -22,7 +22,7 @@ from p2pnet.address import Address
 from p2pnet.endpoint import PeerConfig, PeerConnection, PeerEndpoint, PeerFactory, PeerProtocol, StatusEvent
 from p2pnet.introducer import IntroducerProtocol, RelaySettings
 from p2pnet.relay import RelayProtocol
-from p2pnet._stunserver import StunResponder, StunServer, StunServerProtocol
+from p2pnet._stunserver import StunResponder, StunServerProtocol
 from p2pnet.testing._simnet import Allocation, Filtering, Mapping, Network, SimHost
 
 #: Site kinds, each a host and what stands between it and the internet.
