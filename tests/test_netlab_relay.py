@@ -73,9 +73,7 @@ class RelayScenarios(LabTestMixin, SynchronousTestCase):
         arguments = ["introducer", "--port", str(INTRODUCER_PORT),
                      "--interface", INTRODUCER_ADDRESS, *options]
         if rfc5780:
-            self.lab.execute("introducer", [
-                "ip", "addr", "add", f"{ALTERNATE_ADDRESS}/24", "dev", "eth0"],
-                check=True)
+            self.add_alternate_address()
             arguments += ["--stun-alternate-ip", ALTERNATE_ADDRESS,
                           "--stun-alternate-port", str(ALTERNATE_PORT)]
         if relay:
@@ -180,6 +178,55 @@ class RelayScenarios(LabTestMixin, SynchronousTestCase):
             a=self.lab.public_address_of(first),
             b=self.lab.public_address_of(second)))
 
+    def start_coturn(self, rfc5780: bool = False) -> str:
+        """
+        Start coturn on the introducer host, port 3478 (long-term
+        credentials, user C{u}, realm C{lab}, relay ports 49152-49252);
+        with C{rfc5780} it listens on the second address too, which makes
+        it an RFC 5780 server.
+
+        @return: the path of a file holding the TURN password.
+        """
+        turnserver = shutil.which("turnserver")
+        if turnserver is None:
+            if os.environ.get("CI") == "true":
+                self.fail("CI=true and turnserver (coturn) is not installed")
+            raise SkipTest("turnserver (coturn) is not installed")
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        password_file = os.path.join(directory, "turn-password")
+        with open(password_file, "w") as f:
+            f.write(TURN_PASSWORD + "\n")
+        listening = ["--listening-ip", INTRODUCER_ADDRESS]
+        if rfc5780:
+            self.add_alternate_address()
+            listening += ["--listening-ip", ALTERNATE_ADDRESS]
+        coturn = self.lab.spawn("introducer", [
+            turnserver, "-n", "--no-cli", "--no-tls", "--no-dtls",
+            *listening, "--listening-port", str(TURN_PORT),
+            "--relay-ip", INTRODUCER_ADDRESS,
+            "--min-port", "49152", "--max-port", "49252",
+            "--lt-cred-mech", "--user", f"{TURN_USER}:{TURN_PASSWORD}",
+            "--realm", TURN_REALM,
+            "--userdb", os.path.join(directory, "turndb"),
+            "--pidfile", os.path.join(directory, "turnserver.pid"),
+            "--log-file", "stdout", "--simple-log"])
+        self.processes.append(coturn)
+        self.check(self.wait_listening("introducer", TURN_PORT),
+                   "coturn did not start listening")
+        return password_file
+
+    def add_alternate_address(self) -> None:
+        """
+        Give the introducer host its second address, 192.0.2.11.
+        """
+        if getattr(self, "_alternate_added", False):
+            return
+        self.lab.execute("introducer", [
+            "ip", "addr", "add", f"{ALTERNATE_ADDRESS}/24", "dev", "eth0"],
+            check=True)
+        self._alternate_added = True
+
     def wait_listening(self, host: str, port: int) -> bool:
         """
         Wait until something listens on UDP C{port} in C{host}'s namespace.
@@ -192,9 +239,13 @@ class RelayScenarios(LabTestMixin, SynchronousTestCase):
             time.sleep(0.1)
         return False
 
-    def natcheck(self, host: str) -> dict:
+    def natcheck(self, host: str, port: int = INTRODUCER_PORT) -> dict:
+        """
+        Run C{p2pnet natcheck --json} against 192.0.2.10:C{port} on
+        C{host}; return its report.
+        """
         result = self.lab.execute(host, Lab.p2pnet_argv(
-            "natcheck", "--stun", f"{INTRODUCER_ADDRESS}:{INTRODUCER_PORT}",
+            "natcheck", "--stun", f"{INTRODUCER_ADDRESS}:{port}",
             "--json"), timeout=2 * CONNECT_TIMEOUT)
         self.check(result.returncode == 0,
                    f"natcheck on {host} failed ({result.returncode}):\n"
@@ -203,35 +254,56 @@ class RelayScenarios(LabTestMixin, SynchronousTestCase):
 
     # -- 1. natcheck against the RFC 5780 introducer ----------------------
 
-    def test_natcheck_classifies_lab_nats(self) -> None:
+    def assert_natcheck_classifies(self, port: int) -> None:
         """
-        Against the introducer running as an RFC 5780 server (two
-        addresses, two ports), C{p2pnet natcheck --json} behind the lab's
-        C{cone} router reports endpoint-independent mapping with the port
-        preserved, and behind the C{symmetric} (C{fully-random}) router
-        address-and-port-dependent mapping; both see the router's public
-        address.
+        Behind the lab's C{cone} router, C{p2pnet natcheck --json} against
+        the RFC 5780 server on 192.0.2.10:C{port} reports
+        endpoint-independent mapping (port preserved) and
+        address-and-port-dependent filtering; behind the C{symmetric}
+        (C{fully-random}) router, address-and-port-dependent mapping.
+        Both see their router's public address and no hairpinning.
         """
-        self.lab.add_site("left", "cone")
-        self.lab.add_site("right", "symmetric")
-        self.lab.add_host("left", "alice")
-        self.lab.add_host("right", "bob")
-        self.start_introducer(rfc5780=True)
-        cone = self.natcheck("alice")
-        symmetric = self.natcheck("bob")
+        cone = self.natcheck("alice", port)
+        symmetric = self.natcheck("bob", port)
         report = json.dumps([cone, symmetric], indent=1)
-        self.assertTrue(cone["rfc5780"], report)
-        self.assertTrue(symmetric["rfc5780"], report)
+        for result in (cone, symmetric):
+            self.assertTrue(result["rfc5780"], report)
+            self.assertTrue(result["behind_nat"], report)
+            self.assertFalse(result["hairpin"], report)
+            self.assertEqual(result["filtering"],
+                             "address-and-port-dependent", report)
         self.assertEqual(cone["mapping"], "endpoint-independent", report)
+        self.assertTrue(cone["port_preserved"], report)
         self.assertEqual(symmetric["mapping"], "address-and-port-dependent",
                          report)
-        self.assertTrue(cone["behind_nat"], report)
-        self.assertTrue(symmetric["behind_nat"], report)
-        self.assertTrue(cone["port_preserved"], report)
         self.assertEqual(cone["public_address"].rpartition(":")[0],
                          self.lab.public_address_of("left"), report)
         self.assertEqual(symmetric["public_address"].rpartition(":")[0],
                          self.lab.public_address_of("right"), report)
+
+    def add_cone_and_symmetric(self) -> None:
+        self.lab.add_site("left", "cone")
+        self.lab.add_site("right", "symmetric")
+        self.lab.add_host("left", "alice")
+        self.lab.add_host("right", "bob")
+
+    def test_natcheck_against_introducer(self) -> None:
+        """
+        The introducer runs as an RFC 5780 server (two addresses, two
+        ports); natcheck classifies the lab's cone and symmetric NATs.
+        """
+        self.add_cone_and_symmetric()
+        self.start_introducer(rfc5780=True)
+        self.assert_natcheck_classifies(INTRODUCER_PORT)
+
+    def test_natcheck_against_coturn(self) -> None:
+        """
+        coturn listening on both of the introducer host's addresses is an
+        RFC 5780 server too; natcheck classifies the same NATs against it.
+        """
+        self.add_cone_and_symmetric()
+        self.start_coturn(rfc5780=True)
+        self.assert_natcheck_classifies(TURN_PORT)
 
     # -- 2-4. relayed paths -----------------------------------------------
 
@@ -274,35 +346,12 @@ class RelayScenarios(LabTestMixin, SynchronousTestCase):
         (long-term credentials, its own port) and no p2pnet relay: the
         peers (C{--turn}) end relayed through coturn, and datagrams flow.
         """
-        turnserver = shutil.which("turnserver")
-        if turnserver is None:
-            if os.environ.get("CI") == "true":
-                self.fail("CI=true and turnserver (coturn) is not installed")
-            raise SkipTest("turnserver (coturn) is not installed")
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(directory)
-        password_file = os.path.join(directory, "turn-password")
-        with open(password_file, "w") as f:
-            f.write(TURN_PASSWORD + "\n")
+        password_file = self.start_coturn()
         self.lab.add_site("left", "cone")
         self.lab.add_site("right", "cone")
         self.lab.add_host("left", "alice")
         self.lab.add_host("right", "bob")
         self.block_udp_between("left", "right")
-        coturn = self.lab.spawn("introducer", [
-            turnserver, "-n", "--no-cli", "--no-tls", "--no-dtls",
-            "--listening-ip", INTRODUCER_ADDRESS,
-            "--listening-port", str(TURN_PORT),
-            "--relay-ip", INTRODUCER_ADDRESS,
-            "--min-port", "49152", "--max-port", "49252",
-            "--lt-cred-mech", "--user", f"{TURN_USER}:{TURN_PASSWORD}",
-            "--realm", TURN_REALM,
-            "--userdb", os.path.join(directory, "turndb"),
-            "--pidfile", os.path.join(directory, "turnserver.pid"),
-            "--log-file", "stdout", "--simple-log"])
-        self.processes.append(coturn)
-        self.check(self.wait_listening("introducer", TURN_PORT),
-                   "coturn did not start listening")
         self.start_introducer()
         _, _, alice, bob = self.connect(
             "alice", "bob", "--turn", f"{INTRODUCER_ADDRESS}:{TURN_PORT}",
@@ -329,10 +378,7 @@ class RelayScenarios(LabTestMixin, SynchronousTestCase):
         the direct path with the birthday search.  (Measured: see
         docs/netlab.md, "Hard NATs".)
         """
-        self.lab.add_site("left", "cone")
-        self.lab.add_site("right", "symmetric")
-        self.lab.add_host("left", "alice")
-        self.lab.add_host("right", "bob")
+        self.add_cone_and_symmetric()
         self.start_introducer(rfc5780=True, relay=True)
         outcomes = []
         for attempt in range(self.birthday_attempts):
