@@ -113,8 +113,9 @@ def _verdict(report: NatReport) -> str:
     if report.mapping is Behaviour.ENDPOINT_INDEPENDENT or report.behind_nat is False:
         if report.filtering is Behaviour.ADDRESS_AND_PORT_DEPENDENT:
             return (
-                "direct connections should work with most peers; "
-                "peers behind symmetric NATs will need a relay"
+                "direct connections should work with most peers; peers behind "
+                "symmetric NATs need the birthday search (both sides run the NAT "
+                "check) or a relay"
             )
         return "direct connections should work with most peers"
     if report.mapping is Behaviour.UNKNOWN:

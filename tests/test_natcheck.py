@@ -280,11 +280,12 @@ class NatCheckTests(SynchronousTestCase):
     def test_port_restricted_cone(self) -> None:
         """
         Address-and-port-dependent filtering with endpoint-independent
-        mapping: peers behind symmetric NATs will need a relay.
+        mapping: peers behind symmetric NATs need the birthday search or a
+        relay.
         """
         report = self.report(Nat(EIM, APDM))
         self.assertEqual((report.mapping, report.filtering), (EIM, APDM))
-        self.assertIn("symmetric NATs will need a relay", report.verdict)
+        self.assertIn("symmetric NATs need the birthday search", report.verdict)
 
     def test_symmetric(self) -> None:
         """
