@@ -27,24 +27,27 @@ class RateLimiter:
         self._max_sources = max_sources
         self._buckets: OrderedDict[object, list[float]] = OrderedDict()
 
-    def allow(self, source: object, now: float) -> bool:
+    def allow(self, source: object, now: float, cost: float = 1.0) -> bool:
         """
-        Spend one token of C{source}'s bucket; False when it is empty.
+        Spend C{cost} tokens (one packet, or a packet's bytes) of
+        C{source}'s bucket; False when it has too few.
         """
         bucket = self._buckets.get(source)
         if bucket is None:
             if len(self._buckets) >= self._max_sources:
                 self._buckets.popitem(last=False)
-            self._buckets[source] = [self.burst - 1.0, now]
+            if cost > self.burst:
+                return False
+            self._buckets[source] = [self.burst - cost, now]
             return True
         tokens = bucket[0] + (now - bucket[1]) * self.rate
         if tokens > self.burst:
             tokens = self.burst
         bucket[1] = now
-        if tokens < 1.0:
+        if tokens < cost:
             bucket[0] = tokens
             return False
-        bucket[0] = tokens - 1.0
+        bucket[0] = tokens - cost
         self._buckets.move_to_end(source)
         return True
 

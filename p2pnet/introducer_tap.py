@@ -171,7 +171,12 @@ def makeService(options: Options, reactor=None) -> MultiService:
         relay = RelaySettings(options["relay-secret"], options["relay"])
     elif options["relay-port"] is not None:
         secret = options["relay-secret"] or os.urandom(32)
-        relay_protocol = RelayProtocol(reactor, secret)
+        relay_protocol = RelayProtocol(
+            reactor,
+            secret,
+            rate_limiter=RateLimiter(5000.0, 10000.0),
+            byte_limiter=RateLimiter(5_000_000.0, 10_000_000.0),
+        )
         relay_service = UDPService(reactor, relay_protocol, options["relay-port"], options["interface"], "relay")
         relay_service.setServiceParent(parent)
         # The port is only known once bound, so offers read it from the

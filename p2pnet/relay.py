@@ -48,7 +48,9 @@ class RelayProtocol(DatagramProtocol):
         forgotten (its members can bind again with the same key).
     @param max_packets: packets per second per allocation.
     @param max_bytes: bytes per second per allocation.
-    @param rate_limiter: per-source-IP limit, or None.
+    @param rate_limiter: per-source-IP packet limit, or None.
+    @param byte_limiter: per-source-IP byte limit (its tokens are bytes),
+        or None.
     @param max_allocations: refuse new allocations beyond this many.
     """
 
@@ -63,6 +65,7 @@ class RelayProtocol(DatagramProtocol):
         max_bytes: int = 2_000_000,
         rate_limiter: RateLimiter | None = None,
         max_allocations: int = 100_000,
+        byte_limiter: RateLimiter | None = None,
     ) -> None:
         self._clock = clock
         self._secret = secret
@@ -70,6 +73,7 @@ class RelayProtocol(DatagramProtocol):
         self.max_packets = max_packets
         self.max_bytes = max_bytes
         self._rate_limiter = rate_limiter
+        self._byte_limiter = byte_limiter
         self._max_allocations = max_allocations
         self.allocations: dict[bytes, _Allocation] = {}
         self.stats: Counter[str] = Counter()
@@ -110,6 +114,9 @@ class RelayProtocol(DatagramProtocol):
         now = self._clock.seconds()
         if self._rate_limiter is not None and not self._rate_limiter.allow(addr[0], now):
             stats["dropped-rate-limited"] += 1
+            return
+        if self._byte_limiter is not None and not self._byte_limiter.allow(addr[0], now, len(data)):
+            stats["dropped-byte-limited"] += 1
             return
         allocation_id = data[2:10]
         entry = self.allocations.get(allocation_id)

@@ -34,6 +34,7 @@ class Options(usage.Options):
         ["max-packets", None, 2000, "Packets per second per allocation.", int],
         ["max-bytes", None, 2_000_000, "Bytes per second per allocation.", int],
         ["rate", None, 5000.0, "Packets per second per source IP.", _positive],
+        ["source-bytes", None, 5_000_000.0, "Bytes per second per source IP.", _positive],
     ]
 
     def postOptions(self) -> None:
@@ -53,6 +54,7 @@ def make_protocol(options: Options, clock) -> RelayProtocol:
         max_packets=options["max-packets"],
         max_bytes=options["max-bytes"],
         rate_limiter=RateLimiter(options["rate"], options["rate"] * 2),
+        byte_limiter=RateLimiter(options["source-bytes"], options["source-bytes"] * 2),
     )
 
 

@@ -69,3 +69,63 @@ class IntroducerStunTests(TestCase):
 
         options = introducer_tap.Options()
         self.assertRaises(UsageError, options.parseOptions, ["--stun-alternate-port", "4000"])
+
+
+class ThirdPartyClientsTests(TestCase):
+    """
+    Standard STUN clients against the introducer itself (as operators run
+    it), not only against the bare STUN server.
+    """
+
+    timeout = 30
+
+    def setUp(self):
+        self.port, self.alternate = _free_port(), _free_port()
+        options = introducer_tap.Options()
+        options.parseOptions(["--port", str(self.port), "--interface", "127.0.0.1",
+                              "--stun-alternate-ip", "127.0.0.2",
+                              "--stun-alternate-port", str(self.alternate)])
+        service = introducer_tap.makeService(options, reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+
+    @defer.inlineCallbacks
+    def test_turnutils_stunclient(self):
+        """
+        coturn's turnutils_stunclient gets a loopback reflexive address and
+        the introducer's RFC 5780 alternate as OTHER-ADDRESS.
+        """
+        import re
+
+        from .test_stun_interop import require_tool, run_tool
+
+        tool = require_tool("turnutils_stunclient", "coturn")
+        code, out, err = yield defer.Deferred.fromCoroutine(
+            run_tool([tool, "-p", str(self.port), "127.0.0.1"])
+        )
+        self.assertEqual(code, 0, out + err)
+        reflexive = re.findall(r"UDP reflexive addr: (\S+)", out)
+        self.assertTrue(reflexive, out)
+        self.assertEqual(Address.parse(reflexive[0]).host, "127.0.0.1")
+        self.assertIn(f"Other addr: : 127.0.0.2:{self.alternate}", out)
+
+    @defer.inlineCallbacks
+    def test_aioice(self):
+        """
+        aioice's STUN client gets its own socket address from the introducer.
+        """
+        import json
+        import os
+        import sys
+
+        from .test_stun_interop import AIOICE_CLIENT, REPO, require_aioice, run_tool
+
+        require_aioice()
+        code, out, err = yield defer.Deferred.fromCoroutine(
+            run_tool([sys.executable, "-c", AIOICE_CLIENT, "127.0.0.1", str(self.port)],
+                     env=dict(os.environ, PYTHONPATH=REPO))
+        )
+        self.assertEqual(code, 0, err)
+        result = json.loads(out.strip().splitlines()[-1])
+        self.assertEqual(result["mapped"], result["local"])
+        self.assertEqual(result["other"], ["127.0.0.2", self.alternate])

@@ -228,3 +228,27 @@ class NatFactsTests(SynchronousTestCase):
         self.assertFalse(direct_hopeless(full, symmetric))
         self.assertFalse(direct_hopeless(cone, cone))
         self.assertFalse(direct_hopeless(unknown, symmetric))
+
+
+class SourceCapTests(SynchronousTestCase):
+    def test_per_source_caps(self):
+        """
+        Per-source packet and byte caps drop a flooding source's datagrams
+        and leave other sources alone.
+        """
+        from p2pnet._ratelimit import RateLimiter
+
+        clock = Clock()
+        transport = FakeDatagramTransport("192.0.2.20", 3479)
+        relay = RelayProtocol(
+            clock, SECRET, byte_limiter=RateLimiter(200.0, 200.0), rate_limiter=RateLimiter(100.0, 100.0)
+        )
+        relay.makeConnection(transport)
+        relay.datagramReceived(wire.encode_relayed(ALLOCATION, 1, b"b", KEY), TWO)
+        for _ in range(10):
+            relay.datagramReceived(wire.encode_relayed(ALLOCATION, 0, b"x" * 40, KEY), ONE)
+        self.assertEqual(relay.stats["forwarded"], 3)
+        self.assertEqual(relay.stats["dropped-byte-limited"], 7)
+        relay.datagramReceived(wire.encode_relayed(ALLOCATION, 1, b"y", KEY), TWO)
+        self.assertEqual(relay.stats["forwarded"], 4)
+        relay.doStop()

@@ -127,3 +127,67 @@ class MakeServiceTests(SynchronousTestCase):
         C{p2pnet introducer} with bad options exits 2 without a traceback.
         """
         self.assertEqual(introducer_tap.main(["--port", "99999"]), 2)
+
+
+class RelayTapTests(SynchronousTestCase):
+    def test_discovered(self):
+        """
+        twistd finds the p2pnet-relay plugin.
+        """
+        makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
+        self.assertEqual(makers["p2pnet-relay"].module, "p2pnet.relay_tap")
+
+    def test_secret_required(self):
+        """
+        The relay refuses to start without the secret it shares with the
+        introducer.
+        """
+        from p2pnet import relay_tap
+
+        error = self.assertRaises(UsageError, relay_tap.Options().parseOptions, [])
+        self.assertIn("--secret-file", str(error))
+
+    def test_make_service(self):
+        """
+        makeService listens where told, with the configured caps.
+        """
+        from p2pnet import relay_tap
+
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("relay secret\n")
+        options = relay_tap.Options()
+        options.parseOptions(["--port", "0", "--interface", "127.0.0.1", "--secret-file", path,
+                              "--max-packets", "10"])
+        reactor = FakeUDPReactor()
+        service = relay_tap.makeService(options, reactor)
+        service.startService()
+        [(port, protocol, interface)] = reactor.listened
+        self.assertEqual((port, interface, protocol.max_packets), (0, "127.0.0.1", 10))
+        service.stopService()
+        self.assertEqual(reactor.getDelayedCalls(), [])
+
+    def test_introducer_with_relay_port(self):
+        """
+        --relay-port runs a relay in the introducer's process and the
+        introducer hands out allocations for it.
+        """
+        options = introducer_tap.Options()
+        options.parseOptions(["--port", "0", "--relay-port", "0"])
+        reactor = FakeUDPReactor()
+        service = introducer_tap.makeService(options, reactor)
+        service.startService()
+        protocols = [protocol for _, protocol, _ in reactor.listened]
+        introducer = [p for p in protocols if hasattr(p, "registry")][0]
+        self.assertIsNotNone(introducer.relay)
+        self.assertEqual(introducer.relay.offer_address().host, "0.0.0.0")
+        service.stopService()
+
+    def test_relay_needs_secret(self):
+        """
+        --relay without --relay-secret-file is a UsageError.
+        """
+        error = self.assertRaises(
+            UsageError, introducer_tap.Options().parseOptions, ["--relay", "192.0.2.5:3479"]
+        )
+        self.assertIn("--relay-secret-file", str(error))
