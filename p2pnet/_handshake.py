@@ -535,10 +535,7 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
     @warming.upon(Handshake.relay_due).loop()
     @punching.upon(Handshake.relay_due).loop()
     def ask_relay(inputs: Handshake, core: HandshakeCore) -> None:
-        if not core.relay_requested:
-            core.relay_requested = True
-            core.outputs.status("relaying")
-            core.outputs.request_relay()
+        _ask_for_relay(core)
 
     @warming.upon(Handshake.relay_offered).loop()
     @punching.upon(Handshake.relay_offered).loop()
@@ -566,10 +563,8 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
             return
         if core.relay_route is not None:
             _fall_back(inputs, core)
-        elif core.config.relay_after is not None and not core.relay_requested:
-            core.relay_requested = True
-            core.outputs.status("relaying")
-            core.outputs.request_relay()
+        elif core.config.relay_after is not None:
+            _ask_for_relay(core)
 
     @punching.upon(Handshake.probe_due).loop()
     def birthday_probes(inputs: Handshake, core: HandshakeCore) -> None:
@@ -693,6 +688,16 @@ def _move(core: HandshakeCore, source) -> None:
     core.path = source
     core.last_heard_on_path = core.clock.seconds()
     core.outputs.path_changed(source)
+
+
+def _ask_for_relay(core: HandshakeCore) -> None:
+    """
+    Ask the introducer for a relay, once per connection.
+    """
+    if not core.relay_requested:
+        core.relay_requested = True
+        core.outputs.status("relaying")
+        core.outputs.request_relay()
 
 
 def _fall_back(inputs: Handshake, core: HandshakeCore) -> None:

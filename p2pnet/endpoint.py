@@ -1117,22 +1117,7 @@ class PeerEndpoint(DatagramProtocol):
         return None
 
     def _from_turn(self, peer: Address, data: bytes) -> None:
-        try:
-            if len(data) < 2 or data[0] != wire.MAGIC:
-                self.count("dropped-not-p2pnet")
-                return
-            route = TurnRoute(peer)
-            if data[1] == wire.MessageType.DATA:
-                if len(data) >= wire.DATA_HEADER_SIZE:
-                    connection = self._by_conn_id.get((data[2] << 8) | data[3])
-                    if connection is not None:
-                        connection.data_received(data, route)
-                return
-            self._peer_message(data, route)
-        except MalformedMessage:
-            self.count("dropped-malformed")
-        except Exception:
-            self.log.failure("bug: unexpected error handling a TURN datagram from {peer}", peer=str(peer))
+        self._guarded(peer, self._relayed_datagram, data, TurnRoute(peer))
 
     def request_relay(self, connection: PeerConnection) -> None:
         if self._cookie is None or self._stopping:
@@ -1180,26 +1165,28 @@ class PeerEndpoint(DatagramProtocol):
     # -- datagrams -----------------------------------------------------------
 
     def datagramReceived(self, data: bytes, addr: tuple) -> None:
-        try:
-            self._datagram(data, addr)
-        except MalformedMessage as e:
-            self.count("dropped-malformed")
-            self.log.debug("dropped a malformed datagram from {source}: {error}", source=addr, error=str(e))
-        except Exception:
-            self.count("internal-error")
-            self.log.failure("bug: unexpected error handling a datagram from {source}", source=addr)
+        self.datagram_via(data, addr, None)
 
     def datagram_via(self, data: bytes, addr: tuple, via) -> None:
         """
-        A datagram that arrived on one of a connection's extra sockets.
+        A datagram from our socket (C{via} None) or from one of a
+        connection's extra sockets.
+        """
+        self._guarded(addr, self._datagram, data, addr, via)
+
+    def _guarded(self, source, handle: Callable, *args: object) -> None:
+        """
+        Run a datagram handler; whatever a remote sends, count and drop
+        rather than raise into the reactor.
         """
         try:
-            self._datagram(data, addr, via)
-        except MalformedMessage:
+            handle(*args)
+        except MalformedMessage as e:
             self.count("dropped-malformed")
+            self.log.debug("dropped a malformed datagram from {source}: {error}", source=source, error=str(e))
         except Exception:
             self.count("internal-error")
-            self.log.failure("bug: unexpected error handling a datagram from {source}", source=addr)
+            self.log.failure("bug: unexpected error handling a datagram from {source}", source=source)
 
     def _datagram(self, data: bytes, addr: tuple, via=None) -> None:
         turn = self._turn
@@ -1211,16 +1198,7 @@ class PeerEndpoint(DatagramProtocol):
             return
         kind = data[1]
         if kind == wire.MessageType.DATA:
-            if len(data) < wire.DATA_HEADER_SIZE:
-                self.count("dropped-malformed")
-                return
-            connection = self._by_conn_id.get((data[2] << 8) | data[3])
-            if connection is None:
-                self.count("dropped-data-unknown-connection")
-                return
-            source = Address(addr[0], addr[1])
-            connection.heard_via(source, via)
-            connection.data_received(data, connection.normalise(source))
+            self._data(data, Address(addr[0], addr[1]), via)
             return
         if kind == wire.MessageType.RELAY_FORWARD:
             self._from_relay(data)
@@ -1240,14 +1218,39 @@ class PeerEndpoint(DatagramProtocol):
             return
         connection, route = entry
         inner = wire.verify_relayed(data, route.key)
-        if inner is None or len(inner) < 2 or inner[0] != wire.MAGIC:
+        if inner is None:
             self.count("dropped-unauthenticated")
             return
-        if inner[1] == wire.MessageType.DATA:
-            if len(inner) >= wire.DATA_HEADER_SIZE and (inner[2] << 8 | inner[3]) == connection.conn_id:
-                connection.data_received(inner, route)
+        self._relayed_datagram(inner, route, connection)
+
+    def _relayed_datagram(self, data: bytes, route, owner: PeerConnection | None = None) -> None:
+        """
+        A p2pnet datagram that came through a relay or our TURN allocation.
+        """
+        if len(data) < 2 or data[0] != wire.MAGIC:
+            self.count("dropped-not-p2pnet")
             return
-        self._peer_message(inner, route)
+        if data[1] == wire.MessageType.DATA:
+            self._data(data, route, owner=owner)
+            return
+        self._peer_message(data, route)
+
+    def _data(self, data: bytes, source, via=None, owner: PeerConnection | None = None) -> None:
+        """
+        An application datagram: find its connection by the receiver's
+        connection id (which must be C{owner}'s, when given).
+        """
+        if len(data) < wire.DATA_HEADER_SIZE:
+            self.count("dropped-malformed")
+            return
+        connection = self._by_conn_id.get((data[2] << 8) | data[3])
+        if connection is None or (owner is not None and connection is not owner):
+            self.count("dropped-data-unknown-connection")
+            return
+        if not is_relayed(source):
+            connection.heard_via(source, via)
+            source = connection.normalise(source)
+        connection.data_received(data, source)
 
     def _peer_message(self, data: bytes, source, via=None) -> None:
         if data[1] < wire.MessageType.PROBE or data[1] >= wire.MessageType.DATA:
