@@ -15,6 +15,7 @@ from typing import TextIO
 
 from twisted.python import usage
 
+from p2pnet._options import parse
 from p2pnet.errors import HandshakeTimeout
 from p2pnet.testing.scenarios import SITE_KINDS, run_pair
 
@@ -133,10 +134,7 @@ def _packet_summary(trace) -> str:
 
 def main(argv: list[str]) -> int:
     options = Options()
-    try:
-        options.parseOptions(argv)
-    except usage.UsageError as e:
-        print(f"{options}\np2pnet demo: {e}", file=sys.stderr)
+    if not parse(options, argv, "p2pnet demo"):
         return 2
     if options["kernel"]:
         try:

@@ -18,6 +18,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from p2pnet._handshake import HandshakeConfig
+from p2pnet._options import parse, port, positive, read_secret
 from p2pnet.address import Address
 from p2pnet.endpoint import PeerConfig, PeerEndpoint, PeerFactory, PeerProtocol, StatusEvent
 from p2pnet.errors import P2PError, UnknownPeer
@@ -36,13 +37,6 @@ def _address(text: str) -> Address:
     return Address.parse(text)
 
 
-def _seconds(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise ValueError("must be greater than 0")
-    return value
-
-
 class Options(usage.Options):
     synopsis = "--introducer HOST:PORT --name NAME [--host-session TITLE | --join TITLE | --connect NAME]"
     longdesc = "Register with a p2pnet introducer and connect to peers; print what happens."
@@ -53,14 +47,14 @@ class Options(usage.Options):
         ["join", None, None, "Join the session with this title."],
         ["connect", None, None, "Connect to this peer id."],
         ["send", None, None, "Send this text to every connected peer, once a second."],
-        ["port", "p", 0, "Local UDP port (0: any).", int],
+        ["port", "p", 0, "Local UDP port (0: any).", port],
         ["bind", "b", "", "Local address to bind (default: all)."],
         ["secret-file", None, None, "File holding the introducer's shared secret."],
-        ["heartbeat", None, 15.0, "Seconds between registration heartbeats.", _seconds],
-        ["keepalive", None, 15.0, "Seconds between keepalives on an idle path.", _seconds],
-        ["timeout", None, 10.0, "Seconds to punch before giving up.", _seconds],
-        ["retry", None, 10.0, "Seconds to keep looking for the peer or session.", _seconds],
-        ["exit-after", None, None, "Stop after this many seconds.", _seconds],
+        ["heartbeat", None, 15.0, "Seconds between registration heartbeats.", positive],
+        ["keepalive", None, 15.0, "Seconds between keepalives on an idle path.", positive],
+        ["timeout", None, 10.0, "Seconds to punch before giving up.", positive],
+        ["retry", None, 10.0, "Seconds to keep looking for the peer or session.", positive],
+        ["exit-after", None, None, "Stop after this many seconds.", positive],
         ["max-players", None, 8, "Players in a hosted session.", int],
         ["turn", None, None, "Relay through this TURN server (HOST:PORT) instead of a p2pnet relay.", _address],
         ["turn-user", None, None, "TURN user name."],
@@ -83,17 +77,11 @@ class Options(usage.Options):
         chosen = [k for k in ("host-session", "join", "connect") if self[k]]
         if len(chosen) > 1:
             raise usage.UsageError("use only one of --host-session, --join and --connect")
-        if not 0 <= self["port"] <= 65535:
-            raise usage.UsageError("--port must be 0-65535")
         self["turn-settings"] = None
         if self["turn"] is not None:
             if not self["turn-user"] or not self["turn-password-file"]:
                 raise usage.UsageError("--turn needs --turn-user and --turn-password-file")
-            try:
-                with open(self["turn-password-file"], encoding="utf-8") as f:
-                    password = f.read().strip()
-            except OSError as e:
-                raise usage.UsageError(f"cannot read --turn-password-file: {e.strerror}")
+            password = read_secret(self["turn-password-file"], "--turn-password-file").decode("utf-8")
             from p2pnet.endpoint import TurnSettings
 
             self["turn-settings"] = TurnSettings(self["turn"], self["turn-user"], password)
@@ -101,11 +89,7 @@ class Options(usage.Options):
             raise usage.UsageError("--relay-only and --no-relay contradict each other")
         self["secret"] = None
         if self["secret-file"]:
-            try:
-                with open(self["secret-file"], "rb") as f:
-                    self["secret"] = f.read().strip()
-            except OSError as e:
-                raise usage.UsageError(f"cannot read --secret-file: {e.strerror}")
+            self["secret"] = read_secret(self["secret-file"], "--secret-file")
 
 
 class Printer:
@@ -293,10 +277,7 @@ def _retrying(reactor, limit: float, attempt: Callable[[], Deferred]) -> Deferre
 
 def main(argv: list[str]) -> int:
     options = Options()
-    try:
-        options.parseOptions(argv)
-    except usage.UsageError as e:
-        print(f"{options}\np2pnet peer: {e}", file=sys.stderr)
+    if not parse(options, argv, "p2pnet peer"):
         return 2
     from twisted.internet import reactor
 

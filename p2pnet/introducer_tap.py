@@ -11,57 +11,15 @@ import sys
 from twisted.application.service import MultiService
 from twisted.python import usage
 
+from p2pnet._options import address as _relay_address
+from p2pnet._options import non_negative as _non_negative
+from p2pnet._options import parse, read_secret
+from p2pnet._options import port as _port
+from p2pnet._options import positive as _positive
 from p2pnet._ratelimit import RateLimiter
 from p2pnet.address import Address
 from p2pnet._registry import Registry
 from p2pnet.introducer import IntroducerProtocol, IntroducerService
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"port must be a number, not {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise ValueError(f"port must be 0-65535, not {value}")
-    return value
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"expected a number of seconds, not {text!r}") from None
-    if value <= 0:
-        raise ValueError(f"must be greater than 0, not {text}")
-    return value
-
-
-def _relay_address(text: str):
-    from p2pnet.address import Address
-
-    return Address.parse(text)
-
-
-def read_secret(path: str, option: str) -> bytes:
-    """
-    Read a secret file, refusing missing, unreadable and empty ones.
-    """
-    try:
-        with open(path, "rb") as f:
-            secret = f.read().strip()
-    except OSError as e:
-        raise usage.UsageError(f"cannot read {option} {path}: {e.strerror}")
-    if not secret:
-        raise usage.UsageError(f"{option} {path} is empty")
-    return secret
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise ValueError("must not be negative")
-    return value
 
 
 class Options(usage.Options):
@@ -219,10 +177,7 @@ def main(argv: list[str]) -> int:
     C{p2pnet introducer ...}: run the introducer in the foreground.
     """
     options = Options()
-    try:
-        options.parseOptions(argv)
-    except usage.UsageError as e:
-        print(f"{options}\np2pnet introducer: {e}", file=sys.stderr)
+    if not parse(options, argv, "p2pnet introducer"):
         return 2
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver

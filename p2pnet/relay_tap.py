@@ -12,7 +12,9 @@ from twisted.python import usage
 
 from p2pnet._ratelimit import RateLimiter
 from p2pnet.introducer import UDPService
-from p2pnet.introducer_tap import _port, _positive, read_secret
+from p2pnet._options import port as _port
+from p2pnet._options import positive as _positive
+from p2pnet._options import read_secret
 from p2pnet.relay import RelayProtocol
 
 
