@@ -105,6 +105,25 @@ class LabTestMixin:
         return lab
 
 
+class PeerScenarioMixin(LabTestMixin):
+    """
+    A lab with real p2pnet processes; a failed check shows their output.
+    """
+
+    needs_peer = True
+
+    def setUp(self) -> None:
+        self.processes: list[LabProcess] = []
+        self.lab = self.make_lab()
+
+    def transcripts(self) -> str:
+        return "\n".join(process.transcript() for process in self.processes)
+
+    def check(self, condition: object, message: str) -> None:
+        if not condition:
+            self.fail(f"{message}\n--- process output ---\n{self.transcripts()}")
+
+
 class LabSelfTests(LabTestMixin, SynchronousTestCase):
     """
     The lab builds what it says, checked with plain UDP sockets.
@@ -401,27 +420,15 @@ class LabSelfTests(LabTestMixin, SynchronousTestCase):
         self.assertNotIn("dport=9000", lab.conntrack("left"))
 
 
-class TraversalScenarios(LabTestMixin, SynchronousTestCase):
+class TraversalScenarios(PeerScenarioMixin, SynchronousTestCase):
     """
     The scenarios of issue 4: the real introducer and real peers
     (C{python -m p2pnet ...}) connect through real Linux NATs, and each
     scenario checks the path they chose.
     """
 
-    needs_peer = True
     #: The peers' heartbeat period, in seconds (C{--heartbeat}).
     heartbeat = 2.0
-
-    def setUp(self) -> None:
-        self.processes: list[LabProcess] = []
-        self.lab = self.make_lab()
-
-    def transcripts(self) -> str:
-        return "\n".join(process.transcript() for process in self.processes)
-
-    def check(self, condition: object, message: str) -> None:
-        if not condition:
-            self.fail(f"{message}\n--- process output ---\n{self.transcripts()}")
 
     def start_introducer(self) -> LabProcess:
         introducer = self.lab.spawn("introducer", Lab.p2pnet_argv(

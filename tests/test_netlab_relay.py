@@ -18,7 +18,7 @@ import time
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from p2pnet.testing.netlab import INTRODUCER_ADDRESS, Lab, LabProcess
-from tests.test_netlab import CONNECT_TIMEOUT, LabTestMixin
+from tests.test_netlab import CONNECT_TIMEOUT, PeerScenarioMixin
 
 INTRODUCER_PORT = 9000
 #: The introducer's second address (RFC 5780 behaviour discovery).
@@ -41,27 +41,15 @@ table ip p2lab_block {{
 """
 
 
-class RelayScenarios(LabTestMixin, SynchronousTestCase):
+class RelayScenarios(PeerScenarioMixin, SynchronousTestCase):
     """
     Real peers that cannot (or may not) reach each other directly end up
     relayed, and C{p2pnet natcheck} classifies the lab's NATs.
     """
 
-    needs_peer = True
     heartbeat = 2.0
 
-    def setUp(self) -> None:
-        self.processes: list[LabProcess] = []
-        self.lab = self.make_lab()
-
     # -- helpers ----------------------------------------------------------
-
-    def transcripts(self) -> str:
-        return "\n".join(process.transcript() for process in self.processes)
-
-    def check(self, condition: object, message: str) -> None:
-        if not condition:
-            self.fail(f"{message}\n--- process output ---\n{self.transcripts()}")
 
     def start_introducer(self, *options: str, rfc5780: bool = False,
                          relay: bool = False) -> LabProcess:

@@ -8,34 +8,17 @@ from __future__ import annotations
 
 import os
 
-from twisted.internet import defer, reactor
+from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 
 from p2pnet._handshake import HandshakeConfig
 from p2pnet._registry import Registry
 from p2pnet.address import Address
-from p2pnet.endpoint import Path, PeerConfig, PeerEndpoint, PeerFactory, PeerProtocol, TurnSettings
+from p2pnet.endpoint import Path, PeerConfig, PeerEndpoint, TurnSettings
 from p2pnet.introducer import IntroducerProtocol, IntroducerService
 
+from .test_endpoint_loopback import EchoFactory, Waiting
 from .test_turn_interop import PASSWORD, USER, CoturnTestCase
-
-
-class Echo(PeerProtocol):
-    def datagram_received(self, data):
-        self.connection.send(b"echo " + data)
-
-
-class EchoFactory(PeerFactory):
-    protocol = Echo
-
-
-class Waiting(PeerProtocol):
-    def __init__(self):
-        self.next = defer.Deferred()
-
-    def datagram_received(self, data):
-        d, self.next = self.next, defer.Deferred()
-        d.callback(data)
 
 
 class TurnEndpointTests(CoturnTestCase):
