@@ -1105,9 +1105,16 @@ class PeerEndpoint(DatagramProtocol):
             )
             return d
 
-        chained = Deferred()
-        self._turn_allocation.addCallback(lambda relayed: (chained.callback(relayed), relayed)[1])
-        chained.addCallback(allocated).addErrback(
+        # Each connection waits on its own Deferred, so the shared
+        # allocation's result stays the relayed address for the next one.
+        waiter = Deferred()
+
+        def share(relayed: Address | None) -> Address | None:
+            waiter.callback(relayed)
+            return relayed
+
+        self._turn_allocation.addCallback(share)
+        waiter.addCallback(allocated).addErrback(
             lambda f: self.log.info("TURN relay for {peer_id} failed: {error}", peer_id=connection.peer_id, error=str(f.value))
         )
 
