@@ -540,10 +540,16 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
     @warming.upon(Handshake.relay_offered).loop()
     @punching.upon(Handshake.relay_offered).loop()
     def try_relay(inputs: Handshake, core: HandshakeCore, route: RelayRoute) -> None:
-        if core.relay_route is not None:
+        # The first route offered is the one to fall back to later, but
+        # every route gets hellos: with TURN, our own allocation reaches
+        # the peer only once the peer has sent to it (its NAT filters by
+        # remote address), and our hellos to the peer's relayed address
+        # are what open our NAT to the peer's allocation.  Using only the
+        # first route deadlocks when both sides pick their own.
+        if core.relay_route is None:
+            core.relay_route = route
+        if not core.add_candidate(route):
             return
-        core.relay_route = route
-        core.add_candidate(route)
         core.send_hellos([route])
         core.extend_deadline(inputs, core.config.timeout / 2)
 

@@ -231,6 +231,35 @@ class HandshakeTests(SynchronousTestCase):
         self.assertGreater(failed_at, 0.02 + 3.0 + 0.5)
         self.assertLessEqual(failed_at, 0.02 + 6.0 + 0.2)
 
+    def test_every_relay_route_gets_hellos(self):
+        """
+        With TURN a connection is offered two relay routes: through our
+        own allocation and to the peer's relayed address.  Our allocation
+        reaches the peer only after the peer has sent to it (its NAT
+        filters by remote address), and the hellos to the peer's relayed
+        address are what open our NAT to the peer's allocation, so the
+        second route gets hellos (and retransmits) too instead of being
+        ignored; the first stays the fallback route.
+        """
+        from p2pnet.address import RelayedAddress, TurnRoute
+
+        own = TurnRoute(PUBLIC)
+        theirs = RelayedAddress(Address("192.0.2.10", 49200))
+        self.start_punching()
+        self.machine.relay_offered(own)
+        self.assertEqual(self.out.take(), [("send_hello", own)])
+        self.machine.relay_offered(theirs)
+        self.assertEqual(self.out.take(), [("send_hello", theirs)])
+        self.machine.relay_offered(theirs)
+        self.assertEqual(self.out.take(), [])
+        self.assertEqual(self.core.relay_route, own)
+        self.clock.advance(0.2)
+        sent = [entry[1] for entry in self.out.take() if entry[0] == "send_hello"]
+        self.assertIn(own, sent)
+        self.assertIn(theirs, sent)
+        self.machine.answer_received(theirs)
+        self.assertEqual(self.out.take()[0], ("connected", theirs))
+
 
 class HeartbeatTests(SynchronousTestCase):
     config = HandshakeConfig(keepalive_interval=15.0, dead_after=45.0)

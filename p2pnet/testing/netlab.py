@@ -857,13 +857,20 @@ class LabProcess:
             self.process.kill()
         self.wait_exit(5.0)
 
-    def transcript(self) -> str:
+    def transcript(self, limit: int | None = None) -> str:
         """
-        Everything the process printed, for failure messages.
+        What the process printed, for failure messages: everything, or
+        the last C{limit} lines of each stream (with a note of how many
+        were left out).
         """
-        return "\n".join([f"[{self.host} stdout] {line}" for line in self.lines]
-                         + [f"[{self.host} stderr] {line}"
-                            for line in self.errors])
+        parts = []
+        for name, lines in (("stdout", self.lines), ("stderr", self.errors)):
+            lines = list(lines)
+            if limit is not None and len(lines) > limit:
+                parts.append(f"[{self.host} {name}] ... {len(lines) - limit} earlier lines left out")
+                lines = lines[-limit:]
+            parts.extend(f"[{self.host} {name}] {line}" for line in lines)
+        return "\n".join(parts)
 
 
 class UDPAgent(LabProcess):
