@@ -189,6 +189,27 @@ class Registry:
         self._peers.move_to_end(peer_id)
         return registration
 
+    def refresh(self, peer_id: str, cookie: bytes, host: str, port: int, now: float) -> Registration | None:
+        """
+        L{heartbeat} for the common case only: a live registration, the
+        right cookie, from the public address on record.  Returns None,
+        changing nothing, for anything else (the caller then uses
+        L{heartbeat}, which explains the refusal or re-binds the address).
+        """
+        registration = self._peers.get(peer_id)
+        if (
+            registration is None
+            or registration.refreshed <= now - self.lifetime
+            or registration.public.port != port
+            or registration.public.host != host
+            or not hmac.compare_digest(cookie, registration.cookie)
+        ):
+            return None
+        registration.verified = True
+        registration.refreshed = now
+        self._peers.move_to_end(peer_id)
+        return registration
+
     def unregister(self, peer_id: str, cookie: bytes, source: Address, now: float) -> Registration:
         """
         Remove a registration and everything it hosts or joined.

@@ -1090,6 +1090,63 @@ PADDED_SIZE = {
 }
 
 
+# --- the heartbeat fast path ---------------------------------------------------
+#
+# Heartbeats are most of an introducer's traffic (one per registered host
+# every 15 s or so).  These two functions handle them without building
+# message objects; they agree with decode() and encode() on everything
+# they accept (tests/test_wire.py checks that), and parse_heartbeat()
+# answers None for anything but the layout encode() produces, so the caller
+# falls back to decode() and its error reasons.
+
+_HEARTBEAT_ACK_HEAD = bytes((MAGIC, MessageType.HEARTBEAT_ACK))
+
+
+def parse_heartbeat(raw: bytes) -> tuple[bytes, str, bytes] | None:
+    """
+    The C{(txid, peer_id, cookie)} of a L{Heartbeat} laid out as
+    L{encode} lays it out (peer id, cookie, optional padding, optional
+    AUTH field last), or None for anything else, valid or not.
+    """
+    end = len(raw)
+    if end < HEADER_SIZE + 14 or raw[0] != MAGIC or raw[1] != MessageType.HEARTBEAT:
+        return None
+    if raw[HEADER_SIZE] != Tag.PEER_ID:
+        return None
+    length = (raw[HEADER_SIZE + 1] << 8) | raw[HEADER_SIZE + 2]
+    cookie_at = HEADER_SIZE + 3 + length
+    if length > MAX_STRING or cookie_at + 11 > end or raw[cookie_at : cookie_at + 3] != b"\x05\x00\x08":
+        return None
+    offset = cookie_at + 11
+    if offset < end and raw[offset] == Tag.PADDING:
+        if offset + 3 > end:
+            return None
+        offset += 3 + ((raw[offset + 1] << 8) | raw[offset + 2])
+    if offset != end and not (offset + 3 + AUTH_SIZE == end and raw[offset : offset + 3] == b"\xff\x00\x10"):
+        return None
+    try:
+        peer_id = raw[HEADER_SIZE + 3 : cookie_at].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return raw[2:HEADER_SIZE], peer_id, raw[cookie_at + 3 : cookie_at + 11]
+
+
+def encode_heartbeat_ack(txid: bytes, public: Address, lifetime: int, auth_key: bytes | None = None) -> bytes:
+    """
+    C{encode(HeartbeatAck(txid, public, lifetime), auth_key)}, faster.
+    """
+    if len(txid) != TXID_SIZE:
+        raise ValueError("txid must be 8 bytes")
+    address = _enc_addr(public)
+    raw = b"".join((
+        _HEARTBEAT_ACK_HEAD, txid, _TLV.pack(Tag.PUBLIC, len(address)), address,
+        _TLV.pack(Tag.LIFETIME, 4), _U32.pack(lifetime),
+    ))
+    if auth_key is not None:
+        raw = sign(raw, auth_key)
+    return raw
+
+
 def padded(message: Message, size: int | None = None) -> Message:
     """
     The message with a C{padding} field that brings its encoded size

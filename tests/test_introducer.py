@@ -5,6 +5,7 @@ transport.
 
 from __future__ import annotations
 
+from hypothesis import given, strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -454,3 +455,75 @@ class RepeatedRefusalTests(IntroducerTestCase):
         )
         request = wire.padded(wire.Introduce(bytes(8), longest, bytes(8), target=longest))
         self.assertLessEqual(len(wire.encode(intro)), len(wire.encode(request)))
+
+
+class QuickHeartbeatTests(SynchronousTestCase):
+    """
+    The heartbeat fast path answers exactly as the generic path does.
+    """
+
+    def replay(self, actions, secret, quick):
+        clock = Clock()
+        transport = FakeDatagramTransport()
+        protocol = IntroducerProtocol(clock, Registry(30.0, seeded_bytes(1)), seeded_bytes(2), secret=secret)
+        protocol.quick_heartbeats = quick
+        protocol.makeConnection(transport)
+        cookies = {}
+        for n, (kind, peer, source, pad, advance) in enumerate(actions):
+            clock.advance(advance)
+            name = f"peer{peer}"
+            if kind == "register":
+                message = wire.Register(txid(n), name, (), cookies.get(name))
+            else:
+                cookie = cookies.get(name, b"\0" * 8)
+                if kind == "wrong-cookie":
+                    cookie = bytes(b ^ 1 for b in cookie)
+                message = wire.Heartbeat(txid(n), name, cookie)
+            if pad:
+                message = wire.padded(message)
+            protocol.datagramReceived(wire.encode(message, secret), source)
+            for raw, _ in transport.written[-1:]:
+                answer = wire.decode(raw)
+                if isinstance(answer, wire.Registered):
+                    cookies[name] = answer.cookie
+        state = sorted(
+            (r.peer_id, r.public, r.refreshed, r.verified, r.cookie) for r in protocol.registry._peers.values()
+        )
+        protocol.doStop()
+        return transport.written, state, dict(protocol.stats)
+
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["register", "heartbeat", "heartbeat", "wrong-cookie"]),
+                st.integers(0, 3),
+                st.sampled_from([A, B, C, ("203.0.113.5", 40001)]),
+                st.booleans(),
+                st.sampled_from([0.0, 0.0, 5.0, 31.0]),
+            ),
+            max_size=30,
+        ),
+        st.none() | st.just(SECRET),
+    )
+    def test_same_as_generic(self, actions, secret):
+        """
+        Random sequences of registrations and heartbeats (right and wrong
+        cookies, moved sources, expired registrations, unpadded requests,
+        with and without a shared secret) leave the same answers, registry
+        state and counters with the fast path on and off.
+        """
+        self.assertEqual(self.replay(actions, secret, True), self.replay(actions, secret, False))
+
+    def test_fast_path_taken(self):
+        """
+        A plain padded heartbeat is answered without the generic decoder
+        (so the comparison above compares two different paths).
+        """
+        from unittest import mock
+
+        actions = [("register", 0, A, True, 0.0), ("heartbeat", 0, A, True, 1.0)]
+        with mock.patch.object(wire, "decode", side_effect=wire.decode) as decode:
+            written, _, stats = self.replay(actions, None, True)
+        self.assertEqual(decode.call_count, 3)  # the register, and the replay's two answers
+        self.assertEqual(stats["heartbeats"], 1)
+        self.assertIsInstance(wire.decode(written[-1][0]), wire.HeartbeatAck)

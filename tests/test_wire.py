@@ -212,3 +212,77 @@ class MalformedTests(SynchronousTestCase):
         """
         self.assertRaises(ValueError, wire.encode, wire.Heartbeat(bytes(8), "x" * 300, bytes(8)))
         self.assertRaises(ValueError, wire.Heartbeat, bytes(7), "x", bytes(8))
+
+
+heartbeats = st.builds(wire.Heartbeat, txids, short_text, cookies, paddings)
+
+
+def _mutate(raw: bytes, data) -> bytes:
+    raw = bytearray(raw)
+    for _ in range(data.draw(st.integers(1, 3))):
+        action = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        position = data.draw(st.integers(0, max(0, len(raw) - 1)))
+        if action == "flip" and raw:
+            raw[position] ^= data.draw(st.integers(1, 255))
+        elif action == "cut":
+            del raw[position:]
+        else:
+            raw[position:position] = data.draw(st.binary(min_size=1, max_size=4))
+    return bytes(raw)
+
+
+class HeartbeatFastPathTests(SynchronousTestCase):
+    """
+    L{wire.parse_heartbeat} and L{wire.encode_heartbeat_ack} agree with
+    the generic codec.
+    """
+
+    @given(heartbeats, st.none() | keys)
+    def test_parses_what_encode_makes(self, message, key):
+        """
+        Every heartbeat L{wire.encode} makes, padded or not, signed or not,
+        is parsed to its txid, peer id and cookie.
+        """
+        raw = wire.encode(message, key)
+        self.assertEqual(wire.parse_heartbeat(raw), (message.txid, message.peer_id, message.cookie))
+
+    @given(heartbeats | messages, st.none() | keys, st.data())
+    def test_never_disagrees(self, message, key, data):
+        """
+        For any datagram, valid or mangled, the fast parser either declines
+        (None) or returns exactly what L{wire.decode} finds.
+        """
+        raw = wire.encode(message, key)
+        if data.draw(st.booleans()):
+            raw = _mutate(raw, data)
+        parsed = wire.parse_heartbeat(raw)
+        if parsed is None:
+            return
+        decoded = wire.decode(raw)
+        self.assertIsInstance(decoded, wire.Heartbeat)
+        self.assertEqual(parsed, (decoded.txid, decoded.peer_id, decoded.cookie))
+
+    def test_declines_other_layouts(self):
+        """
+        Heartbeats in a layout L{wire.encode} does not make, and other
+        messages, are left to the generic decoder.
+        """
+        heartbeat = wire.Heartbeat(b"t" * 8, "alice", b"c" * 8)
+        raw = wire.encode(heartbeat)
+        peer_field, cookie_field = raw[10:18], raw[18:]
+        self.assertEqual(wire.decode(raw[:10] + cookie_field + peer_field), heartbeat)
+        self.assertIsNone(wire.parse_heartbeat(raw[:10] + cookie_field + peer_field))
+        self.assertIsNone(wire.parse_heartbeat(raw + b"\x17\x00\x05abc"))
+        self.assertIsNone(wire.parse_heartbeat(raw[:-1]))
+        self.assertIsNone(wire.parse_heartbeat(wire.encode(wire.Unregister(b"t" * 8, "alice", b"c" * 8))))
+        self.assertIsNone(wire.parse_heartbeat(raw[:13] + b"\xff" + raw[14:]))
+
+    @given(txids, addresses, u32, st.none() | keys)
+    def test_ack_equals_encode(self, txid, public, lifetime, key):
+        """
+        The fast heartbeat answer is byte for byte the generic encoding.
+        """
+        self.assertEqual(
+            wire.encode_heartbeat_ack(txid, public, lifetime, key),
+            wire.encode(wire.HeartbeatAck(txid, public, lifetime), key),
+        )
