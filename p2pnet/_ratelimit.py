@@ -53,3 +53,50 @@ class RateLimiter:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+class LogBudget:
+    """
+    A token bucket for log lines that come one per peer or per datagram:
+    at most C{rate} per second with bursts of C{burst}, so that a busy or
+    flooded server spends its time answering rather than formatting log
+    lines.  What is held back is counted by kind, for a summary line.
+
+    @param rate: lines per second; 0 means every line is logged.
+    @param burst: bucket size (default: five seconds' worth, at least 1).
+    @ivar held: lines held back since the last L{take_held}, by kind.
+    """
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        if rate < 0:
+            raise ValueError("rate must be >= 0")
+        self.rate = rate
+        self.burst = burst if burst is not None else max(1.0, 5 * rate)
+        self._tokens = self.burst
+        self._stamp: float | None = None
+        self.held: dict[str, int] = {}
+
+    def allow(self, kind: str, now: float) -> bool:
+        """
+        Whether a line of C{kind} may be logged at C{now}; if not, it is
+        counted in L{held}.
+        """
+        if not self.rate:
+            return True
+        tokens = self._tokens
+        if self._stamp is not None:
+            tokens = min(self.burst, tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        if tokens >= 1.0:
+            self._tokens = tokens - 1.0
+            return True
+        self._tokens = tokens
+        self.held[kind] = self.held.get(kind, 0) + 1
+        return False
+
+    def take_held(self) -> dict[str, int]:
+        """
+        The counts of held-back lines since the last call, and reset them.
+        """
+        held, self.held = self.held, {}
+        return held

@@ -21,7 +21,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from p2pnet import wire
-from p2pnet._ratelimit import RateLimiter
+from p2pnet._ratelimit import LogBudget, RateLimiter
 from p2pnet._registry import Registration, Registry, RegistryError
 from p2pnet._stunserver import StunServer
 from p2pnet.address import Address
@@ -113,6 +113,7 @@ class IntroducerProtocol(DatagramProtocol):
         relay: RelaySettings | None = None,
         sweep_interval: float | None = None,
         stats_interval: float = 0.0,
+        log_rate: float = 20.0,
     ) -> None:
         self._clock = clock
         self.registry = registry
@@ -125,6 +126,7 @@ class IntroducerProtocol(DatagramProtocol):
         self._relay_offers: OrderedDict[bytes, tuple[float, bytes]] = OrderedDict()
         self._sweep_interval = sweep_interval or max(0.5, registry.lifetime / 4)
         self._stats_interval = stats_interval
+        self._log_budget = LogBudget(log_rate)
         self._last_stats = 0.0
         self._sweep_call = None
         self._rate_noticed: OrderedDict[str, float] = OrderedDict()
@@ -167,10 +169,20 @@ class IntroducerProtocol(DatagramProtocol):
         now = self._clock.seconds()
         for registration in self.registry.expire(now):
             self.stats["expired"] += 1
+            if self._log_budget.allow("expired", now):
+                self.log.info(
+                    "registration of {peer_id} ({public}) expired",
+                    peer_id=registration.peer_id,
+                    public=str(registration.public),
+                )
+        held = self._log_budget.take_held()
+        if held:
             self.log.info(
-                "registration of {peer_id} ({public}) expired",
-                peer_id=registration.peer_id,
-                public=str(registration.public),
+                "held back {count} log lines ({kinds}) to stay under {rate:g} per second; "
+                "the counters below still count every event",
+                count=sum(held.values()),
+                kinds=", ".join(f"{kind}: {n}" for kind, n in sorted(held.items())),
+                rate=self._log_budget.rate,
             )
         if self._stats_interval and now - self._last_stats >= self._stats_interval:
             self._last_stats = now
@@ -225,12 +237,13 @@ class IntroducerProtocol(DatagramProtocol):
             handler(message, source, len(data), authenticated, now)
         except RegistryError as e:
             self.stats["refused"] += 1
-            self.log.debug(
-                "refused {kind} from {source}: {reason}",
-                kind=type(message).__name__,
-                source=str(source),
-                reason=e.reason,
-            )
+            if self._log_budget.allow("refused", now):
+                self.log.debug(
+                    "refused {kind} from {source}: {reason}",
+                    kind=type(message).__name__,
+                    source=str(source),
+                    reason=e.reason,
+                )
             self._error(message.txid, e.code, e.reason, source, len(data), authenticated)
 
     def _quick_heartbeat(self, data: bytes, addr: tuple, now: float) -> bool:
@@ -261,12 +274,13 @@ class IntroducerProtocol(DatagramProtocol):
 
     def _drop(self, why: str, addr: tuple, detail: str = "") -> None:
         self.stats["dropped-" + why] += 1
-        self.log.debug(
-            "dropped a datagram from {source}: {why} {detail}",
-            source=addr,
-            why=why,
-            detail=detail,
-        )
+        if self._log_budget.allow("dropped", self._clock.seconds()):
+            self.log.debug(
+                "dropped a datagram from {source}: {why} {detail}",
+                source=addr,
+                why=why,
+                detail=detail,
+            )
 
     def _rate_limited(self, data: bytes, addr: tuple, now: float) -> None:
         self.stats["dropped-rate-limited"] += 1
@@ -276,7 +290,8 @@ class IntroducerProtocol(DatagramProtocol):
         if len(self._rate_noticed) >= 4096:
             self._rate_noticed.popitem(last=False)
         self._rate_noticed[addr[0]] = now
-        self.log.info("rate limiting {host}", host=addr[0])
+        if self._log_budget.allow("rate-limiting", now):
+            self.log.info("rate limiting {host}", host=addr[0])
         if data[:1] == b"\xd1" and len(data) >= wire.HEADER_SIZE:
             txid = data[2 : wire.HEADER_SIZE]
             self._error(
@@ -315,14 +330,15 @@ class IntroducerProtocol(DatagramProtocol):
         raw = wire.encode(message, self._secret)
         if request_size is not None and not authenticated and len(raw) > request_size:
             self.stats["dropped-amplification"] += 1
-            self.log.debug(
-                "not answering {source}: {kind} ({size} bytes) is larger than the "
-                "request ({request} bytes); the client must pad",
-                source=str(to),
-                kind=type(message).__name__,
-                size=len(raw),
-                request=request_size,
-            )
+            if self._log_budget.allow("not-answering", self._clock.seconds()):
+                self.log.debug(
+                    "not answering {source}: {kind} ({size} bytes) is larger than the "
+                    "request ({request} bytes); the client must pad",
+                    source=str(to),
+                    kind=type(message).__name__,
+                    size=len(raw),
+                    request=request_size,
+                )
             return False
         self.transport.write(raw, to.as_tuple())
         self.stats["sent"] += 1
@@ -356,13 +372,14 @@ class IntroducerProtocol(DatagramProtocol):
             registration.nat = message.nat
         self.stats["registered"] += 1
         if old_public is None:
-            self.log.info(
-                "registered {peer_id}: public {public}, local {local}",
-                peer_id=registration.peer_id,
-                public=str(source),
-                local=", ".join(map(str, registration.local)) or "none",
-            )
-        elif old_public != source:
+            if self._log_budget.allow("registered", now):
+                self.log.info(
+                    "registered {peer_id}: public {public}, local {local}",
+                    peer_id=registration.peer_id,
+                    public=str(source),
+                    local=", ".join(map(str, registration.local)) or "none",
+                )
+        elif old_public != source and self._log_budget.allow("moved", now):
             self.log.info(
                 "{peer_id} moved from {old} to {public}",
                 peer_id=registration.peer_id,
@@ -391,7 +408,8 @@ class IntroducerProtocol(DatagramProtocol):
     def _on_unregister(self, message: wire.Unregister, source, size, authenticated, now) -> None:
         registration = self.registry.unregister(message.peer_id, message.cookie, source, now)
         self.stats["unregistered"] += 1
-        self.log.info("{peer_id} unregistered", peer_id=registration.peer_id)
+        if self._log_budget.allow("unregistered", now):
+            self.log.info("{peer_id} unregistered", peer_id=registration.peer_id)
 
     def _on_host_session(self, message: wire.HostSession, source, size, authenticated, now) -> None:
         host = self.registry.authenticate(message.peer_id, message.cookie, source, now)
@@ -403,20 +421,22 @@ class IntroducerProtocol(DatagramProtocol):
             message.mesh,
             message.properties,
         )
-        self.log.info(
-            "{peer_id} hosts {name!r} ({game_id}, {max_players} players{mesh})",
-            peer_id=host.peer_id,
-            name=session.name,
-            game_id=session.game_id,
-            max_players=session.max_players,
-            mesh=", mesh" if session.mesh else "",
-        )
+        if self._log_budget.allow("hosts", now):
+            self.log.info(
+                "{peer_id} hosts {name!r} ({game_id}, {max_players} players{mesh})",
+                peer_id=host.peer_id,
+                name=session.name,
+                game_id=session.game_id,
+                max_players=session.max_players,
+                mesh=", mesh" if session.mesh else "",
+            )
         self._send(wire.SessionHosted(message.txid, session.session_id), source, size, authenticated)
 
     def _on_unhost(self, message: wire.Unhost, source, size, authenticated, now) -> None:
         host = self.registry.authenticate(message.peer_id, message.cookie, source, now)
         session = self.registry.unhost(host, message.session_id)
-        self.log.info("{peer_id} stopped hosting {name!r}", peer_id=host.peer_id, name=session.name)
+        if self._log_budget.allow("stopped-hosting", now):
+            self.log.info("{peer_id} stopped hosting {name!r}", peer_id=host.peer_id, name=session.name)
 
     def _on_list_sessions(self, message: wire.ListSessions, source, size, authenticated, now) -> None:
         budget = MAX_ANSWER if authenticated else min(MAX_ANSWER, size)
@@ -538,13 +558,14 @@ class IntroducerProtocol(DatagramProtocol):
         )
         self._push(intro_id, wire.encode(to_target, self._secret), target.public.as_tuple())
         self.stats["introductions"] += 1
-        self.log.info(
-            "introduced {requester} ({requester_public}) to {target} ({target_public})",
-            requester=requester.peer_id,
-            requester_public=str(requester.public),
-            target=target.peer_id,
-            target_public=str(target.public),
-        )
+        if self._log_budget.allow("introduced", self._clock.seconds()):
+            self.log.info(
+                "introduced {requester} ({requester_public}) to {target} ({target_public})",
+                requester=requester.peer_id,
+                requester_public=str(requester.public),
+                target=target.peer_id,
+                target_public=str(target.public),
+            )
 
     #: Gaps between retransmits of an introduction to its target.
     PUSH_GAPS = (0.25, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0)
@@ -587,11 +608,12 @@ class IntroducerProtocol(DatagramProtocol):
             target.public,
         )
         self.stats["reversals"] += 1
-        self.log.info(
-            "asked {target} to send first to {requester}",
-            target=target.peer_id,
-            requester=requester.peer_id,
-        )
+        if self._log_budget.allow("reversal", now):
+            self.log.info(
+                "asked {target} to send first to {requester}",
+                target=target.peer_id,
+                requester=requester.peer_id,
+            )
 
     def _on_candidate_offer(self, message: wire.CandidateOffer, source, size, authenticated, now) -> None:
         requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)
@@ -640,12 +662,13 @@ class IntroducerProtocol(DatagramProtocol):
             )
             self._push(allocation, wire.encode(offer, self._secret), target.public.as_tuple())
             self.stats["relay-allocations"] += 1
-            self.log.info(
-                "relay allocation {allocation} for {requester} and {target}",
-                allocation=allocation.hex(),
-                requester=requester.peer_id,
-                target=target.peer_id,
-            )
+            if self._log_budget.allow("relay-allocation", now):
+                self.log.info(
+                    "relay allocation {allocation} for {requester} and {target}",
+                    allocation=allocation.hex(),
+                    requester=requester.peer_id,
+                    target=target.peer_id,
+                )
 
 
 class UDPService(Service):

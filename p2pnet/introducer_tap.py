@@ -55,6 +55,9 @@ class Options(usage.Options):
          "Second UDP port for RFC 5780 behaviour discovery.", _port],
         ["stats-interval", None, 60.0,
          "Seconds between statistics log lines (0: never).", _non_negative],
+        ["log-rate", None, 20.0,
+         "Most per-peer and per-datagram log lines per second (bursts of 5 s "
+         "worth); the rest are counted in a summary line (0: no limit).", _non_negative],
     ]
     optFlags = [
         ["no-stun", None, "Do not answer STUN Binding requests."],
@@ -111,6 +114,7 @@ def make_protocol(options: Options, clock, relay=None) -> IntroducerProtocol:
         stun_responder=None if options["no-stun"] else _stun_responder(),
         relay=relay,
         stats_interval=options["stats-interval"],
+        log_rate=options["log-rate"],
     )
 
 

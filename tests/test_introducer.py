@@ -527,3 +527,84 @@ class QuickHeartbeatTests(SynchronousTestCase):
         self.assertEqual(decode.call_count, 3)  # the register, and the replay's two answers
         self.assertEqual(stats["heartbeats"], 1)
         self.assertIsInstance(wire.decode(written[-1][0]), wire.HeartbeatAck)
+
+
+class LogBudgetTests(IntroducerTestCase):
+    """
+    Per-peer and per-datagram log lines are capped (C{log_rate}); what is
+    held back is summarised by the sweep, and the counters still count
+    every event.
+    """
+
+    def setUp(self):
+        super().setUp()
+        from twisted.logger import Logger, formatEvent
+
+        from p2pnet._ratelimit import LogBudget
+
+        self.lines = []
+        self.protocol.log = Logger(observer=lambda event: self.lines.append(formatEvent(event)))
+        self.protocol._log_budget = LogBudget(1.0, burst=3)
+
+    def test_registrations_capped_and_summarised(self):
+        """
+        Ten registrations in the same instant with a budget of 3 lines log
+        three C{registered} lines; the sweep then says that seven lines
+        (of kind C{registered}) were held back; the counter says ten.
+        """
+        for n in range(10):
+            self.send(wire.Register(self.next_txid(), f"p{n}", ()), ("203.0.113.9", 1000 + n))
+        registered = [line for line in self.lines if line.startswith("registered ")]
+        self.assertEqual(len(registered), 3)
+        self.assertEqual(self.protocol.stats["registered"], 10)
+        self.clock.advance(self.protocol._sweep_interval)
+        self.assertIn("held back 7 log lines (registered: 7) to stay under 1 per second; "
+                      "the counters below still count every event", self.lines)
+        self.lines.clear()
+        self.clock.advance(self.protocol._sweep_interval)
+        self.assertFalse([line for line in self.lines if line.startswith("held back")])
+
+    def test_budget_refills(self):
+        """
+        After the burst, one more line is allowed per second of the rate.
+        """
+        for n in range(5):
+            self.send(wire.Register(self.next_txid(), f"p{n}", ()), ("203.0.113.9", 1000 + n))
+        self.clock.advance(1.0)
+        self.send(wire.Register(self.next_txid(), "late", ()), ("203.0.113.9", 2000))
+        self.assertIn("registered late: public 203.0.113.9:2000, local none", self.lines)
+
+    def test_dropped_datagrams_share_the_budget(self):
+        """
+        Garbage from many sources is dropped and counted, but logs no more
+        than the budget allows.
+        """
+        for n in range(50):
+            self.protocol.datagramReceived(b"\xd1\xee" + bytes(20), ("198.51.100.%d" % n, 9))
+        self.assertEqual(self.protocol.stats["dropped-malformed"], 50)
+        self.assertEqual(len([line for line in self.lines if line.startswith("dropped")]), 3)
+
+
+class LogBudgetUnitTests(SynchronousTestCase):
+    def test_unlimited(self):
+        """
+        A rate of 0 allows every line.
+        """
+        from p2pnet._ratelimit import LogBudget
+
+        budget = LogBudget(0)
+        self.assertTrue(all(budget.allow("x", 0.0) for _ in range(1000)))
+        self.assertEqual(budget.take_held(), {})
+
+    def test_counts_by_kind(self):
+        """
+        Held-back lines are counted by kind, and C{take_held} resets them.
+        """
+        from p2pnet._ratelimit import LogBudget
+
+        budget = LogBudget(2.0, burst=1)
+        self.assertEqual([budget.allow(k, 0.0) for k in "abab"], [True, False, False, False])
+        self.assertEqual(budget.take_held(), {"a": 1, "b": 2})
+        self.assertEqual(budget.take_held(), {})
+        self.assertTrue(budget.allow("a", 0.5))
+        self.assertRaises(ValueError, LogBudget, -1)

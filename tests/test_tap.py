@@ -119,8 +119,21 @@ class MakeServiceTests(SynchronousTestCase):
         [(port, protocol, interface)] = reactor.listened
         self.assertEqual((port, interface), (0, "127.0.0.1"))
         self.assertEqual(protocol.registry.lifetime, 12.0)
+        self.assertEqual(protocol._log_budget.rate, 20.0)
         service.stopService()
         self.assertEqual(reactor.getDelayedCalls(), [])
+
+    def test_log_rate(self):
+        """
+        C{--log-rate} sets the per-peer log line budget (0: no limit); a
+        negative rate is refused.
+        """
+        for given, rate in (("0", 0.0), ("2.5", 2.5)):
+            options = introducer_tap.Options()
+            options.parseOptions(["--port", "0", "--log-rate", given])
+            protocol = introducer_tap.make_protocol(options, FakeUDPReactor())
+            self.assertEqual(protocol._log_budget.rate, rate)
+        self.assertRaises(UsageError, introducer_tap.Options().parseOptions, ["--log-rate", "-1"])
 
     def test_cli_bad_options_exit_2(self):
         """
