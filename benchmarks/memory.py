@@ -10,7 +10,7 @@ figure is (RSS after - RSS before) / N, read from /proc/self/statm after a
 full collection; the packets themselves are generated before the first
 reading and kept alive until after the last.
 
-    python -m benchmarks.memory [--sizes 10000,100000] [--tracemalloc]
+    python -m benchmarks.memory [--sizes 10000,100000] [--tracemalloc] [--plot docs/memory.png]
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--tracemalloc", action="store_true", help="also list the biggest allocation sites")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--plot", default=None,
+                        help="write a PNG of RSS growth and bytes per registration against registrations")
     parser.add_argument("--name", default="memory")
     args = parser.parse_args()
     if args.child:
@@ -94,6 +96,32 @@ def main() -> None:
         for t in r.get("tracemalloc_top", []):
             print(f"  {r['registrations']}: {t['bytes_per_registration']:7.1f} B/reg  {t['where']}")
     print(f"wrote {write_result(args.name, {'settings': vars(args), 'results': results})}")
+    if args.plot:
+        plot(results, args.plot)
+
+
+def plot(results: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [r["registrations"] / 1000 for r in results]
+    fig, (growth, each) = plt.subplots(1, 2, figsize=(9, 3.6))
+    growth.plot(xs, [(r["rss_after"] - r["rss_before"]) / 2**20 for r in results], "o-", label="measured")
+    growth.plot(xs, [r["registrations"] * 1024 / 2**20 for r in results], "--", label="budget: 1 KiB each")
+    growth.set_xlabel("live registrations (thousands)")
+    growth.set_ylabel("RSS growth (MiB)")
+    growth.legend()
+    each.plot(xs, [r["bytes_per_registration"] for r in results], "o-")
+    each.axhline(1024, linestyle="--", color="grey")
+    each.set_xlabel("live registrations (thousands)")
+    each.set_ylabel("bytes per registration")
+    each.set_ylim(0, 1100)
+    fig.suptitle("Introducer resident memory (python -m benchmarks.memory)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
 
 
 if __name__ == "__main__":
