@@ -46,7 +46,7 @@ class Options(usage.Options):
         ["host-session", None, None, "Host a session with this title; accept joiners."],
         ["join", None, None, "Join the session with this title."],
         ["connect", None, None, "Connect to this peer id."],
-        ["send", None, None, "Send this text to every connected peer, once a second."],
+        ["send", None, None, "Send this text to every peer as soon as it connects, then once a second."],
         ["port", "p", 0, "Local UDP port (0: any).", port],
         ["bind", "b", "", "Local address to bind (default: all)."],
         ["secret-file", None, None, "File holding the introducer's shared secret."],
@@ -105,7 +105,7 @@ class Printer:
 
     def __call__(self, kind: str, **fields: object) -> None:
         if self._json:
-            record = {"event": kind, "t": round(self._clock.seconds() - self._start, 3)}
+            record = {"event": kind, "t": round(self._clock.seconds() - self._start, 4)}
             record.update(fields)
             self._out.write(json.dumps(record) + "\n")
         else:
@@ -132,20 +132,27 @@ class Printer:
 
 
 class _Printing(PeerProtocol):
-    def __init__(self, printer: Printer, peer_id: str) -> None:
+    def __init__(self, printer: Printer, peer_id: str, greeting: bytes | None = None) -> None:
         self._printer = printer
         self._peer_id = peer_id
+        self._greeting = greeting
+
+    def connection_made(self, connection) -> None:
+        super().connection_made(connection)
+        if self._greeting is not None:
+            connection.send(self._greeting)
 
     def datagram_received(self, data: bytes) -> None:
         self._printer("datagram", peer=self._peer_id, text=data.decode("utf-8", "replace"))
 
 
 class _Factory(PeerFactory):
-    def __init__(self, printer: Printer) -> None:
+    def __init__(self, printer: Printer, greeting: bytes | None = None) -> None:
         self._printer = printer
+        self._greeting = greeting
 
     def build_protocol(self, peer_id: str) -> PeerProtocol:
-        return _Printing(self._printer, peer_id)
+        return _Printing(self._printer, peer_id, self._greeting)
 
 
 @inlineCallbacks
@@ -174,7 +181,7 @@ def run(reactor, options: Options, out: TextIO):
         secret=options["secret"],
         port=options["port"],
         interface=options["bind"],
-        factory=_Factory(printer),
+        factory=_Factory(printer, _greeting(options)),
         config=config,
     )
     endpoint.add_observer(printer.status)
@@ -232,12 +239,14 @@ def run(reactor, options: Options, out: TextIO):
         )
         action.addCallback(lambda s: printer("hosting", session=s.name, max_players=s.max_players))
     elif options["join"]:
-        action = _retrying(reactor, options["retry"], lambda: _join(endpoint, options["join"], printer))
+        action = _retrying(reactor, options["retry"], lambda: _join(endpoint, options["join"], printer, _greeting(options)))
     elif options["connect"]:
         peer = options["connect"]
-        action = _retrying(
-            reactor, options["retry"], lambda: endpoint.connect(peer, _Printing(printer, peer))
-        )
+        def connect() -> Deferred:
+            printer("connecting", peer=peer)
+            return endpoint.connect(peer, _Printing(printer, peer, _greeting(options)))
+
+        action = _retrying(reactor, options["retry"], connect)
     if action is not None:
         action.addErrback(report)
 
@@ -249,11 +258,15 @@ def run(reactor, options: Options, out: TextIO):
     return code[0]
 
 
-def _join(endpoint: PeerEndpoint, title: str, printer: Printer) -> Deferred:
+def _greeting(options) -> bytes | None:
+    return options["send"].encode("utf-8") if options["send"] else None
+
+
+def _join(endpoint: PeerEndpoint, title: str, printer: Printer, greeting: bytes | None) -> Deferred:
     def chosen(sessions):
         for session in sessions:
             if session.name == title:
-                return endpoint.join(session, _Printing(printer, session.host))
+                return endpoint.join(session, _Printing(printer, session.host, greeting))
         raise UnknownPeer(3, f"no session titled {title!r}")
 
     return endpoint.list_sessions().addCallback(chosen)

@@ -499,11 +499,17 @@ class TraversalScenarios(PeerScenarioMixin, SynchronousTestCase):
         self.lab.add_site("right", "cone")
         self.lab.add_host("left", "alice")
         self.lab.add_host("right", "bob")
-        _, _, alice, bob = self.connect("alice", "bob")
+        active, _, alice, bob = self.connect("alice", "bob")
         self.assertEqual((alice["path"], bob["path"]),
                          ("direct-public", "direct-public"), self.transcripts())
         self.assertEqual(alice["address"].rpartition(":")[0],
                          self.lab.public_address_of("right"))
+        # --send greets each peer as it connects (not only on the 1 s
+        # timer), and "connecting" marks when the connect began.
+        [connecting] = [e for e in active.events if e["event"] == "connecting"]
+        first = next(e for e in active.events if e["event"] == "datagram")
+        self.assertLess(connecting["t"], alice["t"])
+        self.assertLess(first["t"] - alice["t"], 0.5, self.transcripts())
         self.assertEqual(bob["address"].rpartition(":")[0],
                          self.lab.public_address_of("left"))
 
