@@ -7,6 +7,9 @@ The servers the packet-rate benchmarks load, one per process:
     it (registry, STUN responder), without the per-IP rate limiter (the load
     comes from one IP) unless C{--rate-limit}.
   - C{stunserver}: the standalone L{p2pnet._stunserver.listen_stun} server.
+  - C{relay}: L{p2pnet.relay.RelayProtocol} built as the relay tap builds
+    it (L{p2pnet.relay_tap.makeService} from the tap's options, given with
+    C{--relay-options="..."}, e.g. C{--secret-file PATH} and raised caps).
 
 Prints C{PORT <n>} once listening; on SIGTERM prints C{STATS <json>} and
 exits.  Run as C{python -m benchmarks._server KIND}; the benchmarks start
@@ -24,7 +27,7 @@ import sys
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["echo", "introducer", "stunserver"])
+    parser.add_argument("kind", choices=["echo", "introducer", "stunserver", "relay"])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument(
         "--log",
@@ -34,6 +37,11 @@ def main() -> None:
     )
     parser.add_argument("--log-file", default="/tmp/p2pnet-bench-server.log")
     parser.add_argument("--rate-limit", action="store_true", help="install the tap's RateLimiter (with a huge rate)")
+    parser.add_argument(
+        "--relay-options",
+        default="",
+        help="relay: the p2pnet-relay tap's options, one string (use --relay-options=...)",
+    )
     args = parser.parse_args()
 
     from twisted.internet import epollreactor
@@ -81,6 +89,19 @@ def main() -> None:
         )
         port = reactor.listenUDP(args.port, protocol, interface="127.0.0.1")
         stats = lambda: dict(protocol.stats, registrations=len(protocol.registry))  # noqa: E731
+    elif args.kind == "relay":
+        import shlex
+
+        from p2pnet import relay_tap
+
+        options = relay_tap.Options()
+        options.parseOptions(["--port", str(args.port), "--interface", "127.0.0.1"] + shlex.split(args.relay_options))
+        service = relay_tap.makeService(options, reactor)
+        service.startService()
+        udp = service.services[0]
+        port = udp.port
+        relay = udp.protocol
+        stats = lambda: dict(relay.stats, live_allocations=len(relay.allocations))  # noqa: E731
     else:
         from p2pnet._stunserver import listen_stun
         from p2pnet.address import Address

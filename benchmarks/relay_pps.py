@@ -1,0 +1,226 @@
+"""
+Packets per second forwarded on one core: the p2pnet relay
+(L{p2pnet.relay.RelayProtocol}) vs coturn's TURN relay, each pinned to
+core 0, under the same closed-loop load generator (L{benchmarks._relayload},
+2 processes pinned to core 1), in the same run, alternating rounds.
+
+    python -m benchmarks.relay_pps [--rounds 3] [--duration 5]
+
+Load: 2 processes x 8 socket pairs, one allocation per pair, 16 packets
+circulating per pair (256 in flight): A sends through the relay to B, B
+sends each one it gets back through the relay to A.  The relayed datagram
+is a 112-byte p2pnet data datagram (100 bytes of application payload, 4
+bytes of framing, 8-byte data tag) for both relays; the p2pnet relay sees
+it inside RELAYED frames (131 bytes, HMAC tag precomputed per allocation,
+side and slot), coturn inside ChannelData (116 bytes) from A and bare (112
+bytes) from B.  Every datagram received by A or B has crossed the relay
+once and counts as one forwarded packet.
+
+Servers, configured for throughput:
+
+  - p2pnet: C{benchmarks._server relay}: the relay tap's C{make_protocol}
+    via C{relay_tap.makeService} with C{--max-packets}, C{--max-bytes}
+    (per allocation), C{--rate} and C{--source-bytes} (per source IP; all
+    load comes from 127.0.0.1) raised far above the offered load, so the
+    limiters still run but never drop; logging at info to a file as twistd
+    does.  The relay's drop counters are in the JSON and checked to be
+    zero for the caps.
+  - coturn: C{turnserver -n --no-cli --relay-threads 1 --lt-cred-mech
+    --user u:p --realm bench --listening-ip 127.0.0.1 --relay-ip 127.0.0.1
+    --allow-loopback-peers --no-tls --no-dtls --no-tcp --min-port 62000
+    --max-port 62999} (no C{--max-bps}, C{--bps-capacity} or quotas: all
+    unlimited by default), logging to a file.
+
+Both are started under C{taskset -c 0}; a fresh server per round.
+
+How the generator was checked not to be the limit: every round also runs
+the same loop with the relay taken out (C{direct}: A and B send the same
+RELAYED frames straight to each other; same per-packet work, one C{recv},
+one dict lookup, one C{send}, all of it on core 1), which shows how many
+packets per second the generator can turn around on its one core; and its
+CPU use while loading each relay is printed.  Against the p2pnet relay the
+generator used well under half its core while the relay's core was full
+(the relay is the limit).  coturn costs less per packet than the generator
+does, so the more of its core coturn gets, the nearer the generator's CPU
+comes to 1.0 (in trial runs coturn at 0.88-0.95 CPU had the generator at
+0.94-1.0): coturn's rate is then a lower bound on what it can do on one
+core, and the rate ratio an upper bound.  The "per server CPU-s" column
+(packets / CPU-seconds used by the server process) is printed for that
+reason and because other jobs on the machine take turns on both cores
+(when one lands on core 0, coturn gets less than half of it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+
+from benchmarks import _relayload
+from benchmarks._common import Server, _wait_for_stun, table, write_result
+
+SECRET_FILE = "/tmp/p2pnet-bench-relay.secret"
+RELAY_CAPS = {
+    "max-packets": 1_000_000_000,
+    "max-bytes": 1_000_000_000_000,
+    "rate": 1e9,
+    "source-bytes": 1e12,
+}
+COTURN_PORTS = (62000, 62999)
+COTURN_USER, COTURN_PASSWORD, COTURN_REALM = "u", "p", "bench"
+
+
+class Coturn(Server):
+    """
+    coturn as a TURN relay (not C{--stun-only}) pinned to one core.
+    """
+
+    def __init__(self, cpu: int = 0) -> None:
+        self.kind = "coturn"
+        self.stats = None
+        self._samples = {}
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.argv = [
+            "taskset", "-c", str(cpu), "turnserver", "-n", "--no-cli",
+            "--listening-ip", "127.0.0.1", "--listening-port", str(self.port),
+            "--relay-ip", "127.0.0.1",
+            "--relay-threads", "1",
+            "--lt-cred-mech", "--user", f"{COTURN_USER}:{COTURN_PASSWORD}", "--realm", COTURN_REALM,
+            "--allow-loopback-peers",
+            "--no-tls", "--no-dtls", "--no-tcp",
+            "--min-port", str(COTURN_PORTS[0]), "--max-port", str(COTURN_PORTS[1]),
+            "--log-file", "/tmp/p2pnet-bench-coturn-relay.log", "--simple-log", "--no-stdout-log",
+            "--pidfile", "/tmp/p2pnet-bench-coturn-relay.pid",
+        ]
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for_stun(self.port)
+
+
+def _relay_options(secret_file: str) -> str:
+    return f"--secret-file {secret_file} " + " ".join(f"--{k} {v}" for k, v in RELAY_CAPS.items())
+
+
+def measure(kind: str, args, secret: bytes) -> dict:
+    common = dict(
+        processes=args.processes, pairs=args.pairs, window=args.window, payload=args.payload,
+        warmup=args.warmup, duration=args.duration,
+    )
+    if kind == "direct":
+        result = _relayload.run("direct", None, secret=secret, **common)
+        result.update(server="direct", server_argv=None, server_cpu=None, server_stats=None)
+        return result
+    if kind == "coturn":
+        server = Coturn(cpu=0)
+    else:
+        server = Server("relay", cpu=0, extra=[
+            "--log", "info", "--log-file", "/tmp/p2pnet-bench-relay.log",
+            "--relay-options=" + _relay_options(SECRET_FILE),
+        ])
+    try:
+        result = _relayload.run(
+            "coturn" if kind == "coturn" else "p2pnet",
+            ("127.0.0.1", server.port),
+            secret=secret,
+            credentials=(COTURN_USER, COTURN_PASSWORD),
+            on_measure=server.sample,
+            **common,
+        )
+    finally:
+        server.stop()
+    result["server"] = kind
+    result["server_argv"] = server.argv
+    result["server_cpu"] = server.cpu
+    result["server_stats"] = server.stats
+    if kind == "p2pnet":
+        stats = server.stats or {}
+        throttled = {k: stats.get(k, 0) for k in ("dropped-over-cap", "dropped-rate-limited", "dropped-byte-limited")}
+        result["throttled"] = throttled
+        if any(throttled.values()):
+            raise RuntimeError(f"the p2pnet relay's caps dropped packets: {throttled}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=8, help="socket pairs (allocations) per process")
+    parser.add_argument("--window", type=int, default=16, help="packets circulating per pair")
+    parser.add_argument("--payload", type=int, default=100, help="application payload bytes")
+    parser.add_argument("--no-direct", action="store_true", help="skip the generator-only (no relay) loop")
+    parser.add_argument("--name", default="relay_pps")
+    args = parser.parse_args()
+
+    secret = os.urandom(24).hex().encode()
+    with open(SECRET_FILE, "wb") as f:
+        f.write(secret + b"\n")
+    kinds = ["coturn", "p2pnet"] + ([] if args.no_direct else ["direct"])
+    runs = []
+    for n in range(args.rounds):
+        for kind in kinds:
+            result = measure(kind, args, secret)
+            result["round"] = n + 1
+            runs.append(result)
+            cpu = "" if result["server_cpu"] is None else f", server CPU {result['server_cpu']:.3f}"
+            print(f"round {n + 1} {kind}: {result['pps']:,.0f} forwarded/s{cpu}, "
+                  f"generator CPU {result['generator_cpu']:.3f}", flush=True)
+    medians = {kind: statistics.median(r["pps"] for r in runs if r["server"] == kind) for kind in kinds}
+    per_cpu = {
+        kind: statistics.median(r["pps"] / r["server_cpu"] for r in runs if r["server"] == kind)
+        for kind in ("coturn", "p2pnet")
+    }
+    generator_cpu = {
+        kind: [min(r["generator_cpu"] for r in runs if r["server"] == kind),
+               max(r["generator_cpu"] for r in runs if r["server"] == kind)]
+        for kind in kinds
+    }
+    print()
+    print(table(
+        ["round", "server", "forwarded/s", "server CPU", "per server CPU-s", "generator CPU", "resent", "unexpected"],
+        [
+            [r["round"], r["server"], r["pps"], "-" if r["server_cpu"] is None else r["server_cpu"],
+             "-" if r["server_cpu"] is None else r["pps"] / r["server_cpu"],
+             r["generator_cpu"], r["resent"], r["unexpected"]]
+            for r in runs
+        ],
+    ))
+    print()
+    ratio = medians["p2pnet"] / medians["coturn"]
+    ratio_cpu = per_cpu["p2pnet"] / per_cpu["coturn"]
+    print(f"median p2pnet relay: {medians['p2pnet']:,.0f}/s = {ratio:.1%} of coturn "
+          f"({medians['coturn']:,.0f}/s) (goal >= 40%)")
+    print(f"median per server CPU-second: p2pnet {per_cpu['p2pnet']:,.0f}, coturn {per_cpu['coturn']:,.0f} "
+          f"= {ratio_cpu:.1%}")
+    for kind in kinds:
+        low, high = generator_cpu[kind]
+        print(f"generator CPU with {kind}: {low:.3f}-{high:.3f}")
+    if "direct" in medians:
+        print(f"median generator-only loop (no relay, same packets, core 1): {medians['direct']:,.0f}/s "
+              f"= {medians['direct'] / medians['coturn']:.1f}x coturn's rate, "
+              f"{medians['direct'] / medians['p2pnet']:.1f}x the p2pnet relay's")
+    print("p2pnet relay tap options: " + _relay_options("PATH"))
+    print("coturn: " + " ".join(next(r["server_argv"] for r in runs if r["server"] == "coturn")[3:]))
+    path = write_result(args.name, {
+        "settings": vars(args),
+        "p2pnet_relay_options": _relay_options(SECRET_FILE),
+        "p2pnet_relay_caps": RELAY_CAPS,
+        "coturn_argv": next(r["server_argv"] for r in runs if r["server"] == "coturn"),
+        "runs": runs,
+        "median_pps": medians,
+        "median_per_server_cpu_second": per_cpu,
+        "generator_cpu_range": generator_cpu,
+        "ratio": ratio,
+        "ratio_per_server_cpu_second": ratio_cpu,
+    })
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
