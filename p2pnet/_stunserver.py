@@ -7,6 +7,10 @@ the local socket to send from.  It has no sockets and no clock, so the
 introducer can call it from its own datagram handler when
 L{p2pnet.stun.looks_like_stun} says a datagram is STUN.
 
+Plain Binding requests, the bulk of the traffic, take a quick path that
+builds the answer straight from bytes (see L{StunResponder.quick_bindings});
+the same bytes as the generic decode/encode path, which answers the rest.
+
 L{StunServerProtocol} and L{listen_stun} are a small standalone server
 around it: up to four UDP sockets (primary, alternate port, alternate IP,
 both), as RFC 5780 needs.
@@ -20,6 +24,9 @@ alternate C{A2:P2}::
 
 from __future__ import annotations
 
+import struct
+import zlib
+from socket import AF_INET, AF_INET6, inet_pton
 from typing import Callable
 
 from twisted.internet.interfaces import IListeningPort
@@ -29,6 +36,8 @@ from twisted.logger import Logger
 from p2pnet.address import Address
 from p2pnet.errors import MalformedMessage
 from p2pnet.stun import (
+    HEADER_LENGTH,
+    MAGIC_COOKIE,
     AttributeType,
     ChangeRequest,
     MappedAddress,
@@ -65,6 +74,39 @@ _ROLES = {name: role for role, name in SOCKET_NAMES.items()}
 #: plus the ICE attributes of connectivity checks.
 _UNDERSTOOD = TYPED_ATTRIBUTES | {AttributeType.PRIORITY, AttributeType.USE_CANDIDATE}
 
+# -- the quick Binding path: wire layouts --------------------------------------
+#
+# A success response built by StunResponder._quick_binding is, byte for byte,
+# what encode() makes of the generic path's answer: the header, then
+# XOR-MAPPED-ADDRESS and MAPPED-ADDRESS of the source (which change with every
+# request), then the attributes that depend only on the receiving socket
+# (OTHER-ADDRESS, RESPONSE-ORIGIN, SOFTWARE: a per-socket template), then
+# FINGERPRINT.
+
+#: Header, XOR-MAPPED-ADDRESS and MAPPED-ADDRESS for an IPv4 source.
+_V4_HEAD = struct.Struct("!HHI12s" "HHBBHI" "HHBBH4s")
+#: The same for an IPv6 source.
+_V6_HEAD = struct.Struct("!HHI12s" "HHBBH16s" "HHBBH16s")
+_V4_ADDRESSES_LENGTH = 2 * (4 + 8)
+_V6_ADDRESSES_LENGTH = 2 * (4 + 20)
+_FINGERPRINT_LENGTH = 4 + 4
+#: XORed into the CRC-32 of a message to make its FINGERPRINT.
+_FINGERPRINT_XOR = 0x5354554E
+#: An IPv6 XOR-MAPPED-ADDRESS is XORed with the cookie and transaction id.
+_V6_MASK_PREFIX = struct.pack("!I", MAGIC_COOKIE)
+_FINGERPRINT_HEADER = struct.pack("!HH", AttributeType.FINGERPRINT, 4)
+_BINDING_SUCCESS = 0x0101
+_PORT_MASK = MAGIC_COOKIE >> 16
+_ATTRIBUTE_HEADER = struct.Struct("!HH")
+_SOFTWARE = int(AttributeType.SOFTWARE)
+_FINGERPRINT = int(AttributeType.FINGERPRINT)
+_XOR_MAPPED_ADDRESS = int(AttributeType.XOR_MAPPED_ADDRESS)
+_MAPPED_ADDRESS = int(AttributeType.MAPPED_ADDRESS)
+#: Sockets (local addresses) a responder keeps quick-path templates for.
+_MAX_TEMPLATES = 64
+#: Source addresses a L{StunServerProtocol} remembers.
+_MAX_SOURCES = 1024
+
 
 class StunReply(tuple):
     """
@@ -80,7 +122,8 @@ class StunReply(tuple):
     destination: Address
 
     def __new__(cls, data: bytes, via: str, destination: Address) -> StunReply:
-        self = super().__new__(cls, (data, via))
+        # tuple.__new__ rather than super(): one is built per answer.
+        self = tuple.__new__(cls, (data, via))
         self.destination = destination
         return self
 
@@ -111,7 +154,15 @@ class StunResponder:
     @param primary_address: the primary address C{A1:P1}.  Needed when
         requests can arrive on the alternate sockets; if omitted, each
         request's C{local} address is taken as the primary.
+
+    @cvar quick_bindings: answer plain Binding requests (no attributes, or
+        only SOFTWARE and FINGERPRINT) without decoding them into messages:
+        the same bytes as the generic path, several times faster.  Every
+        other request takes the generic path.  Set to C{False} (on the class
+        or an instance) to send everything through the generic path.
     """
+
+    quick_bindings = True
 
     def __init__(
         self,
@@ -125,6 +176,9 @@ class StunResponder:
         self.other_address = other_address
         self.rate_limiter = rate_limiter
         self.primary_address = primary_address
+        #: Receiving socket -> the quick path's template for it: see
+        #: L{_binding_template}.
+        self._templates: dict[Address, tuple] = {}
 
     # -- the RFC 5780 address plan -----------------------------------------
 
@@ -184,11 +238,21 @@ class StunResponder:
         """
         if not looks_like_stun(data):
             return None
-        message_class = ((data[0] & 0x01) << 1) | ((data[1] >> 4) & 0x01)
-        if message_class != MessageClass.REQUEST:
+        if data[0] & 0x01 or data[1] & 0x10:
+            # The class bits (C1 C0) are not 00: not a request.
             return None
         if self.rate_limiter is not None and not self.rate_limiter(source):
             return None
+        if self.quick_bindings and data.__class__ is bytes and data[0] == 0 and data[1] == 1:
+            reply = self._quick_binding(data, source, local)
+            if reply is not None:
+                return reply
+        return self._answer(data, source, local)
+
+    def _answer(self, data: bytes, source: Address, local: Address) -> StunReply:
+        """
+        The generic path: answer a framed, admitted request by decoding it.
+        """
         plan = self._plan(local)
         via = "primary" if plan is None else SOCKET_NAMES[self._role_of(local, plan)]
         try:
@@ -248,6 +312,124 @@ class StunResponder:
             attributes.append(Software(self.software))
         return StunReply(encode(request.success(attributes)), send_via, destination)
 
+    # -- the quick path for plain Binding requests ---------------------------
+
+    def _quick_binding(self, data: bytes, source: Address, local: Address) -> StunReply | None:
+        """
+        Answer a framed Binding request straight from its bytes, if it is
+        one the quick path knows: no attributes, or only SOFTWARE (valid
+        UTF-8) and a correct FINGERPRINT (last), from an IPv4 or unscoped
+        IPv6 source.
+
+        @return: exactly what the generic path would answer, or C{None} if
+            the generic path must decide.
+        """
+        end = len(data)
+        offset = HEADER_LENGTH
+        while offset < end:
+            attribute_type, length = _ATTRIBUTE_HEADER.unpack_from(data, offset)
+            value_end = offset + 4 + length
+            following = value_end + (-length & 3)
+            if following > end:
+                return None
+            if attribute_type == _SOFTWARE:
+                try:
+                    data[offset + 4 : value_end].decode("utf-8")
+                except UnicodeDecodeError:
+                    return None
+            elif attribute_type == _FINGERPRINT:
+                if (
+                    length != 4
+                    or following != end
+                    or int.from_bytes(data[offset + 4 : value_end], "big")
+                    != zlib.crc32(data[:offset]) ^ _FINGERPRINT_XOR
+                ):
+                    return None
+            else:
+                return None
+            offset = following
+        templates = self._templates
+        template = templates.get(local)
+        if (
+            template is None
+            or template[0] is not self.software
+            or template[1] is not self.other_address
+            or template[2] is not self.primary_address
+        ):
+            # None yet, or made before the settings changed (listen_stun
+            # sets the alternates once its sockets are bound).
+            if len(templates) >= _MAX_TEMPLATES:
+                templates.clear()
+            template = templates[local] = self._binding_template(local)
+        tail = template[3]
+        if tail is None:
+            return None
+        via = template[4]
+        tid = data[8:20]
+        host = source.host
+        port = source.port
+        try:
+            if ":" in host:
+                packed = inet_pton(AF_INET6, host)
+                mask = _V6_MASK_PREFIX + tid
+                head = _V6_HEAD.pack(
+                    _BINDING_SUCCESS, _V6_ADDRESSES_LENGTH + len(tail) + _FINGERPRINT_LENGTH,
+                    MAGIC_COOKIE, tid,
+                    _XOR_MAPPED_ADDRESS, 20, 0, 2, port ^ _PORT_MASK,
+                    (int.from_bytes(packed, "big") ^ int.from_bytes(mask, "big")).to_bytes(16, "big"),
+                    _MAPPED_ADDRESS, 20, 0, 2, port, packed,
+                )
+            else:
+                packed = inet_pton(AF_INET, host)
+                head = _V4_HEAD.pack(
+                    _BINDING_SUCCESS, _V4_ADDRESSES_LENGTH + len(tail) + _FINGERPRINT_LENGTH,
+                    MAGIC_COOKIE, tid,
+                    _XOR_MAPPED_ADDRESS, 8, 0, 1, port ^ _PORT_MASK,
+                    int.from_bytes(packed, "big") ^ MAGIC_COOKIE,
+                    _MAPPED_ADDRESS, 8, 0, 1, port, packed,
+                )
+        except OSError:
+            # Not a literal inet_pton takes (a scoped IPv6 address, say).
+            return None
+        body = head + tail
+        crc = zlib.crc32(body) ^ _FINGERPRINT_XOR
+        return StunReply(body + _FINGERPRINT_HEADER + crc.to_bytes(4, "big"), via, source)
+
+    def _binding_template(self, local: Address) -> tuple:
+        """
+        The quick path's template for requests received on C{local}: the
+        settings it was made from (C{software}, C{other_address},
+        C{primary_address}); what the generic path's answer to a plain
+        Binding request carries after MAPPED-ADDRESS (OTHER-ADDRESS and
+        RESPONSE-ORIGIN for an RFC 5780 server, then SOFTWARE), encoded, or
+        C{None} to leave such requests to the generic path; and the socket
+        the answer leaves from.
+        """
+        software, other, primary = self.software, self.other_address, self.primary_address
+        unusable = (software, other, primary, None, None)
+        plan = self._plan(local)
+        if plan is None:
+            attributes = []
+            via = "primary"
+        else:
+            role = self._role_of(local, plan)
+            via = SOCKET_NAMES[role]
+            if via not in plan:
+                return unusable
+            attributes = [OtherAddress(self._other_of(role, plan)), ResponseOrigin(plan[via])]
+        if software is not None:
+            attributes.append(Software(software))
+        try:
+            tail = encode(
+                StunMessage(Method.BINDING, MessageClass.SUCCESS, bytes(12), attributes), fingerprint=False
+            )[HEADER_LENGTH:]
+        except ValueError:
+            return unusable
+        if _V6_ADDRESSES_LENGTH + len(tail) + _FINGERPRINT_LENGTH > 0xFFFF:
+            # Too long to encode: the generic path says so.
+            return unusable
+        return (software, other, primary, tail, via)
+
     def _error(
         self,
         request: StunMessage,
@@ -294,13 +476,14 @@ class StunServer:
         if reply is None:
             self.dropped += 1
             return
-        sender = self.protocols.get(reply.via)
+        answer, via = reply
+        sender = self.protocols.get(via)
         if sender is None or sender.transport is None:
-            self.log.debug("no {via} socket for a STUN answer to {source}", via=reply.via, source=source)
+            self.log.debug("no {via} socket for a STUN answer to {source}", via=via, source=source)
             self.dropped += 1
             return
         try:
-            sender.transport.write(reply.data, reply.destination.as_tuple())
+            sender.transport.write(answer, reply.destination.as_tuple())
         except OSError as e:
             self.log.debug("could not answer {source}: {e}", source=source, e=e)
             self.dropped += 1
@@ -320,9 +503,19 @@ class StunServerProtocol(DatagramProtocol):
         self.server = server
         self.name = name
         self.local = local
+        #: Recent sources' C{(host, port)} tuples -> their L{Address}:
+        #: building one checks the host, which costs a quarter as much as
+        #: answering a plain Binding request, and clients send several.
+        self._sources: dict[tuple, Address] = {}
 
     def datagramReceived(self, datagram: bytes, addr: tuple) -> None:
-        self.server.handle(datagram, Address.from_tuple(addr), self)
+        sources = self._sources
+        source = sources.get(addr)
+        if source is None:
+            if len(sources) >= _MAX_SOURCES:
+                sources.clear()
+            source = sources[addr] = Address.from_tuple(addr)
+        self.server.handle(datagram, source, self)
 
 
 def listen_stun(

@@ -6,17 +6,20 @@ discovery, and the small UDP server around it.
 from __future__ import annotations
 
 import struct
+import zlib
 
+from hypothesis import given, settings, strategies as st
 from twisted.internet.error import CannotListenError
 from twisted.trial.unittest import SynchronousTestCase
 
-from p2pnet._stunserver import StunResponder, StunServer, StunServerProtocol, listen_stun
+from p2pnet._stunserver import _MAX_SOURCES, StunResponder, StunServer, StunServerProtocol, listen_stun
 from p2pnet.address import Address
 from p2pnet.stun import (
     AttributeType,
     ChangeRequest,
     ErrorCode,
     MappedAddress,
+    MessageIntegrity,
     MessageClass,
     Method,
     OtherAddress,
@@ -27,6 +30,7 @@ from p2pnet.stun import (
     Software,
     StunMessage,
     UnknownAttributes,
+    Username,
     XorMappedAddress,
     check_fingerprint,
     decode,
@@ -443,3 +447,323 @@ class WriteFailureTests(SynchronousTestCase):
         server.protocols["primary"] = protocol
         protocol.datagramReceived(binding(), CLIENT.as_tuple())
         self.assertEqual((server.answered, server.dropped), (0, 1))
+
+
+# -- the quick Binding path ----------------------------------------------------
+
+ports = st.integers(0, 65535)
+tids = st.binary(min_size=12, max_size=12)
+ipv4_addresses = st.builds(Address, st.ip_addresses(v=4).map(str), ports)
+ipv6_addresses = st.builds(Address, st.ip_addresses(v=6).map(str), ports)
+sources = st.one_of(
+    ipv4_addresses,
+    ipv6_addresses,
+    st.sampled_from([Address("fe80::1%eth0", 5), Address("::ffff:192.0.2.9", 7), CLIENT]),
+)
+
+
+def _attribute(attribute_type: int, value: bytes, length: int | None = None) -> bytes:
+    """
+    An encoded attribute, padded; with C{length}, one that claims that many
+    bytes of value instead.
+    """
+    if length is None:
+        length = len(value)
+    return struct.pack("!HH", attribute_type, length) + value + bytes(-len(value) % 4)
+
+
+@st.composite
+def plain_requests(draw) -> bytes:
+    """
+    Binding requests of the shapes the quick path takes, built byte by byte,
+    and its near misses: SOFTWARE that is not UTF-8, a FINGERPRINT that is
+    wrong, short or not last, an attribute running past the end.
+    """
+    tid = draw(tids)
+    values = draw(st.lists(st.text(max_size=12).map(str.encode) | st.binary(max_size=9), max_size=2))
+    body = b"".join(_attribute(AttributeType.SOFTWARE, value) for value in values)
+    ending = draw(
+        st.sampled_from(
+            ["none", "fingerprint", "wrong fingerprint", "short fingerprint", "fingerprint, then more", "overrun"]
+        )
+    )
+    quick_types = st.sampled_from([AttributeType.SOFTWARE, AttributeType.FINGERPRINT])
+    if ending == "overrun":
+        value = draw(st.binary(max_size=8))
+        body += _attribute(draw(quick_types), value, len(value) + draw(st.integers(1, 8)))
+    elif ending == "short fingerprint":
+        body += _attribute(AttributeType.FINGERPRINT, draw(st.binary(max_size=3)))
+    elif ending != "none":
+        after = _attribute(draw(quick_types), b"x") if ending == "fingerprint, then more" else b""
+        head = struct.pack("!HHI12s", 0x0001, len(body) + 8 + len(after), 0x2112A442, tid)
+        crc = zlib.crc32(head + body) ^ 0x5354554E
+        if ending == "wrong fingerprint":
+            crc ^= 1 << draw(st.integers(0, 31))
+        body += _attribute(AttributeType.FINGERPRINT, struct.pack("!I", crc)) + after
+    return struct.pack("!HHI12s", 0x0001, len(body), 0x2112A442, tid) + body
+
+
+#: Attributes of requests of any shape: those of the quick path, and
+#: everything it must leave to the generic path.
+request_attributes = st.one_of(
+    st.builds(Software, st.text(max_size=20)),
+    st.builds(RawAttribute, st.just(AttributeType.SOFTWARE), st.binary(max_size=9)),
+    st.builds(RawAttribute, st.just(AttributeType.FINGERPRINT), st.binary(max_size=6)),
+    st.builds(ChangeRequest, st.booleans(), st.booleans()),
+    st.builds(ResponsePort, ports),
+    st.builds(Padding, st.integers(0, 12)),
+    st.builds(XorMappedAddress, sources),
+    st.builds(Username, st.text(max_size=8)),
+    st.builds(MessageIntegrity, st.binary(min_size=20, max_size=20)),
+    st.builds(
+        RawAttribute,
+        st.sampled_from(
+            [
+                AttributeType.PRIORITY,
+                AttributeType.USE_CANDIDATE,
+                AttributeType.ICE_CONTROLLING,
+                AttributeType.MESSAGE_INTEGRITY,
+                AttributeType.CHANGE_REQUEST,
+                0x7777,
+                0xC001,
+            ]
+        ),
+        st.binary(max_size=9),
+    ),
+)
+
+
+def _request(
+    method: int, message_class: MessageClass, tid: bytes, attributes: list, fingerprint: bool
+) -> bytes:
+    return encode(StunMessage(method, message_class, tid, attributes), fingerprint=fingerprint)
+
+
+#: Requests of any shape, method and class.
+requests = st.builds(
+    _request,
+    st.sampled_from([Method.BINDING] * 6 + [Method.ALLOCATE, 0x0FFF]),
+    st.sampled_from([MessageClass.REQUEST] * 6 + list(MessageClass)),
+    tids,
+    st.lists(request_attributes, max_size=3),
+    st.booleans(),
+)
+
+
+def mutate(raw: bytes, data) -> bytes:
+    """
+    Flip, cut or insert bytes, rewrite the length of the first attribute,
+    or append one; then, mostly, mend the header's length field so the
+    damage gets past the framing check to the attribute parsers.
+    """
+    raw = bytearray(raw)
+    for _ in range(data.draw(st.integers(1, 3))):
+        action = data.draw(st.sampled_from(["flip", "cut", "insert", "attribute length", "append"]))
+        position = data.draw(st.integers(0, max(0, len(raw) - 1)))
+        if action == "flip" and raw:
+            raw[position] ^= data.draw(st.integers(1, 255))
+        elif action == "cut":
+            del raw[position:]
+        elif action == "insert":
+            raw[position:position] = data.draw(st.binary(min_size=1, max_size=4))
+        elif action == "append":
+            raw += _attribute(data.draw(st.sampled_from([AttributeType.SOFTWARE, 0xC001])), b"x")
+        elif len(raw) >= 24:
+            raw[22:24] = data.draw(st.integers(0, 40)).to_bytes(2, "big")
+    if len(raw) >= 20 and data.draw(st.integers(0, 3)):
+        raw[2:4] = (len(raw) - 20).to_bytes(2, "big")
+    return bytes(raw)
+
+
+#: Alternate addresses: both differ, port only, IP only, neither (no RFC
+#: 5780 service), an IPv6 one.
+alternates = st.sampled_from(
+    [
+        None,
+        OTHER,
+        Address(PRIMARY.host, 4000),
+        Address("192.0.2.2", PRIMARY.port),
+        PRIMARY,
+        Address("2001:db8::2", 3479),
+    ]
+)
+
+
+@st.composite
+def servers(draw) -> tuple[Address | None, Address | None, Address]:
+    """
+    An alternate address, a primary address, and the socket a request
+    arrives on: mostly one of the server's own sockets, else a wildcard
+    bind or an unrelated address.
+    """
+    other = draw(alternates)
+    primary = draw(st.sampled_from([None, PRIMARY, PRIMARY]))
+    base = primary or PRIMARY
+    own = [base]
+    if other is not None:
+        own += [Address(base.host, other.port), Address(other.host, base.port), other]
+    elsewhere = [Address("0.0.0.0", 3479), Address("0.0.0.0", base.port), Address("2001:db8::1", 3478)]
+    local = draw(st.sampled_from(own) | st.sampled_from(own) | st.sampled_from(elsewhere))
+    return other, primary, local
+
+
+def outcome(responder: StunResponder, data: bytes, source: Address, local: Address):
+    reply = responder.respond(data, source, local)
+    return None if reply is None else (reply.data, reply.via, reply.destination)
+
+
+class GenericOnlyResponder(StunResponder):
+    quick_bindings = False
+
+
+class CountingResponder(StunResponder):
+    """
+    Counts the requests that reach the generic path.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.generic = 0
+
+    def _answer(self, data, source, local):
+        self.generic += 1
+        return super()._answer(data, source, local)
+
+
+class QuickBindingTests(SynchronousTestCase):
+    """
+    Plain Binding requests are answered without decoding them, with exactly
+    the bytes the generic path makes; every other datagram is left to the
+    generic path.
+    """
+
+    @settings(max_examples=1000)
+    @given(
+        plain_requests() | requests,
+        sources,
+        servers(),
+        st.none() | st.text(max_size=30),
+        st.none() | st.booleans(),
+        st.data(),
+    )
+    def test_same_as_generic(self, data, source, server, software, admit, draw) -> None:
+        """
+        For any request (plain, with SOFTWARE and/or FINGERPRINT, with other
+        attributes, another method or class, mangled or truncated) from an
+        IPv4 or IPv6 source, a responder with the quick path and one without
+        return the same answer (or both none), for plain and RFC 5780
+        configurations, and consult the rate limiter alike.
+        """
+        other, primary, local = server
+        if draw.draw(st.booleans()):
+            data = mutate(data, draw)
+        responders = []
+        for kind in (StunResponder, GenericOnlyResponder):
+            consulted: list[Address] = []
+            limiter = None if admit is None else (lambda s, seen=consulted: seen.append(s) or admit)
+            responders.append((kind(software, other, limiter, primary_address=primary), consulted))
+        (quick, quick_consulted), (generic, generic_consulted) = responders
+        expected = outcome(generic, data, source, local)
+        self.assertEqual(outcome(quick, data, source, local), expected)
+        # Again, now from the per-socket template.
+        self.assertEqual(outcome(quick, data, source, local), expected)
+        self.assertEqual(quick_consulted, generic_consulted * 2)
+
+    @given(
+        tids,
+        ipv4_addresses | ipv6_addresses,
+        st.sampled_from([(), (Software("natcheck"),)]),
+        st.booleans(),
+    )
+    def test_quick_answers_decode(self, tid, source, attributes, fingerprint) -> None:
+        """
+        A quick answer is a well-formed Binding success response carrying
+        the source as XOR-MAPPED-ADDRESS and MAPPED-ADDRESS.
+        """
+        data = encode(StunMessage.request(Method.BINDING, attributes, tid), fingerprint=fingerprint)
+        reply = StunResponder(other_address=OTHER, primary_address=PRIMARY).respond(data, source, PRIMARY)
+        response = decode(reply.data)
+        self.assertTrue(check_fingerprint(reply.data))
+        self.assertEqual((response.message_class, response.transaction_id), (MessageClass.SUCCESS, tid))
+        self.assertEqual(response.get(XorMappedAddress), XorMappedAddress(source))
+        self.assertEqual(response.get(MappedAddress), MappedAddress(source))
+
+    def test_quick_path_taken(self) -> None:
+        """
+        The request shapes common clients send (our load generator's and
+        aioice's bare request, natcheck's SOFTWARE and FINGERPRINT, either
+        alone) from IPv4 and IPv6 sources, to plain and RFC 5780 servers,
+        never reach the generic path; anything else does, as does
+        everything with C{quick_bindings} off.
+        """
+        quick = [
+            binding(),
+            encode(StunMessage.request(Method.BINDING, (), TID), fingerprint=False),
+            binding(Software("p2pnet natcheck")),
+            encode(StunMessage.request(Method.BINDING, (Software("x"),), TID), fingerprint=False),
+        ]
+        generic = [
+            binding(ChangeRequest()),
+            binding(ChangeRequest(change_port=True)),
+            binding(ResponsePort(5555)),
+            binding(Padding(8)),
+            binding(RawAttribute(AttributeType.PRIORITY, b"\0\0\0\1")),
+            binding(RawAttribute(AttributeType.SOFTWARE, b"\xff")),
+            binding(method=Method.ALLOCATE),
+            binding()[:-1] + bytes([binding()[-1] ^ 1]),
+        ]
+        for arguments in [{}, {"other_address": OTHER, "primary_address": PRIMARY}]:
+            responder = CountingResponder(**arguments)
+            for source in (CLIENT, Address("2001:db8::5", 1234)):
+                for data in quick:
+                    self.assertIsNotNone(responder.respond(data, source, PRIMARY))
+            self.assertEqual(responder.generic, 0)
+            for data in generic:
+                self.assertIsNotNone(responder.respond(data, CLIENT, PRIMARY))
+            self.assertEqual(responder.generic, len(generic))
+            responder.respond(binding(), Address("fe80::1%eth0", 5), PRIMARY)
+            self.assertEqual(responder.generic, len(generic) + 1)
+        responder = CountingResponder()
+        responder.quick_bindings = False
+        responder.respond(binding(), CLIENT, PRIMARY)
+        self.assertEqual(responder.generic, 1)
+
+    def test_settings_changed_after_answering(self) -> None:
+        """
+        Changing the alternate, the primary or the SOFTWARE text after
+        answering (as L{listen_stun} sets the alternates once its sockets
+        are bound) changes the quick answers as it does the generic ones.
+        """
+        quick, generic = StunResponder(), GenericOnlyResponder()
+        changes = [
+            ("other_address", OTHER),
+            ("primary_address", Address(OTHER.host, PRIMARY.port)),
+            ("software", "something else"),
+            ("software", None),
+            ("other_address", None),
+        ]
+        for name, value in changes:
+            before = outcome(quick, binding(), CLIENT, PRIMARY)
+            setattr(quick, name, value)
+            setattr(generic, name, value)
+            after = outcome(quick, binding(), CLIENT, PRIMARY)
+            self.assertEqual(after, outcome(generic, binding(), CLIENT, PRIMARY))
+            self.assertNotEqual(after, before, name)
+
+    def test_sources_remembered_within_bounds(self) -> None:
+        """
+        The server answers each source at its own address however many it
+        has seen, and forgets them rather than growing without bound.
+        """
+        server = StunServer(StunResponder())
+        protocol = StunServerProtocol(server, "primary", PRIMARY)
+        protocol.transport = FakeTransport()
+        server.protocols["primary"] = protocol
+        for n in range(_MAX_SOURCES + 5):
+            source = ("198.51.100.7", 1000 + n % (_MAX_SOURCES + 1))
+            protocol.datagramReceived(binding(), source)
+            data, addr = protocol.transport.sent[-1]
+            self.assertEqual(addr, source)
+            self.assertEqual(decode(data).mapped_address, Address(*addr))
+            self.assertLessEqual(len(protocol._sources), _MAX_SOURCES)
+        self.assertEqual(server.answered, _MAX_SOURCES + 5)
