@@ -462,10 +462,10 @@ class QuickHeartbeatTests(SynchronousTestCase):
     The heartbeat fast path answers exactly as the generic path does.
     """
 
-    def replay(self, actions, secret, quick):
+    def replay(self, actions, secret, quick, protocol_class=IntroducerProtocol):
         clock = Clock()
         transport = FakeDatagramTransport()
-        protocol = IntroducerProtocol(clock, Registry(30.0, seeded_bytes(1)), seeded_bytes(2), secret=secret)
+        protocol = protocol_class(clock, Registry(30.0, seeded_bytes(1)), seeded_bytes(2), secret=secret)
         protocol.quick_heartbeats = quick
         protocol.makeConnection(transport)
         cookies = {}
@@ -516,17 +516,26 @@ class QuickHeartbeatTests(SynchronousTestCase):
 
     def test_fast_path_taken(self):
         """
-        A plain padded heartbeat is answered without the generic decoder
-        (so the comparison above compares two different paths).
+        A plain padded heartbeat is answered without the generic handler
+        (so the comparison above compares two different paths); a moved
+        one, or any with the fast path off, goes the generic way.
         """
-        from unittest import mock
+        generic = []
+
+        class Counting(IntroducerProtocol):
+            def _on_heartbeat(self, message, *args):
+                generic.append(message.peer_id)
+                return super()._on_heartbeat(message, *args)
 
         actions = [("register", 0, A, True, 0.0), ("heartbeat", 0, A, True, 1.0)]
-        with mock.patch.object(wire, "decode", side_effect=wire.decode) as decode:
-            written, _, stats = self.replay(actions, None, True)
-        self.assertEqual(decode.call_count, 3)  # the register, and the replay's two answers
+        written, _, stats = self.replay(actions, None, True, Counting)
+        self.assertEqual(generic, [])
         self.assertEqual(stats["heartbeats"], 1)
         self.assertIsInstance(wire.decode(written[-1][0]), wire.HeartbeatAck)
+        self.replay(actions + [("heartbeat", 0, B, True, 1.0)], None, True, Counting)
+        self.assertEqual(generic, ["peer0"])
+        self.replay(actions, None, False, Counting)
+        self.assertEqual(generic, ["peer0", "peer0"])
 
 
 class LogBudgetTests(IntroducerTestCase):
