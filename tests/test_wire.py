@@ -166,18 +166,9 @@ class MalformedTests(SynchronousTestCase):
         A valid message with bytes flipped, cut or inserted either decodes
         or raises MalformedMessage.
         """
-        raw = bytearray(wire.encode(message))
-        for _ in range(data.draw(st.integers(1, 4))):
-            action = data.draw(st.sampled_from(["flip", "cut", "insert"]))
-            position = data.draw(st.integers(0, max(0, len(raw) - 1)))
-            if action == "flip" and raw:
-                raw[position] ^= data.draw(st.integers(1, 255))
-            elif action == "cut":
-                del raw[position:]
-            else:
-                raw[position:position] = data.draw(st.binary(min_size=1, max_size=4))
+        raw = _mutate(wire.encode(message), data, 4)
         try:
-            wire.decode(bytes(raw))
+            wire.decode(raw)
         except MalformedMessage:
             pass
 
@@ -217,9 +208,12 @@ class MalformedTests(SynchronousTestCase):
 heartbeats = st.builds(wire.Heartbeat, txids, short_text, cookies, paddings)
 
 
-def _mutate(raw: bytes, data) -> bytes:
+def _mutate(raw: bytes, data, changes: int = 3) -> bytes:
+    """
+    C{raw} with up to C{changes} bytes flipped, cuts or insertions.
+    """
     raw = bytearray(raw)
-    for _ in range(data.draw(st.integers(1, 3))):
+    for _ in range(data.draw(st.integers(1, changes))):
         action = data.draw(st.sampled_from(["flip", "cut", "insert"]))
         position = data.draw(st.integers(0, max(0, len(raw) - 1)))
         if action == "flip" and raw:
