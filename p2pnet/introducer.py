@@ -179,7 +179,7 @@ class IntroducerProtocol(DatagramProtocol):
         if held:
             self.log.info(
                 "held back {count} log lines ({kinds}) to stay under {rate:g} per second; "
-                "the counters below still count every event",
+                "the statistics counters still count every event",
                 count=sum(held.values()),
                 kinds=", ".join(f"{kind}: {n}" for kind, n in sorted(held.items())),
                 rate=self._log_budget.rate,

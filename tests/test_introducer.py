@@ -568,7 +568,7 @@ class LogBudgetTests(IntroducerTestCase):
         self.assertEqual(self.protocol.stats["registered"], 10)
         self.clock.advance(self.protocol._sweep_interval)
         self.assertIn("held back 7 log lines (registered: 7) to stay under 1 per second; "
-                      "the counters below still count every event", self.lines)
+                      "the statistics counters still count every event", self.lines)
         self.lines.clear()
         self.clock.advance(self.protocol._sweep_interval)
         self.assertFalse([line for line in self.lines if line.startswith("held back")])
