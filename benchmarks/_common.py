@@ -86,6 +86,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def sample_during(on_measure, warmup: float, duration: float, settle: float = 0.3) -> None:
+    """
+    Call C{on_measure("start")} once the load has run for C{warmup} plus
+    C{settle} seconds and C{on_measure("end")} before it stops, so the
+    server's CPU is sampled inside the measured interval (nothing when
+    C{on_measure} is None).
+    """
+    if on_measure is None:
+        return
+    time.sleep(warmup + settle)
+    on_measure("start")
+    time.sleep(max(0.1, duration - 0.6))
+    on_measure("end")
+
+
 class Server:
     """
     A server process pinned to one core, for the packet-rate benchmarks.
@@ -123,6 +138,14 @@ class Server:
             if not line.startswith("PORT "):
                 raise RuntimeError(f"{kind} server did not start: {line!r}")
             self.port = int(line.split()[1])
+
+    def describe(self, result: dict) -> dict:
+        """
+        Add the server's command line, CPU use and final statistics to a
+        load generator's C{result} (after L{stop}).
+        """
+        result.update(server_argv=self.argv, server_cpu=self.cpu, server_stats=self.stats)
+        return result
 
     def sample(self, phase: str) -> None:
         self._samples[phase] = (time.monotonic(), cpu_seconds(self.proc.pid))

@@ -30,6 +30,7 @@ import socket
 import struct
 import time
 
+from benchmarks._common import sample_during
 from p2pnet import wire
 from p2pnet.address import Address
 
@@ -285,13 +286,7 @@ def run(
     ]
     for p in procs:
         p.start()
-    if on_measure is not None:
-        time.sleep(warmup + (2.0 if mode == "intro" else 0.3))
-        on_measure("start")
-        t0 = time.monotonic()
-        time.sleep(max(0.1, duration - 0.6))
-        on_measure("end")
-        measured = time.monotonic() - t0
+    sample_during(on_measure, warmup, duration, settle=2.0 if mode == "intro" else 0.3)
     results = [out.get(timeout=duration + warmup + 120) for _ in procs]
     for p in procs:
         p.join()

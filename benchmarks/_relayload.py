@@ -52,6 +52,7 @@ import socket
 import struct
 import time
 
+from benchmarks._common import sample_during
 from p2pnet import stun, turn, wire
 from p2pnet.address import Address
 
@@ -354,11 +355,7 @@ def run(
             p.join()
         raise RuntimeError(f"{mode}: setup failed: " + "; ".join(errors))
     go.set()
-    if on_measure is not None:
-        time.sleep(warmup + 0.3)
-        on_measure("start")
-        time.sleep(max(0.1, duration - 0.6))
-        on_measure("end")
+    sample_during(on_measure, warmup, duration)
     results = [out.get(timeout=duration + warmup + 120) for _ in procs]
     for p in procs:
         p.join()

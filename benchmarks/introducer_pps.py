@@ -39,8 +39,7 @@ def measure(kind: str, mode: str, args, extra=None, heartbeats: int = 3) -> dict
     finally:
         server.stop()
     result["server"] = kind + (" " + " ".join(extra) if extra else "")
-    result["server_cpu"] = server.cpu
-    result["server_stats"] = server.stats
+    server.describe(result)
     result["heartbeats_per_registration"] = heartbeats if mode == "reg" else None
     return result
 

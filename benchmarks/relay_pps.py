@@ -133,9 +133,7 @@ def measure(kind: str, args, secret: bytes) -> dict:
     finally:
         server.stop()
     result["server"] = kind
-    result["server_argv"] = server.argv
-    result["server_cpu"] = server.cpu
-    result["server_stats"] = server.stats
+    server.describe(result)
     if kind == "p2pnet":
         stats = server.stats or {}
         throttled = {k: stats.get(k, 0) for k in ("dropped-over-cap", "dropped-rate-limited", "dropped-byte-limited")}

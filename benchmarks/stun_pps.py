@@ -31,9 +31,7 @@ def measure(kind: str, args, extra=None) -> dict:
     finally:
         server.stop()
     result["server"] = kind
-    result["server_argv"] = server.argv
-    result["server_cpu"] = server.cpu
-    result["server_stats"] = server.stats
+    server.describe(result)
     return result
 
 
