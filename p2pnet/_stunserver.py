@@ -33,6 +33,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from p2pnet._udpwrite import FastDatagramWriting
 from p2pnet.address import Address
 from p2pnet.errors import MalformedMessage
 from p2pnet.stun import (
@@ -483,7 +484,7 @@ class StunServer:
             self.dropped += 1
             return
         try:
-            sender.transport.write(answer, reply.destination.as_tuple())
+            sender.write_datagram(answer, reply.destination.as_tuple())
         except OSError as e:
             self.log.debug("could not answer {source}: {e}", source=source, e=e)
             self.dropped += 1
@@ -491,7 +492,7 @@ class StunServer:
         self.answered += 1
 
 
-class StunServerProtocol(DatagramProtocol):
+class StunServerProtocol(FastDatagramWriting, DatagramProtocol):
     """
     One UDP socket of a L{StunServer}.
 

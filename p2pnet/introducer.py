@@ -24,6 +24,7 @@ from p2pnet import wire
 from p2pnet._ratelimit import LogBudget, RateLimiter
 from p2pnet._registry import Registration, Registry, RegistryError
 from p2pnet._stunserver import StunServer
+from p2pnet._udpwrite import FastDatagramWriting
 from p2pnet.address import Address
 from p2pnet.errors import MalformedMessage
 from p2pnet.wire import ErrorCode
@@ -42,9 +43,10 @@ class _PrimaryStunSocket:
 
     name = "primary"
 
-    def __init__(self, transport, local: Address) -> None:
+    def __init__(self, transport, local: Address, write_datagram: Callable[[bytes, tuple], object]) -> None:
         self.transport = transport
         self.local = local
+        self.write_datagram = write_datagram
 
 
 @define
@@ -69,7 +71,7 @@ class RelaySettings:
         return Address("0.0.0.0", self.port_of() if self.port_of is not None else 0)
 
 
-class IntroducerProtocol(DatagramProtocol):
+class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
     """
     The introducer's UDP protocol.
 
@@ -268,7 +270,7 @@ class IntroducerProtocol(DatagramProtocol):
             # the amplification; the refresh above is idempotent.
             return False
         self.stats["heartbeats"] += 1
-        self.transport.write(raw, addr)
+        self.write_datagram(raw, addr)
         self.stats["sent"] += 1
         return True
 
@@ -308,7 +310,7 @@ class IntroducerProtocol(DatagramProtocol):
         receiver = server.protocols.get("primary")
         if receiver is None or receiver.transport is not self.transport:
             host = self.transport.getHost()
-            receiver = _PrimaryStunSocket(self.transport, Address(host.host, host.port))
+            receiver = _PrimaryStunSocket(self.transport, Address(host.host, host.port), self.write_datagram)
             server.protocols["primary"] = receiver
         before = server.answered
         server.handle(data, Address(addr[0], addr[1]), receiver)
@@ -340,7 +342,7 @@ class IntroducerProtocol(DatagramProtocol):
                     request=request_size,
                 )
             return False
-        self.transport.write(raw, to.as_tuple())
+        self.write_datagram(raw, to.as_tuple())
         self.stats["sent"] += 1
         return True
 
@@ -577,7 +579,7 @@ class IntroducerProtocol(DatagramProtocol):
         the other side punching alone.  Pushes only go to verified
         addresses, so they cannot be aimed at a third party.
         """
-        self.transport.write(raw, to)
+        self.write_datagram(raw, to)
         self.stats["sent"] += 1
         key = (intro_id, to)
         if attempt >= len(self.PUSH_GAPS):

@@ -4,6 +4,8 @@ Tests for L{p2pnet.wire}, the p2pnet codec.
 
 from __future__ import annotations
 
+import hmac
+
 import attrs
 from hypothesis import given, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
@@ -111,6 +113,35 @@ class RoundTripTests(SynchronousTestCase):
         tampered = signed[:4] + bytes([signed[4] ^ 0xFF]) + signed[5:] if payload else signed[:-1] + b"\0"
         if tampered != signed:
             self.assertIsNone(wire.verify_data(tampered, key))
+
+
+class MacTests(SynchronousTestCase):
+    @given(st.binary(max_size=150), st.binary(max_size=300))
+    def test_same_as_hmac(self, key, message):
+        """
+        L{wire.Mac} gives HMAC-SHA256, for keys shorter than, as long as and
+        longer than the hash's 64-byte block.
+        """
+        self.assertEqual(wire.Mac(key).digest(message), hmac.digest(key, message, "sha256"))
+
+    @given(u16, st.binary(max_size=100), keys, ids8, st.integers(0, 1))
+    def test_interchangeable_with_key(self, conn_id, payload, key, allocation, side):
+        """
+        Every tag function gives and accepts the same bytes with a
+        L{wire.Mac} as with its plain key, and the Mac is reusable.
+        """
+        mac = wire.Mac(key)
+        data = wire.encode_data(conn_id, payload, key)
+        self.assertEqual(wire.encode_data(conn_id, payload, mac), data)
+        self.assertEqual(wire.verify_data(data, mac), payload)
+        relayed = wire.encode_relayed(allocation, side, payload, key)
+        self.assertEqual(wire.encode_relayed(allocation, side, payload, mac), relayed)
+        self.assertEqual(wire.verify_relayed(relayed, mac), payload)
+        signed = wire.sign(data, key)
+        self.assertEqual(wire.sign(data, mac), signed)
+        self.assertTrue(wire.verify(signed, mac))
+        self.assertIsNone(wire.verify_data(data[:-1] + bytes([data[-1] ^ 1]), mac))
+        self.assertFalse(wire.verify(signed, wire.Mac(bytes(b ^ 1 for b in key))))
 
 
 class RelayFramingTests(SynchronousTestCase):
