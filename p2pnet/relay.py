@@ -23,7 +23,8 @@ from p2pnet import wire
 from p2pnet._ratelimit import RateLimiter
 from p2pnet._udpwrite import FastDatagramWriting
 
-_RELAYED = bytes((wire.MAGIC, wire.MessageType.RELAYED))
+_RELAYED_TYPE = wire.MessageType.RELAYED
+_SMALLEST = wire.RELAY_HEADER_SIZE + wire.DATA_TAG_SIZE
 _FORWARD = bytes((wire.MAGIC, wire.MessageType.RELAY_FORWARD))
 
 
@@ -104,54 +105,66 @@ class RelayProtocol(FastDatagramWriting, DatagramProtocol):
             self.log.failure("bug: unexpected error relaying a datagram from {source}", source=addr)
 
     def _datagram(self, data: bytes, addr: tuple) -> None:
-        stats = self.stats
-        if data[:2] != _RELAYED or len(data) < wire.RELAY_HEADER_SIZE + wire.DATA_TAG_SIZE:
-            stats["dropped-malformed"] += 1
-            return
-        side = data[10]
-        if side > 1:
-            stats["dropped-malformed"] += 1
+        # The per-packet path of a relay: keep it short (see
+        # docs/performance.md, section 6).
+        size = len(data)
+        if size < _SMALLEST or data[0] != wire.MAGIC or data[1] != _RELAYED_TYPE or data[10] > 1:
+            self.stats["dropped-malformed"] += 1
             return
         now = self._clock.seconds()
         if self._rate_limiter is not None and not self._rate_limiter.allow(addr[0], now):
-            stats["dropped-rate-limited"] += 1
+            self.stats["dropped-rate-limited"] += 1
             return
-        if self._byte_limiter is not None and not self._byte_limiter.allow(addr[0], now, len(data)):
-            stats["dropped-byte-limited"] += 1
+        if self._byte_limiter is not None and not self._byte_limiter.allow(addr[0], now, size):
+            self.stats["dropped-byte-limited"] += 1
             return
         allocation_id = data[2:10]
         entry = self.allocations.get(allocation_id)
-        # An unknown allocation is checked with the plain key: building its
-        # Mac is only worth it once the datagram proves the allocation real.
-        key = entry.mac if entry is not None else wire.relay_key(self._secret, allocation_id)
-        if wire.verify_relayed(data, key) is None:
-            stats["dropped-unauthenticated"] += 1
-            return
         if entry is None:
-            if len(self.allocations) >= self._max_allocations:
-                stats["dropped-full"] += 1
+            entry = self._first_use(data, allocation_id, now)
+            if entry is None:
                 return
-            entry = self.allocations[allocation_id] = _Allocation(key, now)
-            stats["allocations"] += 1
-            self.log.info("allocation {allocation} in use", allocation=allocation_id.hex())
-        if entry.members[side] != addr:
-            if entry.members[side] is not None:
-                stats["rebound"] += 1
-            entry.members[side] = addr
+        elif wire.verify_relayed(data, entry.mac) is None:
+            self.stats["dropped-unauthenticated"] += 1
+            return
+        side = data[10]
+        members = entry.members
+        if members[side] != addr:
+            if members[side] is not None:
+                self.stats["rebound"] += 1
+            members[side] = addr
         entry.last = now
         if now - entry.window >= 1.0:
             entry.window = now
             entry.packets = 0
             entry.bytes = 0
         entry.packets += 1
-        entry.bytes += len(data)
+        entry.bytes += size
         if entry.packets > self.max_packets or entry.bytes > self.max_bytes:
-            stats["dropped-over-cap"] += 1
+            self.stats["dropped-over-cap"] += 1
             return
-        other = entry.members[1 - side]
+        other = members[1 - side]
         if other is None:
-            stats["dropped-peer-not-bound"] += 1
+            self.stats["dropped-peer-not-bound"] += 1
             return
         self.write_datagram(_FORWARD + data[2:], other)
-        stats["forwarded"] += 1
-        stats["forwarded-bytes"] += len(data)
+        self.stats["forwarded"] += 1
+        self.stats["forwarded-bytes"] += size
+
+    def _first_use(self, data: bytes, allocation_id: bytes, now: float) -> _Allocation | None:
+        """
+        The new allocation C{data} proves real (its tag verifies under the
+        key derived from the secret), or None, counted, if it does not or
+        the relay is full.
+        """
+        key = wire.relay_key(self._secret, allocation_id)
+        if wire.verify_relayed(data, key) is None:
+            self.stats["dropped-unauthenticated"] += 1
+            return None
+        if len(self.allocations) >= self._max_allocations:
+            self.stats["dropped-full"] += 1
+            return None
+        entry = self.allocations[allocation_id] = _Allocation(key, now)
+        self.stats["allocations"] += 1
+        self.log.info("allocation {allocation} in use", allocation=allocation_id.hex())
+        return entry
