@@ -59,6 +59,10 @@ class Registration:
     nat: int | None = None
     sessions: set[bytes] | None = None
     joined: set[bytes] | None = None
+    #: The introducer's cache for answering heartbeats: C{(public, the
+    #: answer's bytes after the transaction id)}, valid while C{public}
+    #: is that same object.
+    ack: tuple[Address, bytes] | None = field(default=None, repr=False)
 
 
 @define(slots=True, eq=False)

@@ -120,7 +120,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         self._clock = clock
         self.registry = registry
         self._random_bytes = random_bytes
-        self._secret = secret
+        self._secret = wire.Mac(secret) if secret is not None else None
         self._rate_limiter = rate_limiter
         self.stun_responder = stun_responder
         self.stun_server = StunServer(stun_responder) if stun_responder is not None else None
@@ -132,7 +132,10 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         self._last_stats = 0.0
         self._sweep_call = None
         self._rate_noticed: OrderedDict[str, float] = OrderedDict()
-        self.stats: Counter[str] = Counter()
+        self._stats: Counter[str] = Counter()
+        # The hot path counts in plain integers; L{stats} folds them in.
+        self._received = 0
+        self._quick_answered = 0
         self._handlers = {
             wire.Register: self._on_register,
             wire.Heartbeat: self._on_heartbeat,
@@ -196,6 +199,23 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             )
         self._sweep_call = self._clock.callLater(self._sweep_interval, self._sweep)
 
+    @property
+    def stats(self) -> Counter[str]:
+        """
+        Event counters: datagrams C{received} and C{sent}, answers by kind,
+        C{dropped-*} by reason, C{refused}, and so on.
+        """
+        stats = self._stats
+        if self._received:
+            stats["received"] += self._received
+            self._received = 0
+        quick = self._quick_answered
+        if quick:
+            self._quick_answered = 0
+            stats["heartbeats"] += quick
+            stats["sent"] += quick
+        return stats
+
     # -- input ------------------------------------------------------------
 
     def datagramReceived(self, data: bytes, addr: tuple) -> None:
@@ -206,7 +226,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             self.log.failure("bug: unexpected error handling a datagram from {source}", source=addr)
 
     def _datagram(self, data: bytes, addr: tuple) -> None:
-        self.stats["received"] += 1
+        self._received += 1
         now = self._clock.seconds()
         if self._rate_limiter is not None and not self._rate_limiter.allow(addr[0], now):
             self._rate_limited(data, addr, now)
@@ -264,14 +284,19 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         registration = self.registry.refresh(peer_id, cookie, addr[0], addr[1], now)
         if registration is None:
             return False
-        raw = wire.encode_heartbeat_ack(txid, registration.public, int(self.registry.lifetime), self._secret)
+        cached = registration.ack
+        if cached is None or cached[0] is not registration.public:
+            cached = registration.ack = (
+                registration.public,
+                wire.heartbeat_ack_tail(registration.public, int(self.registry.lifetime)),
+            )
+        raw = wire.finish_heartbeat_ack(txid, cached[1], self._secret)
         if self._secret is None and len(raw) > len(data):
             # An unpadded heartbeat: the generic path refuses (and logs)
             # the amplification; the refresh above is idempotent.
             return False
-        self.stats["heartbeats"] += 1
         self.write_datagram(raw, addr)
-        self.stats["sent"] += 1
+        self._quick_answered += 1
         return True
 
     def _drop(self, why: str, addr: tuple, detail: str = "") -> None:

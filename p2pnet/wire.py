@@ -1142,6 +1142,13 @@ PADDED_SIZE = {
 _HEARTBEAT_ACK_HEAD = bytes((MAGIC, MessageType.HEARTBEAT_ACK))
 
 
+_HEARTBEAT_TYPE = int(MessageType.HEARTBEAT)
+_PEER_ID_TAG = int(Tag.PEER_ID)
+_PADDING_TAG = int(Tag.PADDING)
+_COOKIE_FIELD = _TLV.pack(Tag.COOKIE, 8)
+_AUTH_FIELD = _TLV.pack(Tag.AUTH, AUTH_SIZE)
+
+
 def parse_heartbeat(raw: bytes) -> tuple[bytes, str, bytes] | None:
     """
     The C{(txid, peer_id, cookie)} of a L{Heartbeat} laid out as
@@ -1149,26 +1156,47 @@ def parse_heartbeat(raw: bytes) -> tuple[bytes, str, bytes] | None:
     AUTH field last), or None for anything else, valid or not.
     """
     end = len(raw)
-    if end < HEADER_SIZE + 14 or raw[0] != MAGIC or raw[1] != MessageType.HEARTBEAT:
+    # 10-byte header, then PEER_ID (3 + n bytes) and COOKIE (3 + 8 bytes).
+    if end < 24 or raw[0] != MAGIC or raw[1] != _HEARTBEAT_TYPE or raw[10] != _PEER_ID_TAG:
         return None
-    if raw[HEADER_SIZE] != Tag.PEER_ID:
-        return None
-    length = (raw[HEADER_SIZE + 1] << 8) | raw[HEADER_SIZE + 2]
-    cookie_at = HEADER_SIZE + 3 + length
-    if length > MAX_STRING or cookie_at + 11 > end or raw[cookie_at : cookie_at + 3] != b"\x05\x00\x08":
-        return None
+    length = (raw[11] << 8) | raw[12]
+    cookie_at = 13 + length
     offset = cookie_at + 11
-    if offset < end and raw[offset] == Tag.PADDING:
+    if length > MAX_STRING or offset > end or raw[cookie_at : cookie_at + 3] != _COOKIE_FIELD:
+        return None
+    if offset < end and raw[offset] == _PADDING_TAG:
         if offset + 3 > end:
             return None
         offset += 3 + ((raw[offset + 1] << 8) | raw[offset + 2])
-    if offset != end and not (offset + 3 + AUTH_SIZE == end and raw[offset : offset + 3] == b"\xff\x00\x10"):
+    if offset != end and not (offset + 3 + AUTH_SIZE == end and raw[offset : offset + 3] == _AUTH_FIELD):
         return None
     try:
-        peer_id = raw[HEADER_SIZE + 3 : cookie_at].decode("utf-8")
+        peer_id = raw[13:cookie_at].decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return raw[2:HEADER_SIZE], peer_id, raw[cookie_at + 3 : cookie_at + 11]
+    return raw[2:10], peer_id, raw[cookie_at + 3 : cookie_at + 11]
+
+
+def heartbeat_ack_tail(public: Address, lifetime: int) -> bytes:
+    """
+    What follows the transaction id in C{encode(HeartbeatAck(txid, public,
+    lifetime))}: the same for every heartbeat of a registration, so a
+    server can keep it (see L{finish_heartbeat_ack}).
+    """
+    address = _enc_addr(public)
+    return b"".join((_TLV.pack(Tag.PUBLIC, len(address)), address, _TLV.pack(Tag.LIFETIME, 4), _U32.pack(lifetime)))
+
+
+def finish_heartbeat_ack(txid: bytes, tail: bytes, auth_key: bytes | Mac | None = None) -> bytes:
+    """
+    A L{HeartbeatAck} from its transaction id and L{heartbeat_ack_tail}.
+    """
+    if len(txid) != TXID_SIZE:
+        raise ValueError("txid must be 8 bytes")
+    raw = _HEARTBEAT_ACK_HEAD + txid + tail
+    if auth_key is not None:
+        raw = sign(raw, auth_key)
+    return raw
 
 
 def encode_heartbeat_ack(
@@ -1177,16 +1205,7 @@ def encode_heartbeat_ack(
     """
     C{encode(HeartbeatAck(txid, public, lifetime), auth_key)}, faster.
     """
-    if len(txid) != TXID_SIZE:
-        raise ValueError("txid must be 8 bytes")
-    address = _enc_addr(public)
-    raw = b"".join((
-        _HEARTBEAT_ACK_HEAD, txid, _TLV.pack(Tag.PUBLIC, len(address)), address,
-        _TLV.pack(Tag.LIFETIME, 4), _U32.pack(lifetime),
-    ))
-    if auth_key is not None:
-        raw = sign(raw, auth_key)
-    return raw
+    return finish_heartbeat_ack(txid, heartbeat_ack_tail(public, lifetime), auth_key)
 
 
 def padded(message: Message, size: int | None = None) -> Message:

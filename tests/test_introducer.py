@@ -538,6 +538,25 @@ class QuickHeartbeatTests(SynchronousTestCase):
         self.assertEqual(generic, ["peer0", "peer0"])
 
 
+    def test_moved_peer_answered_with_new_address(self):
+        """
+        The fast path keeps each registration's answer; after the peer's
+        public address moves (a heartbeat or a registration from the new
+        one), fast answers carry the new address, not the kept one.
+        """
+        for mover in ("heartbeat", "register"):
+            actions = [
+                ("register", 0, A, True, 0.0),
+                ("heartbeat", 0, A, True, 1.0),
+                (mover, 0, B, True, 1.0),
+                ("heartbeat", 0, B, True, 1.0),
+            ]
+            written, _, _ = self.replay(actions, None, True)
+            answer = wire.decode(written[-1][0])
+            self.assertIsInstance(answer, wire.HeartbeatAck)
+            self.assertEqual(answer.public, Address(*B))
+
+
 class LogBudgetTests(IntroducerTestCase):
     """
     Per-peer and per-datagram log lines are capped (C{log_rate}); what is
