@@ -10,9 +10,10 @@ States (see docs/handshake.md for the diagram made by C{automat-visualize}):
 
   - C{idle}: created, introduction not yet acted on.
   - C{warming}: short-TTL probes have gone out to every candidate so our own
-    NAT and firewall expect the peer; we wait C{warmup_delay} before the
-    first hello so the peer's warm-up can also go out before our hello
-    arrives at its NAT.
+    NAT and firewall expect the peer; we wait before the first hello so the
+    peer's warm-up can also go out before our hello arrives at its NAT: the
+    introduction's C{lag} plus C{warmup_margin} when the introducer
+    measured both sides, else C{warmup_delay}.
   - C{punching}: hellos to every candidate on a retransmit schedule; every
     hello received is answered to its source address (peer-reflexive); once,
     after C{reversal_after}, we ask the introducer to make the peer send
@@ -57,7 +58,13 @@ class HandshakeConfig:
     @ivar warmup_ttl: the probes' IP TTL: enough to leave our own NAT and
         firewall (2 leaves one box), not enough to reach the peer's NAT.
     @ivar warmup_packets: probes per candidate.
-    @ivar warmup_delay: pause between the probes and the first hello.
+    @ivar warmup_delay: pause between the probes and the first hello when
+        the introduction carries no C{lag} (or C{adaptive_warmup} is off).
+    @ivar adaptive_warmup: when the introduction carries a C{lag} (how much
+        longer the peer's round trip to the introducer is than ours), pause
+        that long plus C{warmup_margin} instead of C{warmup_delay}.
+    @ivar warmup_margin: added to the lag for timer and measurement jitter.
+    @ivar warmup_max: the longest adaptive pause.
     @ivar hello_intervals: retransmit gaps; the last repeats until timeout.
     @ivar reversal_after: ask the introducer for connection reversal if no
         answer came by then (once).
@@ -92,6 +99,9 @@ class HandshakeConfig:
     warmup_ttl: int = field(default=2, validator=_positive)
     warmup_packets: int = field(default=2, validator=_positive)
     warmup_delay: float = field(default=0.02, validator=_non_negative)
+    adaptive_warmup: bool = True
+    warmup_margin: float = field(default=0.001, validator=_non_negative)
+    warmup_max: float = field(default=1.0, validator=_non_negative)
     hello_intervals: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
     reversal_after: float = field(default=2.0, validator=_positive)
     timeout: float = field(default=10.0, validator=_positive)
@@ -267,6 +277,7 @@ class HandshakeCore:
     route_confirmed: bool = True
     own_nat: tuple[str, str] = ("unknown", "unknown")
     peer_nat: tuple[str, str] = ("unknown", "unknown")
+    peer_lag: float | None = None
     rng: object = None
     probes_sent: int = 0
     last_heard_on_path: float = 0.0
@@ -280,6 +291,15 @@ class HandshakeCore:
             input_()
 
         self.timers[name] = self.clock.callLater(max(0.0, delay), fire)
+
+    def warmup_pause(self) -> float:
+        """
+        Seconds between the warm-up probes and the first hello.
+        """
+        config = self.config
+        if config.adaptive_warmup and self.peer_lag is not None:
+            return min(self.peer_lag + config.warmup_margin, config.warmup_max)
+        return config.warmup_delay
 
     def cancel(self, name: str) -> None:
         call = self.timers.pop(name, None)
@@ -353,7 +373,7 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
             for _ in range(config.warmup_packets):
                 for candidate in core.direct_candidates():
                     core.outputs.send_probe(candidate, config.warmup_ttl)
-            core.schedule("warm", config.warmup_delay, inputs.warmed)
+            core.schedule("warm", core.warmup_pause(), inputs.warmed)
         else:
             core.schedule("warm", 0.0, inputs.warmed)
         core.deadline_at = core.started + config.timeout

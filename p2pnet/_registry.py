@@ -36,6 +36,16 @@ class RegistryError(Exception):
         self.reason = reason
 
 
+#: Round trips measured longer than this are taken for a lost and
+#: retransmitted confirmation, not the path, and are not kept.
+MAX_RTT = 2.0
+
+
+def _round_trip(registered: float, confirmed: float) -> float | None:
+    rtt = confirmed - registered
+    return rtt if 0.0 <= rtt <= MAX_RTT else None
+
+
 @define(slots=True, eq=False)
 class Registration:
     """
@@ -46,6 +56,9 @@ class Registration:
     @ivar verified: whether the host has shown it receives at C{public}
         (it echoed its cookie from there); only verified hosts are sent
         introductions they did not ask for.
+    @ivar rtt: seconds from its latest registration to the heartbeat that
+        confirmed it (the client sends that at once): the host's round
+        trip to the introducer, or None if not measured (or implausible).
     @ivar sessions: ids of the sessions it hosts, or None.
     @ivar joined: ids of the sessions it joined, or None.
     """
@@ -57,6 +70,7 @@ class Registration:
     refreshed: float
     verified: bool = False
     nat: int | None = None
+    rtt: float | None = None
     sessions: set[bytes] | None = None
     joined: set[bytes] | None = None
     #: The introducer's cache for answering heartbeats: C{(public, the
@@ -188,7 +202,11 @@ class Registry:
         """
         Refresh a registration (see L{authenticate} for the checks).
         """
+        before = self._live(peer_id, now)
+        confirming = before is not None and not before.verified
         registration = self.authenticate(peer_id, cookie, source, now)
+        if confirming:
+            registration.rtt = _round_trip(registration.refreshed, now)
         registration.refreshed = now
         self._peers.move_to_end(peer_id)
         return registration
@@ -209,7 +227,9 @@ class Registry:
             or not hmac.compare_digest(cookie, registration.cookie)
         ):
             return None
-        registration.verified = True
+        if not registration.verified:
+            registration.verified = True
+            registration.rtt = _round_trip(registration.refreshed, now)
         registration.refreshed = now
         self._peers.move_to_end(peer_id)
         return registration

@@ -246,6 +246,7 @@ class PeerConnection:
             local_candidates=frozenset(intro.local),
             own_nat=wire.unpack_nat(endpoint._nat),
             peer_nat=wire.unpack_nat(intro.nat),
+            peer_lag=intro.lag / 1000.0 if intro.lag is not None else None,
             rng=random.Random(int.from_bytes(endpoint.new_txid(), "big")),
         )
         self._extra: list = []
@@ -366,7 +367,20 @@ class PeerConnection:
         self._waiters.append(d)
         return d
 
+    def _refused(self, source: Address) -> bool:
+        """
+        Whether a packet from C{source} must be dropped: a relay-only
+        connection takes nothing that did not come through a relay (an
+        answer sent back directly would give the peer a direct path).
+        """
+        if self._endpoint.config.handshake.relay_only and not is_relayed(source):
+            self._endpoint.count("dropped-direct-relay-only")
+            return True
+        return False
+
     def message_received(self, message: wire.Message, source: Address) -> None:
+        if self._refused(source):
+            return
         if isinstance(message, wire.Hello):
             if message.peer_id != self.peer_id:
                 return
@@ -385,6 +399,8 @@ class PeerConnection:
             self.machine.peer_closed()
 
     def data_received(self, raw: bytes, source: Address) -> None:
+        if self._refused(source):
+            return
         if self._data_key is not None:
             payload = wire.verify_data(raw, self._data_key)
             if payload is None:

@@ -9,6 +9,7 @@ binds the socket; C{p2pnet.introducer_tap} holds the twistd options.
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter, OrderedDict
 from typing import Callable
@@ -69,6 +70,19 @@ class RelaySettings:
         if self.address is not None:
             return self.address
         return Address("0.0.0.0", self.port_of() if self.port_of is not None else 0)
+
+
+def lag_ms(receiver: Registration, other: Registration) -> int | None:
+    """
+    The C{lag} of C{receiver}'s introduction to C{other}: how many
+    milliseconds longer C{other}'s measured round trip to the introducer
+    is (0 if not longer, rounded up), or None unless both were measured.
+    """
+    if receiver.rtt is None or other.rtt is None:
+        return None
+    # Round to microseconds first so that float noise cannot add a
+    # millisecond to an exact difference.
+    return min(0xFFFF, max(0, math.ceil(round((other.rtt - receiver.rtt) * 1000.0, 3))))
 
 
 class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
@@ -563,6 +577,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             wire.FLAG_INITIATOR,
             session_id,
             target.nat,
+            lag_ms(requester, target),
         )
         raw_to_requester = wire.encode(to_requester, self._secret)
         if not authenticated and len(raw_to_requester) > size:
@@ -582,6 +597,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             0,
             session_id,
             requester.nat,
+            lag_ms(target, requester),
         )
         self._push(intro_id, wire.encode(to_target, self._secret), target.public.as_tuple())
         self.stats["introductions"] += 1

@@ -141,6 +141,7 @@ class Tag(enum.IntEnum):
     ALLOCATION = 0x1A
     SIDE = 0x1B
     NAT = 0x1C
+    LAG = 0x1D
     AUTH = 0xFF
 
 
@@ -626,6 +627,7 @@ class Introduce(Message):
     F("flags", Tag.FLAGS, _FLAGS),
     F("session_id", Tag.SESSION_ID, _ID8, optional=True),
     F("nat", Tag.NAT, _FLAGS, optional=True),
+    F("lag", Tag.LAG, _U16C, optional=True),
 )
 @frozen
 class Introduction(Message):
@@ -633,6 +635,12 @@ class Introduction(Message):
     Sent to both sides at once: who the other side is, where to reach it,
     and a fresh key to authenticate the hellos.  The requester's copy echoes
     its request's transaction id and has L{FLAG_INITIATOR} set.
+
+    C{lag}, when the introducer measured both sides' round trips to it, is
+    how many milliseconds longer the other side's round trip is than the
+    receiver's (0 if not longer): the head start the receiver gives away
+    before its first hello, so that hello cannot reach the other side's NAT
+    before that side's warm-up (see docs/handshake.md).
     """
 
     txid: bytes = field(converter=_txid)
@@ -644,6 +652,7 @@ class Introduction(Message):
     flags: int = 0
     session_id: bytes | None = None
     nat: int | None = None
+    lag: int | None = None
 
     @property
     def initiator(self) -> bool:

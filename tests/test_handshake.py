@@ -85,6 +85,38 @@ class HandshakeTests(SynchronousTestCase):
             [("status", "punching"), ("send_hello", PUBLIC), ("send_hello", LOCAL)],
         )
 
+    def test_adaptive_pause(self):
+        """
+        With the peer's lag known, the first hellos follow the probes after
+        the lag plus C{warmup_margin} (at most C{warmup_max}); without it,
+        or with C{adaptive_warmup} off, after C{warmup_delay}.
+        """
+        from attrs import evolve
+
+        cases = [
+            (0.030, self.config, 0.031),
+            (0.0, self.config, 0.001),
+            (5.0, evolve(self.config, warmup_max=0.5), 0.5),
+            (None, self.config, 0.02),
+            (0.030, evolve(self.config, adaptive_warmup=False), 0.02),
+            (0.030, evolve(self.config, warmup_margin=0.005), 0.035),
+        ]
+        for lag, config, pause in cases:
+            clock = Clock()
+            out = Recorder()
+            core = HandshakeCore(
+                clock=clock, outputs=out, config=config, peer_id="bob",
+                candidates=[PUBLIC], local_candidates=frozenset(), peer_lag=lag,
+            )
+            machine = make_handshake(core)
+            machine.start()
+            out.take()
+            clock.advance(pause - 0.0005)
+            self.assertEqual(out.take(), [], (lag, pause))
+            clock.advance(0.0005)
+            self.assertEqual(out.take(), [("status", "punching"), ("send_hello", PUBLIC)], (lag, pause))
+            machine.close()
+
     def test_no_warmup(self):
         """
         With warm-up off no probe is sent; hellos go out on the next turn.

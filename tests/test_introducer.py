@@ -56,13 +56,14 @@ class IntroducerTestCase(SynchronousTestCase):
         self._txid += 1
         return txid(self._txid)
 
-    def register(self, name, source, local=()):
+    def register(self, name, source, local=(), rtt=0.0):
         self.send(wire.Register(self.next_txid(), name, local), source)
         [(answer, to)] = self.transport.clear()
         self.assertEqual(to, source)
         self.assertIsInstance(answer, wire.Registered)
         self.cookies[name] = answer.cookie
-        # confirm the address, as the peer endpoint does
+        # confirm the address, as the peer endpoint does, one round trip on
+        self.clock.advance(rtt)
         self.send(wire.Heartbeat(self.next_txid(), name, answer.cookie), source)
         self.transport.clear()
         return answer
@@ -214,6 +215,24 @@ class IntroductionTests(IntroducerTestCase):
         self.assertEqual(to_a.key, to_b.key)
         self.assertEqual((to_a.peer_id, to_a.public, to_a.local), ("b", Address(*B), (Address("10.1.0.3", 6000),)))
         self.assertEqual((to_b.peer_id, to_b.public, to_b.local), ("a", Address(*A), (Address("10.0.0.2", 5000),)))
+
+    def test_lag(self):
+        """
+        Each side's copy carries how many milliseconds longer the other
+        side's round trip to the introducer is (rounded up, 0 if shorter);
+        neither carries a lag unless both round trips were measured.
+        """
+        from p2pnet._registry import MAX_RTT
+
+        self.register("a", A, rtt=0.010)
+        self.register("b", B, rtt=0.0305)
+        self.register("c", C, rtt=MAX_RTT + 1)
+        self.send(wire.Introduce(self.next_txid(), "a", self.cookies["a"], "b"), A)
+        [(to_a, _), (to_b, _)] = self.transport.clear()
+        self.assertEqual((to_a.lag, to_b.lag), (21, 0))
+        self.send(wire.Introduce(self.next_txid(), "a", self.cookies["a"], "c"), A)
+        [(to_a, _), (to_c, _)] = self.transport.clear()
+        self.assertEqual((to_a.lag, to_c.lag), (None, None))
 
     def test_fresh_keys(self):
         """
@@ -451,7 +470,7 @@ class RepeatedRefusalTests(IntroducerTestCase):
         v6 = [Address(f"2001:db8::{i}", 65535) for i in range(9)]
         longest = "é" * 32
         intro = wire.Introduction(
-            bytes(8), bytes(8), longest, v6[0], tuple(v6[1:]), bytes(16), 0xFF, bytes(8), 0xFF
+            bytes(8), bytes(8), longest, v6[0], tuple(v6[1:]), bytes(16), 0xFF, bytes(8), 0xFF, 0xFFFF
         )
         request = wire.padded(wire.Introduce(bytes(8), longest, bytes(8), target=longest))
         self.assertLessEqual(len(wire.encode(intro)), len(wire.encode(request)))

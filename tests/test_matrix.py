@@ -119,6 +119,36 @@ class MatrixTests(SynchronousTestCase):
             poisoned = without.network.stats.dropped["poisoned"]
             self.assertGreater(poisoned, 0)
 
+    def test_adaptive_pause_follows_the_lag(self):
+        """
+        The early side pauses for the far side's extra round trip to the
+        introducer (measured by the introducer, sent as the introduction's
+        lag) plus the margin: a poisoned NAT whose last mile is 25 ms
+        longer connects, where the fixed 20 ms pause loses the race.
+        """
+        from p2pnet import HandshakeConfig
+
+        adaptive = run_pair("full-cone", "poisoned", latency_a=0.005, latency_b=0.030, step=0.0005)
+        self.assertEqual(adaptive.path, "direct-public")
+        # intro RTT 10 ms + pause (lag 50 ms + margin 1 ms) + peer RTT 70 ms
+        self.assertAlmostEqual(adaptive.connect_time, 0.131, delta=0.0006)
+        fixed = run_pair(
+            "full-cone", "poisoned", latency_a=0.005, latency_b=0.030, step=0.0005,
+            handshake=HandshakeConfig(adaptive_warmup=False),
+        )
+        self.assertFalse(fixed.connected)
+        self.assertGreater(fixed.network.stats.dropped["poisoned"], 0)
+
+    def test_adaptive_pause_on_a_lan(self):
+        """
+        Peers equally far from the introducer pause only for the margin:
+        on 1 ms links the connection takes the two round trips plus 1 ms,
+        not plus the fixed 20 ms.
+        """
+        result = run_pair("port-restricted", "port-restricted", latency_a=0.001, latency_b=0.001, step=0.0005)
+        self.assertEqual(result.path, "direct-public")
+        self.assertAlmostEqual(result.connect_time, 0.002 + 0.001 + 0.004, delta=0.0006)
+
     def test_warmup_probes_die_before_the_far_nat(self):
         """
         Warm-up probes leave our own NAT and die of TTL in the core, so the

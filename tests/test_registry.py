@@ -122,6 +122,41 @@ class RegistrationTests(SynchronousTestCase):
             self.assertEqual(error.code, ErrorCode.BAD_REQUEST)
 
 
+class RoundTripTests(SynchronousTestCase):
+    def setUp(self):
+        self.registry = Registry(30.0, seeded_bytes())
+
+    def test_confirmation_measures_round_trip(self):
+        """
+        The heartbeat that confirms a registration measures the host's
+        round trip (registration to confirmation), on the generic and the
+        fast path; later heartbeats do not change it.
+        """
+        a = self.registry.register("a", A_PUBLIC, A_LOCAL, None, 10.0)
+        self.assertIsNone(a.rtt)
+        self.registry.heartbeat("a", a.cookie, A_PUBLIC, 10.025)
+        self.assertAlmostEqual(a.rtt, 0.025)
+        self.registry.heartbeat("a", a.cookie, A_PUBLIC, 20.0)
+        self.assertAlmostEqual(a.rtt, 0.025)
+        b = self.registry.register("b", B_PUBLIC, (), None, 40.0)
+        self.assertIs(self.registry.refresh("b", b.cookie, B_PUBLIC.host, B_PUBLIC.port, 40.1), b)
+        self.assertAlmostEqual(b.rtt, 0.1)
+        self.registry.refresh("b", b.cookie, B_PUBLIC.host, B_PUBLIC.port, 45.0)
+        self.assertAlmostEqual(b.rtt, 0.1)
+
+    def test_implausible_round_trip_dropped(self):
+        """
+        A confirmation that came after more than MAX_RTT (a lost and
+        retransmitted heartbeat) leaves the round trip unknown.
+        """
+        from p2pnet._registry import MAX_RTT
+
+        a = self.registry.register("a", A_PUBLIC, A_LOCAL, None, 0.0)
+        self.registry.heartbeat("a", a.cookie, A_PUBLIC, MAX_RTT + 0.5)
+        self.assertTrue(a.verified)
+        self.assertIsNone(a.rtt)
+
+
 class SessionTests(SynchronousTestCase):
     def setUp(self):
         self.registry = Registry(30.0, seeded_bytes())

@@ -123,6 +123,30 @@ class FallbackTests(SynchronousTestCase):
         self.assertEqual(result.path, "relayed")
         self.assertLess(result.connect_time, 4.0)
 
+    def test_relay_only_ignores_direct(self):
+        """
+        Relay-only connections answer nothing that arrives directly: a
+        direct hello with the right key (through a full-cone NAT) neither
+        gets an answer nor moves either side off the relay.
+        """
+        from p2pnet._handshake import HandshakeConfig
+
+        seen = {}
+
+        def then(ctx):
+            [mine] = ctx.peer_a.connections
+            [theirs] = ctx.peer_b.connections
+            mine.send_hello(ctx.peer_b.public_address)
+            ctx.run(1.0)
+            seen["paths"] = (mine.path.value, theirs.path.value)
+            seen["dropped"] = ctx.peer_b.stats.get("dropped-direct-relay-only", 0)
+
+        result = run_pair(
+            "full-cone", "full-cone", relay=True, handshake=HandshakeConfig(relay_only=True), then=then
+        )
+        self.assertEqual(result.path, "relayed")
+        self.assertEqual(seen, {"paths": ("relayed", "relayed"), "dropped": 1})
+
     def test_direct_preferred(self):
         """
         Where punching works, the relay is never asked for.

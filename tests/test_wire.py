@@ -58,7 +58,7 @@ messages = st.one_of(
     ),
     st.builds(
         wire.Introduction, txids, ids8, short_text, addresses, address_lists, keys,
-        st.integers(0, 255), st.none() | ids8, st.none() | st.integers(0, 255),
+        st.integers(0, 255), st.none() | ids8, st.none() | st.integers(0, 255), st.none() | u16,
     ),
     st.builds(wire.IntroAck, txids, ids8),
     st.builds(wire.RelayRequest, txids, short_text, cookies, short_text, ids8, paddings),
