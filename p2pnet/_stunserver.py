@@ -105,8 +105,9 @@ _XOR_MAPPED_ADDRESS = int(AttributeType.XOR_MAPPED_ADDRESS)
 _MAPPED_ADDRESS = int(AttributeType.MAPPED_ADDRESS)
 #: Sockets (local addresses) a responder keeps quick-path templates for.
 _MAX_TEMPLATES = 64
-#: Source addresses a L{StunServerProtocol} remembers.
-_MAX_SOURCES = 1024
+#: Source addresses a L{StunServerProtocol} (or the introducer's STUN path)
+#: remembers.
+MAX_SOURCES = 1024
 
 
 class StunReply(tuple):
@@ -513,7 +514,7 @@ class StunServerProtocol(FastDatagramWriting, DatagramProtocol):
         sources = self._sources
         source = sources.get(addr)
         if source is None:
-            if len(sources) >= _MAX_SOURCES:
+            if len(sources) >= MAX_SOURCES:
                 sources.clear()
             source = sources[addr] = Address.from_tuple(addr)
         self.server.handle(datagram, source, self)

@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 from twisted.internet.error import CannotListenError
 from twisted.trial.unittest import SynchronousTestCase
 
-from p2pnet._stunserver import _MAX_SOURCES, StunResponder, StunServer, StunServerProtocol, listen_stun
+from p2pnet._stunserver import MAX_SOURCES, StunResponder, StunServer, StunServerProtocol, listen_stun
 from p2pnet.address import Address
 from p2pnet.stun import (
     AttributeType,
@@ -759,11 +759,34 @@ class QuickBindingTests(SynchronousTestCase):
         protocol = StunServerProtocol(server, "primary", PRIMARY)
         protocol.transport = FakeTransport()
         server.protocols["primary"] = protocol
-        for n in range(_MAX_SOURCES + 5):
-            source = ("198.51.100.7", 1000 + n % (_MAX_SOURCES + 1))
+        for n in range(MAX_SOURCES + 5):
+            source = ("198.51.100.7", 1000 + n % (MAX_SOURCES + 1))
             protocol.datagramReceived(binding(), source)
             data, addr = protocol.transport.sent[-1]
             self.assertEqual(addr, source)
             self.assertEqual(decode(data).mapped_address, Address(*addr))
-            self.assertLessEqual(len(protocol._sources), _MAX_SOURCES)
-        self.assertEqual(server.answered, _MAX_SOURCES + 5)
+            self.assertLessEqual(len(protocol._sources), MAX_SOURCES)
+        self.assertEqual(server.answered, MAX_SOURCES + 5)
+
+    def test_introducer_sources_within_bounds(self) -> None:
+        """
+        The introducer's STUN path, too, answers each source at its own
+        address and keeps a bounded table of them.
+        """
+        from twisted.internet.task import Clock
+
+        from p2pnet._registry import Registry
+        from p2pnet.introducer import IntroducerProtocol
+        from tests.helpers import FakeDatagramTransport
+
+        protocol = IntroducerProtocol(Clock(), Registry(30.0, bytes), bytes, stun_responder=StunResponder())
+        protocol.makeConnection(FakeDatagramTransport())
+        for n in range(MAX_SOURCES + 5):
+            source = ("198.51.100.7", 1000 + n % (MAX_SOURCES + 1))
+            protocol.datagramReceived(binding(), source)
+            data, addr = protocol.transport.written[-1]
+            self.assertEqual(addr, source)
+            self.assertEqual(decode(data).mapped_address, Address(*addr))
+            self.assertLessEqual(len(protocol._stun_sources), MAX_SOURCES)
+        self.assertEqual(protocol.stats["stun-answered"], MAX_SOURCES + 5)
+        protocol.doStop()
