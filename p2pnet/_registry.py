@@ -73,10 +73,11 @@ class Registration:
     rtt: float | None = None
     sessions: set[bytes] | None = None
     joined: set[bytes] | None = None
-    #: The introducer's cache for answering heartbeats: C{(public, the
-    #: answer's bytes after the transaction id)}, valid while C{public}
-    #: is that same object.
-    ack: tuple[Address, bytes] | None = field(default=None, repr=False)
+    #: The introducer's cache for answering heartbeats: the answer's bytes
+    #: after the transaction id, valid while C{public} is C{ack_for} (the
+    #: same object; two slots cost less memory than a tuple).
+    ack_for: Address | None = field(default=None, repr=False)
+    ack_tail: bytes = field(default=b"", repr=False)
 
 
 @define(slots=True, eq=False)

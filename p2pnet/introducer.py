@@ -299,13 +299,10 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         registration = self.registry.refresh(peer_id, cookie, addr[0], addr[1], now)
         if registration is None:
             return False
-        cached = registration.ack
-        if cached is None or cached[0] is not registration.public:
-            cached = registration.ack = (
-                registration.public,
-                wire.heartbeat_ack_tail(registration.public, int(self.registry.lifetime)),
-            )
-        raw = wire.finish_heartbeat_ack(txid, cached[1], self._secret)
+        if registration.ack_for is not registration.public:
+            registration.ack_for = registration.public
+            registration.ack_tail = wire.heartbeat_ack_tail(registration.public, int(self.registry.lifetime))
+        raw = wire.finish_heartbeat_ack(txid, registration.ack_tail, self._secret)
         if self._secret is None and len(raw) > len(data):
             # An unpadded heartbeat: the generic path refuses (and logs)
             # the amplification; the refresh above is idempotent.
