@@ -64,7 +64,7 @@ def main() -> None:
             "connect_time": r.connect_time, "ratio": r.connect_time / b if r.connect_time else None,
             "path": r.path,
         })
-    print("No loss (warmup_delay 20 ms included):")
+    print("No loss (default HandshakeConfig: the early side pauses the lag + 1 ms):")
     print(table(
         ["intro RTT ms", "peer RTT ms", "connect ms", "ratio", "path"],
         [[g["introducer_rtt"] * 1e3, g["peer_rtt"] * 1e3, g["connect_time"] * 1e3, g["ratio"], g["path"]] for g in grid],

@@ -73,12 +73,14 @@ Which timers dominate
 =====================
 
 p2pnet (C{HandshakeConfig} defaults, C{p2pnet/_handshake.py}):
-C{warmup_delay=0.02} (2 TTL-2 probes per candidate, then 20 ms before the
-first hello), C{hello_intervals=(0.1, 0.2, 0.3, 0.4, 0.5)} (only used if
+2 TTL-2 probes per candidate, then the adaptive pause before the first
+hello: the introduction's C{lag} (how much longer the other side's
+measured round trip to the introducer is, here about 0) plus
+C{warmup_margin=0.001}; C{hello_intervals=(0.1, 0.2, 0.3, 0.4, 0.5)} (only used if
 the first hellos are lost), C{reversal_after=2.0}, C{relay_after=3.0},
 C{timeout=10.0}.  A hello received is answered and triggers a hello back
 at once (no wait for the retransmit timer).  Without loss: introducer
-RTT + 20 ms warm-up + peer RTT, i.e. about 20 ms plus scheduling.
+RTT + lag + 1 ms + peer RTT, i.e. a few milliseconds of scheduling.
 
 aioice (version printed in the JSON; read in site-packages, 0.13.0; the
 trials' JSON holds aioice's own INFO log, which shows each step below):
@@ -118,8 +120,9 @@ trials' JSON holds aioice's own INFO log, which shows each step below):
 So the lab is a worst case for aioice's missing triggered check: on a
 path whose one-way delay exceeds the skew between the two sides' first
 checks, both would pass and aioice would finish in about 20 ms + one RTT.
-p2pnet's 20 ms warm-up (TTL-2 probes that open the local NAT before any
-hello) makes its time independent of that skew.
+p2pnet's warm-up (TTL-2 probes that open the local NAT before any hello,
+and a pause sized by the introducer's round-trip measurements) makes its
+time independent of that skew.
 
 Results go to C{benchmarks/results/lab_connect.json} (every trial's raw
 timestamps, relative to the trial's start event).
@@ -600,8 +603,8 @@ def main(argv: list[str] | None = None) -> int:
             "introducer": f"192.0.2.10:{INTRODUCER_PORT} (p2pnet introducer)",
             "stun": f"192.0.2.10:{STUN_PORT} (coturn, aioice's STUN server)",
             "latency": "none added (no netem in this kernel); veth links",
-            "p2pnet_config": "PeerConfig() defaults (HandshakeConfig warmup_delay 0.02, "
-                             "hello_intervals (0.1, 0.2, 0.3, 0.4, 0.5))",
+            "p2pnet_config": "PeerConfig() defaults (HandshakeConfig adaptive_warmup: pause = "
+                             "introduction lag + warmup_margin 0.001; hello_intervals (0.1, 0.2, 0.3, 0.4, 0.5))",
             "aioice_version": aioice.__version__,
             "aioice_roles": "alice controlling (aggressive nomination), bob controlled",
             "other_labs_seen": sorted(set(others_before) | set(others_after)),
