@@ -24,7 +24,8 @@ from p2pnet import wire
 from p2pnet._ratelimit import RateLimiter
 from p2pnet._udpwrite import FastDatagramWriting
 
-_RELAYED_TYPE = wire.MessageType.RELAYED
+_MAGIC = wire.MAGIC
+_RELAYED_TYPE = int(wire.MessageType.RELAYED)
 _SMALLEST = wire.RELAY_HEADER_SIZE + wire.DATA_TAG_SIZE
 _TAG = wire.DATA_TAG_SIZE
 _FORWARD = bytes((wire.MAGIC, wire.MessageType.RELAY_FORWARD))
@@ -127,7 +128,7 @@ class RelayProtocol(FastDatagramWriting, DatagramProtocol):
         # The per-packet path of a relay: keep it short (see
         # docs/performance.md, section 6).
         size = len(data)
-        if size < _SMALLEST or data[0] != wire.MAGIC or data[1] != _RELAYED_TYPE or data[10] > 1:
+        if size < _SMALLEST or data[0] != _MAGIC or data[1] != _RELAYED_TYPE or data[10] > 1:
             self.stats["dropped-malformed"] += 1
             return
         now = self._clock.seconds()
