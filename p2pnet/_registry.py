@@ -189,7 +189,15 @@ class Registry:
         @raise RegistryError: C{NOT_REGISTERED} if unknown or expired,
             C{NOT_AUTHORISED} for a wrong cookie.
         """
-        registration = self._live(peer_id, now)
+        return self._admit(self._live(peer_id, now), peer_id, cookie, source)
+
+    def _admit(
+        self, registration: Registration | None, peer_id: str, cookie: bytes, source: Address
+    ) -> Registration:
+        """
+        L{authenticate}'s checks and updates, on the live registration
+        already looked up.
+        """
         if registration is None:
             raise RegistryError(ErrorCode.NOT_REGISTERED, f"{peer_id!r} is not registered")
         if not hmac.compare_digest(cookie, registration.cookie):
@@ -203,9 +211,9 @@ class Registry:
         """
         Refresh a registration (see L{authenticate} for the checks).
         """
-        before = self._live(peer_id, now)
-        confirming = before is not None and not before.verified
-        registration = self.authenticate(peer_id, cookie, source, now)
+        registration = self._live(peer_id, now)
+        confirming = registration is not None and not registration.verified
+        registration = self._admit(registration, peer_id, cookie, source)
         if confirming:
             registration.rtt = _round_trip(registration.refreshed, now)
         registration.refreshed = now
