@@ -105,9 +105,8 @@ _XOR_MAPPED_ADDRESS = int(AttributeType.XOR_MAPPED_ADDRESS)
 _MAPPED_ADDRESS = int(AttributeType.MAPPED_ADDRESS)
 #: Sockets (local addresses) a responder keeps quick-path templates for.
 _MAX_TEMPLATES = 64
-#: Source addresses a L{StunServerProtocol} (or the introducer's STUN path)
-#: remembers.
-MAX_SOURCES = 1024
+#: Source addresses a L{StunServer} remembers.
+_MAX_SOURCES = 1024
 
 
 class StunReply(tuple):
@@ -472,6 +471,23 @@ class StunServer:
         self.protocols: dict[str, StunServerProtocol] = {}
         self.answered = 0
         self.dropped = 0
+        #: Recent sources' C{(host, port)} tuples -> their L{Address}:
+        #: building one checks the host, which costs a quarter as much as
+        #: answering a plain Binding request, and clients send several.
+        self._sources: dict[tuple, Address] = {}
+
+    def receive(self, data: bytes, addr: tuple, receiver: StunServerProtocol) -> None:
+        """
+        L{handle} a datagram from C{addr}, a C{(host, port)} tuple as
+        C{recvfrom} gives it.
+        """
+        sources = self._sources
+        source = sources.get(addr)
+        if source is None:
+            if len(sources) >= _MAX_SOURCES:
+                sources.clear()
+            source = sources[addr] = Address.from_tuple(addr)
+        self.handle(data, source, receiver)
 
     def handle(self, data: bytes, source: Address, receiver: StunServerProtocol) -> None:
         reply = self.responder.respond(data, source, receiver.local)
@@ -505,19 +521,9 @@ class StunServerProtocol(FastDatagramWriting, DatagramProtocol):
         self.server = server
         self.name = name
         self.local = local
-        #: Recent sources' C{(host, port)} tuples -> their L{Address}:
-        #: building one checks the host, which costs a quarter as much as
-        #: answering a plain Binding request, and clients send several.
-        self._sources: dict[tuple, Address] = {}
 
     def datagramReceived(self, datagram: bytes, addr: tuple) -> None:
-        sources = self._sources
-        source = sources.get(addr)
-        if source is None:
-            if len(sources) >= MAX_SOURCES:
-                sources.clear()
-            source = sources[addr] = Address.from_tuple(addr)
-        self.server.handle(datagram, source, self)
+        self.server.receive(datagram, addr, self)
 
 
 def listen_stun(

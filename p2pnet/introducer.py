@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from p2pnet import wire
 from p2pnet._ratelimit import LogBudget, RateLimiter
 from p2pnet._registry import Registration, Registry, RegistryError
-from p2pnet._stunserver import MAX_SOURCES as MAX_STUN_SOURCES, StunServer
+from p2pnet._stunserver import StunServer
 from p2pnet._udpwrite import FastDatagramWriting
 from p2pnet.address import Address
 from p2pnet.errors import MalformedMessage
@@ -146,7 +146,6 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         self._last_stats = 0.0
         self._sweep_call = None
         self._rate_noticed: OrderedDict[str, float] = OrderedDict()
-        self._stun_sources: dict[tuple, Address] = {}
         self._stats: Counter[str] = Counter()
         # The hot path counts in plain integers; L{stats} folds them in.
         self._received = 0
@@ -349,16 +348,8 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             host = self.transport.getHost()
             receiver = _PrimaryStunSocket(self.transport, Address(host.host, host.port), self.write_datagram)
             server.protocols["primary"] = receiver
-        # Clients send several requests from one source: keep their
-        # Addresses (building one checks the host) in a small table.
-        sources = self._stun_sources
-        source = sources.get(addr)
-        if source is None:
-            if len(sources) >= MAX_STUN_SOURCES:
-                sources.clear()
-            source = sources[addr] = Address(addr[0], addr[1])
         before = server.answered
-        server.handle(data, source, receiver)
+        server.receive(data, addr, receiver)
         self.stats["stun-answered" if server.answered > before else "stun-dropped"] += 1
 
     # -- output -----------------------------------------------------------

@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 from twisted.internet.error import CannotListenError
 from twisted.trial.unittest import SynchronousTestCase
 
-from p2pnet._stunserver import MAX_SOURCES, StunResponder, StunServer, StunServerProtocol, listen_stun
+from p2pnet._stunserver import _MAX_SOURCES, StunResponder, StunServer, StunServerProtocol, listen_stun
 from p2pnet.address import Address
 from p2pnet.stun import (
     AttributeType,
@@ -750,6 +750,20 @@ class QuickBindingTests(SynchronousTestCase):
             self.assertEqual(after, outcome(generic, binding(), CLIENT, PRIMARY))
             self.assertNotEqual(after, before, name)
 
+    def assert_sources_within_bounds(self, receive, last_written, server: StunServer) -> None:
+        """
+        Requests from more sources than the server remembers are each
+        answered at their own address, and the table stays bounded.
+        """
+        for n in range(_MAX_SOURCES + 5):
+            source = ("198.51.100.7", 1000 + n % (_MAX_SOURCES + 1))
+            receive(binding(), source)
+            data, addr = last_written()
+            self.assertEqual(addr, source)
+            self.assertEqual(decode(data).mapped_address, Address(*addr))
+            self.assertLessEqual(len(server._sources), _MAX_SOURCES)
+        self.assertEqual(server.answered, _MAX_SOURCES + 5)
+
     def test_sources_remembered_within_bounds(self) -> None:
         """
         The server answers each source at its own address however many it
@@ -759,14 +773,9 @@ class QuickBindingTests(SynchronousTestCase):
         protocol = StunServerProtocol(server, "primary", PRIMARY)
         protocol.transport = FakeTransport()
         server.protocols["primary"] = protocol
-        for n in range(MAX_SOURCES + 5):
-            source = ("198.51.100.7", 1000 + n % (MAX_SOURCES + 1))
-            protocol.datagramReceived(binding(), source)
-            data, addr = protocol.transport.sent[-1]
-            self.assertEqual(addr, source)
-            self.assertEqual(decode(data).mapped_address, Address(*addr))
-            self.assertLessEqual(len(protocol._sources), MAX_SOURCES)
-        self.assertEqual(server.answered, MAX_SOURCES + 5)
+        self.assert_sources_within_bounds(
+            protocol.datagramReceived, lambda: protocol.transport.sent[-1], server
+        )
 
     def test_introducer_sources_within_bounds(self) -> None:
         """
@@ -781,12 +790,8 @@ class QuickBindingTests(SynchronousTestCase):
 
         protocol = IntroducerProtocol(Clock(), Registry(30.0, bytes), bytes, stun_responder=StunResponder())
         protocol.makeConnection(FakeDatagramTransport())
-        for n in range(MAX_SOURCES + 5):
-            source = ("198.51.100.7", 1000 + n % (MAX_SOURCES + 1))
-            protocol.datagramReceived(binding(), source)
-            data, addr = protocol.transport.written[-1]
-            self.assertEqual(addr, source)
-            self.assertEqual(decode(data).mapped_address, Address(*addr))
-            self.assertLessEqual(len(protocol._stun_sources), MAX_SOURCES)
-        self.assertEqual(protocol.stats["stun-answered"], MAX_SOURCES + 5)
+        self.assert_sources_within_bounds(
+            protocol.datagramReceived, lambda: protocol.transport.written[-1], protocol.stun_server
+        )
+        self.assertEqual(protocol.stats["stun-answered"], _MAX_SOURCES + 5)
         protocol.doStop()
