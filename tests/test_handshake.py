@@ -33,6 +33,25 @@ class Recorder:
         return log
 
 
+def build(config, candidates=(PUBLIC,), local=(), **fields):
+    """
+    A handshake machine for peer "bob" on a fresh Clock, recording its
+    outputs: C{(clock, recorder, core, machine)}.
+    """
+    clock = Clock()
+    out = Recorder()
+    core = HandshakeCore(
+        clock=clock,
+        outputs=out,
+        config=config,
+        peer_id="bob",
+        candidates=list(candidates),
+        local_candidates=frozenset(local),
+        **fields,
+    )
+    return clock, out, core, make_handshake(core)
+
+
 class HandshakeTests(SynchronousTestCase):
     config = HandshakeConfig(
         warmup_packets=1,
@@ -45,17 +64,7 @@ class HandshakeTests(SynchronousTestCase):
     )
 
     def setUp(self):
-        self.clock = Clock()
-        self.out = Recorder()
-        self.core = HandshakeCore(
-            clock=self.clock,
-            outputs=self.out,
-            config=self.config,
-            peer_id="bob",
-            candidates=[PUBLIC, LOCAL],
-            local_candidates=frozenset([LOCAL]),
-        )
-        self.machine = make_handshake(self.core)
+        self.clock, self.out, self.core, self.machine = build(self.config, [PUBLIC, LOCAL], [LOCAL])
 
     def tearDown(self):
         self.machine.close()
@@ -102,13 +111,7 @@ class HandshakeTests(SynchronousTestCase):
             (0.030, evolve(self.config, warmup_margin=0.005), 0.035),
         ]
         for lag, config, pause in cases:
-            clock = Clock()
-            out = Recorder()
-            core = HandshakeCore(
-                clock=clock, outputs=out, config=config, peer_id="bob",
-                candidates=[PUBLIC], local_candidates=frozenset(), peer_lag=lag,
-            )
-            machine = make_handshake(core)
+            clock, out, _, machine = build(config, peer_lag=lag)
             machine.start()
             out.take()
             clock.advance(pause - 0.0005)
@@ -297,17 +300,7 @@ class HeartbeatTests(SynchronousTestCase):
     config = HandshakeConfig(keepalive_interval=15.0, dead_after=45.0)
 
     def setUp(self):
-        self.clock = Clock()
-        self.out = Recorder()
-        self.core = HandshakeCore(
-            clock=self.clock,
-            outputs=self.out,
-            config=self.config,
-            peer_id="bob",
-            candidates=[PUBLIC],
-            local_candidates=frozenset(),
-        )
-        self.machine = make_handshake(self.core)
+        self.clock, self.out, self.core, self.machine = build(self.config)
         self.machine.start()
         self.clock.advance(self.config.warmup_delay)
         self.machine.answer_received(PUBLIC)
@@ -393,17 +386,7 @@ class RelayOnlyTests(SynchronousTestCase):
         """
         from p2pnet.address import RelayRoute
 
-        clock = Clock()
-        out = Recorder()
-        core = HandshakeCore(
-            clock=clock,
-            outputs=out,
-            config=HandshakeConfig(relay_only=True),
-            peer_id="bob",
-            candidates=[PUBLIC, LOCAL],
-            local_candidates=frozenset([LOCAL]),
-        )
-        machine = make_handshake(core)
+        clock, out, core, machine = build(HandshakeConfig(relay_only=True), [PUBLIC, LOCAL], [LOCAL])
         machine.start()
         clock.advance(0)
         self.assertEqual(out.take(), [("status", "punching"), ("status", "relaying"), ("request_relay",)])
