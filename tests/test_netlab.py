@@ -127,6 +127,63 @@ class PeerScenarioMixin(LabTestMixin):
         if not condition:
             self.fail(f"{message}\n--- process output ---\n{self.transcripts()}")
 
+    #: The peers' heartbeat period, in seconds (C{--heartbeat}).
+    heartbeat = 2.0
+
+    def start_peer(self, host: str, *options: str,
+                   name: str | None = None) -> LabProcess:
+        """
+        Start C{p2pnet peer} on C{host}, named C{name} (default: the host
+        name), sending C{from-NAME} to every peer it connects to, and wait
+        until it has registered.
+        """
+        name = host if name is None else name
+        peer = self.lab.spawn(host, Lab.p2pnet_argv(
+            "peer", "--introducer", f"{INTRODUCER_ADDRESS}:{INTRODUCER_PORT}",
+            "--name", name, "--json", "--send", f"from-{name}",
+            "--heartbeat", str(self.heartbeat), *options))
+        self.processes.append(peer)
+        self.check(peer.wait_for_event("registered", CONNECT_TIMEOUT),
+                   f"{name} did not register")
+        return peer
+
+    def connect_named(self, first: str, second: str, first_name: str,
+                      second_name: str, *options: str,
+                      timeout: float = CONNECT_TIMEOUT,
+                      ) -> tuple[LabProcess, LabProcess, dict, dict]:
+        """
+        Start peer C{second_name} on host C{second}, then C{first_name} on
+        C{first} with C{--connect second_name} (the introducer must be
+        running); wait until both report C{connected} and each has
+        received the other's datagrams.  The names may differ from the
+        host names, to run several attempts in one lab.
+
+        @return: both processes and both C{connected} events.
+        """
+        passive = self.start_peer(second, *options, name=second_name)
+        active = self.start_peer(first, "--connect", second_name, *options,
+                                 name=first_name)
+        on_first = active.wait_for_event("connected", timeout,
+                                         peer=second_name)
+        on_second = passive.wait_for_event("connected", timeout,
+                                           peer=first_name)
+        self.check(on_first and on_second,
+                   f"{first_name} and {second_name} did not both connect")
+        self.assert_datagrams(active, second_name)
+        self.assert_datagrams(passive, first_name)
+        return active, passive, on_first, on_second
+
+    def assert_datagrams(self, receiver: LabProcess, sender: str,
+                         start: int = 0) -> None:
+        """
+        C{receiver} gets a datagram from C{sender} (after output line
+        C{start}).
+        """
+        self.check(receiver.wait_for_event(
+            "datagram", CONNECT_TIMEOUT, start=start, peer=sender,
+            text=f"from-{sender}"),
+            f"{receiver.host} received nothing from {sender}")
+
 
 class LabSelfTests(LabTestMixin, SynchronousTestCase):
     """
@@ -431,9 +488,6 @@ class TraversalScenarios(PeerScenarioMixin, SynchronousTestCase):
     scenario checks the path they chose.
     """
 
-    #: The peers' heartbeat period, in seconds (C{--heartbeat}).
-    heartbeat = 2.0
-
     def start_introducer(self) -> LabProcess:
         introducer = self.lab.spawn("introducer", Lab.p2pnet_argv(
             "introducer", "--port", str(INTRODUCER_PORT),
@@ -443,20 +497,6 @@ class TraversalScenarios(PeerScenarioMixin, SynchronousTestCase):
                                             CONNECT_TIMEOUT),
                    "the introducer did not start")
         return introducer
-
-    def start_peer(self, host: str, *options: str) -> LabProcess:
-        """
-        Start C{p2pnet peer} named after C{host}, sending C{from-HOST} to
-        every peer it connects to, and wait until it has registered.
-        """
-        peer = self.lab.spawn(host, Lab.p2pnet_argv(
-            "peer", "--introducer", f"{INTRODUCER_ADDRESS}:{INTRODUCER_PORT}",
-            "--name", host, "--json", "--send", f"from-{host}",
-            "--heartbeat", str(self.heartbeat), *options))
-        self.processes.append(peer)
-        self.check(peer.wait_for_event("registered", CONNECT_TIMEOUT),
-                   f"{host} did not register")
-        return peer
 
     def connect(self, first: str, second: str, *options: str,
                 timeout: float = CONNECT_TIMEOUT,
@@ -469,26 +509,8 @@ class TraversalScenarios(PeerScenarioMixin, SynchronousTestCase):
         @return: both processes and both C{connected} events.
         """
         self.start_introducer()
-        passive = self.start_peer(second, *options)
-        active = self.start_peer(first, "--connect", second, *options)
-        on_first = active.wait_for_event("connected", timeout, peer=second)
-        on_second = passive.wait_for_event("connected", timeout, peer=first)
-        self.check(on_first and on_second,
-                   f"{first} and {second} did not both connect")
-        self.assert_datagrams(active, second)
-        self.assert_datagrams(passive, first)
-        return active, passive, on_first, on_second
-
-    def assert_datagrams(self, receiver: LabProcess, sender: str,
-                         start: int = 0) -> None:
-        """
-        C{receiver} gets a datagram from C{sender} (after output line
-        C{start}).
-        """
-        self.check(receiver.wait_for_event(
-            "datagram", CONNECT_TIMEOUT, start=start, peer=sender,
-            text=f"from-{sender}"),
-            f"{receiver.host} received nothing from {sender}")
+        return self.connect_named(first, second, first, second, *options,
+                                  timeout=timeout)
 
     def test_cone_to_cone(self) -> None:
         """

@@ -47,8 +47,6 @@ class RelayScenarios(PeerScenarioMixin, SynchronousTestCase):
     relayed, and C{p2pnet natcheck} classifies the lab's NATs.
     """
 
-    heartbeat = 2.0
-
     # -- helpers ----------------------------------------------------------
 
     def start_introducer(self, *options: str, rfc5780: bool = False,
@@ -80,23 +78,6 @@ class RelayScenarios(PeerScenarioMixin, SynchronousTestCase):
                    "the introducer did not start")
         return introducer
 
-    def start_peer(self, host: str, *options: str,
-                   name: str | None = None) -> LabProcess:
-        """
-        Start C{p2pnet peer} on C{host}, named C{name} (default: the host
-        name), sending C{from-NAME} to every peer it connects to, and wait
-        until it has registered.
-        """
-        name = host if name is None else name
-        peer = self.lab.spawn(host, Lab.p2pnet_argv(
-            "peer", "--introducer", f"{INTRODUCER_ADDRESS}:{INTRODUCER_PORT}",
-            "--name", name, "--json", "--send", f"from-{name}",
-            "--heartbeat", str(self.heartbeat), *options))
-        self.processes.append(peer)
-        self.check(peer.wait_for_event("registered", CONNECT_TIMEOUT),
-                   f"{name} did not register")
-        return peer
-
     def connect(self, first: str, second: str, *options: str,
                 timeout: float = CONNECT_TIMEOUT,
                 ) -> tuple[LabProcess, LabProcess, dict, dict]:
@@ -107,34 +88,6 @@ class RelayScenarios(PeerScenarioMixin, SynchronousTestCase):
         """
         return self.connect_named(first, second, first, second, *options,
                                   timeout=timeout)
-
-    def connect_named(self, first: str, second: str, first_name: str,
-                      second_name: str, *options: str,
-                      timeout: float = CONNECT_TIMEOUT,
-                      ) -> tuple[LabProcess, LabProcess, dict, dict]:
-        """
-        L{connect}, with peer names that differ from the host names (to
-        run several attempts in one lab).
-        """
-        passive = self.start_peer(second, *options, name=second_name)
-        active = self.start_peer(first, "--connect", second_name, *options,
-                                 name=first_name)
-        on_first = active.wait_for_event("connected", timeout,
-                                         peer=second_name)
-        on_second = passive.wait_for_event("connected", timeout,
-                                           peer=first_name)
-        self.check(on_first and on_second,
-                   f"{first_name} and {second_name} did not both connect")
-        self.assert_datagrams(active, second_name)
-        self.assert_datagrams(passive, first_name)
-        return active, passive, on_first, on_second
-
-    def assert_datagrams(self, receiver: LabProcess, sender: str,
-                         start: int = 0) -> None:
-        self.check(receiver.wait_for_event(
-            "datagram", CONNECT_TIMEOUT, start=start, peer=sender,
-            text=f"from-{sender}"),
-            f"{receiver.host} received nothing from {sender}")
 
     def assert_relayed(self, *events: dict, via: str | None = None) -> None:
         """
