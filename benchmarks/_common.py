@@ -75,6 +75,32 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def add_generator_options(parser, unit: str) -> None:
+    """
+    The packet-rate benchmarks' load generator options: C{--generator},
+    C{--processes} and C{--UNIT} (sockets or socket pairs per process);
+    call L{resolve_generator_options} after parsing.
+    """
+    parser.add_argument("--generator", choices=["c", "python"], default="c",
+                        help="the load generator's loop: c (benchmarks/_fastgen.c, built with cc) or python")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="generator processes, all on core 1 (default: 1 with the C loop, 2 with Python's)")
+    parser.add_argument(f"--{unit}", type=int, default=None,
+                        help=f"{unit} per generator process (default: 16 with the C loop, 8 with Python's)")
+
+
+def resolve_generator_options(args, unit: str) -> None:
+    """
+    Fill in the defaults of L{add_generator_options}: the same number of
+    sockets either way.
+    """
+    c = args.generator == "c"
+    if args.processes is None:
+        args.processes = 1 if c else 2
+    if getattr(args, unit) is None:
+        setattr(args, unit, 16 if c else 8)
+
+
 def cpu_seconds(pid: int) -> float:
     """
     User plus system CPU seconds used so far by process C{pid} (all its

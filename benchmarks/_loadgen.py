@@ -19,6 +19,13 @@ Modes:
 
 Lost datagrams: a socket that heard nothing for C{stall} seconds resends
 its whole window with fresh transaction ids (counted as C{stalls}).
+
+Two engines run the C{reg} and C{stun} loops: C{c} (the default;
+L{benchmarks._fastgen}, the same requests from the same templates, the
+loop in C with recvmmsg/sendmmsg batches) and C{python} (the loop below).
+The Python loop costs more per packet than a bare Twisted echo server or
+coturn does, so it could not load those to their limit.  C{intro} runs in
+Python only: its load is the introducer's, far below either limit.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import socket
 import struct
 import time
 
+from benchmarks import _fastgen
 from benchmarks._common import sample_during
 from p2pnet import wire
 from p2pnet.address import Address
@@ -89,16 +97,39 @@ def check_templates() -> None:
 _STUN_HEAD = b"\x00\x01\x00\x00\x21\x12\xa4\x42"
 
 
+def _socket(host: str, port: int) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    s.connect((host, port))
+    s.setblocking(False)
+    return s
+
+
+def c_plan(mode, fds, worker, window, heartbeats, warmup, duration, stall, cpu) -> bytes:
+    """
+    The C engine's plan for C{mode} (C{reg} or C{stun}) on the sockets
+    C{fds}: the same templates as the Python loop, with the offsets where
+    the C loop writes the transaction, the peer id and the cookie.
+    """
+    timing = dict(warmup=warmup, duration=duration, stall=stall, cpu=cpu)
+    if mode == "stun":
+        return _fastgen.request_plan(fds, window, [_STUN_HEAD + bytes(12)], tx_offset=8, **timing)
+    placeholder, cookie = _peer_id(0, 0, 0), b"\xc0" * 8
+    register = register_packet(bytes(8), placeholder)
+    heartbeat = heartbeat_packet(bytes(8), placeholder, cookie)
+    id_offset = register.index(placeholder)
+    assert heartbeat.index(placeholder) == id_offset and heartbeat.count(cookie) == 1
+    return _fastgen.request_plan(
+        fds, window, [register] + [heartbeat] * heartbeats, tx_offset=2, id_offset=id_offset, worker=worker,
+        cookie_type=wire.MessageType.REGISTERED, cookie_len=len(cookie), cookie_offset=heartbeat.index(cookie),
+        **timing,
+    )
+
+
 def _worker(mode, host, port, worker, sockets, window, heartbeats, warmup, duration, stall, cpu, out):
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
-    socks = []
-    for _ in range(sockets):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        s.connect((host, port))
-        s.setblocking(False)
-        socks.append(s)
+    socks = [_socket(host, port) for _ in range(sockets)]
 
     # Per socket: slot -> [seq, state...]
     n_ids = [0] * sockets
@@ -268,13 +299,56 @@ def run(
     stall: float = 0.2,
     cpu: int | None = 1,
     on_measure=None,
+    generator: str = "c",
 ) -> dict:
     """
     Load C{host:port} and return answers per second with the generator's
     own CPU use.  C{on_measure(phase)} is called with "start" and "end"
     around the measured interval (to sample the server's CPU).
+    C{generator} is the engine: C{c} or C{python} (C{intro} is always
+    Python).
     """
     check_templates()
+    if mode == "intro":
+        generator = "python"
+    if generator == "c":
+        socks, runs = [], []
+        try:
+            for w in range(processes):
+                mine = [_socket(host, port) for _ in range(sockets)]
+                socks += mine
+                fds = [s.fileno() for s in mine]
+                plan = c_plan(mode, fds, w, window, heartbeats, warmup, duration, stall, cpu)
+                runs.append(_fastgen.Run(plan, fds))
+            sample_during(on_measure, warmup, duration)
+            results = [r.result(timeout=duration + warmup + 120) for r in runs]
+        finally:
+            for s in socks:
+                s.close()
+    else:
+        results = _run_python(mode, host, port, processes, sockets, window, heartbeats, warmup, duration,
+                              stall, cpu, on_measure)
+    answered = sum(r["answered"] for r in results)
+    seconds = max(r["seconds"] for r in results)
+    return {
+        "mode": mode,
+        "generator": generator,
+        "processes": processes,
+        "sockets_per_process": sockets,
+        "window_per_socket": window,
+        "outstanding": processes * sockets * window,
+        "answered": answered,
+        "seconds": seconds,
+        "pps": answered / seconds,
+        "generator_cpu": sum(r["cpu_seconds"] for r in results) / seconds,
+        "generator_idle": sum(r["idle_seconds"] for r in results) / seconds if generator == "c" else None,
+        "stalls": sum(r["stalls"] for r in results),
+        "peer_ids": sum(r["peer_ids"] for r in results),
+    }
+
+
+def _run_python(mode, host, port, processes, sockets, window, heartbeats, warmup, duration, stall, cpu,
+                on_measure) -> list[dict]:
     ctx = multiprocessing.get_context("fork")
     out = ctx.Queue()
     procs = [
@@ -290,18 +364,4 @@ def run(
     results = [out.get(timeout=duration + warmup + 120) for _ in procs]
     for p in procs:
         p.join()
-    answered = sum(r["answered"] for r in results)
-    seconds = max(r["seconds"] for r in results)
-    return {
-        "mode": mode,
-        "processes": processes,
-        "sockets_per_process": sockets,
-        "window_per_socket": window,
-        "outstanding": processes * sockets * window,
-        "answered": answered,
-        "seconds": seconds,
-        "pps": answered / seconds,
-        "generator_cpu": sum(r["cpu_seconds"] for r in results) / seconds,
-        "stalls": sum(r["stalls"] for r in results),
-        "peer_ids": sum(r["peer_ids"] for r in results),
-    }
+    return results

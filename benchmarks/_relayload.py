@@ -41,6 +41,12 @@ loudly.
 
 Lost datagrams: every C{stall} seconds, each slot of each pair that saw no
 packet since the previous check is resent from A (counted in C{resent}).
+
+Two engines run the loop once the pairs are set up: C{c} (the default;
+L{benchmarks._fastgen}: the same sockets and the same byte tables, the
+loop in C with recvmmsg/sendmmsg batches) and C{python} (the loop below,
+which costs more per packet than coturn does and so could not load it to
+its limit).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ import socket
 import struct
 import time
 
+from benchmarks import _fastgen
 from benchmarks._common import sample_during
 from p2pnet import stun, turn, wire
 from p2pnet.address import Address
@@ -307,6 +314,26 @@ def _worker(mode, server, worker, pairs, window, payload, secret, credentials,
     )
 
 
+def c_plan(setup, window, payload, worker, warmup, duration, stall, cpu) -> tuple[bytes, list]:
+    """
+    The C engine's plan for one worker's set-up pairs (L{_setup_pair}),
+    and the sockets it runs on: the same byte tables as the Python loop,
+    ordered by slot, with where each socket's datagrams carry the slot.
+    """
+    fds, offsets, tables, socks = [], [], [], []
+    for pi, (a, b, table_a, table_b, _) in enumerate(setup):
+        inner = datagram(worker, pi, 0, payload)
+        for s, table in ((a, table_a), (b, table_b)):
+            rows = [(expected, answer) for expected, (answer, _) in sorted(table.items(), key=lambda i: i[1][1])]
+            # the inner datagram's body starts with !BHH worker, pair, slot
+            offsets.append(rows[0][0].index(inner[:wire.DATA_HEADER_SIZE + 3]) + wire.DATA_HEADER_SIZE + 3)
+            tables.append(rows)
+            fds.append(s.fileno())
+            socks.append(s)
+    plan = _fastgen.table_plan(fds, window, offsets, tables, warmup=warmup, duration=duration, stall=stall, cpu=cpu)
+    return plan, socks
+
+
 def run(
     mode: str,
     server: tuple | None,
@@ -322,16 +349,78 @@ def run(
     stall: float = 0.5,
     cpu: int | None = 1,
     on_measure=None,
+    generator: str = "c",
 ) -> dict:
     """
     Run the closed loop through C{server} (C{(host, port)}; None for
     C{direct}) and return forwarded packets per second with the generator's
     own CPU use.  C{on_measure(phase)} is called with "start" and "end"
     inside the measured interval (to sample the server's CPU).
+    C{generator} is the loop's engine, C{c} or C{python}.
 
     @raise RuntimeError: if setup fails (e.g. nothing comes back through
         the relay) or nothing is forwarded in the measured interval.
     """
+    if generator == "c":
+        results = _run_c(mode, server, secret, credentials, processes, pairs, window, payload, warmup, duration,
+                         stall, cpu, on_measure)
+    else:
+        results = _run_python(mode, server, secret, credentials, processes, pairs, window, payload, warmup,
+                              duration, stall, cpu, on_measure)
+    received = sum(r["received"] for r in results)
+    seconds = max(r["seconds"] for r in results)
+    if received == 0:
+        raise RuntimeError(f"{mode}: nothing was forwarded in {seconds:.1f} s")
+    inner = len(datagram(0, 0, 0, payload))
+    return {
+        "mode": mode,
+        "generator": generator,
+        "processes": processes,
+        "pairs_per_process": pairs,
+        "window_per_pair": window,
+        "outstanding": processes * pairs * window,
+        "payload_bytes": payload,
+        "relayed_datagram_bytes": inner,
+        "wire_bytes": {
+            "p2pnet": {"to_relay": inner + wire.RELAY_HEADER_SIZE + wire.DATA_TAG_SIZE,
+                       "from_relay": inner + wire.RELAY_HEADER_SIZE + wire.DATA_TAG_SIZE},
+            "coturn": {"client_leg_channeldata": inner + 4, "peer_leg": inner},
+            "direct": {"each_way": inner + wire.RELAY_HEADER_SIZE + wire.DATA_TAG_SIZE},
+        }[mode],
+        "forwarded": received,
+        "seconds": seconds,
+        "pps": received / seconds,
+        "generator_cpu": sum(r["cpu_seconds"] for r in results) / seconds,
+        "generator_idle": sum(r["idle_seconds"] for r in results) / seconds if generator == "c" else None,
+        "resent": sum(r["resent"] for r in results),
+        "unexpected": sum(r["unexpected"] for r in results),
+        "send_errors": sum(r["send_errors"] for r in results),
+        "epoll_waits": sum(r["polls"] for r in results),
+    }
+
+
+def _run_c(mode, server, secret, credentials, processes, pairs, window, payload, warmup, duration, stall, cpu,
+           on_measure) -> list[dict]:
+    socks, runs = [], []
+    try:
+        for w in range(processes):
+            setup = [_setup_pair(mode, server, w, pi, window, payload, secret, credentials) for pi in range(pairs)]
+            plan, mine = c_plan(setup, window, payload, w, warmup, duration, stall, cpu)
+            socks += mine
+            runs.append(_fastgen.Run(plan, [s.fileno() for s in mine]))
+        sample_during(on_measure, warmup, duration)
+        results = [r.result(timeout=duration + warmup + 120) for r in runs]
+    finally:
+        for s in socks:
+            s.close()
+    for r in results:
+        r["received"] = r.pop("answered")
+        r["resent"] = r.pop("stalls")
+    return results
+
+
+def _run_python(mode, server, secret, credentials, processes, pairs, window, payload, warmup, duration, stall,
+                cpu, on_measure) -> list[dict]:
     ctx = multiprocessing.get_context("fork")
     ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     procs = [
@@ -359,31 +448,4 @@ def run(
     results = [out.get(timeout=duration + warmup + 120) for _ in procs]
     for p in procs:
         p.join()
-    received = sum(r["received"] for r in results)
-    seconds = max(r["seconds"] for r in results)
-    if received == 0:
-        raise RuntimeError(f"{mode}: nothing was forwarded in {seconds:.1f} s")
-    inner = len(datagram(0, 0, 0, payload))
-    return {
-        "mode": mode,
-        "processes": processes,
-        "pairs_per_process": pairs,
-        "window_per_pair": window,
-        "outstanding": processes * pairs * window,
-        "payload_bytes": payload,
-        "relayed_datagram_bytes": inner,
-        "wire_bytes": {
-            "p2pnet": {"to_relay": inner + wire.RELAY_HEADER_SIZE + wire.DATA_TAG_SIZE,
-                       "from_relay": inner + wire.RELAY_HEADER_SIZE + wire.DATA_TAG_SIZE},
-            "coturn": {"client_leg_channeldata": inner + 4, "peer_leg": inner},
-            "direct": {"each_way": inner + wire.RELAY_HEADER_SIZE + wire.DATA_TAG_SIZE},
-        }[mode],
-        "forwarded": received,
-        "seconds": seconds,
-        "pps": received / seconds,
-        "generator_cpu": sum(r["cpu_seconds"] for r in results) / seconds,
-        "resent": sum(r["resent"] for r in results),
-        "unexpected": sum(r["unexpected"] for r in results),
-        "send_errors": sum(r["send_errors"] for r in results),
-        "epoll_waits": sum(r["polls"] for r in results),
-    }
+    return results

@@ -20,7 +20,7 @@ import argparse
 import statistics
 
 from benchmarks import _loadgen
-from benchmarks._common import Server, table, write_result
+from benchmarks._common import add_generator_options, resolve_generator_options, Server, table, write_result
 
 
 def measure(kind: str, mode: str, args, extra=None, heartbeats: int = 3) -> dict:
@@ -35,6 +35,7 @@ def measure(kind: str, mode: str, args, extra=None, heartbeats: int = 3) -> dict
             heartbeats=heartbeats,
             duration=args.duration,
             on_measure=server.sample,
+            generator=args.generator,
         )
     finally:
         server.stop()
@@ -48,14 +49,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--sockets", type=int, default=8)
+    add_generator_options(parser, "sockets")
     parser.add_argument("--window", type=int, default=16)
     parser.add_argument("--heartbeats", default="3,20",
                         help="heartbeats per registration, one mix per comma-separated value")
     parser.add_argument("--log", choices=["info", "none"], default="info")
     parser.add_argument("--name", default="introducer_pps")
     args = parser.parse_args()
+    resolve_generator_options(args, "sockets")
     mixes = [int(n) for n in args.heartbeats.split(",")]
 
     runs = []

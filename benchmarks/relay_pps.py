@@ -59,7 +59,7 @@ import statistics
 import subprocess
 
 from benchmarks import _relayload
-from benchmarks._common import Server, _wait_for_stun, table, write_result
+from benchmarks._common import add_generator_options, resolve_generator_options, Server, _wait_for_stun, table, write_result
 
 SECRET_FILE = "/tmp/p2pnet-bench-relay.secret"
 RELAY_CAPS = {
@@ -108,7 +108,7 @@ def _relay_options(secret_file: str) -> str:
 def measure(kind: str, args, secret: bytes) -> dict:
     common = dict(
         processes=args.processes, pairs=args.pairs, window=args.window, payload=args.payload,
-        warmup=args.warmup, duration=args.duration,
+        warmup=args.warmup, duration=args.duration, generator=args.generator,
     )
     if kind == "direct":
         result = _relayload.run("direct", None, secret=secret, **common)
@@ -148,13 +148,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--pairs", type=int, default=8, help="socket pairs (allocations) per process")
+    add_generator_options(parser, "pairs")
     parser.add_argument("--window", type=int, default=16, help="packets circulating per pair")
     parser.add_argument("--payload", type=int, default=100, help="application payload bytes")
     parser.add_argument("--no-direct", action="store_true", help="skip the generator-only (no relay) loop")
     parser.add_argument("--name", default="relay_pps")
     args = parser.parse_args()
+    resolve_generator_options(args, "pairs")
 
     secret = os.urandom(24).hex().encode()
     with open(SECRET_FILE, "wb") as f:
@@ -167,8 +167,9 @@ def main() -> None:
             result["round"] = n + 1
             runs.append(result)
             cpu = "" if result["server_cpu"] is None else f", server CPU {result['server_cpu']:.3f}"
+            idle = "" if result["generator_idle"] is None else f" (idle {result['generator_idle']:.3f})"
             print(f"round {n + 1} {kind}: {result['pps']:,.0f} forwarded/s{cpu}, "
-                  f"generator CPU {result['generator_cpu']:.3f}", flush=True)
+                  f"generator CPU {result['generator_cpu']:.3f}{idle}", flush=True)
     medians = {kind: statistics.median(r["pps"] for r in runs if r["server"] == kind) for kind in kinds}
     per_cpu = {
         kind: statistics.median(r["pps"] / r["server_cpu"] for r in runs if r["server"] == kind)
@@ -181,11 +182,13 @@ def main() -> None:
     }
     print()
     print(table(
-        ["round", "server", "forwarded/s", "server CPU", "per server CPU-s", "generator CPU", "resent", "unexpected"],
+        ["round", "server", "forwarded/s", "server CPU", "per server CPU-s", "generator CPU", "generator idle",
+         "resent", "unexpected"],
         [
             [r["round"], r["server"], r["pps"], "-" if r["server_cpu"] is None else r["server_cpu"],
              "-" if r["server_cpu"] is None else r["pps"] / r["server_cpu"],
-             r["generator_cpu"], r["resent"], r["unexpected"]]
+             r["generator_cpu"], "-" if r["generator_idle"] is None else r["generator_idle"],
+             r["resent"], r["unexpected"]]
             for r in runs
         ],
     ))

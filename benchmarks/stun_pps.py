@@ -13,7 +13,7 @@ import argparse
 import statistics
 
 from benchmarks import _loadgen
-from benchmarks._common import Server, table, write_result
+from benchmarks._common import add_generator_options, resolve_generator_options, Server, table, write_result
 
 
 def measure(kind: str, args, extra=None) -> dict:
@@ -27,6 +27,7 @@ def measure(kind: str, args, extra=None) -> dict:
             window=args.window,
             duration=args.duration,
             on_measure=server.sample,
+            generator=args.generator,
         )
     finally:
         server.stop()
@@ -39,11 +40,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--sockets", type=int, default=8)
+    add_generator_options(parser, "sockets")
     parser.add_argument("--window", type=int, default=16)
     parser.add_argument("--name", default="stun_pps")
     args = parser.parse_args()
+    resolve_generator_options(args, "sockets")
     runs = []
     for _ in range(args.rounds):
         runs.append(measure("coturn", args))
