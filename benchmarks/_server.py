@@ -87,7 +87,9 @@ def main() -> None:
             rate_limiter=RateLimiter(1e9, 1e9) if args.rate_limit else None,
             stun_responder=StunResponder(),
         )
-        port = reactor.listenUDP(args.port, protocol, interface="127.0.0.1")
+        from p2pnet._udpread import listen_udp
+
+        port = listen_udp(reactor, args.port, protocol, "127.0.0.1")  # as IntroducerService does
         stats = lambda: dict(protocol.stats, registrations=len(protocol.registry))  # noqa: E731
     elif args.kind == "relay":
         import shlex

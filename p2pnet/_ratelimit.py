@@ -31,24 +31,32 @@ class RateLimiter:
         """
         Spend C{cost} tokens (one packet, or a packet's bytes) of
         C{source}'s bucket; False when it has too few.
+
+        The bucket refills, and the source counts as recently seen for
+        the LRU table, when C{now} has moved since its last call: the
+        servers read the clock once per batch of datagrams, so a batch's
+        later datagrams from one source skip both.
         """
-        bucket = self._buckets.get(source)
+        buckets = self._buckets
+        bucket = buckets.get(source)
         if bucket is None:
-            if len(self._buckets) >= self._max_sources:
-                self._buckets.popitem(last=False)
+            if len(buckets) >= self._max_sources:
+                buckets.popitem(last=False)
             if cost > self.burst:
                 return False
-            self._buckets[source] = [self.burst - cost, now]
+            buckets[source] = [self.burst - cost, now]
             return True
-        tokens = bucket[0] + (now - bucket[1]) * self.rate
-        if tokens > self.burst:
-            tokens = self.burst
-        bucket[1] = now
+        tokens = bucket[0]
+        if now != bucket[1]:
+            tokens += (now - bucket[1]) * self.rate
+            if tokens > self.burst:
+                tokens = self.burst
+            bucket[1] = now
+            buckets.move_to_end(source)
         if tokens < cost:
             bucket[0] = tokens
             return False
         bucket[0] = tokens - cost
-        self._buckets.move_to_end(source)
         return True
 
     def __len__(self) -> int:

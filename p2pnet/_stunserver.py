@@ -33,6 +33,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from p2pnet._udpread import listen_udp
 from p2pnet._udpwrite import FastDatagramWriting
 from p2pnet.address import Address
 from p2pnet.errors import MalformedMessage
@@ -555,7 +556,7 @@ def listen_stun(
 
     def bind(name: str, host: str, port: int) -> Address:
         protocol = StunServerProtocol(server, name, Address(host, port))
-        listening = reactor.listenUDP(port, protocol, interface=host)
+        listening = listen_udp(reactor, port, protocol, host)
         bound = Address(host, listening.getHost().port)
         protocol.local = bound
         server.protocols[name] = protocol

@@ -61,20 +61,28 @@ def datagram_writer(transport) -> DatagramWriter:
 
 class FastDatagramWriting:
     """
-    Mixin for a C{DatagramProtocol}: C{write_datagram(datagram, address)},
-    through L{datagram_writer} for whatever C{self.transport} currently is.
+    Mixin for a C{DatagramProtocol}: C{write_datagram(datagram, address)}
+    and C{current_writer()}, through L{datagram_writer} for whatever
+    C{self.transport} currently is.
     """
 
     _writer_transport = None
     _writer: DatagramWriter | None = None
+
+    def current_writer(self) -> DatagramWriter:
+        """
+        The L{datagram_writer} of C{self.transport} as it is now (for a
+        loop that writes many datagrams).
+        """
+        transport = self.transport  # type: ignore[attr-defined]
+        if self._writer_transport is not transport:
+            self._writer_transport = transport
+            self._writer = datagram_writer(transport)
+        return self._writer  # type: ignore[return-value]
 
     def write_datagram(self, datagram: bytes, address: tuple) -> object:
         """
         Write C{datagram} to C{address}, an IP literal of the socket's
         family (see L{datagram_writer}).
         """
-        transport = self.transport  # type: ignore[attr-defined]
-        if self._writer_transport is not transport:
-            self._writer_transport = transport
-            self._writer = datagram_writer(transport)
-        return self._writer(datagram, address)  # type: ignore[misc]
+        return self.current_writer()(datagram, address)

@@ -231,7 +231,7 @@ class PeerConnection:
         self.protocol: PeerProtocol | None = None
         self.introduced_at = self._clock.seconds()
         self.ended = False
-        self._data_key = wire.Mac(self.key) if endpoint.config.authenticate_data else None
+        self._data_key = wire.DatagramMac(self.key) if endpoint.config.authenticate_data else None
         self._waiters: list[Deferred] = []
         self._early: list[bytes] = []
         self._failure: Failure | None = None

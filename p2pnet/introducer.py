@@ -26,6 +26,7 @@ from p2pnet._ratelimit import LogBudget, RateLimiter
 from p2pnet._registry import Registration, Registry, RegistryError
 from p2pnet._stunserver import StunServer
 from p2pnet._udpwrite import FastDatagramWriting
+from p2pnet._udpread import listen_udp
 from p2pnet.address import Address
 from p2pnet.errors import MalformedMessage
 from p2pnet.wire import ErrorCode
@@ -730,7 +731,7 @@ class UDPService(Service):
         self.port = None
 
     def startService(self) -> None:
-        self.port = self._reactor.listenUDP(self._port_number, self.protocol, self._interface)
+        self.port = listen_udp(self._reactor, self._port_number, self.protocol, self._interface)
         address = self.port.getHost()
         self.log.info(
             "p2pnet {what} listening on {host}:{port}",

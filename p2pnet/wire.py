@@ -961,8 +961,8 @@ class Mac:
     HMAC-SHA256 under one key, with the key's inner and outer pads hashed
     once (RFC 2104, section 4): the same digests as C{hmac.digest(key, m,
     "sha256")}, at about 0.6 instead of 1.5 microseconds for a short
-    message.  For keys used for many datagrams: a connection's data key, a
-    relay allocation's key.  Costs two hash states (a few hundred bytes).
+    message.  For a key that signs many control messages (the
+    introducer's secret).  Costs two hash states (a few hundred bytes).
     """
 
     __slots__ = ("_inner", "_outer")
@@ -983,6 +983,40 @@ class Mac:
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.digest()
+
+
+class DatagramMac:
+    """
+    The 8-byte tag of data datagrams and relay frames under one key:
+    keyed BLAKE2s with an 8-byte digest (RFC 7693; the digest length is
+    part of BLAKE2's parameter block, so this is not a truncation).  The
+    state that has absorbed the key is kept and copied per datagram:
+    about 0.3 microseconds for a game-sized datagram, half of
+    HMAC-SHA256 even with L{Mac}.  For keys used for many datagrams: a
+    connection's data key, a relay allocation's key.
+    """
+
+    __slots__ = ("_keyed",)
+
+    def __init__(self, key: bytes) -> None:
+        self._keyed = hashlib.blake2s(key=key, digest_size=DATA_TAG_SIZE)
+
+    def tag(self, message: bytes) -> bytes:
+        """
+        The 8-byte tag of C{message}.
+        """
+        state = self._keyed.copy()
+        state.update(message)
+        return state.digest()
+
+
+def datagram_tag(key: bytes | DatagramMac, message: bytes) -> bytes:
+    """
+    The 8-byte tag of C{message} under C{key} (see L{DatagramMac}).
+    """
+    if type(key) is DatagramMac:
+        return key.tag(message)
+    return hashlib.blake2s(message, key=key, digest_size=DATA_TAG_SIZE).digest()
 
 
 def _hmac(key: bytes | Mac, message: bytes) -> bytes:
@@ -1020,24 +1054,24 @@ def verify(raw: bytes, key: bytes | Mac) -> bool:
     return hmac.compare_digest(expected, raw[-AUTH_SIZE:])
 
 
-def encode_data(conn_id: int, payload: bytes, key: bytes | Mac | None = None) -> bytes:
+def encode_data(conn_id: int, payload: bytes, key: bytes | DatagramMac | None = None) -> bytes:
     """
     Frame an application datagram; with C{key}, append a data tag.
     """
     raw = bytes((MAGIC, MessageType.DATA, conn_id >> 8, conn_id & 0xFF)) + payload
     if key is not None:
-        raw += _hmac(key, raw)[:DATA_TAG_SIZE]
+        raw += datagram_tag(key, raw)
     return raw
 
 
-def verify_data(raw: bytes, key: bytes | Mac) -> bytes | None:
+def verify_data(raw: bytes, key: bytes | DatagramMac) -> bytes | None:
     """
     Check a data datagram's tag; return the payload, or None if it fails.
     """
     if len(raw) < DATA_HEADER_SIZE + DATA_TAG_SIZE:
         return None
     body = raw[:-DATA_TAG_SIZE]
-    expected = _hmac(key, body)[:DATA_TAG_SIZE]
+    expected = datagram_tag(key, body)
     if not hmac.compare_digest(expected, raw[-DATA_TAG_SIZE:]):
         return None
     return body[DATA_HEADER_SIZE:]
@@ -1258,12 +1292,12 @@ def relay_key(secret: bytes, allocation: bytes) -> bytes:
     return hmac.digest(secret, b"p2pnet relay " + allocation, "sha256")[:KEY_SIZE]
 
 
-def encode_relayed(allocation: bytes, side: int, inner: bytes, key: bytes | Mac) -> bytes:
+def encode_relayed(allocation: bytes, side: int, inner: bytes, key: bytes | DatagramMac) -> bytes:
     """
     Wrap a p2pnet datagram for the relay.
     """
     body = allocation + bytes((side,)) + inner
-    return bytes((MAGIC, MessageType.RELAYED)) + body + _hmac(key, body)[:DATA_TAG_SIZE]
+    return bytes((MAGIC, MessageType.RELAYED)) + body + datagram_tag(key, body)
 
 
 def relayed_fields(raw: bytes) -> tuple[bytes, int] | None:
@@ -1275,14 +1309,14 @@ def relayed_fields(raw: bytes) -> tuple[bytes, int] | None:
     return raw[2:10], raw[10]
 
 
-def verify_relayed(raw: bytes, key: bytes | Mac) -> bytes | None:
+def verify_relayed(raw: bytes, key: bytes | DatagramMac) -> bytes | None:
     """
     The inner datagram of a relay datagram whose tag verifies, else None.
     """
     if len(raw) < RELAY_HEADER_SIZE + DATA_TAG_SIZE:
         return None
     body = raw[2:-DATA_TAG_SIZE]
-    if not hmac.compare_digest(_hmac(key, body)[:DATA_TAG_SIZE], raw[-DATA_TAG_SIZE:]):
+    if not hmac.compare_digest(datagram_tag(key, body), raw[-DATA_TAG_SIZE:]):
         return None
     return body[9:]
 

@@ -52,6 +52,32 @@ class RelayProtocolTests(SynchronousTestCase):
         self.assertEqual(wire.verify_relayed(to_two, KEY), b"third")
         self.assertEqual(self.relay.stats["forwarded"], 2)
 
+    def test_batch(self):
+        """
+        A batch (as L{p2pnet._udpread.FastReadPort} hands over) is relayed
+        as its datagrams one by one would be: drops are counted, and a
+        datagram that hits a bug is counted and logged without stopping
+        the rest of the batch.
+        """
+        frame = lambda side, inner: wire.encode_relayed(ALLOCATION, side, inner, KEY)  # noqa: E731
+        self.relay.datagrams_received([
+            (frame(0, b"bind"), ONE),
+            (frame(1, b"a"), TWO),
+            (b"junk", ONE),
+            (None, ONE),
+            (frame(0, b"b"), ONE),
+            (frame(1, b"c"), TWO),
+        ])
+        self.assertEqual(
+            [(wire.verify_relayed(data, KEY), addr) for data, addr in self.transport.written],
+            [(b"a", ONE), (b"b", TWO), (b"c", ONE)],
+        )
+        self.assertEqual(
+            {k: self.relay.stats[k] for k in ("forwarded", "dropped-malformed", "internal-error")},
+            {"forwarded": 3, "dropped-malformed": 1, "internal-error": 1},
+        )
+        self.assertEqual(len(self.flushLoggedErrors(TypeError)), 1)
+
     def test_unauthenticated_dropped(self):
         """
         A datagram with a wrong tag neither binds nor gets forwarded.

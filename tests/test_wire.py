@@ -4,6 +4,7 @@ Tests for L{p2pnet.wire}, the p2pnet codec.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 
 import attrs
@@ -124,24 +125,54 @@ class MacTests(SynchronousTestCase):
         """
         self.assertEqual(wire.Mac(key).digest(message), hmac.digest(key, message, "sha256"))
 
-    @given(u16, st.binary(max_size=100), keys, ids8, st.integers(0, 1))
-    def test_interchangeable_with_key(self, conn_id, payload, key, allocation, side):
+    @given(st.binary(max_size=100), keys)
+    def test_sign_interchangeable_with_key(self, message, key):
         """
-        Every tag function gives and accepts the same bytes with a
+        C{sign} and C{verify} give and accept the same bytes with a
         L{wire.Mac} as with its plain key, and the Mac is reusable.
         """
         mac = wire.Mac(key)
+        message = bytes(wire.HEADER_SIZE) + message  # as long as a control message header
+        signed = wire.sign(message, key)
+        self.assertEqual(wire.sign(message, mac), signed)
+        self.assertTrue(wire.verify(signed, mac))
+        self.assertTrue(wire.verify(wire.sign(message, mac), key))
+        self.assertFalse(wire.verify(signed, wire.Mac(bytes(b ^ 1 for b in key))))
+
+
+class DatagramMacTests(SynchronousTestCase):
+    def test_known_tags(self):
+        """
+        Datagram tags are keyed BLAKE2s with an 8-byte digest (RFC 7693):
+        fixed vectors pin the wire format, and a 32-byte digest cut to 8
+        bytes is a different function.
+        """
+        # The BLAKE2s-256 example of RFC 7693, appendix B, checks the hash.
+        self.assertEqual(
+            hashlib.blake2s(b"abc").hexdigest(), "508c5e8c327c14e2e1a72ba34eeb452f37458b209ed63a294d999b4c86675982"
+        )
+        key = bytes(range(16))
+        self.assertEqual(wire.datagram_tag(key, b"").hex(), "f09b980f484956ea")
+        self.assertEqual(wire.DatagramMac(key).tag(b"abc").hex(), "e50bdaf489c3c6ab")
+        self.assertEqual(wire.datagram_tag(key, b"abc").hex(), "e50bdaf489c3c6ab")
+        self.assertNotEqual(wire.datagram_tag(key, b"abc"), hashlib.blake2s(b"abc", key=key).digest()[:8])
+
+    @given(u16, st.binary(max_size=100), keys, ids8, st.integers(0, 1))
+    def test_interchangeable_with_key(self, conn_id, payload, key, allocation, side):
+        """
+        Data and relay tags are the same bytes with a L{wire.DatagramMac}
+        as with its plain key, and the DatagramMac is reusable.
+        """
+        mac = wire.DatagramMac(key)
         data = wire.encode_data(conn_id, payload, key)
         self.assertEqual(wire.encode_data(conn_id, payload, mac), data)
         self.assertEqual(wire.verify_data(data, mac), payload)
+        self.assertEqual(wire.verify_data(wire.encode_data(conn_id, payload, mac), key), payload)
         relayed = wire.encode_relayed(allocation, side, payload, key)
         self.assertEqual(wire.encode_relayed(allocation, side, payload, mac), relayed)
         self.assertEqual(wire.verify_relayed(relayed, mac), payload)
-        signed = wire.sign(data, key)
-        self.assertEqual(wire.sign(data, mac), signed)
-        self.assertTrue(wire.verify(signed, mac))
         self.assertIsNone(wire.verify_data(data[:-1] + bytes([data[-1] ^ 1]), mac))
-        self.assertFalse(wire.verify(signed, wire.Mac(bytes(b ^ 1 for b in key))))
+        self.assertIsNone(wire.verify_relayed(relayed, wire.DatagramMac(bytes(b ^ 1 for b in key))))
 
 
 class RelayFramingTests(SynchronousTestCase):
