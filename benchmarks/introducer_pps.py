@@ -2,10 +2,12 @@
 Introducer packet rate on one core beside a bare Twisted UDP echo server,
 under the same load generator in the same run.
 
-    python -m benchmarks.introducer_pps [--rounds 3] [--duration 5] [--heartbeats 3,20]
+    python -m benchmarks.introducer_pps [--rounds 5] [--duration 5] [--heartbeats 3,20]
 
-Each server runs in its own process pinned to core 0; the load generator's
-processes are pinned to core 1.  Rounds alternate echo / introducer so
+Each server runs in its own process pinned to core 0; the load generator
+(L{benchmarks._loadgen}, by default with the C loop of
+L{benchmarks._fastgen}, which never sleeps and reports the share of time
+it found nothing to read: "generator idle") is pinned to core 1.  Rounds alternate echo / introducer so
 drift on a noisy machine hits both.  The registration load is measured
 at each registration:heartbeat mix of C{--heartbeats}: 1:3 is a stress
 case (a new player every fourth packet); 1:20 is a steady state (a
@@ -47,7 +49,7 @@ def measure(kind: str, mode: str, args, extra=None, heartbeats: int = 3) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=5.0)
     add_generator_options(parser, "sockets")
     parser.add_argument("--window", type=int, default=16)
@@ -80,10 +82,12 @@ def main() -> None:
     intros = med("introducer", "intro")
     rows = [
         [r["server"], r["mode"] + (f" 1:{r['heartbeats_per_registration']}" if r["mode"] == "reg" else ""),
-         r["pps"], r["server_cpu"], r["pps"] / r["server_cpu"], r["generator_cpu"], r["stalls"]]
+         r["pps"], r["server_cpu"], r["pps"] / r["server_cpu"], r["generator_cpu"],
+         "-" if r["generator_idle"] is None else r["generator_idle"], r["stalls"]]
         for r in runs
     ]
-    print(table(["server", "load", "answers/s", "server CPU", "per CPU-second", "generator CPU", "stalls"], rows))
+    print(table(["server", "load", "answers/s", "server CPU", "per CPU-second", "generator CPU", "generator idle",
+                 "stalls"], rows))
     print()
     print(f"median echo (reg/heartbeat packets): {echo:,.0f} pps ({echo_cpu:,.0f} per CPU-second)")
     ratios = {}

@@ -1,20 +1,21 @@
 """
 Packets per second forwarded on one core: the p2pnet relay
 (L{p2pnet.relay.RelayProtocol}) vs coturn's TURN relay, each pinned to
-core 0, under the same closed-loop load generator (L{benchmarks._relayload},
-2 processes pinned to core 1), in the same run, alternating rounds.
+core 0, under the same closed-loop load generator (L{benchmarks._relayload}
+with the C loop of L{benchmarks._fastgen}, pinned to core 1), in the same
+run, alternating rounds.
 
-    python -m benchmarks.relay_pps [--rounds 3] [--duration 5]
+    python -m benchmarks.relay_pps [--rounds 5] [--duration 5]
 
-Load: 2 processes x 8 socket pairs, one allocation per pair, 16 packets
-circulating per pair (256 in flight): A sends through the relay to B, B
-sends each one it gets back through the relay to A.  The relayed datagram
-is a 112-byte p2pnet data datagram (100 bytes of application payload, 4
-bytes of framing, 8-byte data tag) for both relays; the p2pnet relay sees
-it inside RELAYED frames (131 bytes, HMAC tag precomputed per allocation,
-side and slot), coturn inside ChannelData (116 bytes) from A and bare (112
-bytes) from B.  Every datagram received by A or B has crossed the relay
-once and counts as one forwarded packet.
+Load: 16 socket pairs, one allocation per pair, 16 packets circulating per
+pair (256 in flight): A sends through the relay to B, B sends each one it
+gets back through the relay to A.  The relayed datagram is a 112-byte
+p2pnet data datagram (100 bytes of application payload, 4 bytes of
+framing, 8-byte data tag) for both relays; the p2pnet relay sees it inside
+RELAYED frames (131 bytes, tag precomputed per allocation, side and slot),
+coturn inside ChannelData (116 bytes) from A and bare (112 bytes) from B.
+Every datagram received by A or B has crossed the relay once and counts as
+one forwarded packet.
 
 Servers, configured for throughput:
 
@@ -33,21 +34,17 @@ Servers, configured for throughput:
 
 Both are started under C{taskset -c 0}; a fresh server per round.
 
-How the generator was checked not to be the limit: every round also runs
-the same loop with the relay taken out (C{direct}: A and B send the same
-RELAYED frames straight to each other; same per-packet work, one C{recv},
-one dict lookup, one C{send}, all of it on core 1), which shows how many
-packets per second the generator can turn around on its one core; and its
-CPU use while loading each relay is printed.  Against the p2pnet relay the
-generator used well under half its core while the relay's core was full
-(the relay is the limit).  coturn costs less per packet than the generator
-does, so the more of its core coturn gets, the nearer the generator's CPU
-comes to 1.0 (in trial runs coturn at 0.88-0.95 CPU had the generator at
-0.94-1.0): coturn's rate is then a lower bound on what it can do on one
-core, and the rate ratio an upper bound.  The "per server CPU-s" column
-(packets / CPU-seconds used by the server process) is printed for that
-reason and because other jobs on the machine take turns on both cores
-(when one lands on core 0, coturn gets less than half of it).
+How the generator was checked not to be the limit: it never sleeps (it
+polls its sockets without blocking, so the servers' answers never pay for
+waking it up) and it counts the time it spent finding nothing to read
+("generator idle": the fraction of the measured interval in which every
+packet in flight was at the server).  Idle time means the generator was
+waiting for the server.  Every round also runs the same loop with the
+relay taken out (C{direct}: A and B send the same frames straight to each
+other), which shows how many packets per second the generator turns
+around on its core alone.  The server's own CPU use is sampled inside the
+measured interval and printed beside its rate ("per server CPU-s"),
+because other jobs on the machine take turns on both cores.
 """
 
 from __future__ import annotations
@@ -145,7 +142,7 @@ def measure(kind: str, args, secret: bytes) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     add_generator_options(parser, "pairs")

@@ -2,9 +2,10 @@
 STUN Binding answers per second on one core: p2pnet's standalone STUN
 server (C{p2pnet._stunserver.listen_stun}), the introducer's STUN path, and
 coturn (C{turnserver --stun-only --relay-threads 1}), each pinned to core 0,
-under the same load generator (core 1) in the same run.
+under the same load generator (core 1; by default the C loop of
+L{benchmarks._fastgen}) in the same run.
 
-    python -m benchmarks.stun_pps [--rounds 3] [--duration 5]
+    python -m benchmarks.stun_pps [--rounds 5] [--duration 5]
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def measure(kind: str, args, extra=None) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=5.0)
     add_generator_options(parser, "sockets")
     parser.add_argument("--window", type=int, default=16)
@@ -55,8 +56,8 @@ def main() -> None:
         for kind in ("coturn", "stunserver", "introducer")
     }
     print(table(
-        ["server", "answers/s", "server CPU", "generator CPU", "stalls"],
-        [[r["server"], r["pps"], r["server_cpu"], r["generator_cpu"], r["stalls"]] for r in runs],
+        ["server", "answers/s", "server CPU", "generator CPU", "generator idle", "stalls"],
+        [[r["server"], r["pps"], r["server_cpu"], r["generator_cpu"], r["generator_idle"], r["stalls"]] for r in runs],
     ))
     print()
     for kind in ("stunserver", "introducer"):
