@@ -25,8 +25,8 @@ from p2pnet import wire
 from p2pnet._ratelimit import LogBudget, RateLimiter
 from p2pnet._registry import Registration, Registry, RegistryError
 from p2pnet._stunserver import StunServer
-from p2pnet._udpwrite import FastDatagramWriting
 from p2pnet._udpread import listen_udp
+from p2pnet._udpwrite import FastDatagramWriting
 from p2pnet.address import Address
 from p2pnet.errors import MalformedMessage
 from p2pnet.wire import ErrorCode
