@@ -128,3 +128,23 @@ class Run:
         if self.proc.returncode != 0:
             raise RuntimeError(f"the C load generator failed (exit {self.proc.returncode})")
         return json.loads(out)
+
+
+def run_workers(workers, on_measure, warmup: float, duration: float) -> list[dict]:
+    """
+    Start one generator for each C{(plan, sockets)} of C{workers}, call
+    C{on_measure} inside the measured interval (L{sample_during}), and
+    return each generator's counters.  The sockets are closed afterwards.
+    """
+    from benchmarks._common import sample_during
+
+    socks, runs = [], []
+    try:
+        for plan, mine in workers:
+            socks += mine
+            runs.append(Run(plan, [s.fileno() for s in mine]))
+        sample_during(on_measure, warmup, duration)
+        return [r.result(timeout=duration + warmup + 120) for r in runs]
+    finally:
+        for s in socks:
+            s.close()

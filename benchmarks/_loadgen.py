@@ -312,19 +312,14 @@ def run(
     if mode == "intro":
         generator = "python"
     if generator == "c":
-        socks, runs = [], []
-        try:
+
+        def workers():
             for w in range(processes):
                 mine = [_socket(host, port) for _ in range(sockets)]
-                socks += mine
-                fds = [s.fileno() for s in mine]
-                plan = c_plan(mode, fds, w, window, heartbeats, warmup, duration, stall, cpu)
-                runs.append(_fastgen.Run(plan, fds))
-            sample_during(on_measure, warmup, duration)
-            results = [r.result(timeout=duration + warmup + 120) for r in runs]
-        finally:
-            for s in socks:
-                s.close()
+                yield c_plan(mode, [s.fileno() for s in mine], w, window, heartbeats, warmup, duration, stall,
+                             cpu), mine
+
+        results = _fastgen.run_workers(workers(), on_measure, warmup, duration)
     else:
         results = _run_python(mode, host, port, processes, sockets, window, heartbeats, warmup, duration,
                               stall, cpu, on_measure)

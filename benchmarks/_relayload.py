@@ -401,18 +401,12 @@ def run(
 
 def _run_c(mode, server, secret, credentials, processes, pairs, window, payload, warmup, duration, stall, cpu,
            on_measure) -> list[dict]:
-    socks, runs = [], []
-    try:
-        for w in range(processes):
-            setup = [_setup_pair(mode, server, w, pi, window, payload, secret, credentials) for pi in range(pairs)]
-            plan, mine = c_plan(setup, window, payload, w, warmup, duration, stall, cpu)
-            socks += mine
-            runs.append(_fastgen.Run(plan, [s.fileno() for s in mine]))
-        sample_during(on_measure, warmup, duration)
-        results = [r.result(timeout=duration + warmup + 120) for r in runs]
-    finally:
-        for s in socks:
-            s.close()
+    workers = (
+        c_plan([_setup_pair(mode, server, w, pi, window, payload, secret, credentials) for pi in range(pairs)],
+               window, payload, w, warmup, duration, stall, cpu)
+        for w in range(processes)
+    )
+    results = _fastgen.run_workers(workers, on_measure, warmup, duration)
     for r in results:
         r["received"] = r.pop("answered")
         r["resent"] = r.pop("stalls")
