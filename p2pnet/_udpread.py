@@ -47,32 +47,25 @@ class FastReadPort(udp.Port):
     def doRead(self) -> None:
         if self.addressFamily != socket.AF_INET:
             return super().doRead()
+        failed: list[OSError] = []
+        datagrams = self._read(failed)
         many = getattr(self.protocol, "datagrams_received", None)
         if many is not None:
-            failed: list[OSError] = []
             try:
-                many(self._read(failed))
+                many(datagrams)
             except BaseException:
                 self._log.failure("unhandled error in {protocol}.datagrams_received", protocol=self.protocol)
-            if failed:
-                return super().doRead()
-            return None
-        recvfrom = self.socket.recvfrom
-        size = self.maxPacketSize
-        received = self.protocol.datagramReceived
-        for _ in range(self.batch):
-            try:
-                data, addr = recvfrom(size)
-            except BlockingIOError:
-                return None
-            except OSError:
-                # Twisted's own handling: it reads again and ignores,
-                # reports or raises what the kernel says.
-                return super().doRead()
-            try:
-                received(data, addr)
-            except BaseException:
-                self._log.failure("unhandled error in {protocol}.datagramReceived", protocol=self.protocol)
+        else:
+            received = self.protocol.datagramReceived
+            for data, addr in datagrams:
+                try:
+                    received(data, addr)
+                except BaseException:
+                    self._log.failure("unhandled error in {protocol}.datagramReceived", protocol=self.protocol)
+        if failed:
+            # Twisted's own handling: it reads again and ignores, reports
+            # or raises what the kernel says.
+            return super().doRead()
         return None
 
     def _read(self, failed: list[OSError]) -> Iterator[tuple[bytes, tuple]]:
