@@ -70,7 +70,7 @@ def relay_variant(port_kind: str, limiters: bool, burst: int, repeats: int) -> f
         ))
         relay = relay_tap.make_protocol(options, reactor)
     if not limiters:
-        relay._rate_limiter = relay._byte_limiter = None
+        relay.source_limiter = None
     port = (FastReadPort if port_kind == "fast" else udp.Port)(0, relay, "127.0.0.1", 8192, reactor)
     port.startListening()
     try:

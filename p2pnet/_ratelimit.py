@@ -108,3 +108,69 @@ class LogBudget:
         """
         held, self.held = self.held, {}
         return held
+
+
+class SourceLimiter:
+    """
+    Per-source packets and bytes per second, in one LRU table: a relayed
+    datagram checks both budgets with one lookup.
+
+    Each source may send C{packet_rate} packets and C{byte_rate} bytes a
+    second, with bursts of C{burst_seconds} times those.  A datagram that
+    either budget refuses spends neither.
+
+    @param max_sources: the table's size (the least recently seen source
+        goes first; it then starts again with full buckets).
+    """
+
+    PACKETS = "dropped-rate-limited"
+    BYTES = "dropped-byte-limited"
+
+    def __init__(
+        self, packet_rate: float, byte_rate: float, burst_seconds: float = 2.0, max_sources: int = 65536
+    ) -> None:
+        if packet_rate <= 0 or byte_rate <= 0 or burst_seconds <= 0:
+            raise ValueError("rates and burst_seconds must be > 0")
+        if packet_rate * burst_seconds < 1:
+            raise ValueError("the packet burst (packet_rate * burst_seconds) must be at least 1")
+        self.packet_rate = packet_rate
+        self.byte_rate = byte_rate
+        self.packet_burst = packet_rate * burst_seconds
+        self.byte_burst = byte_rate * burst_seconds
+        self._max_sources = max_sources
+        # source -> [packet tokens, byte tokens, time of the last refill]
+        self._buckets: OrderedDict[object, list[float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def refused(self, source: object, now: float, size: int) -> str | None:
+        """
+        Spend one packet and C{size} bytes of C{source}'s budgets, or
+        name the budget that is short (L{PACKETS} or L{BYTES}, the
+        relay's counter names) and spend nothing.
+
+        As with L{RateLimiter.allow}, the buckets refill (and the source
+        moves to the LRU's recent end) only when C{now} has moved.
+        """
+        buckets = self._buckets
+        bucket = buckets.get(source)
+        if bucket is None:
+            if len(buckets) >= self._max_sources:
+                buckets.popitem(last=False)
+            bucket = buckets[source] = [self.packet_burst, self.byte_burst, now]
+        elif now != bucket[2]:
+            elapsed = now - bucket[2]
+            packets = bucket[0] + elapsed * self.packet_rate
+            octets = bucket[1] + elapsed * self.byte_rate
+            bucket[0] = packets if packets < self.packet_burst else self.packet_burst
+            bucket[1] = octets if octets < self.byte_burst else self.byte_burst
+            bucket[2] = now
+            buckets.move_to_end(source)
+        if bucket[0] < 1:
+            return self.PACKETS
+        if bucket[1] < size:
+            return self.BYTES
+        bucket[0] -= 1
+        bucket[1] -= size
+        return None

@@ -16,7 +16,7 @@ from p2pnet._options import non_negative as _non_negative
 from p2pnet._options import parse, read_secret
 from p2pnet._options import port as _port
 from p2pnet._options import positive as _positive
-from p2pnet._ratelimit import RateLimiter
+from p2pnet._ratelimit import RateLimiter, SourceLimiter
 from p2pnet.address import Address
 from p2pnet._registry import Registry
 from p2pnet.introducer import IntroducerProtocol, IntroducerService
@@ -136,8 +136,7 @@ def makeService(options: Options, reactor=None) -> MultiService:
         relay_protocol = RelayProtocol(
             reactor,
             secret,
-            rate_limiter=RateLimiter(5000.0, 10000.0),
-            byte_limiter=RateLimiter(5_000_000.0, 10_000_000.0),
+            source_limiter=SourceLimiter(5000.0, 5_000_000.0),
         )
         relay_service = UDPService(reactor, relay_protocol, options["relay-port"], options["interface"], "relay")
         relay_service.setServiceParent(parent)

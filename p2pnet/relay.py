@@ -9,6 +9,14 @@ learns each member's address from its first authenticated datagram (and
 follows it when the member's NAT rebinds), forwards to the other member,
 caps packets and bytes per allocation and per source, and forgets
 allocations that stay idle.
+
+Like a TURN server, the relay authenticates a member's address, not each
+datagram: a tag is checked whenever a side binds or moves to an address,
+and a datagram from the address its side is bound to is forwarded on the
+strength of that address and the allocation id (the receiving member
+checks every tag itself, so nothing forged reaches an application).
+C{verify_all} checks every datagram's tag as well, at about 0.4
+microseconds a datagram.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from p2pnet import wire
-from p2pnet._ratelimit import RateLimiter
+from p2pnet._ratelimit import SourceLimiter
 from p2pnet._udpwrite import FastDatagramWriting
 
 _MAGIC = wire.MAGIC
@@ -54,10 +62,11 @@ class RelayProtocol(FastDatagramWriting, DatagramProtocol):
         forgotten (its members can bind again with the same key).
     @param max_packets: packets per second per allocation.
     @param max_bytes: bytes per second per allocation.
-    @param rate_limiter: per-source-IP packet limit, or None.
-    @param byte_limiter: per-source-IP byte limit (its tokens are bytes),
+    @param source_limiter: per-source-IP packets and bytes per second,
         or None.
     @param max_allocations: refuse new allocations beyond this many.
+    @param verify_all: check the tag of every datagram, not only of those
+        that bind or move a side (see the module docstring).
     """
 
     log = Logger()
@@ -69,18 +78,18 @@ class RelayProtocol(FastDatagramWriting, DatagramProtocol):
         idle_timeout: float = 60.0,
         max_packets: int = 2000,
         max_bytes: int = 2_000_000,
-        rate_limiter: RateLimiter | None = None,
+        source_limiter: SourceLimiter | None = None,
         max_allocations: int = 100_000,
-        byte_limiter: RateLimiter | None = None,
+        verify_all: bool = False,
     ) -> None:
         self._clock = clock
         self._secret = secret
         self.idle_timeout = idle_timeout
         self.max_packets = max_packets
         self.max_bytes = max_bytes
-        self._rate_limiter = rate_limiter
-        self._byte_limiter = byte_limiter
+        self.source_limiter = source_limiter
         self._max_allocations = max_allocations
+        self.verify_all = verify_all
         self.allocations: dict[bytes, _Allocation] = {}
         self._stats: Counter[str] = Counter()
         # The per-packet path counts in plain integers; L{stats} folds them in.
@@ -132,9 +141,9 @@ class RelayProtocol(FastDatagramWriting, DatagramProtocol):
         # Keep this loop short: see docs/performance.md, section 6.
         now = self._clock.seconds()
         allocations = self.allocations
-        rate_allow = None if self._rate_limiter is None else self._rate_limiter.allow
-        byte_allow = None if self._byte_limiter is None else self._byte_limiter.allow
+        refused_by_source = None if self.source_limiter is None else self.source_limiter.refused
         max_packets, max_bytes = self.max_packets, self.max_bytes
+        verify_all = self.verify_all
         write = self.current_writer()
         forwarded = forwarded_bytes = 0
         try:
@@ -144,28 +153,33 @@ class RelayProtocol(FastDatagramWriting, DatagramProtocol):
                     if size < _SMALLEST or data[0] != _MAGIC or data[1] != _RELAYED_TYPE or data[10] > 1:
                         self._stats["dropped-malformed"] += 1
                         continue
-                    if rate_allow is not None and not rate_allow(addr[0], now):
-                        self._stats["dropped-rate-limited"] += 1
-                        continue
-                    if byte_allow is not None and not byte_allow(addr[0], now, size):
-                        self._stats["dropped-byte-limited"] += 1
-                        continue
+                    if refused_by_source is not None:
+                        refused = refused_by_source(addr[0], now, size)
+                        if refused is not None:
+                            self._stats[refused] += 1
+                            continue
                     allocation_id = data[2:10]
+                    side = data[10]
                     entry = allocations.get(allocation_id)
                     if entry is None:
                         entry = self._first_use(data, allocation_id, now)
                         if entry is None:
                             continue
-                    elif not compare_digest(entry.mac.tag(data[2:-_TAG]), data[-_TAG:]):
-                        # wire.verify_relayed, inlined: the tag covers bytes 2..-8.
-                        self._stats["dropped-unauthenticated"] += 1
-                        continue
-                    side = data[10]
-                    members = entry.members
-                    if members[side] != addr:
-                        if members[side] is not None:
-                            self._stats["rebound"] += 1
-                        members[side] = addr
+                        entry.members[side] = addr
+                    else:
+                        members = entry.members
+                        if members[side] != addr:
+                            # A side binds or moves only with a good tag
+                            # (wire.verify_relayed, inlined: bytes 2..-8).
+                            if not compare_digest(entry.mac.tag(data[2:-_TAG]), data[-_TAG:]):
+                                self._stats["dropped-unauthenticated"] += 1
+                                continue
+                            if members[side] is not None:
+                                self._stats["rebound"] += 1
+                            members[side] = addr
+                        elif verify_all and not compare_digest(entry.mac.tag(data[2:-_TAG]), data[-_TAG:]):
+                            self._stats["dropped-unauthenticated"] += 1
+                            continue
                     entry.last = now
                     if now - entry.window >= 1.0:
                         entry.window = now
@@ -176,7 +190,7 @@ class RelayProtocol(FastDatagramWriting, DatagramProtocol):
                     if entry.packets > max_packets or entry.bytes > max_bytes:
                         self._stats["dropped-over-cap"] += 1
                         continue
-                    other = members[1 - side]
+                    other = entry.members[1 - side]
                     if other is None:
                         self._stats["dropped-peer-not-bound"] += 1
                         continue

@@ -10,7 +10,7 @@ from __future__ import annotations
 from twisted.application.service import MultiService
 from twisted.python import usage
 
-from p2pnet._ratelimit import RateLimiter
+from p2pnet._ratelimit import SourceLimiter
 from p2pnet.introducer import UDPService
 from p2pnet._options import port as _port
 from p2pnet._options import positive as _positive
@@ -38,6 +38,9 @@ class Options(usage.Options):
         ["rate", None, 5000.0, "Packets per second per source IP.", _positive],
         ["source-bytes", None, 5_000_000.0, "Bytes per second per source IP.", _positive],
     ]
+    optFlags = [
+        ["verify-all", None, "Check every datagram's tag, not only those that bind or move a member's address."],
+    ]
 
     def postOptions(self) -> None:
         if self["secret-file"] is None:
@@ -55,8 +58,8 @@ def make_protocol(options: Options, clock) -> RelayProtocol:
         idle_timeout=options["idle-timeout"],
         max_packets=options["max-packets"],
         max_bytes=options["max-bytes"],
-        rate_limiter=RateLimiter(options["rate"], options["rate"] * 2),
-        byte_limiter=RateLimiter(options["source-bytes"], options["source-bytes"] * 2),
+        source_limiter=SourceLimiter(options["rate"], options["source-bytes"]),
+        verify_all=options["verify-all"],
     )
 
 

@@ -1,5 +1,6 @@
 """
-Tests for L{p2pnet._ratelimit.RateLimiter}: per-source token buckets.
+Tests for L{p2pnet._ratelimit.RateLimiter} and
+L{p2pnet._ratelimit.SourceLimiter}: per-source token buckets.
 """
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 from hypothesis import given, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from p2pnet._ratelimit import RateLimiter
+from p2pnet._ratelimit import RateLimiter, SourceLimiter
 
 
 class RateLimiterTests(SynchronousTestCase):
@@ -80,3 +81,82 @@ class RateLimiterTests(SynchronousTestCase):
         """
         self.assertRaises(ValueError, RateLimiter, 0.0, 5.0)
         self.assertRaises(ValueError, RateLimiter, 1.0, 0.5)
+
+
+class SourceLimiterTests(SynchronousTestCase):
+    def test_packets_and_bytes(self):
+        """
+        A source may send C{burst_seconds} worth of packets and of bytes
+        at once; whichever runs out first refuses, named by its counter.
+        """
+        limiter = SourceLimiter(packet_rate=2.0, byte_rate=100.0, burst_seconds=2.0)
+        self.assertEqual(
+            [limiter.refused("a", 0.0, 10) for _ in range(5)], [None] * 4 + [SourceLimiter.PACKETS]
+        )
+        self.assertEqual(
+            [limiter.refused("b", 0.0, 90) for _ in range(3)], [None, None, SourceLimiter.BYTES]
+        )
+
+    def test_refusal_spends_nothing(self):
+        """
+        A datagram one budget refuses spends nothing of the other: a
+        smaller one that fits still goes.
+        """
+        limiter = SourceLimiter(packet_rate=10.0, byte_rate=100.0, burst_seconds=1.0)
+        self.assertIsNone(limiter.refused("a", 0.0, 60))
+        self.assertEqual(limiter.refused("a", 0.0, 60), SourceLimiter.BYTES)
+        self.assertIsNone(limiter.refused("a", 0.0, 40))
+        self.assertEqual(limiter.refused("a", 0.0, 1), SourceLimiter.BYTES)
+
+    def test_refill(self):
+        """
+        Both budgets refill at their rates, up to their bursts; calls at
+        the same C{now} refill nothing.
+        """
+        limiter = SourceLimiter(packet_rate=2.0, byte_rate=1000.0, burst_seconds=1.0)
+        self.assertEqual([limiter.refused("a", 5.0, 1) for _ in range(3)], [None, None, SourceLimiter.PACKETS])
+        self.assertEqual([limiter.refused("a", 5.5, 1) for _ in range(2)], [None, SourceLimiter.PACKETS])
+        self.assertEqual([limiter.refused("a", 99.0, 1) for _ in range(3)], [None, None, SourceLimiter.PACKETS])
+
+    def test_least_recently_seen_goes(self):
+        """
+        A full table forgets the source seen longest ago.
+        """
+        limiter = SourceLimiter(packet_rate=1.0, byte_rate=1e6, burst_seconds=1.0, max_sources=2)
+        limiter.refused("a", 0.0, 1)
+        limiter.refused("b", 0.0, 1)
+        self.assertEqual(limiter.refused("a", 0.5, 1), SourceLimiter.PACKETS)  # a is now the most recent
+        self.assertIsNone(limiter.refused("c", 0.5, 1))  # evicts b
+        self.assertEqual(len(limiter), 2)
+        self.assertIsNone(limiter.refused("b", 0.5, 1))  # a fresh bucket; evicts a
+        self.assertIsNone(limiter.refused("a", 0.5, 1))
+
+    @given(
+        st.floats(1.0, 1000.0),
+        st.floats(10.0, 10000.0),
+        st.floats(1.0, 10.0),
+        st.lists(st.tuples(st.floats(0.0, 0.5), st.integers(0, 1500)), max_size=200),
+    )
+    def test_never_over_budget(self, packet_rate, byte_rate, burst_seconds, calls):
+        """
+        Over any run, a source gets at most a burst plus the rate times the
+        time that passed, of packets and of bytes.
+        """
+        limiter = SourceLimiter(packet_rate, byte_rate, burst_seconds)
+        now = packets = octets = 0.0
+        for step, size in calls:
+            now += step
+            if limiter.refused("a", now, size) is None:
+                packets += 1
+                octets += size
+        self.assertLessEqual(packets, limiter.packet_burst + packet_rate * now + 1e-6)
+        self.assertLessEqual(octets, limiter.byte_burst + byte_rate * now + 1e-6)
+
+    def test_bad_settings(self):
+        """
+        Rates or bursts of zero, or a packet burst under one, are refused.
+        """
+        self.assertRaises(ValueError, SourceLimiter, 0.0, 5.0)
+        self.assertRaises(ValueError, SourceLimiter, 1.0, 0.0)
+        self.assertRaises(ValueError, SourceLimiter, 1.0, 5.0, 0.0)
+        self.assertRaises(ValueError, SourceLimiter, 1.0, 5.0, 0.5)

@@ -120,6 +120,48 @@ class RelayProtocolTests(SynchronousTestCase):
         self.clock.advance(61)
         self.assertEqual(self.relay.allocations, {})
 
+    def test_bound_address_not_reverified(self):
+        """
+        A datagram from the address its side is bound to is forwarded
+        without its tag being checked again (as TURN trusts the 5-tuple):
+        the receiving member checks it, and a bad one verifies to nothing
+        there.
+        """
+        self.send(0, b"a", ONE)
+        self.send(1, b"b", TWO)
+        self.send(0, b"forged", ONE, key=b"k" * 16)
+        [_, (to_two, addr)] = self.transport.written
+        self.assertEqual(addr, TWO)
+        self.assertIsNone(wire.verify_relayed(to_two, KEY))
+        self.assertEqual(self.relay.stats["dropped-unauthenticated"], 0)
+
+    def test_verify_all(self):
+        """
+        With C{verify_all}, a bad tag is dropped even from a bound address.
+        """
+        self.relay.verify_all = True
+        self.send(0, b"a", ONE)
+        self.send(1, b"b", TWO)
+        self.send(0, b"forged", ONE, key=b"k" * 16)
+        self.send(0, b"good", ONE)
+        self.assertEqual(
+            [wire.verify_relayed(data, KEY) for data, _ in self.transport.written], [b"b", b"good"]
+        )
+        self.assertEqual(self.relay.stats["dropped-unauthenticated"], 1)
+
+    def test_forged_move_refused(self):
+        """
+        A datagram with a bad tag from a new address does not move a
+        bound side: the member keeps getting its datagrams.
+        """
+        self.send(0, b"a", ONE)
+        self.send(1, b"b", TWO)
+        self.send(1, b"hijack", ("192.0.2.66", 6666), key=b"k" * 16)
+        self.send(0, b"c", ONE)
+        self.assertEqual(self.transport.written[-1][1], TWO)
+        self.assertEqual(self.relay.stats["dropped-unauthenticated"], 1)
+        self.assertEqual(self.relay.stats["rebound"], 0)
+
     def test_garbage(self):
         """
         Short, foreign or malformed datagrams are counted and dropped.
@@ -199,6 +241,32 @@ class FallbackTests(SynchronousTestCase):
 
         result = run_pair("symmetric", "symmetric", relay=True, then=then)
         self.assertEqual(seen["b"], [b"to B via relay"])
+
+    def test_forged_forward_dropped_by_member(self):
+        """
+        The relay forwards a bound member's datagrams without checking
+        their tags again, so the receiving endpoint checks them: a
+        forwarded datagram whose tag does not verify is dropped, and the
+        relayed connection carries on.
+        """
+        record = {}
+
+        def then(context):
+            a = context.peer_a.connections[0]
+            [theirs] = context.received_b
+            route = theirs.connection.address
+            inner = wire.encode_data(theirs.connection.conn_id, b"evil", b"k" * 16)
+            forged = wire.encode_relayed(route.allocation_id, 1 - route.side, inner, b"k" * 16)
+            forged = bytes((wire.MAGIC, wire.MessageType.RELAY_FORWARD)) + forged[2:]
+            context.peer_b.datagramReceived(forged, route.relay.as_tuple())
+            a.send(b"real")
+            context.run(0.2)
+            record["received"] = list(theirs.received)
+            record["dropped"] = context.peer_b.stats.get("dropped-unauthenticated", 0)
+            record["path"] = theirs.connection.path.value
+
+        run_pair("symmetric", "symmetric", relay=True, then=then)
+        self.assertEqual(record, {"received": [b"real"], "dropped": 1, "path": "relayed"})
 
     def test_upgrade_to_direct(self):
         """
@@ -283,22 +351,29 @@ class NatFactsTests(SynchronousTestCase):
 class SourceCapTests(SynchronousTestCase):
     def test_per_source_caps(self):
         """
-        Per-source packet and byte caps drop a flooding source's datagrams
-        and leave other sources alone.
+        Per-source packet and byte budgets drop a source's datagrams
+        beyond either (counted by which), leave other sources alone, and
+        refill with time.
         """
-        from p2pnet._ratelimit import RateLimiter
+        from p2pnet._ratelimit import SourceLimiter
 
         clock = Clock()
         transport = FakeDatagramTransport("192.0.2.20", 3479)
-        relay = RelayProtocol(
-            clock, SECRET, byte_limiter=RateLimiter(200.0, 200.0), rate_limiter=RateLimiter(100.0, 100.0)
-        )
+        relay = RelayProtocol(clock, SECRET, source_limiter=SourceLimiter(4.0, 200.0, burst_seconds=1.0))
         relay.makeConnection(transport)
-        relay.datagramReceived(wire.encode_relayed(ALLOCATION, 1, b"b", KEY), TWO)
+        frame = lambda side, inner: wire.encode_relayed(ALLOCATION, side, inner, KEY)  # noqa: E731
+        relay.datagramReceived(frame(1, b"b"), TWO)
         for _ in range(10):
-            relay.datagramReceived(wire.encode_relayed(ALLOCATION, 0, b"x" * 40, KEY), ONE)
-        self.assertEqual(relay.stats["forwarded"], 3)
-        self.assertEqual(relay.stats["dropped-byte-limited"], 7)
-        relay.datagramReceived(wire.encode_relayed(ALLOCATION, 1, b"y", KEY), TWO)
-        self.assertEqual(relay.stats["forwarded"], 4)
+            relay.datagramReceived(frame(0, b"x" * 40), ONE)  # 59 bytes: three fit in 200
+        relay.datagramReceived(frame(1, b"y"), TWO)
+        for _ in range(5):
+            relay.datagramReceived(frame(1, b""), TWO)  # two packets left of four
+        self.assertEqual(
+            {k: relay.stats[k] for k in ("forwarded", "dropped-byte-limited", "dropped-rate-limited")},
+            {"forwarded": 6, "dropped-byte-limited": 7, "dropped-rate-limited": 3},
+        )
+        clock.advance(1.0)
+        relay.datagramReceived(frame(1, b""), TWO)
+        relay.datagramReceived(frame(0, b"x" * 40), ONE)
+        self.assertEqual(relay.stats["forwarded"], 8)
         relay.doStop()

@@ -171,14 +171,31 @@ class RelayTapTests(SynchronousTestCase):
             f.write("relay secret\n")
         options = relay_tap.Options()
         options.parseOptions(["--port", "0", "--interface", "127.0.0.1", "--secret-file", path,
-                              "--max-packets", "10"])
+                              "--max-packets", "10", "--rate", "7", "--source-bytes", "900"])
         reactor = FakeUDPReactor()
         service = relay_tap.makeService(options, reactor)
         service.startService()
         [(port, protocol, interface)] = reactor.listened
         self.assertEqual((port, interface, protocol.max_packets), (0, "127.0.0.1", 10))
+        limiter = protocol.source_limiter
+        self.assertEqual((limiter.packet_rate, limiter.byte_rate), (7.0, 900.0))
+        self.assertEqual((limiter.packet_burst, limiter.byte_burst), (14.0, 1800.0))
+        self.assertFalse(protocol.verify_all)
         service.stopService()
         self.assertEqual(reactor.getDelayedCalls(), [])
+
+    def test_verify_all(self):
+        """
+        --verify-all makes the relay check every datagram's tag.
+        """
+        from p2pnet import relay_tap
+
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("relay secret\n")
+        options = relay_tap.Options()
+        options.parseOptions(["--secret-file", path, "--verify-all"])
+        self.assertTrue(relay_tap.make_protocol(options, FakeUDPReactor()).verify_all)
 
     def test_introducer_with_relay_port(self):
         """
