@@ -103,7 +103,16 @@ def main() -> None:
         udp = service.services[0]
         port = udp.port
         relay = udp.protocol
-        stats = lambda: dict(relay.stats, live_allocations=len(relay.allocations))  # noqa: E731
+        # Count the port's wake-ups: forwarded / reads is the mean batch.
+        reads = [0]
+        read_batch = port.doRead
+
+        def counted_read():
+            reads[0] += 1
+            return read_batch()
+
+        port.doRead = counted_read
+        stats = lambda: dict(relay.stats, live_allocations=len(relay.allocations), reads=reads[0])  # noqa: E731
     else:
         from p2pnet._stunserver import listen_stun
         from p2pnet.address import Address

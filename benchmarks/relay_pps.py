@@ -196,6 +196,15 @@ def main() -> None:
           f"({medians['coturn']:,.0f}/s) (goal >= 40%)")
     print(f"median per server CPU-second: p2pnet {per_cpu['p2pnet']:,.0f}, coturn {per_cpu['coturn']:,.0f} "
           f"= {ratio_cpu:.1%}")
+    # Each round runs coturn and p2pnet back to back, so a round's own
+    # ratio compares the two at (usually) the same machine speed.
+    round_ratios = [
+        next(r["pps"] for r in runs if r["round"] == n + 1 and r["server"] == "p2pnet")
+        / next(r["pps"] for r in runs if r["round"] == n + 1 and r["server"] == "coturn")
+        for n in range(args.rounds)
+    ]
+    print(f"each round's p2pnet / coturn: {', '.join(f'{x:.1%}' for x in round_ratios)} "
+          f"(median {statistics.median(round_ratios):.1%}, lowest {min(round_ratios):.1%})")
     for kind in kinds:
         low, high = generator_cpu[kind]
         print(f"generator CPU with {kind}: {low:.3f}-{high:.3f}")
@@ -216,6 +225,7 @@ def main() -> None:
         "generator_cpu_range": generator_cpu,
         "ratio": ratio,
         "ratio_per_server_cpu_second": ratio_cpu,
+        "round_ratios": round_ratios,
     })
     print(f"wrote {path}")
 
