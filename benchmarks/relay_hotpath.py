@@ -12,7 +12,8 @@ C{--repeats} bursts.
 Variants: the relay as the tap builds it (rate and byte limiters on, caps
 far above the load) on Twisted's own C{udp.Port} and on
 L{p2pnet._udpread.FastReadPort}, and on the latter without the per-source
-limiters; plus the bare C{sendto} and C{recvfrom} of the same frames.
+limiters and with C{--verify-all} (every datagram's tag checked); plus
+the bare C{sendto} and C{recvfrom} of the same frames.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _drain(s: socket.socket) -> int:
         n += 1
 
 
-def relay_variant(port_kind: str, limiters: bool, burst: int, repeats: int) -> float:
+def relay_variant(port_kind: str, limiters: bool, burst: int, repeats: int, verify_all: bool = False) -> float:
     """
     Best microseconds per forwarded packet over C{repeats} bursts.
     """
@@ -69,6 +70,7 @@ def relay_variant(port_kind: str, limiters: bool, burst: int, repeats: int) -> f
             "--rate 1e9 --source-bytes 1e12"
         ))
         relay = relay_tap.make_protocol(options, reactor)
+    relay.verify_all = verify_all
     if not limiters:
         relay.source_limiter = None
     port = (FastReadPort if port_kind == "fast" else udp.Port)(0, relay, "127.0.0.1", 8192, reactor)
@@ -148,6 +150,7 @@ def main() -> None:
         "twisted udp.Port, limiters": relay_variant("twisted", True, args.burst, args.repeats),
         "FastReadPort, limiters": relay_variant("fast", True, args.burst, args.repeats),
         "FastReadPort, no limiters": relay_variant("fast", False, args.burst, args.repeats),
+        "FastReadPort, limiters, --verify-all": relay_variant("fast", True, args.burst, args.repeats, True),
     }
     calls = syscalls(args.burst, args.repeats)
     print(table(["variant", "µs per forwarded packet"], [[k, v] for k, v in results.items()]))
