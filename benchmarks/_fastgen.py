@@ -36,24 +36,26 @@ class NoCompiler(RuntimeError):
     """
 
 
-def binary() -> str:
+def binary(source_path: Path = SOURCE, what: str = "the C load generator (or use --generator python)") -> str:
     """
-    The path of the compiled generator, building it if needed.
+    The path of the compiled C{source_path} (by default the generator),
+    building it if needed.
 
     @raise NoCompiler: if there is no C compiler.
     @raise RuntimeError: if it does not compile.
     """
-    source = SOURCE.read_bytes()
-    path = Path(tempfile.gettempdir()) / f"p2pnet-fastgen-{hashlib.sha256(source).hexdigest()[:12]}"
+    source = source_path.read_bytes()
+    digest = hashlib.sha256(source).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"p2pnet-{source_path.stem.lstrip('_')}-{digest}"
     if path.exists():
         return str(path)
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not cc:
-        raise NoCompiler("no C compiler (cc or $CC) for the C load generator; use --generator python")
+        raise NoCompiler(f"no C compiler (cc or $CC) for {what}")
     partial = path.with_suffix(f".{os.getpid()}")
-    build = subprocess.run([cc, "-O2", "-Wall", "-o", str(partial), str(SOURCE)], capture_output=True, text=True)
+    build = subprocess.run([cc, "-O2", "-Wall", "-o", str(partial), str(source_path)], capture_output=True, text=True)
     if build.returncode != 0:
-        raise RuntimeError(f"the C load generator did not compile:\n{build.stderr}")
+        raise RuntimeError(f"{what} did not compile:\n{build.stderr}")
     partial.replace(path)
     return str(path)
 

@@ -111,10 +111,10 @@ def relay_variant(port_kind: str, limiters: bool, burst: int, repeats: int, veri
         port.stopListening()
 
 
-def syscalls(burst: int, repeats: int) -> dict:
+def syscalls(burst: int, repeats: int, size: int = 131) -> dict:
     """
-    Best microseconds per C{sendto} and per C{recvfrom} of a 131-byte
-    frame between two loopback sockets.
+    Best microseconds per C{sendto} and per C{recvfrom} of a C{size}-byte
+    frame (131: a relayed game datagram) between two loopback sockets.
     """
     r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     w = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -122,7 +122,7 @@ def syscalls(burst: int, repeats: int) -> dict:
         s.bind(("127.0.0.1", 0))
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _BUFFER)
         s.setblocking(False)
-    frame = bytes(131)
+    frame = bytes(size)
     to = r.getsockname()
     best = {"sendto": float("inf"), "recvfrom": float("inf")}
     for _ in range(repeats):
