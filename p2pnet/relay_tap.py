@@ -49,6 +49,8 @@ class Options(usage.Options):
         for name in ("max-packets", "max-bytes"):
             if self[name] <= 0:
                 raise usage.UsageError(f"--{name} must be greater than 0")
+        if self["rate"] < 0.5:
+            raise usage.UsageError("--rate must be at least 0.5 (a source's burst, twice the rate, must hold a packet)")
 
 
 def make_protocol(options: Options, clock) -> RelayProtocol:

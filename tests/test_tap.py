@@ -184,6 +184,21 @@ class RelayTapTests(SynchronousTestCase):
         service.stopService()
         self.assertEqual(reactor.getDelayedCalls(), [])
 
+    def test_rate_too_low(self):
+        """
+        A per-source rate whose burst cannot hold one packet is refused
+        with a clear message, not a traceback at start-up.
+        """
+        from p2pnet import relay_tap
+
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("relay secret\n")
+        error = self.assertRaises(
+            UsageError, relay_tap.Options().parseOptions, ["--secret-file", path, "--rate", "0.2"]
+        )
+        self.assertIn("--rate must be at least 0.5", str(error))
+
     def test_verify_all(self):
         """
         --verify-all makes the relay check every datagram's tag.
