@@ -318,6 +318,7 @@ class Message:
 
     TYPE: ClassVar[MessageType]
     FIELDS: ClassVar[tuple[F, ...]]
+    DECODING: ClassVar[tuple[tuple[int, str, Any, bool, bool], ...]]
     txid: bytes
 
     def encode(self) -> bytes:
@@ -387,6 +388,9 @@ def _message(type_: MessageType, *fields: F):
     def decorate(cls):
         cls.TYPE = type_
         cls.FIELDS = fields
+        # What decode() reads per field, as plain values (it runs for every
+        # control datagram the introducer gets).
+        cls.DECODING = tuple((int(f.tag), f.name, f.codec[1], f.repeated, f.optional) for f in fields)
         _BY_TYPE[type_] = cls
         return cls
 
@@ -1080,6 +1084,9 @@ def verify_data(raw: bytes, key: bytes | DatagramMac) -> bytes | None:
 # --- decoding ----------------------------------------------------------------
 
 
+_AUTH_TAG = int(Tag.AUTH)
+
+
 def _parse_fields(raw: bytes, start: int) -> dict[int, list[bytes]]:
     fields: dict[int, list[bytes]] = {}
     offset = start
@@ -1091,7 +1098,7 @@ def _parse_fields(raw: bytes, start: int) -> dict[int, list[bytes]]:
         offset += 3
         if offset + length > end:
             raise MalformedMessage(f"field {tag:#x} runs past the end")
-        if tag == Tag.AUTH and offset + length != end:
+        if tag == _AUTH_TAG and offset + length != end:
             raise MalformedMessage("AUTH field is not last")
         fields.setdefault(tag, []).append(raw[offset : offset + length])
         offset += length
@@ -1143,18 +1150,17 @@ def decode(raw: bytes) -> Message | Data:
         raise MalformedMessage("datagram shorter than the header")
     fields = _parse_fields(raw, HEADER_SIZE)
     kwargs: dict[str, Any] = {"txid": raw[2:HEADER_SIZE]}
-    for spec in cls.FIELDS:
-        decoder = spec.codec[1]
-        values = fields.get(spec.tag)
-        if spec.repeated:
-            kwargs[spec.name] = tuple(decoder(v) for v in values or ())
+    for tag, name, decoder, repeated, optional in cls.DECODING:
+        values = fields.get(tag)
+        if repeated:
+            kwargs[name] = tuple(decoder(v) for v in values) if values else ()
         elif values is None:
-            if not spec.optional:
-                raise MalformedMessage(f"{cls.__name__} lacks {Tag(spec.tag).name}")
+            if not optional:
+                raise MalformedMessage(f"{cls.__name__} lacks {Tag(tag).name}")
         elif len(values) > 1:
-            raise MalformedMessage(f"{cls.__name__} repeats {Tag(spec.tag).name}")
+            raise MalformedMessage(f"{cls.__name__} repeats {Tag(tag).name}")
         else:
-            kwargs[spec.name] = decoder(values[0])
+            kwargs[name] = decoder(values[0])
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as e:

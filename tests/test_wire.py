@@ -245,6 +245,8 @@ class MalformedTests(SynchronousTestCase):
             b"\xd1\x7f" + bytes(8): "unknown message type",
             b"\xd1\x03" + bytes(8): "lacks PEER_ID",
             b"\xd1\x03" + bytes(8) + b"\x01\x00\x05ab": "runs past the end",
+            b"\xd1\x03" + bytes(8) + b"\x01\x00\x01a\x01\x00\x01b": "repeats PEER_ID",
+            b"\xd1\x03" + bytes(8) + b"\xff\x00\x01x\x01\x00\x01a": "AUTH field is not last",
         }
         for raw, reason in cases.items():
             error = self.assertRaises(MalformedMessage, wire.decode, raw)
