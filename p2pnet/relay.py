@@ -168,18 +168,16 @@ class RelayProtocol(FastDatagramWriting, DatagramProtocol):
                         entry.members[side] = addr
                     else:
                         members = entry.members
-                        if members[side] != addr:
+                        if members[side] != addr or verify_all:
                             # A side binds or moves only with a good tag
                             # (wire.verify_relayed, inlined: bytes 2..-8).
                             if not compare_digest(entry.mac.tag(data[2:-_TAG]), data[-_TAG:]):
                                 self._stats["dropped-unauthenticated"] += 1
                                 continue
-                            if members[side] is not None:
-                                self._stats["rebound"] += 1
-                            members[side] = addr
-                        elif verify_all and not compare_digest(entry.mac.tag(data[2:-_TAG]), data[-_TAG:]):
-                            self._stats["dropped-unauthenticated"] += 1
-                            continue
+                            if members[side] != addr:
+                                if members[side] is not None:
+                                    self._stats["rebound"] += 1
+                                members[side] = addr
                     entry.last = now
                     if now - entry.window >= 1.0:
                         entry.window = now

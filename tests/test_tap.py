@@ -143,6 +143,12 @@ class MakeServiceTests(SynchronousTestCase):
 
 
 class RelayTapTests(SynchronousTestCase):
+    def secret_file(self) -> str:
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("relay secret\n")
+        return path
+
     def test_discovered(self):
         """
         twistd finds the p2pnet-relay plugin.
@@ -166,9 +172,7 @@ class RelayTapTests(SynchronousTestCase):
         """
         from p2pnet import relay_tap
 
-        path = self.mktemp()
-        with open(path, "w") as f:
-            f.write("relay secret\n")
+        path = self.secret_file()
         options = relay_tap.Options()
         options.parseOptions(["--port", "0", "--interface", "127.0.0.1", "--secret-file", path,
                               "--max-packets", "10", "--rate", "7", "--source-bytes", "900"])
@@ -191,9 +195,7 @@ class RelayTapTests(SynchronousTestCase):
         """
         from p2pnet import relay_tap
 
-        path = self.mktemp()
-        with open(path, "w") as f:
-            f.write("relay secret\n")
+        path = self.secret_file()
         error = self.assertRaises(
             UsageError, relay_tap.Options().parseOptions, ["--secret-file", path, "--rate", "0.2"]
         )
@@ -205,9 +207,7 @@ class RelayTapTests(SynchronousTestCase):
         """
         from p2pnet import relay_tap
 
-        path = self.mktemp()
-        with open(path, "w") as f:
-            f.write("relay secret\n")
+        path = self.secret_file()
         options = relay_tap.Options()
         options.parseOptions(["--secret-file", path, "--verify-all"])
         self.assertTrue(relay_tap.make_protocol(options, FakeUDPReactor()).verify_all)
