@@ -88,6 +88,7 @@ class MessageType(enum.IntEnum):
     KEEPALIVE = 0x23
     CLOSE = 0x24
     DATA = 0x40
+    SEALED = 0x41
     RELAYED = 0x50
     RELAY_FORWARD = 0x51
 
@@ -142,6 +143,11 @@ class Tag(enum.IntEnum):
     SIDE = 0x1B
     NAT = 0x1C
     LAG = 0x1D
+    PEER_KEY = 0x1E
+    NOISE = 0x1F
+    INTRODUCER_KEY = 0x20
+    CHALLENGE = 0x21
+    PROOF = 0x22
     AUTH = 0xFF
 
 
@@ -285,6 +291,8 @@ _COOKIE = _fixed(8, "cookie")
 _PROP = (_enc_property, _dec_property)
 _BYTES = (_enc_bytes, _dec_bytes)
 _FLAGS = _u8()
+PUBLIC_KEY_SIZE = 32
+_PUBKEY = _fixed(PUBLIC_KEY_SIZE, "public key")
 
 
 @frozen
@@ -632,6 +640,7 @@ class Introduce(Message):
     F("session_id", Tag.SESSION_ID, _ID8, optional=True),
     F("nat", Tag.NAT, _FLAGS, optional=True),
     F("lag", Tag.LAG, _U16C, optional=True),
+    F("peer_key", Tag.PEER_KEY, _PUBKEY, optional=True),
 )
 @frozen
 class Introduction(Message):
@@ -657,6 +666,7 @@ class Introduction(Message):
     session_id: bytes | None = None
     nat: int | None = None
     lag: int | None = None
+    peer_key: bytes | None = None
 
     @property
     def initiator(self) -> bool:
@@ -846,6 +856,7 @@ class Probe(Message):
     F("conn_id", Tag.CONN_ID, _U16C),
     F("candidates", Tag.CANDIDATE, _ADDR, repeated=True),
     F("sequence", Tag.SEQUENCE, _U32C, optional=True),
+    F("noise", Tag.NOISE, _BYTES, optional=True),
 )
 @frozen
 class Hello(Message):
@@ -860,6 +871,7 @@ class Hello(Message):
     conn_id: int
     candidates: tuple[Address, ...] = _tuple_of()
     sequence: int | None = None
+    noise: bytes | None = None
 
 
 @_message(
@@ -868,6 +880,7 @@ class Hello(Message):
     F("peer_id", Tag.PEER_ID, _STR),
     F("conn_id", Tag.CONN_ID, _U16C),
     F("observed", Tag.OBSERVED, _ADDR),
+    F("noise", Tag.NOISE, _BYTES, optional=True),
 )
 @frozen
 class HelloAck(Message):
@@ -881,6 +894,7 @@ class HelloAck(Message):
     peer_id: str
     conn_id: int
     observed: Address
+    noise: bytes | None = None
 
 
 @_message(

@@ -1,0 +1,16 @@
+"""
+Secure sessions: every p2pnet connection is encrypted and authenticated.
+
+  - L{p2pnet.secure._noise}: the Noise protocol framework (IKpsk2 over
+    X25519, ChaCha20-Poly1305 and BLAKE2s), run inside the hello/answer
+    exchange;
+  - L{p2pnet.secure.identity}: an endpoint's static X25519 key pair;
+  - L{p2pnet.secure.trust}: pinned peer keys (trust on first use);
+  - L{p2pnet.secure._packet}: sealing and opening data packets, key epochs
+    (rekey) and the replay window;
+  - L{p2pnet.secure._frames}: the frames inside a sealed packet;
+  - L{p2pnet.secure._pathcheck}: path validation before a connection moves.
+
+See docs/security.md for the threat model and docs/protocol.md for the
+bytes.
+"""
