@@ -1,0 +1,176 @@
+"""
+The values a game sees from an endpoint: paths, status events,
+registrations, hosted sessions, configuration, and the protocol and factory
+a game subclasses to receive a connection's events.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING
+
+from attrs import field, frozen
+from twisted.python.failure import Failure
+
+from p2pnet._handshake import HandshakeConfig
+from p2pnet.address import Address
+
+if TYPE_CHECKING:
+    from p2pnet.connection import PeerConnection
+
+class Path(enum.Enum):
+    """
+    How a connection reaches its peer.
+    """
+
+    DIRECT_LOCAL = "direct-local"
+    DIRECT_PUBLIC = "direct-public"
+    RELAYED = "relayed"
+
+
+@frozen
+class StatusEvent:
+    """
+    A progress report for game UIs and logs.
+
+    @ivar kind: one of C{nat-checked}, C{registered}, C{public-changed},
+        C{introducer-lost}, C{introducer-back}, C{introduced}, C{warming},
+        C{punching}, C{reversal}, C{relaying}, C{connected},
+        C{path-changed}, C{failed}, C{lost}, C{closed}.
+    @ivar peer_id: the peer concerned, or None for endpoint-wide events.
+    @ivar path: the path, for C{connected} and C{path-changed}.
+    @ivar address: the peer's (or, for registration events, our public)
+        address.
+    @ivar detail: a human-readable explanation.
+    @ivar elapsed: seconds since the introduction (connection events).
+    """
+
+    kind: str
+    peer_id: str | None = None
+    path: Path | None = None
+    address: Address | None = None
+    detail: str = ""
+    elapsed: float | None = None
+    candidates: tuple[Address, ...] = ()
+
+
+@frozen
+class Registration:
+    """
+    What the introducer told us: our public address, and the local
+    addresses we told it.
+    """
+
+    public: Address
+    local: tuple[Address, ...]
+
+
+@frozen
+class HostedSession:
+    """
+    A session this endpoint hosts.
+    """
+
+    session_id: bytes
+    name: str
+    game_id: str
+    max_players: int
+    mesh: bool
+    properties: tuple[tuple[str, str], ...]
+
+
+@frozen
+class TurnSettings:
+    """
+    A standard TURN server (e.g. coturn) to relay through instead of the
+    p2pnet relay, with long-term credentials.
+    """
+
+    server: Address
+    username: str
+    password: str = field(repr=False)
+
+
+@frozen
+class PeerConfig:
+    """
+    Endpoint tunables; the defaults suit the internet.
+
+    @ivar handshake: the handshake and keepalive timings.
+    @ivar heartbeat_interval: seconds between registration refreshes (also
+        keeps the NAT mapping towards the introducer open).
+    @ivar request_rto: first retransmit timeout of introducer requests
+        (doubling, at most 2 s).
+    @ivar request_attempts: sends before L{IntroducerUnreachable}.
+    @ivar authenticate_data: tag every application datagram with the
+        connection key (8 bytes) so forged data is dropped and a data packet
+        from a new address can re-bind the path.  Both ends must agree.
+    @ivar nat_check: at start, find out how our NAT behaves (RFC 5780 /
+        STUN, see L{p2pnet.natcheck}) and tell the introducer, so both
+        sides pick a strategy from facts (e.g. ask for a relay at once when
+        a direct path cannot exist).
+    @ivar stun_servers: servers for the NAT check (default: the
+        introducer, which answers STUN on its port).
+    @ivar turn: relay through this TURN server (allocated on the
+        endpoint's own socket when first needed) instead of asking the
+        introducer for a p2pnet relay.
+    """
+
+    handshake: HandshakeConfig = HandshakeConfig()
+    heartbeat_interval: float = 15.0
+    request_rto: float = 0.5
+    request_attempts: int = 10
+    authenticate_data: bool = True
+    nat_check: bool = False
+    stun_servers: tuple[Address, ...] = ()
+    turn: TurnSettings | None = None
+
+
+class PeerProtocol:
+    """
+    Receives one connection's events.  Subclass and override what you need.
+
+    @ivar connection: the L{PeerConnection}, once C{connection_made} ran.
+    """
+
+    connection: PeerConnection | None = None
+
+    def connection_made(self, connection: PeerConnection) -> None:
+        """
+        The connection is up; C{connection.send} works from now on.
+        """
+        self.connection = connection
+
+    def datagram_received(self, data: bytes) -> None:
+        """
+        One application datagram from the peer.
+        """
+
+    def path_changed(self, path: Path) -> None:
+        """
+        The connection moved to another path (rebinding or upgrade).
+        """
+
+    def connection_lost(self, reason: Failure) -> None:
+        """
+        The connection ended: C{reason} wraps L{PeerLost} (peer silent or
+        closed) or L{ConnectionClosed} (closed here).
+        """
+
+
+class PeerFactory:
+    """
+    Builds protocols for incoming connections.  Subclass it, or pass any
+    object with a C{build_protocol(peer_id)} method.
+    """
+
+    protocol: type[PeerProtocol] | None = None
+
+    def build_protocol(self, peer_id: str) -> PeerProtocol | None:
+        """
+        Return the protocol for a new connection from C{peer_id}, or None
+        to refuse it (the connection is closed).
+        """
+        if self.protocol is None:
+            return None
+        return self.protocol()

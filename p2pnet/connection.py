@@ -1,0 +1,410 @@
+"""
+One connection to a peer: what the game sends and receives on it, and the
+handshake machine's outputs (hellos, answers, keepalives, relay and TURN
+routes) turned into datagrams.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from p2pnet import wire
+from p2pnet._handshake import HandshakeCore, make_handshake
+from p2pnet._peertypes import Path, PeerProtocol, StatusEvent
+from p2pnet.address import Address, RelayedAddress, RelayRoute, TurnRoute, is_relayed
+from p2pnet.errors import ConnectionClosed, PeerLost
+
+if TYPE_CHECKING:
+    from p2pnet.endpoint import PeerEndpoint
+
+MAX_CANDIDATES = 8
+
+
+class PeerConnection:
+    """
+    A validated path to one peer.
+
+    @ivar peer_id: the peer's id.
+    @ivar path: a L{Path}.
+    @ivar address: the peer's address on that path.
+    @ivar protocol: the L{PeerProtocol} receiving datagrams, or None.
+    """
+
+    log = Logger()
+
+    #: Datagrams kept for a protocol that is not attached yet.
+    EARLY_LIMIT = 64
+
+    def __init__(self, endpoint: PeerEndpoint, intro: wire.Introduction, conn_id: int) -> None:
+        self._endpoint = endpoint
+        self._clock = endpoint.clock
+        self.peer_id = intro.peer_id
+        self.intro_id = intro.intro_id
+        self.session_id = intro.session_id
+        self.initiator = intro.initiator
+        self.key = intro.key
+        self.conn_id = conn_id
+        self.remote_conn_id: int | None = None
+        self.path: Path | None = None
+        self.address: Address | None = None
+        self.protocol: PeerProtocol | None = None
+        self.introduced_at = self._clock.seconds()
+        self.ended = False
+        self._data_key = wire.DatagramMac(self.key) if endpoint.config.authenticate_data else None
+        self._waiters: list[Deferred] = []
+        self._early: list[bytes] = []
+        self._failure: Failure | None = None
+        self._public = intro.public
+        candidates = [intro.public, *intro.local][:MAX_CANDIDATES]
+        self._core = HandshakeCore(
+            clock=self._clock,
+            outputs=self,
+            config=endpoint.config.handshake,
+            peer_id=self.peer_id,
+            candidates=list(dict.fromkeys(candidates)),
+            local_candidates=frozenset(intro.local),
+            own_nat=wire.unpack_nat(endpoint._nat),
+            peer_nat=wire.unpack_nat(intro.nat),
+            peer_lag=intro.lag / 1000.0 if intro.lag is not None else None,
+            rng=random.Random(int.from_bytes(endpoint.new_txid(), "big")),
+        )
+        self._extra: list = []
+        self._via: dict[Address, object] = {}
+        self._relayed_sources: dict[Address, RelayedAddress] = {}
+        self.machine = make_handshake(self._core)
+
+    def __repr__(self) -> str:
+        return f"<PeerConnection to {self.peer_id!r} via {self.path and self.path.value} {self.address}>"
+
+    # -- the application's API -------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """
+        Send one application datagram to the peer (unreliable, like UDP).
+
+        @raise ConnectionClosed: if the connection has ended.
+        """
+        if self.ended or self.address is None:
+            raise ConnectionClosed(f"connection to {self.peer_id!r} is not open")
+        self._send_to(wire.encode_data(self.remote_conn_id, data, self._data_key), self.address)
+        self._core.last_sent = self._clock.seconds()
+
+    def _send_to(self, raw: bytes, to) -> None:
+        if isinstance(to, RelayRoute):
+            self._endpoint.write(wire.encode_relayed(to.allocation_id, to.side, raw, to.key), to.relay)
+            return
+        if isinstance(to, TurnRoute):
+            self._endpoint.turn_send(to.peer, raw)
+            return
+        if isinstance(to, RelayedAddress):
+            self._endpoint.write(raw, to.address)
+            return
+        via = self._via.get(to)
+        if via is not None and via.transport is not None:
+            via.transport.write(raw, to.as_tuple())
+        else:
+            self._endpoint.write(raw, to)
+
+    # -- hard NATs: extra sockets for the birthday search -------------------
+
+    def open_birthday_sockets(self, count: int, to: Address) -> None:
+        hello = wire.encode(
+            wire.Hello(self._endpoint.new_txid(), self.intro_id, self._endpoint.peer_id, self.conn_id),
+            self.key,
+        )
+        for _ in range(count):
+            extra = _ExtraSocket(self._endpoint)
+            try:
+                extra.port = self._endpoint.reactor.listenUDP(0, extra, self._endpoint.interface)
+            except Exception as e:
+                self.log.info("could only open {n} extra sockets: {error}", n=len(self._extra), error=str(e))
+                break
+            self._extra.append(extra)
+            extra.transport.write(hello, to.as_tuple())
+        self.log.info(
+            "opened {n} extra sockets towards {to} (birthday search)", n=len(self._extra), to=str(to)
+        )
+
+    def heard_via(self, source, via) -> None:
+        if via is None:
+            self._via.pop(source, None)
+        else:
+            self._via[source] = via
+
+    def _close_extra(self, keep=None) -> None:
+        extra, self._extra = self._extra, []
+        for socket_ in extra:
+            if socket_ is keep:
+                self._extra.append(socket_)
+            else:
+                socket_.close()
+        if keep is None:
+            self._via.clear()
+
+    def close(self) -> None:
+        """
+        Close the connection; the peer is told, the protocol's
+        C{connection_lost} runs (on the next reactor turn).
+        """
+        if self.ended:
+            return
+        self.machine.close()
+        self._end(Failure(ConnectionClosed(f"connection to {self.peer_id!r} closed")), "closed")
+
+    def set_protocol(self, protocol: PeerProtocol) -> None:
+        """
+        Attach the receiver; its C{connection_made} runs now, then it gets
+        any datagrams that arrived before it was attached.
+        """
+        self.protocol = protocol
+        protocol.connection_made(self)
+        early, self._early = self._early, []
+        for payload in early:
+            if self.protocol is not protocol or self.ended:
+                break
+            protocol.datagram_received(payload)
+
+    @property
+    def peer_public(self) -> Address:
+        """
+        The peer's public address, as the introducer saw it.
+        """
+        return self._public
+
+    @property
+    def candidates(self) -> tuple[Address, ...]:
+        return tuple(self._core.candidates)
+
+    # -- for the endpoint -------------------------------------------------
+
+    def when_connected(self) -> Deferred:
+        if self.address is not None and not self.ended:
+            return succeed(self)
+        if self._failure is not None:
+            return fail(self._failure)
+        d = Deferred()
+        self._waiters.append(d)
+        return d
+
+    def _refused(self, source: Address) -> bool:
+        """
+        Whether a packet from C{source} must be dropped: a relay-only
+        connection takes nothing that did not come through a relay (an
+        answer sent back directly would give the peer a direct path).
+        """
+        if self._endpoint.config.handshake.relay_only and not is_relayed(source):
+            self._endpoint.count("dropped-direct-relay-only")
+            return True
+        return False
+
+    def message_received(self, message: wire.Message, source: Address) -> None:
+        if self._refused(source):
+            return
+        if isinstance(message, wire.Hello):
+            if message.peer_id != self.peer_id:
+                return
+            self.remote_conn_id = message.conn_id
+            for candidate in message.candidates[:MAX_CANDIDATES]:
+                self._core.add_candidate(candidate)
+            self.machine.hello_received(source, message.txid)
+        elif isinstance(message, wire.HelloAck):
+            if message.peer_id != self.peer_id:
+                return
+            self.remote_conn_id = message.conn_id
+            self.machine.answer_received(source)
+        elif isinstance(message, wire.Keepalive):
+            self.machine.traffic_received(source)
+        elif isinstance(message, wire.Close):
+            self.machine.peer_closed()
+
+    def data_received(self, raw: bytes, source: Address) -> None:
+        if self._refused(source):
+            return
+        if self._data_key is not None:
+            payload = wire.verify_data(raw, self._data_key)
+            if payload is None:
+                self._endpoint.count("dropped-bad-data-tag")
+                return
+            self.machine.traffic_received(source)
+        else:
+            if source != self.address:
+                self._endpoint.count("dropped-data-wrong-source")
+                return
+            payload = raw[wire.DATA_HEADER_SIZE :]
+            self._core.last_heard = self._clock.seconds()
+        if self.address is None or self.ended:
+            return
+        if self.protocol is not None:
+            self.protocol.datagram_received(payload)
+        elif len(self._early) < self.EARLY_LIMIT:
+            # The protocol is attached on the next reactor turn; keep what
+            # arrives before that.
+            self._early.append(payload)
+        else:
+            self._endpoint.count("dropped-data-no-protocol")
+
+    def reverse_received(self, public: Address) -> None:
+        self._core.add_candidate(public)
+        self.machine.reverse_received()
+
+    # -- HandshakeOutputs -------------------------------------------------
+
+    def send_probe(self, to: Address, ttl: int) -> None:
+        if is_relayed(to):
+            return
+        self._endpoint.write_with_ttl(
+            wire.encode(wire.Probe(self._endpoint.new_txid(), self.intro_id)), to, ttl
+        )
+
+    def send_hello(self, to: Address) -> None:
+        hello = wire.Hello(
+            self._endpoint.new_txid(),
+            self.intro_id,
+            self._endpoint.peer_id,
+            self.conn_id,
+            self._endpoint.own_candidates(),
+        )
+        self._send_to(wire.encode(hello, self.key), to)
+
+    def send_answer(self, to: Address, txid: bytes) -> None:
+        observed = (
+            to.relay if isinstance(to, RelayRoute)
+            else to.peer if isinstance(to, TurnRoute)
+            else to.address if isinstance(to, RelayedAddress)
+            else to
+        )
+        answer = wire.HelloAck(txid, self.intro_id, self._endpoint.peer_id, self.conn_id, observed)
+        self._send_to(wire.encode(answer, self.key), to)
+
+    def send_keepalive(self, to: Address) -> None:
+        self._send_to(
+            wire.encode(wire.Keepalive(self._endpoint.new_txid(), self.intro_id, 0), self.key), to
+        )
+
+    def send_close(self, to: Address) -> None:
+        self._send_to(wire.encode(wire.Close(self._endpoint.new_txid(), self.intro_id), self.key), to)
+
+    def request_reversal(self) -> None:
+        self._endpoint.request_reversal(self)
+
+    def request_relay(self) -> None:
+        self._endpoint.request_relay(self)
+
+    def turn_ready(self, route: TurnRoute) -> None:
+        """
+        Our TURN allocation can reach the peer: offer it as a relay path.
+        """
+        self.machine.relay_offered(route)
+
+    def turn_candidate(self, relayed: Address) -> None:
+        """
+        The peer's TURN relayed address: we send to it directly.
+        """
+        self._relayed_sources[relayed] = RelayedAddress(relayed)
+        self.machine.relay_offered(self._relayed_sources[relayed])
+
+    def normalise(self, source):
+        """
+        What arrives from the peer's TURN relayed address is relayed.
+        """
+        return self._relayed_sources.get(source, source)
+
+    def relay_offered(self, offer: wire.RelayOffer) -> None:
+        relay = offer.relay
+        if relay.host == "0.0.0.0":
+            relay = Address(self._endpoint.introducer.host, relay.port)
+        route = RelayRoute(relay, offer.allocation, offer.side, offer.key)
+        self._endpoint.remember_route(self, route)
+        self.machine.relay_offered(route)
+
+    def status(self, kind: str) -> None:
+        self._endpoint.emit(StatusEvent(kind, self.peer_id, candidates=self.candidates))
+
+    def connected(self, address: Address) -> None:
+        self.address = address
+        self.path = self._path_for(address)
+        if self._extra:
+            self._close_extra(keep=self._via.get(address))
+        elapsed = self._clock.seconds() - self.introduced_at
+        self.log.info(
+            "connected to {peer_id} at {address} ({path}) in {elapsed:.3f}s",
+            peer_id=self.peer_id,
+            address=str(address),
+            path=self.path.value,
+            elapsed=elapsed,
+        )
+        self._endpoint.emit(StatusEvent("connected", self.peer_id, self.path, address, elapsed=elapsed))
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            self._endpoint.eventually(d.callback, self)
+
+    def path_changed(self, address: Address) -> None:
+        self.address = address
+        self.path = self._path_for(address)
+        self.log.info(
+            "path to {peer_id} moved to {address} ({path})",
+            peer_id=self.peer_id,
+            address=str(address),
+            path=self.path.value,
+        )
+        self._endpoint.emit(StatusEvent("path-changed", self.peer_id, self.path, address))
+        if self.protocol is not None:
+            self._endpoint.eventually(self.protocol.path_changed, self.path)
+
+    def failed(self, error: Exception) -> None:
+        self.log.info("{error}", error=str(error))
+        self._endpoint.emit(StatusEvent("failed", self.peer_id, detail=str(error)))
+        self._end(Failure(error), None)
+
+    def lost(self, reason: str) -> None:
+        self.log.info("lost {peer_id}: {reason}", peer_id=self.peer_id, reason=reason)
+        self._end(Failure(PeerLost(f"connection to {self.peer_id!r} lost: {reason}")), "lost", reason)
+
+    # -- internals ----------------------------------------------------------
+
+    def _path_for(self, address: Address) -> Path:
+        if is_relayed(address):
+            return Path.RELAYED
+        if address in self._core.local_candidates and address != self._public:
+            return Path.DIRECT_LOCAL
+        return Path.DIRECT_PUBLIC
+
+    def _end(self, reason: Failure, kind: str | None, detail: str = "") -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self._close_extra()
+        self._failure = reason
+        self._endpoint.forget(self)
+        if kind is not None:
+            self._endpoint.emit(StatusEvent(kind, self.peer_id, self.path, self.address, detail=detail))
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            self._endpoint.eventually(d.errback, reason)
+        if self.protocol is not None:
+            self._endpoint.eventually(self.protocol.connection_lost, reason)
+
+
+class _ExtraSocket(DatagramProtocol):
+    """
+    One of the extra sockets a connection opens on the hard side of a
+    birthday search; what arrives goes to the endpoint tagged with it.
+    """
+
+    def __init__(self, endpoint: PeerEndpoint) -> None:
+        self._endpoint = endpoint
+        self.port = None
+
+    def datagramReceived(self, data: bytes, addr: tuple) -> None:
+        self._endpoint.datagram_via(data, addr, self)
+
+    def close(self) -> None:
+        port, self.port = self.port, None
+        if port is not None:
+            port.stopListening()
