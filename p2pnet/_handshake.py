@@ -93,6 +93,13 @@ class HandshakeConfig:
         after these gaps (the last repeats).
     @ivar fallback_after: silence on a direct path after which the
         connection moves to the relay (default: two thirds of dead_after).
+    @ivar claimed_hellos: hellos to a candidate nobody vouched for (the
+        peer's own local addresses, and addresses its hellos name) until
+        something is heard from it: the peer chooses those addresses, so
+        they are kept to a few packets each, enough for a LAN path to
+        answer, too few to make us a reflector at a third party.  The
+        public address the introducer saw, ports on its host and sources
+        we heard from are not limited.
     """
 
     warmup: bool = True
@@ -116,6 +123,7 @@ class HandshakeConfig:
     relay_after: float | None = 3.0
     upgrade_intervals: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0, 30.0)
     fallback_after: float | None = None
+    claimed_hellos: int = field(default=4, validator=_non_negative)
 
     @property
     def fallback(self) -> float:
@@ -282,6 +290,16 @@ class HandshakeCore:
     probes_sent: int = 0
     last_heard_on_path: float = 0.0
     log: Logger = field(factory=Logger)
+    public: Address | None = None
+    hellos_to: dict[Address, int] = field(factory=dict)
+
+    #: Candidates one connection keeps at most (introduction, learnt from
+    #: hellos, predicted ports, relay routes together).
+    MAX_CANDIDATES = 24
+
+    def __attrs_post_init__(self) -> None:
+        if self.public is None and self.candidates:
+            self.public = self.candidates[0]
 
     def schedule(self, name: str, delay: float, input_: Callable[[], None]) -> None:
         self.cancel(name)
@@ -313,8 +331,22 @@ class HandshakeCore:
     def add_candidate(self, address: Address) -> bool:
         if address in self.candidates or (self.config.relay_only and not is_relayed(address)):
             return False
+        if len(self.candidates) >= self.MAX_CANDIDATES:
+            return False
         self.candidates.append(address)
         return True
+
+    def vouched_for(self, candidate: Address) -> bool:
+        """
+        Whether C{candidate} may get hellos without limit: it is relayed,
+        we heard from it, or it is on the host the introducer saw the peer
+        at.
+        """
+        return (
+            is_relayed(candidate)
+            or candidate in self.heard
+            or (self.public is not None and not is_relayed(self.public) and candidate.host == self.public.host)
+        )
 
     def hear(self, source: Address) -> None:
         self.last_heard = self.clock.seconds()
@@ -324,7 +356,13 @@ class HandshakeCore:
             self.heard.append(source)
 
     def send_hellos(self, targets: list[Address] | None = None) -> None:
+        budget = self.config.claimed_hellos
         for candidate in targets if targets is not None else self.candidates:
+            if not self.vouched_for(candidate):
+                sent = self.hellos_to.get(candidate, 0)
+                if sent >= budget:
+                    continue
+                self.hellos_to[candidate] = sent + 1
             if candidate not in self.tried:
                 self.tried.append(candidate)
             self.outputs.send_hello(candidate)

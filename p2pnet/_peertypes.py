@@ -114,6 +114,9 @@ class PeerConfig:
     @ivar turn: relay through this TURN server (allocated on the
         endpoint's own socket when first needed) instead of asking the
         introducer for a p2pnet relay.
+    @ivar max_connections: connections (established or punching) kept at
+        once; further introductions are refused and counted
+        (C{dropped-too-many-connections}).
     """
 
     handshake: HandshakeConfig = HandshakeConfig()
@@ -124,6 +127,11 @@ class PeerConfig:
     nat_check: bool = False
     stun_servers: tuple[Address, ...] = ()
     turn: TurnSettings | None = None
+    max_connections: int = field(default=4096)
+
+    def __attrs_post_init__(self) -> None:
+        if not 1 <= self.max_connections <= 32768:
+            raise ValueError(f"max_connections must be 1-32768, not {self.max_connections!r}")
 
 
 class PeerProtocol:

@@ -84,6 +84,27 @@ class Address:
     def is_ipv6(self) -> bool:
         return ":" in self.host
 
+    @property
+    def is_reachable(self) -> bool:
+        """
+        Whether a datagram can be sent to this address at all: not port 0,
+        not an unspecified, limited-broadcast or multicast address (the
+        kernel refuses those with EINVAL or EACCES, or they reach a whole
+        network).  A peer's candidates that are not are dropped unused.
+        """
+        if self.port == 0:
+            return False
+        try:
+            ip = ipaddress.ip_address(self.host.partition("%")[0])
+        except ValueError:
+            return False
+        if ip.is_unspecified or ip.is_multicast:
+            return False
+        # The limited broadcast; a directed broadcast cannot be told from a
+        # host address without the network's mask, so a write to one fails
+        # (EACCES) and is counted by the endpoint instead.
+        return self.host != "255.255.255.255"
+
     def as_tuple(self) -> tuple[str, int]:
         """
         The C{(host, port)} tuple Twisted's C{transport.write} wants.

@@ -61,13 +61,16 @@ class PeerConnection:
         self._early: list[bytes] = []
         self._failure: Failure | None = None
         self._public = intro.public
-        candidates = [intro.public, *intro.local][:MAX_CANDIDATES]
+        # The peer chose its local addresses (and the introducer only
+        # checked its public one): nothing we cannot or must not send to.
+        candidates = [c for c in (intro.public, *intro.local) if c.is_reachable][:MAX_CANDIDATES]
         self._core = HandshakeCore(
             clock=self._clock,
             outputs=self,
             config=endpoint.config.handshake,
             peer_id=self.peer_id,
             candidates=list(dict.fromkeys(candidates)),
+            public=intro.public,
             local_candidates=frozenset(intro.local),
             own_nat=wire.unpack_nat(endpoint._nat),
             peer_nat=wire.unpack_nat(intro.nat),
@@ -211,7 +214,8 @@ class PeerConnection:
                 return
             self.remote_conn_id = message.conn_id
             for candidate in message.candidates[:MAX_CANDIDATES]:
-                self._core.add_candidate(candidate)
+                if candidate.is_reachable:
+                    self._core.add_candidate(candidate)
             self.machine.hello_received(source, message.txid)
         elif isinstance(message, wire.HelloAck):
             if message.peer_id != self.peer_id:

@@ -165,8 +165,20 @@ class PeerEndpoint(DatagramProtocol):
         return tuple(candidates[:MAX_CANDIDATES])
 
     def write(self, raw: bytes, to: Address) -> None:
+        """
+        Send a datagram; a destination the kernel refuses (EINVAL, EACCES,
+        unreachable network...) is counted (C{send-failed}), never raised
+        into a state machine.
+        """
         if self.transport is not None:
-            self.transport.write(raw, to.as_tuple())
+            try:
+                self.transport.write(raw, to.as_tuple())
+            except OSError as e:
+                self._send_failed(to, e)
+
+    def _send_failed(self, to, error: OSError) -> None:
+        self.count("send-failed")
+        self.log.debug("could not send to {to}: {error}", to=str(to), error=str(error))
 
     def write_with_ttl(self, raw: bytes, to: Address, ttl: int) -> None:
         """
@@ -179,6 +191,8 @@ class PeerEndpoint(DatagramProtocol):
         handle.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
         try:
             self.transport.write(raw, to.as_tuple())
+        except OSError as e:
+            self._send_failed(to, e)
         finally:
             handle.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, previous)
 
@@ -800,6 +814,15 @@ class PeerEndpoint(DatagramProtocol):
     def _introduction(self, intro: wire.Introduction) -> None:
         if self._stopping or intro.intro_id in self._by_intro or intro.peer_id == self.peer_id:
             return
+        if len(self._by_conn_id) >= self.config.max_connections:
+            self.count("dropped-too-many-connections")
+            self.log.info(
+                "refused an introduction to {peer_id}: {n} connections already",
+                peer_id=intro.peer_id,
+                n=len(self._by_conn_id),
+            )
+            return
+        # max_connections is well below 65,536, so a free id is near.
         conn_id = int.from_bytes(self._random_bytes(2), "big")
         while conn_id in self._by_conn_id:
             conn_id = (conn_id + 1) & 0xFFFF

@@ -136,13 +136,29 @@ class HandshakeTests(SynchronousTestCase):
     def test_retransmit_schedule(self):
         """
         Hellos are retransmitted after 0.1 s, then every 0.2 s (the last
-        interval repeats).
+        interval repeats); the peer's local candidate, which only the peer
+        vouches for, gets four hellos and no more while it stays silent.
         """
         self.start_punching()
-        for gap in [0.1, 0.2, 0.2, 0.2]:
+        for gap in [0.1, 0.2, 0.2]:
             self.clock.advance(gap - 0.001)
             self.assertEqual(self.out.take(), [])
             self.clock.advance(0.001)
+            self.assertEqual(self.out.take(), [("send_hello", PUBLIC), ("send_hello", LOCAL)])
+        for gap in [0.2, 0.2]:
+            self.clock.advance(gap)
+            self.assertEqual(self.out.take(), [("send_hello", PUBLIC)])
+
+    def test_claimed_candidate_heard_is_unlimited(self):
+        """
+        Once something is heard from a local candidate it is vouched for
+        and gets every retransmit.
+        """
+        self.start_punching()
+        self.machine.hello_received(LOCAL, b"t" * 8)
+        self.out.take()
+        for gap in [0.1, 0.2, 0.2, 0.2, 0.2]:
+            self.clock.advance(gap)
             self.assertEqual(self.out.take(), [("send_hello", PUBLIC), ("send_hello", LOCAL)])
 
     def test_answer_to_source(self):

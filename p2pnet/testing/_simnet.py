@@ -41,6 +41,7 @@ The model
 from __future__ import annotations
 
 import enum
+import errno
 import ipaddress
 import random
 import socket
@@ -587,6 +588,8 @@ class _SimUDPPort:
         @raise MessageLengthError: the datagram is over 65507 bytes.
         @raise TypeError: the port is not an integer (or data not bytes).
         @raise OverflowError: the port is out of range (as C{sendto}).
+        @raise OSError: EINVAL for port 0, EACCES for 255.255.255.255
+            without C{SO_BROADCAST} (as Linux's C{sendto}).
         """
         if addr is None:
             raise error.InvalidAddressError(None, "simulated ports are not connected")
@@ -602,6 +605,11 @@ class _SimUDPPort:
             raise TypeError(f"datagram must be bytes, not {type(datagram).__name__}")
         if len(datagram) > MAX_DATAGRAM:
             raise error.MessageLengthError("message too long")
+        if addr[1] == 0:
+            # As Linux: sendto() to port 0 is EINVAL (Twisted re-raises it).
+            raise OSError(errno.EINVAL, "Invalid argument")
+        if addr[0] == "255.255.255.255" and not self._broadcast:
+            raise OSError(errno.EACCES, "Permission denied")
         ttl = self._socket._options[(socket.IPPROTO_IP, socket.IP_TTL)]
         self._host._network._send(self, datagram, (addr[0], addr[1]), ttl)
 

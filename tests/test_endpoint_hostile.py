@@ -1,0 +1,146 @@
+"""
+Attacks on a peer endpoint by a peer the introducer introduces to it:
+candidates that make sendto fail, candidate floods that would make us a
+reflector, and introductions in bulk.  Each test is the attack first; the
+endpoint must keep working for everyone else.
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from p2pnet import wire
+from p2pnet.address import Address
+from p2pnet.endpoint import Path, PeerConfig, PeerEndpoint
+from p2pnet.testing.scenarios import INTRODUCER
+
+from tests.test_endpoint import Recorder, RecordingFactory, World
+
+BAD = (Address("127.0.99.1", 0), Address("255.255.255.255", 4000), Address("0.0.0.0", 4000))
+#: Where the attacker wants our packets to go.
+THIRD_PARTY = tuple(Address("198.51.100.9", 7000 + k) for k in range(8))
+
+
+def claiming(world: World, name: str, local: tuple[Address, ...]) -> PeerEndpoint:
+    """
+    A peer behind its own NAT that tells the introducer C{local} are its
+    local addresses.
+    """
+    world.sites += 1
+    nat = world.network.add_nat(f"nat{world.sites}", f"203.0.113.{world.sites}")
+    endpoint = PeerEndpoint(
+        world.network.add_host(behind=nat),
+        INTRODUCER,
+        name,
+        random_bytes=world.random_bytes,
+        local_addresses=local,
+    )
+    world.endpoints.append(endpoint)
+    world.result(endpoint.start())
+    return endpoint
+
+
+def packets_to(world: World, addresses) -> int:
+    wanted = {a.as_tuple() for a in addresses}
+    return sum(1 for _, to, _ in world.sent if to in wanted)
+
+
+class HostileCandidateTests(SynchronousTestCase):
+    def setUp(self):
+        self.world = World(self)
+        self.sent = self.world.sent = []
+        network = self.world.network
+        original = network._send
+
+        def recording(port, datagram, to, ttl):
+            self.sent.append((port, to, datagram))
+            return original(port, datagram, to, ttl)
+
+        network._send = recording
+        self.factory = RecordingFactory()
+        self.victim = self.world.peer("victim", factory=self.factory)
+        self.world.result(self.victim.start())
+
+    def test_unsendable_candidates(self):
+        """
+        An introduction whose candidates are port 0, the limited broadcast
+        and the unspecified address (sendto fails with EINVAL or EACCES, or
+        would reach a whole network) costs the introduced peer nothing: no
+        traceback, nothing sent there, no connection left behind once the
+        handshake times out, and a real peer still connects.
+        """
+        mallory = claiming(self.world, "mallory", BAD)
+        mallory.connect("victim").addErrback(lambda _: None)
+        self.world.run(30.0)
+        self.assertEqual(packets_to(self.world, BAD), 0)
+        self.assertEqual(self.victim.stats.get("internal-error", 0), 0)
+        self.assertEqual([c.peer_id for c in self.victim.connections if c.address is None], [])
+        bob = self.world.peer("bob")
+        self.world.result(bob.start())
+        connection = self.world.result(bob.connect("victim", Recorder()))
+        self.assertEqual(connection.path, Path.DIRECT_PUBLIC)
+
+    def test_claimed_local_addresses_get_few_packets(self):
+        """
+        A peer that claims eight third-party addresses as its local ones
+        gets at most the warm-up probes and four hellos sent to each of them
+        however long the handshake lasts (before: the whole retransmit
+        schedule, 168 packets for one introduction).
+        """
+        mallory = claiming(self.world, "mallory", THIRD_PARTY)
+        # It never answers a hello: the victim punches until it times out.
+        mallory._peer_message = lambda *args: None
+        self.sent.clear()
+        mallory.connect("victim").addErrback(lambda _: None)
+        self.world.run(30.0)
+        hellos = {a: 0 for a in THIRD_PARTY}
+        for _, to, datagram in self.sent:
+            address = Address(*to)
+            if address in hellos and datagram[1] == wire.MessageType.HELLO:
+                hellos[address] += 1
+        # Four hellos each (a literal budget), and at least one: a LAN path
+        # would still be found.
+        self.assertEqual(set(hellos.values()), {4})
+
+    def test_hello_candidate_flood(self):
+        """
+        Hellos that each name eight new candidates, 200 of them, do not
+        grow the connection's candidate list without bound, and each
+        learnt candidate gets at most four hellos.
+        """
+        bob = self.world.peer("bob")
+        self.world.result(bob.start())
+        connection = self.world.result(bob.connect("victim", Recorder()))
+        theirs = [c for c in self.victim.connections if c.peer_id == "bob"][0]
+        theirs._core.cancel("retransmit")
+        self.sent.clear()
+        for n in range(200):
+            named = tuple(Address(f"198.51.{n // 200 + 101}.{n % 200 + 1}", 9000 + k) for k in range(8))
+            hello = wire.Hello(bytes(8), connection.intro_id, "bob", connection.conn_id, named)
+            theirs.message_received(hello, connection.address.__class__(*bob.public_address.as_tuple()))
+        self.world.run(30.0)
+        self.assertLessEqual(len(theirs.candidates), 24)
+        victims = {}
+        for _, to, datagram in self.sent:
+            if to[0].startswith("198.51.") and datagram[1] == wire.MessageType.HELLO:
+                victims[to] = victims.get(to, 0) + 1
+        self.assertLessEqual(max(victims.values(), default=0), 4)
+        self.assertLessEqual(sum(victims.values()), 24 * 4)
+
+    def test_connection_cap(self):
+        """
+        Introductions beyond C{max_connections} are refused and counted; the
+        connection-id search never spins.
+        """
+        world = self.world
+        capped = world.peer("capped", config=PeerConfig(max_connections=2))
+        world.result(capped.start())
+        peers = []
+        for k in range(3):
+            p = world.peer(f"p{k}")
+            world.result(p.start())
+            peers.append(p)
+            p.connect("capped").addErrback(lambda _: None)
+            world.run(0.05)
+        self.assertEqual(len(capped.connections), 2)
+        self.assertEqual(capped.stats.get("dropped-too-many-connections"), 1)
