@@ -222,15 +222,13 @@ class CipherState:
         C{n} moves on only if it authenticated), otherwise the ciphertext
         unchanged.
 
-        @raise HandshakeFailed: if the tag does not verify, the ciphertext is
-            shorter than a tag, or the nonce is exhausted.
+        @raise HandshakeFailed: if the tag does not verify (a ciphertext
+            shorter than a tag never does), or the nonce is exhausted.
         """
         if self._aead is None:
             return ciphertext
         if self.n >= MAX_NONCE:
             raise HandshakeFailed("nonce exhausted")
-        if len(ciphertext) < TAGLEN:
-            raise HandshakeFailed("ciphertext shorter than its tag")
         try:
             plaintext = self._aead.decrypt(_nonce(self.n), ciphertext, ad)
         except InvalidTag:
