@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import os
 import stat
 
@@ -135,10 +136,18 @@ class Identity:
         Read the identity stored in C{path}.
 
         @raise KeyFileError: if the file is readable or writable by group
-            or others, is not a regular file, is too large, or is corrupt.
+            or others, is a symbolic link or not a regular file, is too
+            large, or is corrupt.
         @raise FileNotFoundError: if it does not exist.
         """
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        except OSError as error:
+            if error.errno != errno.ELOOP:
+                raise
+            raise KeyFileError(
+                f"identity file {path} is a symbolic link; give the path of the file itself"
+            ) from None
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):

@@ -146,8 +146,6 @@ class TrustStore:
                     f"known-peers file {path} has mode {mode:04o}: group or others could "
                     f"change the pinned keys. Check it, then run 'chmod 600 {path}'"
                 )
-            if info.st_size > MAX_FILE_SIZE:
-                raise KeyFileError(f"known-peers file {path} is larger than {MAX_FILE_SIZE} bytes")
             chunks = []
             size = 0
             while size <= MAX_FILE_SIZE:
