@@ -30,7 +30,7 @@ import re
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from p2pnet.errors import HandshakeFailed
 
@@ -84,8 +84,6 @@ class KeyPair:
         """
         The raw 32-byte private key (for storing it).
         """
-        from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
-
         return self.private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
 
     def __repr__(self) -> str:
