@@ -136,7 +136,13 @@ class PeerKeyMismatch(P2PError):
     @ivar got: the public key the peer presented.
     """
 
-    def __init__(self, peer_id: str, expected: bytes, got: bytes, forget_hint: str) -> None:
+    def __init__(
+        self,
+        peer_id: str,
+        expected: bytes,
+        got: bytes,
+        forget_hint: str = "update the key you pinned for it (expect_key).",
+    ) -> None:
         from p2pnet.secure.identity import fingerprint
 
         super().__init__(

@@ -16,6 +16,8 @@ import os
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from hypothesis import given
+from hypothesis import strategies as st
 from noise.connection import Keypair as TheirKeypair
 from noise.connection import NoiseConnection
 from twisted.trial.unittest import SynchronousTestCase
@@ -641,3 +643,30 @@ class SessionHandshakeTests(SynchronousTestCase):
         self.assertRaises(ValueError, self.initiator, responder_key=bytes(31))
         self.assertRaises(ValueError, self.responder, initiator_key=bytes(33))
         self.assertRaises(ValueError, self.initiator, intro_key=bytes(15))
+
+
+class ArbitraryInputTests(SynchronousTestCase):
+    """
+    Arbitrary bytes where a handshake message belongs raise nothing but
+    L{HandshakeFailed} and leave the handshake able to finish.
+    """
+
+    @given(st.binary(max_size=200) | st.binary(min_size=96, max_size=96))
+    def test_message1(self, data: bytes) -> None:
+        alice, bob = _identity("alice"), _identity("bob")
+        initiator = InitiatorHandshake(alice, bob.public, INTRO_ID, INTRO_KEY)
+        responder = ResponderHandshake(bob, alice.public, INTRO_ID, INTRO_KEY)
+        if data != initiator.message1():
+            self.assertRaises(HandshakeFailed, responder.read_message1, data)
+        self.assertEqual(responder.read_message1(initiator.message1()), alice.public)
+
+    @given(st.binary(max_size=100) | st.binary(min_size=48, max_size=48))
+    def test_message2(self, data: bytes) -> None:
+        alice, bob = _identity("alice"), _identity("bob")
+        initiator = InitiatorHandshake(alice, bob.public, INTRO_ID, INTRO_KEY)
+        responder = ResponderHandshake(bob, alice.public, INTRO_ID, INTRO_KEY)
+        responder.read_message1(initiator.message1())
+        message2, keys = responder.write_message2()
+        if data != message2:
+            self.assertRaises(HandshakeFailed, initiator.read_message2, data)
+        self.assertEqual(initiator.read_message2(message2).receive_key, keys.send_key)
