@@ -108,3 +108,57 @@ class ConnectionClosed(P2PError):
     """
     The connection (or the endpoint that owned it) was closed locally.
     """
+
+
+class HandshakeFailed(P2PError):
+    """
+    A secure-session (Noise) handshake message was refused: it was cut
+    short, too long, did not authenticate (a forged or corrupted packet,
+    or the two sides do not share the introduction's key), carried an
+    invalid public key, or differed from the one already accepted for
+    this introduction.  Connections drop such packets; the handshake
+    goes on with the next genuine one.
+    """
+
+
+class PeerKeyMismatch(P2PError):
+    """
+    A peer presented a different identity key from the one pinned for it
+    (in the known-peers file, or passed as C{expect_key}).  Either the peer
+    really changed its key (it lost its identity file, or runs on a new
+    machine), or someone (possibly the introducer or a relay) is
+    impersonating it.  The message names the peer, the expected and the
+    presented fingerprints, and how to forget the old key once you have
+    checked with the peer's owner.
+
+    @ivar peer_id: the peer whose key differs.
+    @ivar expected: the pinned public key.
+    @ivar got: the public key the peer presented.
+    """
+
+    def __init__(
+        self,
+        peer_id: str,
+        expected: bytes,
+        got: bytes,
+        forget_hint: str = "update the key you pinned for it (expect_key).",
+    ) -> None:
+        from p2pnet.secure.identity import fingerprint
+
+        super().__init__(
+            f"peer {peer_id!r} presented key {fingerprint(got)} but "
+            f"{fingerprint(expected)} is pinned for it; refusing to connect. "
+            f"If the peer really changed its key, {forget_hint}"
+        )
+        self.peer_id = peer_id
+        self.expected = expected
+        self.got = got
+
+
+class KeyFileError(P2PError):
+    """
+    An identity file (C{--identity}) or a known-peers file
+    (C{--trust-file}) cannot be used: it is readable by other users, is
+    not in the expected format, or is too large.  The message names the
+    file and what to do about it.
+    """
