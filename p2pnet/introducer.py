@@ -15,6 +15,8 @@ from collections import Counter, OrderedDict
 from typing import Callable
 
 from attrs import define
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from twisted.application.service import Service
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IReactorTime, IReactorUDP
@@ -23,7 +25,7 @@ from twisted.logger import Logger
 
 from p2pnet import wire
 from p2pnet._ratelimit import LogBudget, RateLimiter
-from p2pnet._registry import Registration, Registry, RegistryError
+from p2pnet._registry import ChallengeNeeded, Registration, Registry, RegistryError
 from p2pnet._stunserver import StunServer
 from p2pnet._udpread import listen_udp
 from p2pnet._udpwrite import FastDatagramWriting
@@ -111,6 +113,9 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         introducer hands out, or None when there is no relay.
     @param sweep_interval: seconds between expiry sweeps.
     @param stats_interval: seconds between statistics log lines (0: never).
+    @param identity: the introducer's static X25519 private key (peers
+        prove their keys to it before a registration moves), or None for a
+        fresh one.
     """
 
     log = Logger()
@@ -131,7 +136,11 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         sweep_interval: float | None = None,
         stats_interval: float = 0.0,
         log_rate: float = 20.0,
+        identity: X25519PrivateKey | None = None,
     ) -> None:
+        self._identity = identity if identity is not None else X25519PrivateKey.generate()
+        #: The introducer's static X25519 public key (32 bytes).
+        self.public_key = self._identity.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self._clock = clock
         self.registry = registry
         self._random_bytes = random_bytes
@@ -163,6 +172,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             wire.IntroAck: self._on_intro_ack,
             wire.RelayRequest: self._on_relay_request,
             wire.CandidateOffer: self._on_candidate_offer,
+            wire.Proof: self._on_proof,
         }
         self._pushes: dict[tuple[bytes, tuple], tuple[bytes, tuple, int, object]] = {}
         # (requester, txid) -> the requester's introductions, so that a
@@ -272,6 +282,8 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         source = Address(addr[0], addr[1])
         try:
             handler(message, source, len(data), authenticated, now)
+        except ChallengeNeeded as e:
+            self._challenge(message.txid, e, source, len(data), authenticated, now)
         except RegistryError as e:
             self.stats["refused"] += 1
             if self._log_budget.allow("refused", now):
@@ -401,14 +413,56 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
 
     # -- handlers ---------------------------------------------------------
 
+    def _exchange(self, peer_key: bytes) -> bytes:
+        """
+        The X25519 shared secret of the introducer's key and C{peer_key}.
+
+        @raise ValueError: for a key that gives no usable secret.
+        """
+        return self._identity.exchange(X25519PublicKey.from_public_bytes(peer_key))
+
+    def _challenge(self, txid: bytes, needed: ChallengeNeeded, source: Address, size, authenticated, now) -> None:
+        """
+        Answer a request that would move a registration with a challenge
+        to its source, no larger than the request.
+        """
+        value = self.registry.challenge(needed, source, now)
+        self.stats["challenges"] += 1
+        message = wire.Challenge(txid, value, source, self.public_key)
+        if not authenticated and len(wire.encode(message, self._secret)) > size:
+            message = wire.Challenge(txid, value, source)
+        self._send(message, source, size, authenticated)
+
+    def _on_proof(self, message: wire.Proof, source, size, authenticated, now) -> None:
+        try:
+            registration, kind = self.registry.prove(
+                message.peer_id, message.challenge, message.proof, source, now, self._exchange
+            )
+        except RegistryError:
+            self.stats["proofs-refused"] += 1
+            raise
+        self.stats["proofs"] += 1
+        if self._log_budget.allow("moved", now):
+            self.log.info(
+                "{peer_id} proved its key from {public} ({kind})",
+                peer_id=registration.peer_id,
+                public=str(source),
+                kind=kind,
+            )
+        if kind == "reclaim":
+            answer = wire.Registered(
+                message.txid, source, int(self.registry.lifetime), registration.cookie, self.public_key
+            )
+        else:
+            answer = wire.HeartbeatAck(message.txid, registration.public, int(self.registry.lifetime))
+        self._send(answer, source, size, authenticated)
+
     def _on_register(self, message: wire.Register, source, size, authenticated, now) -> None:
         before = self.registry.lookup(message.peer_id, now)
         old_public = before.public if before is not None else None
         registration = self.registry.register(
-            message.peer_id, source, message.local, message.cookie, now
+            message.peer_id, source, message.local, message.cookie, now, message.peer_key, message.nat
         )
-        if message.nat is not None:
-            registration.nat = message.nat
         self.stats["registered"] += 1
         if old_public is None:
             if self._log_budget.allow("registered", now):
@@ -427,7 +481,11 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             )
         self._send(
             wire.Registered(
-                message.txid, source, int(self.registry.lifetime), registration.cookie
+                message.txid,
+                source,
+                int(self.registry.lifetime),
+                registration.cookie,
+                self.public_key if message.peer_key is not None else None,
             ),
             source,
             size,
@@ -576,6 +634,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             session_id,
             target.nat,
             lag_ms(requester, target),
+            target.peer_key,
         )
         raw_to_requester = wire.encode(to_requester, self._secret)
         if not authenticated and len(raw_to_requester) > size:
@@ -596,6 +655,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             session_id,
             requester.nat,
             lag_ms(target, requester),
+            requester.peer_key,
         )
         self._push(intro_id, wire.encode(to_target, self._secret), target.public.as_tuple())
         self.stats["introductions"] += 1
