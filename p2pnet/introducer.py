@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from typing import Callable
 
 from attrs import define
@@ -175,6 +175,9 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             wire.Proof: self._on_proof,
         }
         self._pushes: dict[tuple[bytes, tuple], tuple[bytes, tuple, int, object]] = {}
+        self._in_flight: dict[tuple, int] = {}
+        self._queued: dict[tuple, deque] = {}
+        self._queued_count = 0
         # (requester, txid) -> the requester's introductions, so that a
         # retransmitted request gets the same introductions again rather
         # than new ones the other side would punch for in vain.
@@ -191,6 +194,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             self._sweep_call.cancel()
         self._sweep_call = None
         pushes, self._pushes = self._pushes, {}
+        self._in_flight, self._queued, self._queued_count = {}, {}, 0
         for _, _, _, call in pushes.values():
             if call.active():
                 call.cancel()
@@ -429,9 +433,11 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         value = self.registry.challenge(needed, source, now)
         self.stats["challenges"] += 1
         message = wire.Challenge(txid, value, source, self.public_key)
-        if not authenticated and len(wire.encode(message, self._secret)) > size:
+        if len(wire.encode(message, self._secret)) > size:
             message = wire.Challenge(txid, value, source)
-        self._send(message, source, size, authenticated)
+        # Never larger than the request, even from holders of the secret:
+        # the source is the address being claimed, not yet proven.
+        self._send(message, source, size, False)
 
     def _on_proof(self, message: wire.Proof, source, size, authenticated, now) -> None:
         try:
@@ -670,28 +676,79 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
 
     #: Gaps between retransmits of an introduction to its target.
     PUSH_GAPS = (0.25, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0)
+    #: Pushes in flight (sent, not acknowledged) per destination; the rest
+    #: wait their turn, so a mesh join sends a window's worth, then one
+    #: more per acknowledgement (a destination that never acknowledges
+    #: gets at most this many times the retransmit schedule).
+    PUSH_WINDOW = 4
+    #: Pushes waiting per destination and in all.
+    MAX_QUEUED_PER_DESTINATION = 2048
+    MAX_QUEUED = 100_000
 
-    def _push(self, intro_id: bytes, raw: bytes, to: tuple, attempt: int = 0) -> None:
+    def _push(self, intro_id: bytes, raw: bytes, to: tuple) -> None:
         """
         Send one side's copy of an introduction, and again on a schedule
         until that side acknowledges it: a lost introduction would leave
         the other side punching alone.  Pushes only go to verified
-        addresses, so they cannot be aimed at a third party.
+        addresses (moving one needs a proof from the new address), so they
+        cannot be aimed at a third party; at most L{PUSH_WINDOW} are in
+        flight per destination.
         """
+        flight = self._in_flight.get(to, 0)
+        if flight < self.PUSH_WINDOW:
+            self._in_flight[to] = flight + 1
+            self._transmit_push(intro_id, raw, to, 0)
+            return
+        queue = self._queued.get(to)
+        if queue is None:
+            queue = self._queued[to] = deque()
+        if len(queue) >= self.MAX_QUEUED_PER_DESTINATION or self._queued_count >= self.MAX_QUEUED:
+            self.stats["dropped-push-queue-full"] += 1
+            return
+        queue.append((intro_id, raw))
+        self._queued_count += 1
+
+    def _transmit_push(self, intro_id: bytes, raw: bytes, to: tuple, attempt: int) -> None:
         self.write_datagram(raw, to)
         self.stats["sent"] += 1
         key = (intro_id, to)
         if attempt >= len(self.PUSH_GAPS):
             self._pushes.pop(key, None)
             self.stats["introductions-unacknowledged"] += 1
+            # It is not listening: what waits for it is dropped, not sent.
+            dropped = self._queued.pop(to, ())
+            self._queued_count -= len(dropped)
+            self.stats["introductions-unacknowledged"] += len(dropped)
+            self._push_done(to)
             return
-        call = self._clock.callLater(self.PUSH_GAPS[attempt], self._push, intro_id, raw, to, attempt + 1)
+        call = self._clock.callLater(self.PUSH_GAPS[attempt], self._transmit_push, intro_id, raw, to, attempt + 1)
         self._pushes[key] = (raw, to, attempt, call)
 
+    def _push_done(self, to: tuple) -> None:
+        """
+        A push to C{to} was acknowledged or given up: send the next one.
+        """
+        queue = self._queued.get(to)
+        if queue:
+            intro_id, raw = queue.popleft()
+            self._queued_count -= 1
+            if not queue:
+                del self._queued[to]
+            self._transmit_push(intro_id, raw, to, 0)
+            return
+        flight = self._in_flight.get(to, 0) - 1
+        if flight > 0:
+            self._in_flight[to] = flight
+        else:
+            self._in_flight.pop(to, None)
+
     def _on_intro_ack(self, message: wire.IntroAck, source, size, authenticated, now) -> None:
-        entry = self._pushes.pop((message.intro_id, source.as_tuple()), None)
-        if entry is not None and entry[3].active():
-            entry[3].cancel()
+        to = source.as_tuple()
+        entry = self._pushes.pop((message.intro_id, to), None)
+        if entry is not None:
+            if entry[3].active():
+                entry[3].cancel()
+            self._push_done(to)
 
     def _on_reverse_request(self, message: wire.ReverseRequest, source, size, authenticated, now) -> None:
         requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)

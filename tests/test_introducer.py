@@ -1012,3 +1012,89 @@ class IdentityFileTests(SynchronousTestCase):
         with open(path, "wb") as f:
             f.write(b"short")
         self.assertRaises(usage.UsageError, Options().parseOptions, ["--identity-file", path])
+
+
+class MeshJoinAmplificationTests(IntroducerTestCase):
+    """
+    #14.2: one Introduce into a big mesh session cannot be turned into a
+    flood, at the requester or at a spoofed third party.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.protocol._rate_limiter = None
+        self.register("host", A)
+        self.session = self.host("host", A, max_players=200, mesh=True)
+        for n in range(150):
+            member = f"m{n}"
+            source = ("198.18.0.1", 2000 + n)
+            self.register(member, source)
+            self.send(wire.Introduce(self.next_txid(), member, self.cookies[member], session_id=self.session), source)
+            self.ack_all(skip=())
+        self.register("joiner", B)
+
+    def ack_all(self, skip):
+        for _ in range(1000):
+            written = self.transport.clear()
+            if not written:
+                return
+            for message, to in written:
+                if isinstance(message, wire.Introduction) and to not in skip:
+                    self.send(wire.IntroAck(self.next_txid(), message.intro_id), to)
+
+    def bytes_to(self, address, seconds=30):
+        total = packets = 0
+        for _ in range(seconds * 4):
+            for raw, to in self.transport.written:
+                if to == address:
+                    total += len(raw)
+                    packets += 1
+            self.ack_all(skip=(address,))
+            self.clock.advance(0.25)
+        return total, packets
+
+    def test_silent_requester_gets_a_window(self):
+        """
+        A requester that never acknowledges gets at most 4 introductions,
+        each sent at most 8 times (32 packets), not 150 x 8; the members
+        still get theirs.
+        """
+        raw = self.send(wire.Introduce(self.next_txid(), "joiner", self.cookies["joiner"], session_id=self.session), B)
+        total, packets = self.bytes_to(B)
+        self.assertLessEqual(packets, 32)
+        self.assertGreater(packets, 0)
+        self.assertLess(total / len(raw), 12)
+
+    def test_acknowledging_requester_gets_everything(self):
+        """
+        A requester that acknowledges gets all 151 introductions (host and
+        150 members), paced by its acknowledgements.
+        """
+        self.send(wire.Introduce(self.next_txid(), "joiner", self.cookies["joiner"], session_id=self.session), B)
+        got = set()
+        for _ in range(200):
+            written = self.transport.clear()
+            if not written:
+                break
+            for message, to in written:
+                if isinstance(message, wire.Introduction):
+                    if to == B:
+                        got.add(message.peer_id)
+                    self.send(wire.IntroAck(self.next_txid(), message.intro_id), to)
+        self.assertEqual(len(got), 151)
+
+    def test_spoofed_victim_gets_no_more_than_was_sent(self):
+        """
+        An attacker who captured the joiner's cookie and spoofs its
+        heartbeat and Introduce from a victim's address moves nothing: the
+        victim gets challenges only, no larger than the spoofed packets.
+        """
+        victim = ("192.0.2.200", 9999)
+        sent = 0
+        sent += len(self.send(wire.Heartbeat(self.next_txid(), "joiner", self.cookies["joiner"]), victim))
+        sent += len(
+            self.send(wire.Introduce(self.next_txid(), "joiner", self.cookies["joiner"], session_id=self.session), victim)
+        )
+        total, packets = self.bytes_to(victim)
+        self.assertLessEqual(total, sent)
+        self.assertEqual(packets, 2)
