@@ -176,6 +176,9 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         }
         self._pushes: dict[tuple[bytes, tuple], tuple[bytes, tuple, int, object]] = {}
         self._in_flight: dict[tuple, int] = {}
+        # intro id -> (when, both peer ids, whether a relay was allocated)
+        self._introductions: OrderedDict[bytes, tuple[float, frozenset, bool]] = OrderedDict()
+        self._allocations_per_peer: dict[str, int] = {}
         self._queued: dict[tuple, deque] = {}
         self._queued_count = 0
         # (requester, txid) -> the requester's introductions, so that a
@@ -646,6 +649,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         if not authenticated and len(raw_to_requester) > size:
             self._send(to_requester, requester.public, size, authenticated)  # counts the drop
             return
+        self._remember_introduction(intro_id, requester.peer_id, target.peer_id, self._clock.seconds())
         self._push(intro_id, raw_to_requester, requester.public.as_tuple())
         remembered = self._recent.get((requester.peer_id, txid))
         if remembered is not None:
@@ -787,6 +791,48 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         self._push(push_id, wire.encode(forward, self._secret), target.public.as_tuple())
         self.stats["candidates-forwarded"] += 1
 
+    #: Introductions remembered for relay requests: how many, how long.
+    MAX_REMEMBERED_INTRODUCTIONS = 65536
+    INTRODUCTION_MEMORY = 300.0
+    #: Relay allocations one registration may hold (among those remembered).
+    MAX_ALLOCATIONS_PER_PEER = 16
+
+    def _remember_introduction(self, intro_id: bytes, one: str, other: str, now: float) -> None:
+        intros = self._introductions
+        while intros and (
+            len(intros) >= self.MAX_REMEMBERED_INTRODUCTIONS
+            or next(iter(intros.values()))[0] < now - self.INTRODUCTION_MEMORY
+        ):
+            _, (_, sides, allocated) = intros.popitem(last=False)
+            if allocated:
+                for side in sides:
+                    self._release_allocation(side)
+        intros[intro_id] = (now, frozenset((one, other)), False)
+
+    def _release_allocation(self, peer_id: str) -> None:
+        left = self._allocations_per_peer.get(peer_id, 0) - 1
+        if left > 0:
+            self._allocations_per_peer[peer_id] = left
+        else:
+            self._allocations_per_peer.pop(peer_id, None)
+
+    def _check_introduced(self, intro_id: bytes, requester: Registration, target: Registration, now: float) -> None:
+        """
+        Refuse a relay request unless C{intro_id} is a recent introduction
+        of exactly these two, and within the per-registration cap.
+        """
+        remembered = self._introductions.get(intro_id)
+        if remembered is None or remembered[1] != frozenset((requester.peer_id, target.peer_id)):
+            raise RegistryError(ErrorCode.UNKNOWN_PEER, "no such introduction of yours")
+        if remembered[2]:
+            return
+        for side in remembered[1]:
+            if self._allocations_per_peer.get(side, 0) >= self.MAX_ALLOCATIONS_PER_PEER:
+                raise RegistryError(ErrorCode.RATE_LIMITED, "too many relay allocations")
+        for side in remembered[1]:
+            self._allocations_per_peer[side] = self._allocations_per_peer.get(side, 0) + 1
+        self._introductions[intro_id] = (remembered[0], remembered[1], True)
+
     def _on_relay_request(self, message: wire.RelayRequest, source, size, authenticated, now) -> None:
         requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)
         if self.relay is None:
@@ -795,6 +841,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         if target is None or target is requester:
             raise RegistryError(ErrorCode.UNKNOWN_PEER, f"no peer {message.target!r}")
         self._check_reachable(target, authenticated)
+        self._check_introduced(message.intro_id, requester, target, now)
         relay_address, secret = self.relay.offer_address(), self.relay.secret
         # Both members usually ask at about the same time: one allocation per
         # introduction.

@@ -1098,3 +1098,65 @@ class MeshJoinAmplificationTests(IntroducerTestCase):
         total, packets = self.bytes_to(victim)
         self.assertLessEqual(total, sent)
         self.assertEqual(packets, 2)
+
+
+class RelayRequestTests(IntroducerTestCase):
+    """
+    #14.3: relay allocations only for real introductions of the requester.
+    """
+
+    def setUp(self):
+        super().setUp()
+        from p2pnet.introducer import RelaySettings
+
+        self.protocol.relay = RelaySettings(b"relay secret", Address("192.0.2.3", 3479))
+        self.protocol._rate_limiter = None
+        for name, source in (("a", A), ("b", B), ("c", C)):
+            self.register(name, source)
+
+    def introduce(self, requester, source, target):
+        self.send(wire.Introduce(self.next_txid(), requester, self.cookies[requester], target), source)
+        intro = [m for m, to in self.transport.clear() if to == source][0]
+        return intro.intro_id
+
+    def relay(self, requester, source, target, intro_id):
+        self.send(wire.RelayRequest(self.next_txid(), requester, self.cookies[requester], target, intro_id), source)
+        return [m for m, to in self.transport.clear() if to == source]
+
+    def test_made_up_intro_id_refused(self):
+        """
+        A made-up introduction id, or one of an introduction between two
+        others, is refused and allocates nothing.
+        """
+        [refused] = self.relay("a", A, "b", b"madeup!!")
+        self.assertEqual(refused.code, ErrorCode.UNKNOWN_PEER)
+        theirs = self.introduce("b", B, "c")
+        [refused] = self.relay("a", A, "b", theirs)
+        self.assertEqual(refused.code, ErrorCode.UNKNOWN_PEER)
+        self.assertEqual(self.protocol.stats["relay-allocations"], 0)
+        ours = self.introduce("a", A, "b")
+        [offer] = self.relay("a", A, "b", ours)
+        self.assertIsInstance(offer, wire.RelayOffer)
+        self.assertEqual(self.protocol.stats["relay-allocations"], 1)
+
+    def test_allocations_per_registration_capped(self):
+        """
+        One registration gets at most 16 allocations; then RATE_LIMITED.
+        """
+        answers = []
+        for _ in range(20):
+            intro_id = self.introduce("a", A, "b")
+            self.send(wire.IntroAck(self.next_txid(), intro_id), A)
+            [answer] = self.relay("a", A, "b", intro_id)
+            answers.append(type(answer).__name__)
+        self.assertEqual(answers.count("RelayOffer"), 16)
+        self.assertEqual(self.protocol.stats["relay-allocations"], 16)
+        for _ in range(500):
+            self.clock.advance(1)
+            self.transport.clear()
+        # remembered introductions age out (300 s) and free the allocations
+        self.register("a", A)
+        self.register("b", B)
+        intro_id = self.introduce("a", A, "b")
+        [answer] = self.relay("a", A, "b", intro_id)
+        self.assertIsInstance(answer, wire.RelayOffer)
