@@ -385,7 +385,19 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         Send C{message}; as an answer to an unauthenticated request of
         C{request_size} bytes, only if it is no larger than the request.
         """
-        raw = wire.encode(message, self._secret)
+        try:
+            raw = wire.encode(message, self._secret)
+        except ValueError as e:
+            # A bug, but one that must not cost a traceback per request.
+            self.stats["unencodable"] += 1
+            if self._log_budget.allow("unencodable", self._clock.seconds()):
+                self.log.error(
+                    "bug: cannot encode {kind} for {source}: {error}",
+                    kind=type(message).__name__,
+                    source=str(to),
+                    error=str(e),
+                )
+            return False
         if request_size is not None and not authenticated and len(raw) > request_size:
             self.stats["dropped-amplification"] += 1
             if self._log_budget.allow("not-answering", self._clock.seconds()):
@@ -411,11 +423,11 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         request_size: int,
         authenticated: bool,
     ) -> None:
-        message = wire.Error(txid, int(code), reason)
+        room = wire.MAX_STRING
         if not authenticated:
             overhead = len(wire.encode(wire.Error(txid, int(code), ""), self._secret))
-            room = max(0, request_size - overhead)
-            message = wire.Error(txid, int(code), reason.encode()[:room].decode("utf-8", "ignore"))
+            room = min(room, max(0, request_size - overhead))
+        message = wire.Error(txid, int(code), reason.encode("utf-8")[:room].decode("utf-8", "ignore"))
         self._send(message, to, request_size, authenticated)
 
     # -- handlers ---------------------------------------------------------

@@ -1160,3 +1160,41 @@ class RelayRequestTests(IntroducerTestCase):
         intro_id = self.introduce("a", A, "b")
         [answer] = self.relay("a", A, "b", intro_id)
         self.assertIsInstance(answer, wire.RelayOffer)
+
+
+class LongReasonTests(IntroducerTestCase):
+    """
+    #14.10: refusal reasons built from long ids fit the wire's 255 bytes.
+    """
+
+    secret = SECRET
+
+    def test_long_target_refused_with_a_short_reason(self):
+        """
+        An Introduce naming an unknown 254-byte target (its repr is longer
+        than 255 bytes) is answered UNKNOWN_PEER with a reason cut to at
+        most 255 bytes, and nothing is logged as an error.
+        """
+        self.register("a", A)
+        target = "é" * 127
+        self.send(wire.Introduce(self.next_txid(), "a", self.cookies["a"], target), A)
+        [(answer, _)] = self.transport.clear()
+        self.assertEqual(answer.code, ErrorCode.UNKNOWN_PEER)
+        self.assertLessEqual(len(answer.reason.encode("utf-8")), 255)
+        self.assertTrue(answer.reason.startswith("no peer 'éé"))
+        self.assertEqual(self.protocol.stats["internal-error"], 0)
+
+    def test_unencodable_answer_counted_not_raised(self):
+        """
+        An answer that cannot be encoded is counted and logged once per
+        budget, never raised into the reactor.
+        """
+        from twisted.logger import Logger
+
+        lines = []
+        self.protocol.log = Logger(observer=lines.append)
+        sent = self.protocol._send(wire.Error(txid(1), 1, "x" * 300), Address(*A))
+        self.assertFalse(sent)
+        self.assertEqual(self.protocol.stats["unencodable"], 1)
+        self.assertEqual(self.protocol.stats["internal-error"], 0)
+        self.assertEqual(len(lines), 1)

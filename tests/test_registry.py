@@ -271,3 +271,16 @@ class SessionTests(SynchronousTestCase):
             RegistryError, self.registry.host_session, self.host, "s5", "g", 2, False, ()
         )
         self.assertEqual(error.code, ErrorCode.TOO_MANY_SESSIONS)
+
+
+class ReasonTests(SynchronousTestCase):
+    def test_reasons_cut_to_the_wire_limit(self):
+        """
+        A refusal reason longer than 255 bytes of UTF-8 is cut at the
+        source (on a character boundary) and marked with an ellipsis.
+        """
+        error = RegistryError(ErrorCode.UNKNOWN_PEER, "é" * 200)
+        raw = error.reason.encode("utf-8")
+        self.assertEqual(len(raw), 255)
+        self.assertEqual(error.reason, "é" * 126 + "...")
+        self.assertEqual(RegistryError(ErrorCode.UNKNOWN_PEER, "short").reason, "short")
