@@ -37,12 +37,62 @@ def error_for(message: wire.Error) -> IntroducerError:
     return _ERRORS.get(message.code, IntroducerError)(message.code, message.reason)
 
 
-class _Pending:
-    __slots__ = ("deferred", "raw", "timer", "attempt", "rto")
+class Prover:
+    """
+    Answers the introducer's challenges for one peer id (see
+    L{wire.Challenge}): with the X25519 shared secret of C{identity} and
+    the introducer's key, or, without an identity, with the cookie.
 
-    def __init__(self, deferred: Deferred, raw: bytes, rto: float) -> None:
+    @ivar cookie: the registration's cookie, once registered.
+    @ivar introducer_key: the introducer's static public key, once told.
+    """
+
+    def __init__(self, peer_id: str, identity: object | None = None) -> None:
+        self.peer_id = peer_id
+        self.identity = identity
+        self.cookie: bytes | None = None
+        self.introducer_key: bytes | None = None
+        self._shared: tuple[bytes, bytes] | None = None
+
+    def _key(self) -> bytes | None:
+        if self.identity is None:
+            return self.cookie
+        if self.introducer_key is None:
+            return None
+        if self._shared is None or self._shared[0] != self.introducer_key:
+            try:
+                self._shared = (self.introducer_key, self.identity.exchange(self.introducer_key))
+            except ValueError:
+                return None
+        return self._shared[1]
+
+    def learn(self, message: wire.Message) -> None:
+        """
+        Keep what an answer tells: the cookie and the introducer's key.
+        """
+        if isinstance(message, wire.Registered):
+            self.cookie = message.cookie
+        if isinstance(message, (wire.Registered, wire.Challenge)) and message.introducer_key is not None:
+            self.introducer_key = message.introducer_key
+
+    def answer(self, challenge: wire.Challenge, txid: bytes) -> wire.Proof | None:
+        """
+        The L{wire.Proof} for C{challenge}, or None if we cannot make one.
+        """
+        key = self._key()
+        if key is None:
+            return None
+        proof = wire.proof_tag(key, challenge.challenge, self.peer_id, challenge.public)
+        return wire.Proof(txid, self.peer_id, challenge.challenge, proof)
+
+
+class _Pending:
+    __slots__ = ("deferred", "raw", "timer", "attempt", "rto", "message")
+
+    def __init__(self, deferred: Deferred, raw: bytes, rto: float, message: wire.Message | None = None) -> None:
         self.deferred = deferred
         self.raw = raw
+        self.message = message
         self.timer: IDelayedCall | None = None
         self.attempt = 1
         self.rto = rto
@@ -57,8 +107,15 @@ class IntroducerClient:
     L{IntroducerUnreachable}.  An L{wire.Error} answer fails it with the
     matching L{IntroducerError} subclass.
 
+    A L{wire.Challenge} answer (the request would have moved our
+    registration: our address changed, or we restarted) is answered with
+    C{prover}'s L{wire.Proof}; the request's Deferred then fires with the
+    proof's answer (a registration or heartbeat) or, for other requests,
+    with the answer to the request sent again.
+
     @param write: C{(bytes, (host, port)) -> None}, the socket's write.
     @param secret: sign requests with this shared secret, or None.
+    @ivar prover: a L{Prover}, or None to fail challenged requests.
     """
 
     #: Retransmit timeouts double up to this many seconds.
@@ -82,6 +139,7 @@ class IntroducerClient:
         self._rto = rto
         self._attempts = attempts
         self._pending: dict[bytes, _Pending] = {}
+        self.prover: Prover | None = None
 
     def new_txid(self) -> bytes:
         return self._random_bytes(wire.TXID_SIZE)
@@ -98,7 +156,7 @@ class IntroducerClient:
         """
         raw = wire.encode(wire.padded(message), self._secret)
         d = Deferred(lambda _: self._forget(message.txid))
-        pending = _Pending(d, raw, self._rto)
+        pending = _Pending(d, raw, self._rto, message)
         self._pending[message.txid] = pending
         limit = attempts if attempts is not None else self._attempts
         self._transmit(message.txid, pending, limit)
@@ -138,11 +196,30 @@ class IntroducerClient:
             return False
         if pending.timer is not None and pending.timer.active():
             pending.timer.cancel()
-        if isinstance(message, wire.Error):
+        if self.prover is not None:
+            self.prover.learn(message)
+        if isinstance(message, wire.Challenge):
+            self._challenged(pending, message)
+        elif isinstance(message, wire.Error):
             pending.deferred.errback(error_for(message))
         else:
             pending.deferred.callback(message)
         return True
+
+    def _challenged(self, pending: _Pending, challenge: wire.Challenge) -> None:
+        original = pending.message
+        proof = None
+        if self.prover is not None and not isinstance(original, wire.Proof):
+            proof = self.prover.answer(challenge, self.new_txid())
+        if proof is None:
+            pending.deferred.errback(
+                NotAuthorised(ErrorCode.NOT_AUTHORISED, "cannot answer the introducer's challenge")
+            )
+            return
+        d = self.request(proof)
+        if not isinstance(original, (wire.Register, wire.Heartbeat)):
+            d.addCallback(lambda _: self.request(original))
+        d.chainDeferred(pending.deferred)
 
     def cancel_all(self, error: Exception) -> None:
         """

@@ -15,11 +15,27 @@ from typing import Callable, Iterator
 from attrs import define, field
 
 from p2pnet.address import Address
-from p2pnet.wire import ErrorCode
+from p2pnet.wire import CHALLENGE_SIZE, MAX_STRING, ErrorCode, proof_tag
 
 MAX_LOCAL_ADDRESSES = 8
 MAX_PEER_ID = 64
 MAX_PROPERTIES = 16
+
+#: Seconds a challenge can be answered, and how many may wait at once
+#: (in all, and per peer id).
+CHALLENGE_LIFETIME = 10.0
+MAX_CHALLENGES = 4096
+MAX_CHALLENGES_PER_PEER = 4
+
+
+def _bounded(reason: str) -> str:
+    """
+    C{reason} cut to fit a wire string (255 bytes of UTF-8).
+    """
+    raw = reason.encode("utf-8")
+    if len(raw) <= MAX_STRING:
+        return reason
+    return raw[: MAX_STRING - 3].decode("utf-8", "ignore") + "..."
 
 
 class RegistryError(Exception):
@@ -31,9 +47,50 @@ class RegistryError(Exception):
     """
 
     def __init__(self, code: ErrorCode, reason: str) -> None:
+        reason = _bounded(reason)
         super().__init__(reason)
         self.code = code
         self.reason = reason
+
+
+class ChallengeNeeded(RegistryError):
+    """
+    The request would move a registration to a new address, or take a
+    name back after a restart: nothing changed; the requester must answer
+    a challenge from that address first (L{Registry.challenge}).
+
+    @ivar registration: the registration concerned.
+    @ivar kind: C{"move"} (the cookie was right) or C{"reclaim"} (same
+        key, no or a stale cookie: a restarted host).
+    """
+
+    def __init__(
+        self,
+        registration: Registration,
+        kind: str,
+        local: tuple[Address, ...] = (),
+        nat: int | None = None,
+    ) -> None:
+        super().__init__(ErrorCode.NOT_AUTHORISED, "prove your key from your new address")
+        self.registration = registration
+        self.kind = kind
+        self.local = local
+        self.nat = nat
+
+
+@define(slots=True, eq=False)
+class PendingChallenge:
+    """
+    A challenge sent and not yet answered.
+    """
+
+    peer_id: str
+    address: Address
+    kind: str
+    registration: Registration
+    local: tuple[Address, ...]
+    nat: int | None
+    sent: float
 
 
 #: Round trips measured longer than this are taken for a lost and
@@ -61,6 +118,12 @@ class Registration:
         trip to the introducer, or None if not measured (or implausible).
     @ivar sessions: ids of the sessions it hosts, or None.
     @ivar joined: ids of the sessions it joined, or None.
+    @ivar peer_key: the static X25519 public key the peer id is bound to
+        while this registration lives, or None (a registration without a
+        key: its cookie is its only proof).
+    @ivar proof_key: the key proofs are checked with, computed on the
+        first proof (the X25519 shared secret is not computed per
+        heartbeat).
     """
 
     peer_id: str
@@ -78,6 +141,8 @@ class Registration:
     #: same object; two slots cost less memory than a tuple).
     ack_for: Address | None = field(default=None, repr=False)
     ack_tail: bytes = field(default=b"", repr=False)
+    peer_key: bytes | None = field(default=None, repr=False)
+    proof_key: bytes | None = field(default=None, repr=False)
 
 
 @define(slots=True, eq=False)
@@ -108,6 +173,17 @@ class Registry:
     share one lifetime, so insertion order (refreshed ones move to the end)
     is expiry order and L{expire} only looks at the ones that are due.
 
+    A registration moves to a new address only after a challenge answered
+    from there (L{challenge}, L{prove}): a request from elsewhere, even
+    with the right cookie, moves nothing by itself.
+
+    Registrations are capped in all (C{max_registrations}) and per source
+    IP (C{max_per_ip}).  At a cap, the oldest unconfirmed registration (one
+    that never showed it receives at its address: a spoofed source, or a
+    host one round trip into registering) makes room; confirmed ones are
+    never evicted, and when there is nothing to evict the new one is
+    refused with C{RATE_LIMITED}.
+
     @param lifetime: seconds a registration lives without a heartbeat.
     @param random_bytes: C{n -> bytes}, the source of cookies and ids
         (tests pass a seeded one).
@@ -118,12 +194,23 @@ class Registry:
         lifetime: float,
         random_bytes: Callable[[int], bytes],
         max_sessions_per_peer: int = 4,
+        max_registrations: int = 200_000,
+        max_per_ip: int = 1024,
     ) -> None:
         self.lifetime = lifetime
         self._random_bytes = random_bytes
         self._max_sessions_per_peer = max_sessions_per_peer
+        self.max_registrations = max_registrations
+        self.max_per_ip = max_per_ip
         self._peers: OrderedDict[str, Registration] = OrderedDict()
         self._sessions: dict[bytes, Session] = {}
+        # Unconfirmed registrations, oldest first, in all and per IP.
+        self._unverified: OrderedDict[str, Registration] = OrderedDict()
+        self._unverified_by_ip: dict[str, OrderedDict[str, Registration]] = {}
+        self._per_ip: dict[str, int] = {}
+        self._challenges: OrderedDict[bytes, PendingChallenge] = OrderedDict()
+        self._challenges_per_peer: dict[str, int] = {}
+        self._peak = 0
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -131,6 +218,10 @@ class Registry:
     @property
     def session_count(self) -> int:
         return len(self._sessions)
+
+    @property
+    def challenge_count(self) -> int:
+        return len(self._challenges)
 
     # -- registrations --------------------------------------------------
 
@@ -141,16 +232,23 @@ class Registry:
         local: tuple[Address, ...],
         cookie: bytes | None,
         now: float,
+        peer_key: bytes | None = None,
+        nat: int | None = None,
     ) -> Registration:
         """
         Add or refresh a registration.
 
-        A peer id already registered from another public address may only
-        be taken over with its cookie (the host's NAT rebinding); its
-        sessions survive.  A live registration from the same address may
-        re-register without the cookie (a restarted client).
+        A live registration refreshes from its own address with its cookie,
+        or, without a key, from its own address without the cookie (a
+        restarted client).  From another address, or with the same key but
+        no cookie (a restarted host), L{ChallengeNeeded} is raised: the
+        name moves once the challenge is answered.  A live, confirmed
+        registration bound to another key (or without a key, to anyone
+        without its cookie) is refused C{PEER_ID_TAKEN}; an unconfirmed one
+        gives way to the new registration.
 
-        @raise RegistryError: C{BAD_REQUEST} or C{PEER_ID_TAKEN}.
+        @raise RegistryError: C{BAD_REQUEST}, C{PEER_ID_TAKEN},
+            C{RATE_LIMITED} (caps), or L{ChallengeNeeded}.
         """
         if not peer_id or len(peer_id.encode("utf-8")) > MAX_PEER_ID:
             raise RegistryError(ErrorCode.BAD_REQUEST, "peer id must be 1-64 bytes of UTF-8")
@@ -159,35 +257,104 @@ class Registry:
         existing = self._live(peer_id, now)
         if existing is not None:
             owner = cookie is not None and hmac.compare_digest(cookie, existing.cookie)
-            if not owner and existing.public != public:
+            same_key = existing.peer_key == peer_key
+            here = existing.public == public
+            if same_key and here and (owner or peer_key is None):
+                existing.local = local
+                if nat is not None:
+                    existing.nat = nat
+                existing.refreshed = now
+                self._peers.move_to_end(peer_id)
+                return existing
+            if same_key and (owner or peer_key is not None):
+                raise ChallengeNeeded(existing, "move" if owner else "reclaim", local, nat)
+            if existing.verified or owner:
                 raise RegistryError(ErrorCode.PEER_ID_TAKEN, f"peer id {peer_id!r} is taken")
-            if existing.public != public:
-                existing.public = public
-                existing.verified = owner
-            existing.local = local
-            existing.refreshed = now
-            self._peers.move_to_end(peer_id)
-            return existing
+            # An unconfirmed holder (perhaps a spoofed Register) gives way.
+            self._remove(existing)
+        self._make_room(public.host)
         registration = Registration(
             peer_id=peer_id,
             public=public,
             local=local,
             cookie=self._random_bytes(8),
             refreshed=now,
+            nat=nat,
+            peer_key=peer_key,
         )
-        self._peers[peer_id] = registration
+        self._add(registration)
         return registration
+
+    def _make_room(self, ip: str) -> None:
+        if self._per_ip.get(ip, 0) >= self.max_per_ip:
+            mine = self._unverified_by_ip.get(ip)
+            if not mine:
+                raise RegistryError(ErrorCode.RATE_LIMITED, "too many registrations from your address")
+            self._remove(next(iter(mine.values())))
+        if len(self._peers) >= self.max_registrations:
+            if not self._unverified:
+                raise RegistryError(ErrorCode.RATE_LIMITED, "the introducer is full")
+            self._remove(next(iter(self._unverified.values())))
+
+    def _add(self, registration: Registration) -> None:
+        peer_id = registration.peer_id
+        ip = registration.public.host
+        self._peers[peer_id] = registration
+        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
+        if not registration.verified:
+            self._unverified[peer_id] = registration
+            by_ip = self._unverified_by_ip.get(ip)
+            if by_ip is None:
+                by_ip = self._unverified_by_ip[ip] = OrderedDict()
+            by_ip[peer_id] = registration
+        if len(self._peers) > self._peak:
+            self._peak = len(self._peers)
+
+    def _confirm(self, registration: Registration) -> None:
+        """
+        Mark a registration confirmed: it is no longer evictable.
+        """
+        if registration.verified:
+            return
+        registration.verified = True
+        self._forget_unverified(registration)
+
+    def _forget_unverified(self, registration: Registration) -> None:
+        peer_id = registration.peer_id
+        if self._unverified.pop(peer_id, None) is not None:
+            ip = registration.public.host
+            by_ip = self._unverified_by_ip.get(ip)
+            if by_ip is not None:
+                by_ip.pop(peer_id, None)
+                if not by_ip:
+                    del self._unverified_by_ip[ip]
+
+    def _move(self, registration: Registration, public: Address) -> None:
+        old_ip, new_ip = registration.public.host, public.host
+        if old_ip != new_ip:
+            self._forget_unverified(registration)
+            self._uncount(old_ip)
+            self._per_ip[new_ip] = self._per_ip.get(new_ip, 0) + 1
+        registration.public = public
+
+    def _uncount(self, ip: str) -> None:
+        left = self._per_ip.get(ip, 0) - 1
+        if left > 0:
+            self._per_ip[ip] = left
+        else:
+            self._per_ip.pop(ip, None)
 
     def authenticate(self, peer_id: str, cookie: bytes, source: Address, now: float) -> Registration:
         """
-        The live registration C{peer_id}, if C{cookie} is its cookie.
+        The live registration C{peer_id}, if C{cookie} is its cookie and
+        C{source} its address.
 
-        A request with the right cookie from C{source} proves the host
-        receives there: the registration is marked verified and, if C{source}
-        differs from the recorded public address, re-bound to it.
+        A request with the right cookie from the registered address proves
+        the host receives there: the registration is marked verified.
 
         @raise RegistryError: C{NOT_REGISTERED} if unknown or expired,
-            C{NOT_AUTHORISED} for a wrong cookie.
+            C{NOT_AUTHORISED} for a wrong cookie, L{ChallengeNeeded} from
+            another address.
         """
         return self._admit(self._live(peer_id, now), peer_id, cookie, source)
 
@@ -203,8 +370,8 @@ class Registry:
         if not hmac.compare_digest(cookie, registration.cookie):
             raise RegistryError(ErrorCode.NOT_AUTHORISED, "wrong cookie")
         if registration.public != source:
-            registration.public = source
-        registration.verified = True
+            raise ChallengeNeeded(registration, "move")
+        self._confirm(registration)
         return registration
 
     def heartbeat(self, peer_id: str, cookie: bytes, source: Address, now: float) -> Registration:
@@ -225,7 +392,7 @@ class Registry:
         L{heartbeat} for the common case only: a live registration, the
         right cookie, from the public address on record.  Returns None,
         changing nothing, for anything else (the caller then uses
-        L{heartbeat}, which explains the refusal or re-binds the address).
+        L{heartbeat}, which explains the refusal or asks for a proof).
         """
         registration = self._peers.get(peer_id)
         if (
@@ -237,11 +404,123 @@ class Registry:
         ):
             return None
         if not registration.verified:
-            registration.verified = True
+            self._confirm(registration)
             registration.rtt = _round_trip(registration.refreshed, now)
         registration.refreshed = now
         self._peers.move_to_end(peer_id)
         return registration
+
+    # -- moving a registration: challenge and proof ------------------------
+
+    def challenge(self, needed: ChallengeNeeded, address: Address, now: float) -> bytes:
+        """
+        A fresh single-use challenge for C{needed}, to be sent to
+        C{address} (the request's source).  At most
+        L{MAX_CHALLENGES_PER_PEER} wait per peer id and L{MAX_CHALLENGES}
+        in all; the oldest give way.
+        """
+        self._expire_challenges(now)
+        peer_id = needed.registration.peer_id
+        if self._challenges_per_peer.get(peer_id, 0) >= MAX_CHALLENGES_PER_PEER:
+            for value, entry in self._challenges.items():
+                if entry.peer_id == peer_id:
+                    self._drop_challenge(value)
+                    break
+        while len(self._challenges) >= MAX_CHALLENGES:
+            self._drop_challenge(next(iter(self._challenges)))
+        value = self._random_bytes(CHALLENGE_SIZE)
+        self._challenges[value] = PendingChallenge(
+            peer_id, address, needed.kind, needed.registration, needed.local, needed.nat, now
+        )
+        self._challenges_per_peer[peer_id] = self._challenges_per_peer.get(peer_id, 0) + 1
+        return value
+
+    def _drop_challenge(self, value: bytes) -> PendingChallenge | None:
+        entry = self._challenges.pop(value, None)
+        if entry is not None:
+            left = self._challenges_per_peer.get(entry.peer_id, 0) - 1
+            if left > 0:
+                self._challenges_per_peer[entry.peer_id] = left
+            else:
+                self._challenges_per_peer.pop(entry.peer_id, None)
+        return entry
+
+    def _expire_challenges(self, now: float) -> None:
+        deadline = now - CHALLENGE_LIFETIME
+        challenges = self._challenges
+        while challenges:
+            value, entry = next(iter(challenges.items()))
+            if entry.sent > deadline:
+                break
+            self._drop_challenge(value)
+
+    def prove(
+        self,
+        peer_id: str,
+        challenge: bytes,
+        proof: bytes,
+        source: Address,
+        now: float,
+        exchange: Callable[[bytes], bytes] | None,
+    ) -> tuple[Registration, str]:
+        """
+        Check the answer to a challenge and, if right, carry out what it
+        was for: move the registration to C{source} (keeping its cookie and
+        sessions), or, for a reclaim, replace it by a fresh registration
+        (new cookie) bound to the same key.
+
+        @param exchange: C{peer public key -> X25519 shared secret} with
+            the introducer's static key; None if the introducer has none.
+        @return: the registration and the challenge's kind.
+        @raise RegistryError: C{NOT_AUTHORISED} for an unknown, expired,
+            used or misdirected challenge or a wrong proof.
+        """
+        self._expire_challenges(now)
+        entry = self._challenges.get(challenge)
+        if entry is None or entry.peer_id != peer_id or entry.address != source:
+            raise RegistryError(ErrorCode.NOT_AUTHORISED, "unknown or expired challenge")
+        registration = self._live(peer_id, now)
+        if registration is not entry.registration:
+            self._drop_challenge(challenge)
+            raise RegistryError(ErrorCode.NOT_AUTHORISED, "the registration changed")
+        key = self._proof_key(registration, exchange)
+        if not hmac.compare_digest(proof, proof_tag(key, challenge, peer_id, source)):
+            raise RegistryError(ErrorCode.NOT_AUTHORISED, "wrong proof")
+        self._drop_challenge(challenge)
+        rtt = _round_trip(entry.sent, now)
+        if entry.kind == "move":
+            self._move(registration, source)
+            self._confirm(registration)
+            registration.refreshed = now
+            self._peers.move_to_end(peer_id)
+            return registration, entry.kind
+        self._remove(registration)
+        fresh = Registration(
+            peer_id=peer_id,
+            public=source,
+            local=entry.local,
+            cookie=self._random_bytes(8),
+            refreshed=now,
+            verified=True,
+            nat=entry.nat,
+            rtt=rtt,
+            peer_key=registration.peer_key,
+            proof_key=registration.proof_key,
+        )
+        self._add(fresh)
+        return fresh, entry.kind
+
+    def _proof_key(self, registration: Registration, exchange: Callable[[bytes], bytes] | None) -> bytes:
+        if registration.peer_key is None:
+            return registration.cookie
+        if registration.proof_key is None:
+            if exchange is None:
+                raise RegistryError(ErrorCode.NOT_AUTHORISED, "this introducer has no key")
+            try:
+                registration.proof_key = exchange(registration.peer_key)
+            except ValueError:
+                raise RegistryError(ErrorCode.NOT_AUTHORISED, "unusable peer key") from None
+        return registration.proof_key
 
     def unregister(self, peer_id: str, cookie: bytes, source: Address, now: float) -> Registration:
         """
@@ -260,6 +539,8 @@ class Registry:
     def expire(self, now: float) -> list[Registration]:
         """
         Remove and return the registrations whose lifetime has run out.
+        Tables that shrank to a quarter of their peak are rebuilt, so the
+        memory of a flood is given back once it expires.
         """
         expired = []
         deadline = now - self.lifetime
@@ -270,7 +551,21 @@ class Registry:
                 break
             self._remove(registration)
             expired.append(registration)
+        self._expire_challenges(now)
+        if self._peak > 1024 and len(self._peers) * 4 < self._peak:
+            self._compact()
         return expired
+
+    def _compact(self) -> None:
+        # Python dicts never shrink when emptied; copies are sized to fit.
+        self._peers = OrderedDict(self._peers)
+        self._unverified = OrderedDict(self._unverified)
+        self._unverified_by_ip = dict(self._unverified_by_ip)
+        self._per_ip = dict(self._per_ip)
+        self._sessions = dict(self._sessions)
+        self._challenges = OrderedDict(self._challenges)
+        self._challenges_per_peer = dict(self._challenges_per_peer)
+        self._peak = len(self._peers)
 
     def _live(self, peer_id: str, now: float) -> Registration | None:
         registration = self._peers.get(peer_id)
@@ -282,7 +577,11 @@ class Registry:
         return registration
 
     def _remove(self, registration: Registration) -> None:
-        self._peers.pop(registration.peer_id, None)
+        if self._peers.get(registration.peer_id) is not registration:
+            return
+        del self._peers[registration.peer_id]
+        self._forget_unverified(registration)
+        self._uncount(registration.public.host)
         for session_id in list(registration.sessions or ()):
             self._sessions.pop(session_id, None)
         for session_id in registration.joined or ():

@@ -288,8 +288,21 @@ class PeerEndpoint(DatagramProtocol):
         return d.addCallbacks(checked, failed)
 
     def _register(self) -> Deferred:
+        # With an identity, the registration is bound to its key: the
+        # client proves it when the introducer challenges a move or a
+        # restart (see _introclient.Prover).
+        from p2pnet._introclient import Prover
+
+        identity = getattr(self, "identity", None)
+        if self._client.prover is None:
+            self._client.prover = Prover(self.peer_id, identity)
         message = wire.Register(
-            self.new_txid(), self.peer_id, self.local_addresses, self._cookie, self._nat
+            self.new_txid(),
+            self.peer_id,
+            self.local_addresses,
+            self._cookie,
+            self._nat,
+            peer_key=identity.public if identity is not None else None,
         )
         d = self._client.request(message)
 

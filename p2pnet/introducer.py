@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 import os
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from typing import Callable
 
 from attrs import define
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from twisted.application.service import Service
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IReactorTime, IReactorUDP
@@ -23,7 +25,7 @@ from twisted.logger import Logger
 
 from p2pnet import wire
 from p2pnet._ratelimit import LogBudget, RateLimiter
-from p2pnet._registry import Registration, Registry, RegistryError
+from p2pnet._registry import ChallengeNeeded, Registration, Registry, RegistryError
 from p2pnet._stunserver import StunServer
 from p2pnet._udpread import listen_udp
 from p2pnet._udpwrite import FastDatagramWriting
@@ -111,6 +113,9 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         introducer hands out, or None when there is no relay.
     @param sweep_interval: seconds between expiry sweeps.
     @param stats_interval: seconds between statistics log lines (0: never).
+    @param identity: the introducer's static X25519 private key (peers
+        prove their keys to it before a registration moves), or None for a
+        fresh one.
     """
 
     log = Logger()
@@ -131,7 +136,11 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         sweep_interval: float | None = None,
         stats_interval: float = 0.0,
         log_rate: float = 20.0,
+        identity: X25519PrivateKey | None = None,
     ) -> None:
+        self._identity = identity if identity is not None else X25519PrivateKey.generate()
+        #: The introducer's static X25519 public key (32 bytes).
+        self.public_key = self._identity.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self._clock = clock
         self.registry = registry
         self._random_bytes = random_bytes
@@ -163,8 +172,15 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             wire.IntroAck: self._on_intro_ack,
             wire.RelayRequest: self._on_relay_request,
             wire.CandidateOffer: self._on_candidate_offer,
+            wire.Proof: self._on_proof,
         }
         self._pushes: dict[tuple[bytes, tuple], tuple[bytes, tuple, int, object]] = {}
+        self._in_flight: dict[tuple, int] = {}
+        # intro id -> (when, both peer ids, whether a relay was allocated)
+        self._introductions: OrderedDict[bytes, tuple[float, frozenset, bool]] = OrderedDict()
+        self._allocations_per_peer: dict[str, int] = {}
+        self._queued: dict[tuple, deque] = {}
+        self._queued_count = 0
         # (requester, txid) -> the requester's introductions, so that a
         # retransmitted request gets the same introductions again rather
         # than new ones the other side would punch for in vain.
@@ -181,6 +197,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             self._sweep_call.cancel()
         self._sweep_call = None
         pushes, self._pushes = self._pushes, {}
+        self._in_flight, self._queued, self._queued_count = {}, {}, 0
         for _, _, _, call in pushes.values():
             if call.active():
                 call.cancel()
@@ -272,6 +289,8 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         source = Address(addr[0], addr[1])
         try:
             handler(message, source, len(data), authenticated, now)
+        except ChallengeNeeded as e:
+            self._challenge(message.txid, e, source, len(data), authenticated, now)
         except RegistryError as e:
             self.stats["refused"] += 1
             if self._log_budget.allow("refused", now):
@@ -366,7 +385,19 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         Send C{message}; as an answer to an unauthenticated request of
         C{request_size} bytes, only if it is no larger than the request.
         """
-        raw = wire.encode(message, self._secret)
+        try:
+            raw = wire.encode(message, self._secret)
+        except ValueError as e:
+            # A bug, but one that must not cost a traceback per request.
+            self.stats["unencodable"] += 1
+            if self._log_budget.allow("unencodable", self._clock.seconds()):
+                self.log.error(
+                    "bug: cannot encode {kind} for {source}: {error}",
+                    kind=type(message).__name__,
+                    source=str(to),
+                    error=str(e),
+                )
+            return False
         if request_size is not None and not authenticated and len(raw) > request_size:
             self.stats["dropped-amplification"] += 1
             if self._log_budget.allow("not-answering", self._clock.seconds()):
@@ -392,23 +423,67 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         request_size: int,
         authenticated: bool,
     ) -> None:
-        message = wire.Error(txid, int(code), reason)
+        room = wire.MAX_STRING
         if not authenticated:
             overhead = len(wire.encode(wire.Error(txid, int(code), ""), self._secret))
-            room = max(0, request_size - overhead)
-            message = wire.Error(txid, int(code), reason.encode()[:room].decode("utf-8", "ignore"))
+            room = min(room, max(0, request_size - overhead))
+        message = wire.Error(txid, int(code), reason.encode("utf-8")[:room].decode("utf-8", "ignore"))
         self._send(message, to, request_size, authenticated)
 
     # -- handlers ---------------------------------------------------------
+
+    def _exchange(self, peer_key: bytes) -> bytes:
+        """
+        The X25519 shared secret of the introducer's key and C{peer_key}.
+
+        @raise ValueError: for a key that gives no usable secret.
+        """
+        return self._identity.exchange(X25519PublicKey.from_public_bytes(peer_key))
+
+    def _challenge(self, txid: bytes, needed: ChallengeNeeded, source: Address, size, authenticated, now) -> None:
+        """
+        Answer a request that would move a registration with a challenge
+        to its source, no larger than the request.
+        """
+        value = self.registry.challenge(needed, source, now)
+        self.stats["challenges"] += 1
+        message = wire.Challenge(txid, value, source, self.public_key)
+        if len(wire.encode(message, self._secret)) > size:
+            message = wire.Challenge(txid, value, source)
+        # Never larger than the request, even from holders of the secret:
+        # the source is the address being claimed, not yet proven.
+        self._send(message, source, size, False)
+
+    def _on_proof(self, message: wire.Proof, source, size, authenticated, now) -> None:
+        try:
+            registration, kind = self.registry.prove(
+                message.peer_id, message.challenge, message.proof, source, now, self._exchange
+            )
+        except RegistryError:
+            self.stats["proofs-refused"] += 1
+            raise
+        self.stats["proofs"] += 1
+        if self._log_budget.allow("moved", now):
+            self.log.info(
+                "{peer_id} proved its key from {public} ({kind})",
+                peer_id=registration.peer_id,
+                public=str(source),
+                kind=kind,
+            )
+        if kind == "reclaim":
+            answer = wire.Registered(
+                message.txid, source, int(self.registry.lifetime), registration.cookie, self.public_key
+            )
+        else:
+            answer = wire.HeartbeatAck(message.txid, registration.public, int(self.registry.lifetime))
+        self._send(answer, source, size, authenticated)
 
     def _on_register(self, message: wire.Register, source, size, authenticated, now) -> None:
         before = self.registry.lookup(message.peer_id, now)
         old_public = before.public if before is not None else None
         registration = self.registry.register(
-            message.peer_id, source, message.local, message.cookie, now
+            message.peer_id, source, message.local, message.cookie, now, message.peer_key, message.nat
         )
-        if message.nat is not None:
-            registration.nat = message.nat
         self.stats["registered"] += 1
         if old_public is None:
             if self._log_budget.allow("registered", now):
@@ -427,7 +502,11 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             )
         self._send(
             wire.Registered(
-                message.txid, source, int(self.registry.lifetime), registration.cookie
+                message.txid,
+                source,
+                int(self.registry.lifetime),
+                registration.cookie,
+                self.public_key if message.peer_key is not None else None,
             ),
             source,
             size,
@@ -576,11 +655,13 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             session_id,
             target.nat,
             lag_ms(requester, target),
+            target.peer_key,
         )
         raw_to_requester = wire.encode(to_requester, self._secret)
         if not authenticated and len(raw_to_requester) > size:
             self._send(to_requester, requester.public, size, authenticated)  # counts the drop
             return
+        self._remember_introduction(intro_id, requester.peer_id, target.peer_id, self._clock.seconds())
         self._push(intro_id, raw_to_requester, requester.public.as_tuple())
         remembered = self._recent.get((requester.peer_id, txid))
         if remembered is not None:
@@ -596,6 +677,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             session_id,
             requester.nat,
             lag_ms(target, requester),
+            requester.peer_key,
         )
         self._push(intro_id, wire.encode(to_target, self._secret), target.public.as_tuple())
         self.stats["introductions"] += 1
@@ -610,28 +692,79 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
 
     #: Gaps between retransmits of an introduction to its target.
     PUSH_GAPS = (0.25, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0)
+    #: Pushes in flight (sent, not acknowledged) per destination; the rest
+    #: wait their turn, so a mesh join sends a window's worth, then one
+    #: more per acknowledgement (a destination that never acknowledges
+    #: gets at most this many times the retransmit schedule).
+    PUSH_WINDOW = 4
+    #: Pushes waiting per destination and in all.
+    MAX_QUEUED_PER_DESTINATION = 2048
+    MAX_QUEUED = 100_000
 
-    def _push(self, intro_id: bytes, raw: bytes, to: tuple, attempt: int = 0) -> None:
+    def _push(self, intro_id: bytes, raw: bytes, to: tuple) -> None:
         """
         Send one side's copy of an introduction, and again on a schedule
         until that side acknowledges it: a lost introduction would leave
         the other side punching alone.  Pushes only go to verified
-        addresses, so they cannot be aimed at a third party.
+        addresses (moving one needs a proof from the new address), so they
+        cannot be aimed at a third party; at most L{PUSH_WINDOW} are in
+        flight per destination.
         """
+        flight = self._in_flight.get(to, 0)
+        if flight < self.PUSH_WINDOW:
+            self._in_flight[to] = flight + 1
+            self._transmit_push(intro_id, raw, to, 0)
+            return
+        queue = self._queued.get(to)
+        if queue is None:
+            queue = self._queued[to] = deque()
+        if len(queue) >= self.MAX_QUEUED_PER_DESTINATION or self._queued_count >= self.MAX_QUEUED:
+            self.stats["dropped-push-queue-full"] += 1
+            return
+        queue.append((intro_id, raw))
+        self._queued_count += 1
+
+    def _transmit_push(self, intro_id: bytes, raw: bytes, to: tuple, attempt: int) -> None:
         self.write_datagram(raw, to)
         self.stats["sent"] += 1
         key = (intro_id, to)
         if attempt >= len(self.PUSH_GAPS):
             self._pushes.pop(key, None)
             self.stats["introductions-unacknowledged"] += 1
+            # It is not listening: what waits for it is dropped, not sent.
+            dropped = self._queued.pop(to, ())
+            self._queued_count -= len(dropped)
+            self.stats["introductions-unacknowledged"] += len(dropped)
+            self._push_done(to)
             return
-        call = self._clock.callLater(self.PUSH_GAPS[attempt], self._push, intro_id, raw, to, attempt + 1)
+        call = self._clock.callLater(self.PUSH_GAPS[attempt], self._transmit_push, intro_id, raw, to, attempt + 1)
         self._pushes[key] = (raw, to, attempt, call)
 
+    def _push_done(self, to: tuple) -> None:
+        """
+        A push to C{to} was acknowledged or given up: send the next one.
+        """
+        queue = self._queued.get(to)
+        if queue:
+            intro_id, raw = queue.popleft()
+            self._queued_count -= 1
+            if not queue:
+                del self._queued[to]
+            self._transmit_push(intro_id, raw, to, 0)
+            return
+        flight = self._in_flight.get(to, 0) - 1
+        if flight > 0:
+            self._in_flight[to] = flight
+        else:
+            self._in_flight.pop(to, None)
+
     def _on_intro_ack(self, message: wire.IntroAck, source, size, authenticated, now) -> None:
-        entry = self._pushes.pop((message.intro_id, source.as_tuple()), None)
-        if entry is not None and entry[3].active():
-            entry[3].cancel()
+        to = source.as_tuple()
+        entry = self._pushes.pop((message.intro_id, to), None)
+        if entry is not None:
+            if entry[3].active():
+                entry[3].cancel()
+            self._push_done(to)
 
     def _on_reverse_request(self, message: wire.ReverseRequest, source, size, authenticated, now) -> None:
         requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)
@@ -670,6 +803,48 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         self._push(push_id, wire.encode(forward, self._secret), target.public.as_tuple())
         self.stats["candidates-forwarded"] += 1
 
+    #: Introductions remembered for relay requests: how many, how long.
+    MAX_REMEMBERED_INTRODUCTIONS = 65536
+    INTRODUCTION_MEMORY = 300.0
+    #: Relay allocations one registration may hold (among those remembered).
+    MAX_ALLOCATIONS_PER_PEER = 16
+
+    def _remember_introduction(self, intro_id: bytes, one: str, other: str, now: float) -> None:
+        intros = self._introductions
+        while intros and (
+            len(intros) >= self.MAX_REMEMBERED_INTRODUCTIONS
+            or next(iter(intros.values()))[0] < now - self.INTRODUCTION_MEMORY
+        ):
+            _, (_, sides, allocated) = intros.popitem(last=False)
+            if allocated:
+                for side in sides:
+                    self._release_allocation(side)
+        intros[intro_id] = (now, frozenset((one, other)), False)
+
+    def _release_allocation(self, peer_id: str) -> None:
+        left = self._allocations_per_peer.get(peer_id, 0) - 1
+        if left > 0:
+            self._allocations_per_peer[peer_id] = left
+        else:
+            self._allocations_per_peer.pop(peer_id, None)
+
+    def _check_introduced(self, intro_id: bytes, requester: Registration, target: Registration, now: float) -> None:
+        """
+        Refuse a relay request unless C{intro_id} is a recent introduction
+        of exactly these two, and within the per-registration cap.
+        """
+        remembered = self._introductions.get(intro_id)
+        if remembered is None or remembered[1] != frozenset((requester.peer_id, target.peer_id)):
+            raise RegistryError(ErrorCode.UNKNOWN_PEER, "no such introduction of yours")
+        if remembered[2]:
+            return
+        for side in remembered[1]:
+            if self._allocations_per_peer.get(side, 0) >= self.MAX_ALLOCATIONS_PER_PEER:
+                raise RegistryError(ErrorCode.RATE_LIMITED, "too many relay allocations")
+        for side in remembered[1]:
+            self._allocations_per_peer[side] = self._allocations_per_peer.get(side, 0) + 1
+        self._introductions[intro_id] = (remembered[0], remembered[1], True)
+
     def _on_relay_request(self, message: wire.RelayRequest, source, size, authenticated, now) -> None:
         requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)
         if self.relay is None:
@@ -678,6 +853,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         if target is None or target is requester:
             raise RegistryError(ErrorCode.UNKNOWN_PEER, f"no peer {message.target!r}")
         self._check_reachable(target, authenticated)
+        self._check_introduced(message.intro_id, requester, target, now)
         relay_address, secret = self.relay.offer_address(), self.relay.secret
         # Both members usually ask at about the same time: one allocation per
         # introduction.

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import sys
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from twisted.application.service import MultiService
 from twisted.python import usage
 
@@ -38,6 +40,11 @@ class Options(usage.Options):
         ["port", "p", 3478, "UDP port to listen on (0 picks a free one).", _port],
         ["interface", "i", "", "Address to bind (default: all IPv4 addresses)."],
         ["secret-file", "s", None, "File holding the shared secret hosts must sign with."],
+        ["identity-file", None, None,
+         "File holding the introducer's static X25519 private key (32 raw bytes); "
+         "created (mode 0600) if missing.  Default: a fresh key at every start."],
+        ["max-registrations", None, 200_000, "Most registrations held in all.", int],
+        ["max-per-ip", None, 1024, "Most registrations from one source IP.", int],
         ["registration-lifetime", "l", 60.0,
          "Seconds a registration lives without a heartbeat.", _positive],
         ["rate", None, 50.0, "Packets per second allowed per source IP.", _positive],
@@ -88,6 +95,35 @@ class Options(usage.Options):
                     raise usage.UsageError(f"--stun-alternate-ip: {e}")
         relay_secret = self["relay-secret-file"]
         self["relay-secret"] = read_secret(relay_secret, "--relay-secret-file") if relay_secret else None
+        if self["max-registrations"] < 1 or self["max-per-ip"] < 1:
+            raise usage.UsageError("--max-registrations and --max-per-ip must be at least 1")
+        path = self["identity-file"]
+        self["identity"] = load_identity(path) if path is not None else None
+
+
+def load_identity(path: str) -> X25519PrivateKey:
+    """
+    The introducer's key from C{path} (32 raw bytes), made and saved with
+    mode 0600 if the file does not exist.
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        key = X25519PrivateKey.generate()
+        raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(raw)
+        except OSError as e:
+            raise usage.UsageError(f"cannot create --identity-file {path}: {e.strerror}")
+        return key
+    except OSError as e:
+        raise usage.UsageError(f"cannot read --identity-file {path}: {e.strerror}")
+    if len(raw) != 32:
+        raise usage.UsageError(f"--identity-file {path} must hold 32 bytes, not {len(raw)}")
+    return X25519PrivateKey.from_private_bytes(raw)
 
 
 def _stun_responder():
@@ -104,7 +140,12 @@ def make_protocol(options: Options, clock, relay=None) -> IntroducerProtocol:
 
     @param relay: the L{RelaySettings} of the relay to hand out, if any.
     """
-    registry = Registry(options["registration-lifetime"], os.urandom)
+    registry = Registry(
+        options["registration-lifetime"],
+        os.urandom,
+        max_registrations=options["max-registrations"],
+        max_per_ip=options["max-per-ip"],
+    )
     return IntroducerProtocol(
         clock,
         registry,
@@ -115,6 +156,7 @@ def make_protocol(options: Options, clock, relay=None) -> IntroducerProtocol:
         relay=relay,
         stats_interval=options["stats-interval"],
         log_rate=options["log-rate"],
+        identity=options["identity"],
     )
 
 

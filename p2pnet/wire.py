@@ -82,6 +82,8 @@ class MessageType(enum.IntEnum):
     RELAY_OFFER = 0x12
     CANDIDATE_OFFER = 0x13
     CANDIDATE = 0x14
+    CHALLENGE = 0x15
+    PROOF = 0x16
     PROBE = 0x20
     HELLO = 0x21
     HELLO_ACK = 0x22
@@ -414,6 +416,7 @@ _BY_TYPE: dict[int, type] = {}
     F("local", Tag.LOCAL, _ADDR, repeated=True),
     F("cookie", Tag.COOKIE, _COOKIE, optional=True),
     F("nat", Tag.NAT, _FLAGS, optional=True),
+    F("peer_key", Tag.PEER_KEY, _PUBKEY, optional=True),
     F("padding", Tag.PADDING, _BYTES, optional=True),
 )
 @frozen
@@ -425,6 +428,8 @@ class Register(Message):
     public address from the UDP header.  C{cookie} proves ownership when
     re-registering from a new public address.  C{nat}, if the host ran a
     NAT check, packs its mapping and filtering behaviour (L{pack_nat}).
+    C{peer_key}, the host's static X25519 public key, binds the peer id to
+    that key while the registration lives (see L{Challenge}).
     """
 
     txid: bytes = field(converter=_txid)
@@ -433,6 +438,7 @@ class Register(Message):
     cookie: bytes | None = None
     nat: int | None = None
     padding: bytes | None = None
+    peer_key: bytes | None = None
 
 
 @_message(
@@ -440,19 +446,22 @@ class Register(Message):
     F("public", Tag.PUBLIC, _ADDR),
     F("lifetime", Tag.LIFETIME, _U32C),
     F("cookie", Tag.COOKIE, _COOKIE),
+    F("introducer_key", Tag.INTRODUCER_KEY, _PUBKEY, optional=True),
 )
 @frozen
 class Registered(Message):
     """
     The introducer accepted a registration: the public address it saw, how
     long the registration lives without a heartbeat, and the cookie the host
-    presents on later requests.
+    presents on later requests.  C{introducer_key} is the introducer's
+    static X25519 public key (what L{Proof}s are made with).
     """
 
     txid: bytes = field(converter=_txid)
     public: Address
     lifetime: int
     cookie: bytes
+    introducer_key: bytes | None = None
 
 
 @_message(
@@ -924,6 +933,71 @@ class Close(Message):
     intro_id: bytes
 
 
+CHALLENGE_SIZE = 16
+PROOF_SIZE = 16
+_CHALLENGE = _fixed(CHALLENGE_SIZE, "challenge")
+_PROOF = _fixed(PROOF_SIZE, "proof")
+
+
+@_message(
+    MessageType.CHALLENGE,
+    F("challenge", Tag.CHALLENGE, _CHALLENGE),
+    F("public", Tag.PUBLIC, _ADDR),
+    F("introducer_key", Tag.INTRODUCER_KEY, _PUBKEY, optional=True),
+)
+@frozen
+class Challenge(Message):
+    """
+    The introducer's answer to a request that would move a registration to
+    a new address (or take a name back after a restart): nothing moved yet;
+    prove, from C{public} (where this was sent), that you hold the key.
+    Echoes the request's transaction id.  C{introducer_key} is there when
+    the request left room for it.
+    """
+
+    txid: bytes = field(converter=_txid)
+    challenge: bytes
+    public: Address
+    introducer_key: bytes | None = None
+
+
+@_message(
+    MessageType.PROOF,
+    F("peer_id", Tag.PEER_ID, _STR),
+    F("challenge", Tag.CHALLENGE, _CHALLENGE),
+    F("proof", Tag.PROOF, _PROOF),
+    F("padding", Tag.PADDING, _BYTES, optional=True),
+)
+@frozen
+class Proof(Message):
+    """
+    Answer to a L{Challenge}, from the challenged address: L{proof_tag}.
+    Answered like the challenged request (L{Registered} for a
+    registration, L{HeartbeatAck} for anything else).
+    """
+
+    txid: bytes = field(converter=_txid)
+    peer_id: str
+    challenge: bytes
+    proof: bytes
+    padding: bytes | None = None
+
+
+_PROOF_LABEL = b"p2pnet/1 registration proof"
+
+
+def proof_tag(key: bytes, challenge: bytes, peer_id: str, public: Address) -> bytes:
+    """
+    The proof for a L{Challenge}: keyed BLAKE2s-128 over the challenge, the
+    peer id and the challenged address, under C{key}: the X25519 shared
+    secret of the peer's and the introducer's static keys (or, for a
+    registration without a key, its cookie).
+    """
+    peer = _enc_str(peer_id)
+    data = b"".join((_PROOF_LABEL, challenge, bytes((len(peer),)), peer, _enc_addr(public)))
+    return hashlib.blake2s(data, key=key, digest_size=PROOF_SIZE).digest()
+
+
 @frozen
 class Data:
     """
@@ -1184,12 +1258,13 @@ def decode(raw: bytes) -> Message | Data:
 #: How far clients pad each request so that, without a shared secret, the
 #: introducer's answer is never larger than the request (see docs/protocol.md).
 PADDED_SIZE = {
-    MessageType.REGISTER: 64,
-    MessageType.HEARTBEAT: 48,
+    MessageType.REGISTER: 96,
+    MessageType.HEARTBEAT: 56,
     MessageType.HOST_SESSION: 64,
-    MessageType.INTRODUCE: 340,
+    MessageType.INTRODUCE: 376,
     MessageType.LIST_SESSIONS: MAX_DATAGRAM,
     MessageType.RELAY_REQUEST: 80,
+    MessageType.PROOF: 96,
 }
 
 

@@ -5,13 +5,14 @@ transport.
 
 from __future__ import annotations
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import given, strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pnet import wire
 from p2pnet._ratelimit import RateLimiter
-from p2pnet._registry import Registry
+from p2pnet._registry import Registry, RegistryError
 from p2pnet.address import Address
 from p2pnet.introducer import IntroducerProtocol
 from p2pnet.wire import ErrorCode
@@ -22,6 +23,7 @@ A = ("203.0.113.5", 40000)
 B = ("198.51.100.7", 41000)
 C = ("198.51.100.8", 42000)
 SECRET = b"correct horse battery staple"
+IDENTITY = X25519PrivateKey.from_private_bytes(bytes(range(32)))
 
 
 class IntroducerTestCase(SynchronousTestCase):
@@ -36,6 +38,7 @@ class IntroducerTestCase(SynchronousTestCase):
             seeded_bytes(2),
             secret=self.secret,
             rate_limiter=RateLimiter(100.0, 200.0),
+            identity=IDENTITY,
         )
         self.protocol.makeConnection(self.transport)
         self.cookies = {}
@@ -107,13 +110,24 @@ class RegistrationTests(IntroducerTestCase):
 
     def test_heartbeat_answers_with_current_address(self):
         """
-        A heartbeat from a rebound NAT port re-binds and the answer says so.
+        A heartbeat from a rebound NAT port is answered with a challenge
+        (no larger than the heartbeat) naming the new address; the proof
+        from there re-binds and the answer says so.
         """
         self.register("a", A)
         moved = (A[0], A[1] + 1)
-        self.send(wire.Heartbeat(self.next_txid(), "a", self.cookies["a"]), moved)
+        raw = self.send(wire.Heartbeat(self.next_txid(), "a", self.cookies["a"]), moved)
+        [(challenge, to)] = self.transport.clear()
+        self.assertEqual(to, moved)
+        self.assertIsInstance(challenge, wire.Challenge)
+        self.assertEqual(challenge.public, Address(*moved))
+        self.assertLessEqual(len(wire.encode(challenge, self.secret)), len(raw))
+        self.assertEqual(self.protocol.registry.lookup("a", 0).public, Address(*A))
+        proof = wire.proof_tag(self.cookies["a"], challenge.challenge, "a", Address(*moved))
+        self.send(wire.Proof(self.next_txid(), "a", challenge.challenge, proof), moved)
         [(answer, to)] = self.transport.clear()
         self.assertEqual(to, moved)
+        self.assertIsInstance(answer, wire.HeartbeatAck)
         self.assertEqual(answer.public, Address(*moved))
 
     def test_heartbeat_unknown(self):
@@ -470,7 +484,7 @@ class RepeatedRefusalTests(IntroducerTestCase):
         v6 = [Address(f"2001:db8::{i}", 65535) for i in range(9)]
         longest = "é" * 32
         intro = wire.Introduction(
-            bytes(8), bytes(8), longest, v6[0], tuple(v6[1:]), bytes(16), 0xFF, bytes(8), 0xFF, 0xFFFF
+            bytes(8), bytes(8), longest, v6[0], tuple(v6[1:]), bytes(16), 0xFF, bytes(8), 0xFF, 0xFFFF, bytes(32)
         )
         request = wire.padded(wire.Introduce(bytes(8), longest, bytes(8), target=longest))
         self.assertLessEqual(len(wire.encode(intro)), len(wire.encode(request)))
@@ -484,7 +498,9 @@ class QuickHeartbeatTests(SynchronousTestCase):
     def replay(self, actions, secret, quick, protocol_class=IntroducerProtocol):
         clock = Clock()
         transport = FakeDatagramTransport()
-        protocol = protocol_class(clock, Registry(30.0, seeded_bytes(1)), seeded_bytes(2), secret=secret)
+        protocol = protocol_class(
+            clock, Registry(30.0, seeded_bytes(1)), seeded_bytes(2), secret=secret, identity=IDENTITY
+        )
         protocol.quick_heartbeats = quick
         protocol.makeConnection(transport)
         cookies = {}
@@ -505,6 +521,11 @@ class QuickHeartbeatTests(SynchronousTestCase):
                 answer = wire.decode(raw)
                 if isinstance(answer, wire.Registered):
                     cookies[name] = answer.cookie
+                elif isinstance(answer, wire.Challenge):
+                    # the peer answers from where the challenge came
+                    proof = wire.proof_tag(cookies[name], answer.challenge, name, answer.public)
+                    reply = wire.padded(wire.Proof(txid(1000 + n), name, answer.challenge, proof))
+                    protocol.datagramReceived(wire.encode(reply, secret), source)
         state = sorted(
             (r.peer_id, r.public, r.refreshed, r.verified, r.cookie) for r in protocol.registry._peers.values()
         )
@@ -655,3 +676,525 @@ class LogBudgetUnitTests(SynchronousTestCase):
         self.assertEqual(budget.take_held(), {})
         self.assertTrue(budget.allow("a", 0.5))
         self.assertRaises(ValueError, LogBudget, -1)
+
+
+class Identity:
+    """
+    A static X25519 key pair with the interface the client side expects
+    (C{.public}, C{.exchange(peer_public)}).
+    """
+
+    def __init__(self, seed: int) -> None:
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        self._key = X25519PrivateKey.from_private_bytes(bytes([seed]) * 32)
+        self._public_class = X25519PublicKey
+        self.public = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    def exchange(self, peer_public: bytes) -> bytes:
+        return self._key.exchange(self._public_class.from_public_bytes(peer_public))
+
+
+D = ("192.0.2.99", 43000)
+
+
+class KeyBoundTests(IntroducerTestCase):
+    """
+    Registrations bound to the peer's static key: nothing moves without a
+    fresh proof of the key from the new address.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.alice = Identity(7)
+        self.exchanges = 0
+        exchange = self.protocol._exchange
+
+        def counting(peer_key):
+            self.exchanges += 1
+            return exchange(peer_key)
+
+        self.protocol._exchange = counting
+
+    def register_keyed(self, name, source, identity):
+        self.send(wire.Register(self.next_txid(), name, (), peer_key=identity.public), source)
+        [(answer, to)] = self.transport.clear()
+        self.assertIsInstance(answer, wire.Registered)
+        self.assertEqual(answer.introducer_key, self.protocol.public_key)
+        self.cookies[name] = answer.cookie
+        self.send(wire.Heartbeat(self.next_txid(), name, answer.cookie), source)
+        self.transport.clear()
+        return answer
+
+    def prove(self, name, challenge, identity, source, key=None):
+        if key is None:
+            key = identity.exchange(self.protocol.public_key)
+        proof = wire.proof_tag(key, challenge.challenge, name, Address(*source))
+        return self.send(wire.Proof(self.next_txid(), name, challenge.challenge, proof), source)
+
+    def where(self, name):
+        return self.protocol.registry.lookup(name, self.clock.seconds()).public
+
+    def test_replayed_heartbeat_moves_nothing(self):
+        """
+        A heartbeat captured on the wire and replayed from another address
+        is answered with a challenge at that address and moves nothing;
+        proofs made with the captured cookie or by guessing are refused;
+        introductions to the peer still go to its real address.
+        """
+        self.register_keyed("a", A, self.alice)
+        captured = wire.encode(wire.padded(wire.Heartbeat(self.next_txid(), "a", self.cookies["a"])))
+        self.protocol.datagramReceived(captured, C)
+        [(challenge, to)] = self.transport.clear()
+        self.assertIsInstance(challenge, wire.Challenge)
+        self.assertEqual(to, C)
+        self.assertLessEqual(len(wire.encode(challenge)), len(captured))
+        self.assertEqual(self.where("a"), Address(*A))
+        # the attacker tries the cookie as the key, and a made-up proof
+        self.prove("a", challenge, None, C, key=self.cookies["a"])
+        [(refused, _)] = self.transport.clear()
+        self.assertEqual(refused.code, ErrorCode.NOT_AUTHORISED)
+        self.send(wire.Proof(self.next_txid(), "a", challenge.challenge, bytes(16)), C)
+        self.transport.clear()
+        self.assertEqual(self.where("a"), Address(*A))
+        self.register("b", B)
+        self.send(wire.Introduce(self.next_txid(), "b", self.cookies["b"], "a"), B)
+        sent = dict((type(m).__name__ + str(to), to) for m, to in self.transport.clear())
+        self.assertIn(A, sent.values())
+        self.assertNotIn(C, sent.values())
+
+    def test_key_proof_moves(self):
+        """
+        The key holder's proof from the new address moves the registration
+        (cookie and sessions kept); the shared secret is computed once per
+        registration, never for heartbeats.
+        """
+        self.register_keyed("a", A, self.alice)
+        session_id = self.host("a", A)
+        for _ in range(5):
+            self.send(wire.Heartbeat(self.next_txid(), "a", self.cookies["a"]), A)
+        for moved in (D, A):
+            self.transport.clear()
+            self.send(wire.Heartbeat(self.next_txid(), "a", self.cookies["a"]), moved)
+            [(challenge, _)] = self.transport.clear()
+            self.prove("a", challenge, self.alice, moved)
+            [(answer, to)] = self.transport.clear()
+            self.assertIsInstance(answer, wire.HeartbeatAck)
+            self.assertEqual((to, answer.public), (moved, Address(*moved)))
+            self.assertEqual(self.where("a"), Address(*moved))
+        self.assertEqual(self.exchanges, 1)
+        self.assertEqual([s.session_id for s in self.protocol.registry.sessions()], [session_id])
+
+    def test_proof_single_use_and_bound_to_address(self):
+        """
+        A proof works once, only from the challenged address, and not after
+        the challenge expired (10 s).
+        """
+        self.register_keyed("a", A, self.alice)
+        self.send(wire.Heartbeat(self.next_txid(), "a", self.cookies["a"]), D)
+        [(challenge, _)] = self.transport.clear()
+        key = self.alice.exchange(self.protocol.public_key)
+        proof = wire.proof_tag(key, challenge.challenge, "a", Address(*D))
+        # the right proof sent from elsewhere
+        self.send(wire.Proof(self.next_txid(), "a", challenge.challenge, proof), C)
+        [(refused, _)] = self.transport.clear()
+        self.assertEqual(refused.code, ErrorCode.NOT_AUTHORISED)
+        self.assertEqual(self.where("a"), Address(*A))
+        self.assertEqual(self.exchanges, 0, "no shared secret is computed for a misdirected proof")
+        self.send(wire.Proof(self.next_txid(), "a", challenge.challenge, proof), D)
+        self.assertEqual(self.where("a"), Address(*D))
+        self.transport.clear()
+        # back to A by the same challenge: replayed proof
+        self.send(wire.Heartbeat(self.next_txid(), "a", self.cookies["a"]), D)
+        self.send(wire.Proof(self.next_txid(), "a", challenge.challenge, proof), D)
+        [_, (refused, _)] = self.transport.clear()
+        self.assertEqual(refused.code, ErrorCode.NOT_AUTHORISED)
+        # an expired challenge
+        self.send(wire.Heartbeat(self.next_txid(), "a", self.cookies["a"]), A)
+        [(late, _)] = self.transport.clear()
+        self.clock.advance(10.5)
+        self.send(wire.Heartbeat(self.next_txid(), "a", self.cookies["a"]), D)
+        self.transport.clear()
+        self.prove("a", late, self.alice, A)
+        [(refused, _)] = self.transport.clear()
+        self.assertEqual(refused.code, ErrorCode.NOT_AUTHORISED)
+        self.assertEqual(self.where("a"), Address(*D))
+
+    def test_restarted_host_takes_its_name_back_at_once(self):
+        """
+        A host restarted with the same key (no cookie), from the same or a
+        new address, gets its name back at once through a challenge (which
+        carries the introducer's key); its old cookie stops working.
+        """
+        for restarted_at in (A, D):
+            first = self.register_keyed("a", A, self.alice)
+            self.clock.advance(1)
+            raw = self.send(wire.Register(self.next_txid(), "a", (), peer_key=self.alice.public), restarted_at)
+            [(challenge, to)] = self.transport.clear()
+            self.assertIsInstance(challenge, wire.Challenge)
+            self.assertEqual(challenge.introducer_key, self.protocol.public_key)
+            self.assertEqual(to, restarted_at)
+            self.assertLessEqual(len(wire.encode(challenge)), len(raw))
+            self.prove("a", challenge, self.alice, restarted_at)
+            [(answer, to)] = self.transport.clear()
+            self.assertIsInstance(answer, wire.Registered)
+            self.assertNotEqual(answer.cookie, first.cookie)
+            self.assertEqual(self.where("a"), Address(*restarted_at))
+            self.send(wire.Heartbeat(self.next_txid(), "a", first.cookie), restarted_at)
+            [(refused, _)] = self.transport.clear()
+            self.assertEqual(refused.code, ErrorCode.NOT_AUTHORISED)
+            self.send(wire.Heartbeat(self.next_txid(), "a", answer.cookie), restarted_at)
+            [(ack, _)] = self.transport.clear()
+            self.assertIsInstance(ack, wire.HeartbeatAck)
+            self.send(wire.Unregister(self.next_txid(), "a", answer.cookie), restarted_at)
+
+    def test_challenge_for_a_replaced_registration(self):
+        """
+        A challenge outlives nothing: once the registration it was for is
+        replaced (here by a restart's reclaim), its proof is refused.
+        """
+        self.register_keyed("a", A, self.alice)
+        self.send(wire.Heartbeat(self.next_txid(), "a", self.cookies["a"]), D)
+        [(stale, _)] = self.transport.clear()
+        self.send(wire.Register(self.next_txid(), "a", (), peer_key=self.alice.public), A)
+        [(challenge, _)] = self.transport.clear()
+        self.prove("a", challenge, self.alice, A)
+        [(answer, _)] = self.transport.clear()
+        self.assertIsInstance(answer, wire.Registered)
+        self.prove("a", stale, self.alice, D)
+        [(refused, _)] = self.transport.clear()
+        self.assertEqual(refused.code, ErrorCode.NOT_AUTHORISED)
+        self.assertEqual(self.where("a"), Address(*A))
+
+    def test_other_key_refused(self):
+        """
+        A Register for a confirmed name bound to another key (or to a key,
+        without one) is refused PEER_ID_TAKEN, from any address.
+        """
+        self.register_keyed("a", A, self.alice)
+        for source in (A, C):
+            for key in (Identity(8).public, None):
+                self.send(wire.Register(self.next_txid(), "a", (), peer_key=key), source)
+                [(refused, _)] = self.transport.clear()
+                self.assertEqual(refused.code, ErrorCode.PEER_ID_TAKEN)
+        self.assertEqual(self.where("a"), Address(*A))
+
+    def test_spoofed_register_cannot_block_owner(self):
+        """
+        A spoofed Register for a name (never confirmed: its answers went to
+        the spoofed address) gives way to the owner's registration.
+        """
+        self.send(wire.Register(self.next_txid(), "a", (), peer_key=Identity(9).public), C)
+        self.transport.clear()
+        self.register_keyed("a", A, self.alice)
+        self.assertEqual(self.where("a"), Address(*A))
+
+    def test_introductions_carry_keys(self):
+        """
+        Each side's introduction carries the other side's key.
+        """
+        bob = Identity(8)
+        self.register_keyed("a", A, self.alice)
+        self.register_keyed("b", B, bob)
+        self.send(wire.Introduce(self.next_txid(), "a", self.cookies["a"], "b"), A)
+        sent = {to: m for m, to in self.transport.clear()}
+        self.assertEqual(sent[A].peer_key, bob.public)
+        self.assertEqual(sent[B].peer_key, self.alice.public)
+
+    def test_challenges_capped(self):
+        """
+        Heartbeats replayed from many addresses leave at most 4 challenges
+        per peer id and 4096 in all waiting.
+        """
+        self.register_keyed("a", A, self.alice)
+        captured = wire.encode(wire.padded(wire.Heartbeat(self.next_txid(), "a", self.cookies["a"])))
+        for port in range(1, 101):
+            self.protocol.datagramReceived(captured, ("198.18.0.1", port))
+        self.assertEqual(self.protocol.registry.challenge_count, 4)
+        registry = self.protocol.registry
+        for n in range(5000):
+            r = registry.register(f"p{n}", Address("198.18.1.1", 1000 + n % 60000), (), None, 0.0)
+            try:
+                registry.heartbeat(r.peer_id, r.cookie, Address("198.18.2.2", 1), 0.0)
+            except RegistryError as needed:
+                registry.challenge(needed, Address("198.18.2.2", 1), 0.0)
+        self.assertEqual(registry.challenge_count, 4096)
+
+
+class ClientProofTests(IntroducerTestCase):
+    """
+    L{IntroducerClient} with a L{Prover} answers challenges by itself: a
+    restarted host gets its name back in one exchange, a rebound one keeps
+    heartbeating.
+    """
+
+    def client(self, source, identity, name="a"):
+        from p2pnet._introclient import IntroducerClient, Prover
+
+        outbox = []
+
+        def write(raw, to):
+            outbox.append(raw)
+            if len(outbox) == 1:
+                self.clock.callLater(0, deliver)
+
+        def deliver():
+            # one reactor turn later, as a real socket would
+            while outbox:
+                self.protocol.datagramReceived(outbox.pop(0), source)
+                for answer, _ in self.transport.clear():
+                    client.answer(answer)
+
+        client = IntroducerClient(self.clock, write, Address("192.0.2.1", 3478), seeded_bytes(source[1]))
+        client.prover = Prover(name, identity)
+        return client
+
+    def result(self, d):
+        for _ in range(5):
+            self.clock.advance(0)
+        return d
+
+    def test_restart_and_rebinding(self):
+        """
+        Register, restart elsewhere (name back at once), NAT rebinding
+        (heartbeat proved and answered), impostor refused.
+        """
+        alice = Identity(7)
+        first = self.client(A, alice)
+        registered = self.successResultOf(self.result(first.request(wire.Register(first.new_txid(), "a", (), peer_key=alice.public))))
+        self.assertEqual(first.prover.introducer_key, self.protocol.public_key)
+        # the host restarts at another address: its name comes back at once
+        second = self.client(D, alice)
+        again = self.successResultOf(self.result(second.request(wire.Register(second.new_txid(), "a", (), peer_key=alice.public))))
+        self.assertIsInstance(again, wire.Registered)
+        self.assertNotEqual(again.cookie, registered.cookie)
+        self.assertEqual(self.protocol.registry.lookup("a", self.clock.seconds()).public, Address(*D))
+        # its NAT rebinds: the heartbeat is challenged, proved, answered
+        rebound = self.client(C, alice)
+        rebound.prover.cookie, rebound.prover.introducer_key = again.cookie, self.protocol.public_key
+        ack = self.successResultOf(self.result(rebound.request(wire.Heartbeat(rebound.new_txid(), "a", again.cookie))))
+        self.assertIsInstance(ack, wire.HeartbeatAck)
+        self.assertEqual(ack.public, Address(*C))
+        # an impostor without the key gets a refusal, not the name
+        impostor = self.client(B, Identity(9))
+        failure = self.failureResultOf(
+            self.result(impostor.request(wire.Register(impostor.new_txid(), "a", (), peer_key=alice.public)))
+        )
+        self.assertEqual(failure.value.code, ErrorCode.NOT_AUTHORISED)
+        self.assertEqual(self.protocol.registry.lookup("a", self.clock.seconds()).public, Address(*C))
+
+
+class IdentityFileTests(SynchronousTestCase):
+    def test_created_private_and_reloaded(self):
+        """
+        C{--identity-file} is created with mode 0600 on first use and gives
+        the same key afterwards; a file of the wrong size is a usage error.
+        """
+        import os
+        import stat
+
+        from twisted.python import usage
+
+        from p2pnet.introducer_tap import Options
+
+        path = self.mktemp()
+        first = Options()
+        first.parseOptions(["--identity-file", path])
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        second = Options()
+        second.parseOptions(["--identity-file", path])
+        public = [
+            IntroducerProtocol(Clock(), Registry(30.0, bytes), identity=o["identity"]).public_key
+            for o in (first, second)
+        ]
+        self.assertEqual(public[0], public[1])
+        with open(path, "wb") as f:
+            f.write(b"short")
+        self.assertRaises(usage.UsageError, Options().parseOptions, ["--identity-file", path])
+
+
+class MeshJoinAmplificationTests(IntroducerTestCase):
+    """
+    #14.2: one Introduce into a big mesh session cannot be turned into a
+    flood, at the requester or at a spoofed third party.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.protocol._rate_limiter = None
+        self.register("host", A)
+        self.session = self.host("host", A, max_players=200, mesh=True)
+        for n in range(150):
+            member = f"m{n}"
+            source = ("198.18.0.1", 2000 + n)
+            self.register(member, source)
+            self.send(wire.Introduce(self.next_txid(), member, self.cookies[member], session_id=self.session), source)
+            self.ack_all(skip=())
+        self.register("joiner", B)
+
+    def ack_all(self, skip):
+        for _ in range(1000):
+            written = self.transport.clear()
+            if not written:
+                return
+            for message, to in written:
+                if isinstance(message, wire.Introduction) and to not in skip:
+                    self.send(wire.IntroAck(self.next_txid(), message.intro_id), to)
+
+    def bytes_to(self, address, seconds=30):
+        total = packets = 0
+        for _ in range(seconds * 4):
+            for raw, to in self.transport.written:
+                if to == address:
+                    total += len(raw)
+                    packets += 1
+            self.ack_all(skip=(address,))
+            self.clock.advance(0.25)
+        return total, packets
+
+    def test_silent_requester_gets_a_window(self):
+        """
+        A requester that never acknowledges gets at most 4 introductions,
+        each sent at most 8 times (32 packets), not 150 x 8; the members
+        still get theirs.
+        """
+        raw = self.send(wire.Introduce(self.next_txid(), "joiner", self.cookies["joiner"], session_id=self.session), B)
+        total, packets = self.bytes_to(B)
+        self.assertLessEqual(packets, 32)
+        self.assertGreater(packets, 0)
+        self.assertLess(total / len(raw), 12)
+
+    def test_acknowledging_requester_gets_everything(self):
+        """
+        A requester that acknowledges gets all 151 introductions (host and
+        150 members), paced by its acknowledgements.
+        """
+        self.send(wire.Introduce(self.next_txid(), "joiner", self.cookies["joiner"], session_id=self.session), B)
+        got = set()
+        for _ in range(200):
+            written = self.transport.clear()
+            if not written:
+                break
+            for message, to in written:
+                if isinstance(message, wire.Introduction):
+                    if to == B:
+                        got.add(message.peer_id)
+                    self.send(wire.IntroAck(self.next_txid(), message.intro_id), to)
+        self.assertEqual(len(got), 151)
+
+    def test_spoofed_victim_gets_no_more_than_was_sent(self):
+        """
+        An attacker who captured the joiner's cookie and spoofs its
+        heartbeat and Introduce from a victim's address moves nothing: the
+        victim gets challenges only, no larger than the spoofed packets.
+        """
+        victim = ("192.0.2.200", 9999)
+        sent = 0
+        sent += len(self.send(wire.Heartbeat(self.next_txid(), "joiner", self.cookies["joiner"]), victim))
+        sent += len(
+            self.send(wire.Introduce(self.next_txid(), "joiner", self.cookies["joiner"], session_id=self.session), victim)
+        )
+        total, packets = self.bytes_to(victim)
+        self.assertLessEqual(total, sent)
+        self.assertEqual(packets, 2)
+
+
+class RelayRequestTests(IntroducerTestCase):
+    """
+    #14.3: relay allocations only for real introductions of the requester.
+    """
+
+    def setUp(self):
+        super().setUp()
+        from p2pnet.introducer import RelaySettings
+
+        self.protocol.relay = RelaySettings(b"relay secret", Address("192.0.2.3", 3479))
+        self.protocol._rate_limiter = None
+        for name, source in (("a", A), ("b", B), ("c", C)):
+            self.register(name, source)
+
+    def introduce(self, requester, source, target):
+        self.send(wire.Introduce(self.next_txid(), requester, self.cookies[requester], target), source)
+        intro = [m for m, to in self.transport.clear() if to == source][0]
+        return intro.intro_id
+
+    def relay(self, requester, source, target, intro_id):
+        self.send(wire.RelayRequest(self.next_txid(), requester, self.cookies[requester], target, intro_id), source)
+        return [m for m, to in self.transport.clear() if to == source]
+
+    def test_made_up_intro_id_refused(self):
+        """
+        A made-up introduction id, or one of an introduction between two
+        others, is refused and allocates nothing.
+        """
+        [refused] = self.relay("a", A, "b", b"madeup!!")
+        self.assertEqual(refused.code, ErrorCode.UNKNOWN_PEER)
+        theirs = self.introduce("b", B, "c")
+        [refused] = self.relay("a", A, "b", theirs)
+        self.assertEqual(refused.code, ErrorCode.UNKNOWN_PEER)
+        self.assertEqual(self.protocol.stats["relay-allocations"], 0)
+        ours = self.introduce("a", A, "b")
+        [offer] = self.relay("a", A, "b", ours)
+        self.assertIsInstance(offer, wire.RelayOffer)
+        self.assertEqual(self.protocol.stats["relay-allocations"], 1)
+
+    def test_allocations_per_registration_capped(self):
+        """
+        One registration gets at most 16 allocations; then RATE_LIMITED.
+        """
+        answers = []
+        for _ in range(20):
+            intro_id = self.introduce("a", A, "b")
+            self.send(wire.IntroAck(self.next_txid(), intro_id), A)
+            [answer] = self.relay("a", A, "b", intro_id)
+            answers.append(type(answer).__name__)
+        self.assertEqual(answers.count("RelayOffer"), 16)
+        self.assertEqual(self.protocol.stats["relay-allocations"], 16)
+        for _ in range(500):
+            self.clock.advance(1)
+            self.transport.clear()
+        # remembered introductions age out (300 s) and free the allocations
+        self.register("a", A)
+        self.register("b", B)
+        intro_id = self.introduce("a", A, "b")
+        [answer] = self.relay("a", A, "b", intro_id)
+        self.assertIsInstance(answer, wire.RelayOffer)
+
+
+class LongReasonTests(IntroducerTestCase):
+    """
+    #14.10: refusal reasons built from long ids fit the wire's 255 bytes.
+    """
+
+    secret = SECRET
+
+    def test_long_target_refused_with_a_short_reason(self):
+        """
+        An Introduce naming an unknown 254-byte target (its repr is longer
+        than 255 bytes) is answered UNKNOWN_PEER with a reason cut to at
+        most 255 bytes, and nothing is logged as an error.
+        """
+        self.register("a", A)
+        target = "é" * 127
+        self.send(wire.Introduce(self.next_txid(), "a", self.cookies["a"], target), A)
+        [(answer, _)] = self.transport.clear()
+        self.assertEqual(answer.code, ErrorCode.UNKNOWN_PEER)
+        self.assertLessEqual(len(answer.reason.encode("utf-8")), 255)
+        self.assertTrue(answer.reason.startswith("no peer 'éé"))
+        self.assertEqual(self.protocol.stats["internal-error"], 0)
+
+    def test_unencodable_answer_counted_not_raised(self):
+        """
+        An answer that cannot be encoded is counted and logged once per
+        budget, never raised into the reactor.
+        """
+        from twisted.logger import Logger
+
+        lines = []
+        self.protocol.log = Logger(observer=lines.append)
+        sent = self.protocol._send(wire.Error(txid(1), 1, "x" * 300), Address(*A))
+        self.assertFalse(sent)
+        self.assertEqual(self.protocol.stats["unencodable"], 1)
+        self.assertEqual(self.protocol.stats["internal-error"], 0)
+        self.assertEqual(len(lines), 1)

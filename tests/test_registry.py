@@ -4,9 +4,9 @@ Tests for L{p2pnet._registry}, the introducer's pure bookkeeping.
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from p2pnet._registry import Registry, RegistryError
+from p2pnet._registry import ChallengeNeeded, Registry, RegistryError
 from p2pnet.address import Address
-from p2pnet.wire import ErrorCode
+from p2pnet.wire import ErrorCode, proof_tag
 
 from .helpers import seeded_bytes
 
@@ -54,9 +54,11 @@ class RegistrationTests(SynchronousTestCase):
 
     def test_taken_peer_id(self):
         """
-        Another address cannot take a live peer id without its cookie.
+        Another address cannot take a live, confirmed peer id without its
+        cookie.
         """
-        self.registry.register("a", A_PUBLIC, A_LOCAL, None, 0.0)
+        a = self.registry.register("a", A_PUBLIC, A_LOCAL, None, 0.0)
+        self.registry.heartbeat("a", a.cookie, A_PUBLIC, 0.5)
         error = self.assertRaises(
             RegistryError, self.registry.register, "a", B_PUBLIC, (), None, 1.0
         )
@@ -69,25 +71,35 @@ class RegistrationTests(SynchronousTestCase):
     def test_rebinding_keeps_sessions(self):
         """
         Re-registering with the cookie from a new public address (the NAT
-        rebound) updates the address and keeps the peer's sessions.
+        rebound) moves nothing until the challenge is answered from there;
+        then the address is updated and the peer's sessions are kept.
         """
         a = self.registry.register("a", A_PUBLIC, A_LOCAL, None, 0.0)
         session = self.registry.host_session(a, "Keith's Server", "g", 4, False, ())
         moved = Address("203.0.113.5", 40001)
-        again = self.registry.register("a", moved, A_LOCAL, a.cookie, 5.0)
+        needed = self.assertRaises(ChallengeNeeded, self.registry.register, "a", moved, A_LOCAL, a.cookie, 5.0)
+        self.assertEqual(needed.kind, "move")
+        self.assertEqual(a.public, A_PUBLIC)
+        challenge = self.registry.challenge(needed, moved, 5.0)
+        proof = proof_tag(a.cookie, challenge, "a", moved)
+        again, kind = self.registry.prove("a", challenge, proof, moved, 5.1, None)
         self.assertIs(again, a)
+        self.assertEqual(kind, "move")
         self.assertEqual(a.public, moved)
         self.assertEqual(list(self.registry.sessions()), [session])
 
-    def test_heartbeat_from_new_address_rebinds(self):
+    def test_heartbeat_from_new_address_moves_nothing(self):
         """
-        A heartbeat with the right cookie from a new source re-binds.
+        A heartbeat with the right cookie from a new source (a replay, or a
+        NAT rebinding) changes nothing by itself: it needs a challenge.
         """
         a = self.registry.register("a", A_PUBLIC, A_LOCAL, None, 0.0)
+        self.registry.heartbeat("a", a.cookie, A_PUBLIC, 0.5)
         moved = Address("203.0.113.5", 40002)
-        self.registry.heartbeat("a", a.cookie, moved, 1.0)
-        self.assertEqual(a.public, moved)
-        self.assertTrue(a.verified)
+        needed = self.assertRaises(ChallengeNeeded, self.registry.heartbeat, "a", a.cookie, moved, 1.0)
+        self.assertIs(needed.registration, a)
+        self.assertEqual(a.public, A_PUBLIC)
+        self.assertEqual(a.refreshed, 0.5)
 
     def test_wrong_cookie(self):
         """
@@ -259,3 +271,16 @@ class SessionTests(SynchronousTestCase):
             RegistryError, self.registry.host_session, self.host, "s5", "g", 2, False, ()
         )
         self.assertEqual(error.code, ErrorCode.TOO_MANY_SESSIONS)
+
+
+class ReasonTests(SynchronousTestCase):
+    def test_reasons_cut_to_the_wire_limit(self):
+        """
+        A refusal reason longer than 255 bytes of UTF-8 is cut at the
+        source (on a character boundary) and marked with an ellipsis.
+        """
+        error = RegistryError(ErrorCode.UNKNOWN_PEER, "é" * 200)
+        raw = error.reason.encode("utf-8")
+        self.assertEqual(len(raw), 255)
+        self.assertEqual(error.reason, "é" * 126 + "...")
+        self.assertEqual(RegistryError(ErrorCode.UNKNOWN_PEER, "short").reason, "short")
