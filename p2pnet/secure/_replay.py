@@ -33,9 +33,11 @@ class ReplayWindow:
     The packet numbers (unsigned 32-bit) of one key epoch seen so far.
 
     @ivar size: how many numbers below the highest one the window remembers.
+    @ivar highest: the highest number marked, or -1 before the first (read
+        it, never set it).
     """
 
-    __slots__ = ("size", "_highest", "_slots")
+    __slots__ = ("size", "highest", "_slots")
 
     def __init__(self, size: int = MINIMUM_WINDOW) -> None:
         """
@@ -46,17 +48,10 @@ class ReplayWindow:
         if not isinstance(size, int) or size < 2:
             raise ValueError(f"replay window size must be an int >= 2, not {size!r}")
         self.size = size
-        self._highest = -1
+        self.highest = -1
         # Slot i starts with a value that is not congruent to i modulo size,
         # so no packet number is ever found in it before it was marked.
         self._slots = array("I", [(i + 1) % size for i in range(size)])
-
-    @property
-    def highest(self) -> int:
-        """
-        The highest number marked, or -1 before the first.
-        """
-        return self._highest
 
     def check(self, number: int) -> bool:
         """
@@ -64,7 +59,7 @@ class ReplayWindow:
         inside the window and not marked; False for a number marked already
         or too old to tell.
         """
-        highest = self._highest
+        highest = self.highest
         if number > highest:
             return True
         if highest - number >= self.size:
@@ -77,9 +72,9 @@ class ReplayWindow:
         new and its packet authenticated.  Marking a number that is already
         outside the window changes nothing.
         """
-        highest = self._highest
+        highest = self.highest
         if number > highest:
-            self._highest = number
+            self.highest = number
         elif highest - number >= self.size:
             return
         self._slots[number % self.size] = number
