@@ -427,3 +427,39 @@ class OpenTests(SynchronousTestCase):
                 delivered.add((epoch, number))
                 current = max(current, epoch)
             self.assertEqual(b.receive_epoch, current)
+
+    @given(
+        st.lists(st.floats(0, 25), min_size=1, max_size=25),
+        st.lists(st.integers(0, 24), max_size=60),
+    )
+    def test_time_rekey_with_loss_and_reordering(self, gaps: list[float], order: list[int]) -> None:
+        """
+        Epochs that change with time (every 10 s, packets sent at arbitrary
+        intervals): any subset, order and duplication of the packets opens
+        each at most once, and exactly when its epoch is within one behind
+        and two ahead of the receiver's.
+        """
+        a = PacketProtection(KEY_A, KEY_B, 0.0, rekey_interval=10.0)
+        b = PacketProtection(KEY_B, KEY_A, 0.0, rekey_interval=10.0)
+        now = 0.0
+        sent = []
+        for i, gap in enumerate(gaps):
+            now += gap
+            datagram = a.seal(1, b"packet %d" % i, now)
+            sent.append((header(datagram), datagram))
+        current = 0
+        delivered = set()
+        for i in order:
+            if i >= len(sent):
+                continue
+            (epoch, number), datagram = sent[i]
+            expect = (epoch, number) not in delivered and current - 1 <= epoch <= current + 2
+            try:
+                plaintext = b.open(datagram, 0.0)
+            except PacketDropped:
+                self.assertFalse(expect, i)
+            else:
+                self.assertTrue(expect, i)
+                self.assertEqual(plaintext, b"packet %d" % i)
+                delivered.add((epoch, number))
+                current = max(current, epoch)
