@@ -7,7 +7,8 @@ Secure sessions: every p2pnet connection is encrypted and authenticated.
   - L{p2pnet.secure.identity}: an endpoint's static X25519 key pair;
   - L{p2pnet.secure.trust}: pinned peer keys (trust on first use);
   - L{p2pnet.secure._packet}: sealing and opening data packets, key epochs
-    (rekey) and the replay window;
+    (rekey);
+  - L{p2pnet.secure._replay}: the replay window of each key epoch;
   - L{p2pnet.secure._frames}: the frames inside a sealed packet;
   - L{p2pnet.secure._pathcheck}: path validation before a connection moves.
 
