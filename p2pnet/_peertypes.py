@@ -117,6 +117,10 @@ class PeerConfig:
     @ivar max_connections: connections (established or punching) kept at
         once; further introductions are refused and counted
         (C{dropped-too-many-connections}).
+    @ivar insecure: connect without a secure session: no encryption, no
+        replay protection, no peer keys (the p2pnet of before; for
+        benchmarks and debugging only).  Both ends must agree.  Every log
+        line about such a connection says INSECURE.
     """
 
     handshake: HandshakeConfig = HandshakeConfig()
@@ -128,6 +132,7 @@ class PeerConfig:
     stun_servers: tuple[Address, ...] = ()
     turn: TurnSettings | None = None
     max_connections: int = field(default=4096)
+    insecure: bool = False
 
     def __attrs_post_init__(self) -> None:
         if not 1 <= self.max_connections <= 32768:

@@ -15,15 +15,25 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from p2pnet import wire
+from p2pnet._datapath import PlainPath, SecurePath
 from p2pnet._handshake import HandshakeCore, make_handshake
 from p2pnet._peertypes import Path, PeerProtocol, StatusEvent
 from p2pnet.address import Address, RelayedAddress, RelayRoute, TurnRoute, is_relayed
 from p2pnet.errors import ConnectionClosed, PeerLost
+from p2pnet.secure._session import SecureSession
 
 if TYPE_CHECKING:
     from p2pnet.endpoint import PeerEndpoint
 
 MAX_CANDIDATES = 8
+#: Transaction ids remembered per direction (hellos sent, hellos seen).
+MAX_TXIDS = 1024
+
+
+def _remember(table: dict[bytes, None], txid: bytes) -> None:
+    if len(table) >= MAX_TXIDS:
+        del table[next(iter(table))]
+    table[txid] = None
 
 
 class PeerConnection:
@@ -56,7 +66,6 @@ class PeerConnection:
         self.protocol: PeerProtocol | None = None
         self.introduced_at = self._clock.seconds()
         self.ended = False
-        self._data_key = wire.DatagramMac(self.key) if endpoint.config.authenticate_data else None
         self._waiters: list[Deferred] = []
         self._early: list[bytes] = []
         self._failure: Failure | None = None
@@ -81,6 +90,27 @@ class PeerConnection:
         self._via: dict[Address, object] = {}
         self._relayed_sources: dict[Address, RelayedAddress] = {}
         self.machine = make_handshake(self._core)
+        self.peer_key = intro.peer_key
+        # Transaction ids of our hellos still waiting for an answer, and of
+        # the peer's hellos seen: a hello or answer sent again (a replay)
+        # is dropped, from whatever address.
+        self._sent_txids: dict[bytes, None] = {}
+        self._seen_txids: dict[bytes, None] = {}
+        if endpoint.config.insecure:
+            self._path = PlainPath(self)
+        else:
+            self._path = SecurePath(
+                self,
+                SecureSession(
+                    initiator=self.initiator,
+                    identity=endpoint.identity,
+                    peer_key=intro.peer_key,
+                    intro_id=intro.intro_id,
+                    intro_key=intro.key,
+                    random_bytes=endpoint._random_bytes,
+                    now=self.introduced_at,
+                ),
+            )
 
     def __repr__(self) -> str:
         return f"<PeerConnection to {self.peer_id!r} via {self.path and self.path.value} {self.address}>"
@@ -95,8 +125,16 @@ class PeerConnection:
         """
         if self.ended or self.address is None:
             raise ConnectionClosed(f"connection to {self.peer_id!r} is not open")
-        self._send_to(wire.encode_data(self.remote_conn_id, data, self._data_key), self.address)
+        self._path.send_datagram(data)
         self._core.last_sent = self._clock.seconds()
+
+    @property
+    def secure(self) -> bool:
+        """
+        Whether the connection is a secure session (encrypted, replay-proof,
+        bound to the peer's key); False only with C{insecure=True}.
+        """
+        return self._path.secure
 
     def _send_to(self, raw: bytes, to) -> None:
         if isinstance(to, RelayRoute):
@@ -117,10 +155,6 @@ class PeerConnection:
     # -- hard NATs: extra sockets for the birthday search -------------------
 
     def open_birthday_sockets(self, count: int, to: Address) -> None:
-        hello = wire.encode(
-            wire.Hello(self._endpoint.new_txid(), self.intro_id, self._endpoint.peer_id, self.conn_id),
-            self.key,
-        )
         for _ in range(count):
             extra = _ExtraSocket(self._endpoint)
             try:
@@ -129,7 +163,9 @@ class PeerConnection:
                 self.log.info("could only open {n} extra sockets: {error}", n=len(self._extra), error=str(e))
                 break
             self._extra.append(extra)
-            extra.transport.write(hello, to.as_tuple())
+            # Each socket's hello has its own transaction id: the peer
+            # answers each (a hello seen twice is a replay).
+            extra.transport.write(self._encode_hello(()), to.as_tuple())
         self.log.info(
             "opened {n} extra sockets towards {to} (birthday search)", n=len(self._extra), to=str(to)
         )
@@ -212,36 +248,52 @@ class PeerConnection:
         if isinstance(message, wire.Hello):
             if message.peer_id != self.peer_id:
                 return
+            if message.txid in self._seen_txids:
+                self._endpoint.count("dropped-replay")
+                return
+            _remember(self._seen_txids, message.txid)
             self.remote_conn_id = message.conn_id
             for candidate in message.candidates[:MAX_CANDIDATES]:
                 if candidate.is_reachable:
                     self._core.add_candidate(candidate)
+            self._path.handshake_received(message.noise, source)
             self.machine.hello_received(source, message.txid)
         elif isinstance(message, wire.HelloAck):
             if message.peer_id != self.peer_id:
                 return
+            if self._sent_txids.pop(message.txid, False) is False:
+                # Not an answer to a hello of ours, or its second copy.
+                self._endpoint.count("dropped-replay")
+                return
             self.remote_conn_id = message.conn_id
+            if not self._path.handshake_received(message.noise, source):
+                self._endpoint.count("dropped-answer-before-keys")
+                return
+            if self._path.secure and not self._path.answer_allowed(source):
+                return
             self.machine.answer_received(source)
-        elif isinstance(message, wire.Keepalive):
-            self.machine.traffic_received(source)
-        elif isinstance(message, wire.Close):
-            self.machine.peer_closed()
+        else:
+            self._path.control_received(message, source)
 
     def data_received(self, raw: bytes, source: Address) -> None:
-        if self._refused(source):
-            return
-        if self._data_key is not None:
-            payload = wire.verify_data(raw, self._data_key)
-            if payload is None:
-                self._endpoint.count("dropped-bad-data-tag")
-                return
-            self.machine.traffic_received(source)
-        else:
-            if source != self.address:
-                self._endpoint.count("dropped-data-wrong-source")
-                return
-            payload = raw[wire.DATA_HEADER_SIZE :]
-            self._core.last_heard = self._clock.seconds()
+        """
+        A C{DATA} datagram (the insecure framing).
+        """
+        if not self._refused(source):
+            self._path.data_received(raw, source)
+
+    def sealed_received(self, raw: bytes, source: Address) -> None:
+        """
+        A C{SEALED} datagram.
+        """
+        if not self._refused(source):
+            self._path.sealed_received(raw, source)
+
+    def deliver(self, payload: bytes) -> None:
+        """
+        Hand one application datagram to the protocol (or keep it until
+        one is attached).
+        """
         if self.address is None or self.ended:
             return
         if self.protocol is not None:
@@ -267,14 +319,16 @@ class PeerConnection:
         )
 
     def send_hello(self, to: Address) -> None:
+        self._send_to(self._encode_hello(self._endpoint.own_candidates()), to)
+
+    def _encode_hello(self, candidates: tuple[Address, ...]) -> bytes:
+        txid = self._endpoint.new_txid()
+        _remember(self._sent_txids, txid)
         hello = wire.Hello(
-            self._endpoint.new_txid(),
-            self.intro_id,
-            self._endpoint.peer_id,
-            self.conn_id,
-            self._endpoint.own_candidates(),
+            txid, self.intro_id, self._endpoint.peer_id, self.conn_id, candidates,
+            noise=self._path.hello_noise(),
         )
-        self._send_to(wire.encode(hello, self.key), to)
+        return wire.encode(hello, self.key)
 
     def send_answer(self, to: Address, txid: bytes) -> None:
         observed = (
@@ -283,16 +337,16 @@ class PeerConnection:
             else to.address if isinstance(to, RelayedAddress)
             else to
         )
-        answer = wire.HelloAck(txid, self.intro_id, self._endpoint.peer_id, self.conn_id, observed)
+        answer = wire.HelloAck(
+            txid, self.intro_id, self._endpoint.peer_id, self.conn_id, observed, noise=self._path.hello_noise()
+        )
         self._send_to(wire.encode(answer, self.key), to)
 
     def send_keepalive(self, to: Address) -> None:
-        self._send_to(
-            wire.encode(wire.Keepalive(self._endpoint.new_txid(), self.intro_id, 0), self.key), to
-        )
+        self._path.send_keepalive(to)
 
     def send_close(self, to: Address) -> None:
-        self._send_to(wire.encode(wire.Close(self._endpoint.new_txid(), self.intro_id), self.key), to)
+        self._path.send_close(to)
 
     def request_reversal(self) -> None:
         self._endpoint.request_reversal(self)
@@ -383,6 +437,7 @@ class PeerConnection:
         if self.ended:
             return
         self.ended = True
+        self._path.close()
         self._close_extra()
         self._failure = reason
         self._endpoint.forget(self)

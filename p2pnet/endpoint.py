@@ -14,6 +14,7 @@ from the L{PeerFactory} passed to the endpoint.
 
 from __future__ import annotations
 
+import hmac
 import os
 import socket
 from typing import Callable, Iterable
@@ -40,10 +41,15 @@ from p2pnet.address import Address, RelayRoute, TurnRoute, is_relayed
 from p2pnet.connection import MAX_CANDIDATES, PeerConnection
 from p2pnet.errors import (
     ConnectionClosed,
+    HandshakeFailed,
     IntroducerUnreachable,
+    KeyFileError,
     MalformedMessage,
     P2PError,
+    PeerKeyMismatch,
 )
+from p2pnet.secure.identity import Identity
+from p2pnet.secure.trust import TrustStore
 from p2pnet.wire import ErrorCode
 
 __all__ = [
@@ -76,6 +82,13 @@ class PeerEndpoint(DatagramProtocol):
     @param config: a L{PeerConfig}.
     @param random_bytes: C{n -> bytes}; tests pass a seeded source.
     @param local_addresses: override the local addresses we advertise.
+    @param identity: our static key pair (a
+        L{p2pnet.secure.identity.Identity}); a new one is generated when
+        none is given.  Keep it (C{Identity.load_or_create(path)}) to keep
+        our name across restarts and let peers pin our key.
+    @param trust: a L{p2pnet.secure.trust.TrustStore}: every peer's key
+        is pinned on first use, and a peer whose key changed is refused
+        with L{PeerKeyMismatch}.
     """
 
     log = Logger()
@@ -93,6 +106,8 @@ class PeerEndpoint(DatagramProtocol):
         config: PeerConfig = PeerConfig(),
         random_bytes: Callable[[int], bytes] = os.urandom,
         local_addresses: Iterable[Address] | None = None,
+        identity: Identity | None = None,
+        trust: TrustStore | None = None,
     ) -> None:
         if isinstance(introducer, str):
             introducer = Address.parse(introducer)
@@ -110,6 +125,13 @@ class PeerEndpoint(DatagramProtocol):
         self.interface = interface
         self._random_bytes = random_bytes
         self._local_override = tuple(local_addresses) if local_addresses is not None else None
+        self.identity = identity if identity is not None else Identity.generate()
+        self.trust = trust
+        if config.insecure:
+            self.log.warn(
+                "INSECURE: {peer_id}'s connections are neither encrypted nor replay-proof (insecure=True)",
+                peer_id=peer_id,
+            )
         self._port = None
         self._client: IntroducerClient | None = None
         self._cookie: bytes | None = None
@@ -122,7 +144,7 @@ class PeerEndpoint(DatagramProtocol):
         self._by_intro: dict[bytes, PeerConnection] = {}
         self._by_conn_id: dict[int, PeerConnection] = {}
         self._by_allocation: dict[bytes, tuple[PeerConnection, RelayRoute]] = {}
-        self._awaiting: dict[bytes, tuple[str | None, Deferred]] = {}
+        self._awaiting: dict[bytes, tuple[str | None, Deferred, bytes | None]] = {}
         self._hosted: dict[bytes, HostedSession] = {}
         self._observers: list[Callable[[StatusEvent], None]] = []
         self._heartbeat_call = None
@@ -293,7 +315,7 @@ class PeerEndpoint(DatagramProtocol):
         # restart (see _introclient.Prover).
         from p2pnet._introclient import Prover
 
-        identity = getattr(self, "identity", None)
+        identity = self.identity
         if self._client.prover is None:
             self._client.prover = Prover(self.peer_id, identity)
         message = wire.Register(
@@ -428,7 +450,7 @@ class PeerEndpoint(DatagramProtocol):
         for connection in list(self._by_intro.values()):
             connection.close()
         closed = ConnectionClosed("the endpoint was stopped")
-        for _, d in list(self._awaiting.values()):
+        for _, d, _ in list(self._awaiting.values()):
             self.eventually(d.errback, Failure(closed))
         self._awaiting.clear()
         if self._client is not None:
@@ -530,12 +552,18 @@ class PeerEndpoint(DatagramProtocol):
         page(0)
         return result
 
-    def connect(self, peer_id: str, protocol: PeerProtocol | None = None) -> Deferred:
+    def connect(
+        self, peer_id: str, protocol: PeerProtocol | None = None, *, expect_key: bytes | None = None
+    ) -> Deferred:
         """
         Ask the introducer to introduce us to C{peer_id} and punch a path.
 
         @param protocol: receives the connection's datagrams (default: one
             from the factory, if any).
+        @param expect_key: the peer's static public key, if we know it
+            (pinned): an introduction with another key fails with
+            L{PeerKeyMismatch}, so not even a malicious introducer can put
+            someone else in the peer's place.
         @return: a Deferred firing with the L{PeerConnection}, or failing
             with L{HandshakeTimeout}, L{UnknownPeer}, L{IntroducerUnreachable}.
         """
@@ -544,12 +572,16 @@ class PeerEndpoint(DatagramProtocol):
         except P2PError as e:
             return fail(e)
         message = wire.Introduce(self.new_txid(), self.peer_id, self._cookie, target=peer_id)
-        return self._introduce(message, peer_id, protocol)
+        return self._introduce(message, peer_id, protocol, expect_key)
 
-    def join(self, session: wire.SessionInfo, protocol: PeerProtocol | None = None) -> Deferred:
+    def join(
+        self, session: wire.SessionInfo, protocol: PeerProtocol | None = None, *, expect_key: bytes | None = None
+    ) -> Deferred:
         """
         Join a listed session: connect to its host (and, in a mesh session,
         to every member; those connections arrive through the factory).
+        The connection's C{peer_key} is the host's key (pin it, and pass
+        it as C{expect_key} next time).
 
         @return: a Deferred firing with the L{PeerConnection} to the host,
             or failing with L{SessionFull}, L{UnknownPeer}, ...
@@ -561,11 +593,13 @@ class PeerEndpoint(DatagramProtocol):
         message = wire.Introduce(
             self.new_txid(), self.peer_id, self._cookie, session_id=session.session_id
         )
-        return self._introduce(message, session.host, protocol)
+        return self._introduce(message, session.host, protocol, expect_key)
 
-    def _introduce(self, message: wire.Introduce, expected: str, protocol: PeerProtocol | None) -> Deferred:
+    def _introduce(
+        self, message: wire.Introduce, expected: str, protocol: PeerProtocol | None, expect_key: bytes | None
+    ) -> Deferred:
         waiter = Deferred()
-        self._awaiting[message.txid] = (expected, waiter)
+        self._awaiting[message.txid] = (expected, waiter, expect_key)
 
         def refused(reason: Failure) -> None:
             entry = self._awaiting.pop(message.txid, None)
@@ -722,7 +756,7 @@ class PeerEndpoint(DatagramProtocol):
             self.count("dropped-not-p2pnet")
             return
         kind = data[1]
-        if kind == wire.MessageType.DATA:
+        if kind == wire.MessageType.SEALED or kind == wire.MessageType.DATA:
             self._data(data, Address(addr[0], addr[1]), via)
             return
         if kind == wire.MessageType.RELAY_FORWARD:
@@ -755,15 +789,16 @@ class PeerEndpoint(DatagramProtocol):
         if len(data) < 2 or data[0] != wire.MAGIC:
             self.count("dropped-not-p2pnet")
             return
-        if data[1] == wire.MessageType.DATA:
+        if data[1] == wire.MessageType.SEALED or data[1] == wire.MessageType.DATA:
             self._data(data, route, owner=owner)
             return
         self._peer_message(data, route)
 
     def _data(self, data: bytes, source, via=None, owner: PeerConnection | None = None) -> None:
         """
-        An application datagram: find its connection by the receiver's
-        connection id (which must be C{owner}'s, when given).
+        A sealed (or, insecure, a C{DATA}) datagram: find its connection
+        by the receiver's connection id (which must be C{owner}'s, when
+        given).
         """
         if len(data) < wire.DATA_HEADER_SIZE:
             self.count("dropped-malformed")
@@ -775,7 +810,10 @@ class PeerEndpoint(DatagramProtocol):
         if not is_relayed(source):
             connection.heard_via(source, via)
             source = connection.normalise(source)
-        connection.data_received(data, source)
+        if data[1] == wire.MessageType.SEALED:
+            connection.sealed_received(data, source)
+        else:
+            connection.data_received(data, source)
 
     def _peer_message(self, data: bytes, source, via=None) -> None:
         if data[1] < wire.MessageType.PROBE or data[1] >= wire.MessageType.DATA:
@@ -839,6 +877,17 @@ class PeerEndpoint(DatagramProtocol):
         conn_id = int.from_bytes(self._random_bytes(2), "big")
         while conn_id in self._by_conn_id:
             conn_id = (conn_id + 1) & 0xFFFF
+        entry = self._awaiting.get(intro.txid)
+        ours = entry is not None and entry[0] == intro.peer_id
+        refusal = self._key_refusal(intro, entry[2] if ours else None)
+        if refusal is not None:
+            self.count("refused-peer-key")
+            self.log.warn("refusing {peer_id}: {error}", peer_id=intro.peer_id, error=str(refusal))
+            self.emit(StatusEvent("failed", intro.peer_id, detail=str(refusal)))
+            if ours:
+                del self._awaiting[intro.txid]
+                entry[1].errback(Failure(refusal))
+            return
         connection = PeerConnection(self, intro, conn_id)
         self._by_intro[intro.intro_id] = connection
         self._by_conn_id[conn_id] = connection
@@ -849,13 +898,33 @@ class PeerEndpoint(DatagramProtocol):
             local=", ".join(map(str, intro.local)) or "none",
         )
         self.emit(StatusEvent("introduced", intro.peer_id, address=intro.public, candidates=connection.candidates))
-        entry = self._awaiting.get(intro.txid)
-        if entry is not None and entry[0] == intro.peer_id:
+        if ours:
             del self._awaiting[intro.txid]
             entry[1].callback(connection)
         else:
             connection.when_connected().addCallbacks(self._incoming, lambda _: None)
         connection.machine.start()
+
+    def _key_refusal(self, intro: wire.Introduction, expect_key: bytes | None) -> P2PError | None:
+        """
+        Why we must not connect to the introduced peer (its key is missing,
+        not the one we expect, or not the one pinned), or None.
+        """
+        if self.config.insecure:
+            return None
+        if intro.peer_key is None:
+            return HandshakeFailed(
+                f"the introducer sent no key for {intro.peer_id!r}: it runs an older p2pnet, "
+                "or the peer runs with insecure=True (--insecure); refusing an unencrypted connection"
+            )
+        if expect_key is not None and not hmac.compare_digest(expect_key, intro.peer_key):
+            return PeerKeyMismatch(intro.peer_id, expect_key, intro.peer_key)
+        if self.trust is not None:
+            try:
+                self.trust.check(intro.peer_id, intro.peer_key)
+            except (PeerKeyMismatch, KeyFileError) as e:
+                return e
+        return None
 
     def _incoming(self, connection: PeerConnection) -> None:
         protocol = None

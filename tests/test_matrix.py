@@ -97,9 +97,17 @@ class MatrixTests(SynchronousTestCase):
 
     def test_same_lan_prefers_local_with_hairpin(self):
         """
-        With hairpinning the public path works too, but the local one wins.
+        With hairpinning the public path works too, but the local one wins:
+        its answer arrives a moment after the public one, and the connection
+        moves once the local address answered a path challenge (one more
+        round trip on the LAN).
         """
-        result = run_pair("full-cone", "full-cone", same_lan=True, hairpin=True)
+
+        def settle(context):
+            for _ in range(50):
+                context.clock.advance(context.step)
+
+        result = run_pair("full-cone", "full-cone", same_lan=True, hairpin=True, then=settle)
         self.assertEqual(result.path, "direct-local")
 
     def test_warmup_makes_poisoned_pairs_work(self):

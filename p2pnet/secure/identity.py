@@ -24,7 +24,7 @@ import os
 import stat
 
 from p2pnet.errors import KeyFileError
-from p2pnet.secure._noise import DHLEN, KeyPair
+from p2pnet.secure._noise import DHLEN, KeyPair, dh
 
 FILE_MAGIC = "p2pnet-identity-1"
 MAX_FILE_SIZE = 4096
@@ -81,6 +81,15 @@ class Identity:
         The identity whose private key is the 32 bytes C{raw}.
         """
         return cls(KeyPair.from_private_bytes(raw))
+
+    def exchange(self, peer_public: bytes) -> bytes:
+        """
+        The X25519 shared secret with C{peer_public} (what proves this
+        identity to the introducer, see L{p2pnet._introclient.Prover}).
+
+        @raise HandshakeFailed: if C{peer_public} is not a usable key.
+        """
+        return dh(self.key_pair, peer_public)
 
     @property
     def fingerprint(self) -> str:
