@@ -6,12 +6,15 @@ from p2pnet.address import Address
 from p2pnet.errors import (
     AuthenticationFailed,
     ConnectionClosed,
+    HandshakeFailed,
     HandshakeTimeout,
     IntroducerError,
     IntroducerUnreachable,
+    KeyFileError,
     MalformedMessage,
     NotAuthorised,
     P2PError,
+    PeerKeyMismatch,
     PeerLost,
     RateLimited,
     SessionFull,
@@ -31,6 +34,8 @@ from p2pnet.endpoint import (
     TurnSettings,
 )
 from p2pnet._handshake import HandshakeConfig
+from p2pnet.secure.identity import Identity
+from p2pnet.secure.trust import TrustStore
 from p2pnet.introducer import IntroducerProtocol, IntroducerService
 from p2pnet.wire import SessionInfo
 
@@ -40,6 +45,8 @@ __all__ = [
     "Address",
     "HandshakeConfig",
     "HostedSession",
+    "Identity",
+    "TrustStore",
     "IntroducerProtocol",
     "IntroducerService",
     "Path",
@@ -54,6 +61,9 @@ __all__ = [
     "TurnSettings",
     "AuthenticationFailed",
     "ConnectionClosed",
+    "HandshakeFailed",
+    "KeyFileError",
+    "PeerKeyMismatch",
     "HandshakeTimeout",
     "IntroducerError",
     "IntroducerUnreachable",

@@ -21,7 +21,9 @@ from p2pnet._handshake import HandshakeConfig
 from p2pnet._options import parse, port, positive, read_secret
 from p2pnet.address import Address
 from p2pnet.endpoint import PeerConfig, PeerEndpoint, PeerFactory, PeerProtocol, StatusEvent
-from p2pnet.errors import P2PError, UnknownPeer
+from p2pnet.errors import KeyFileError, P2PError, UnknownPeer
+from p2pnet.secure.identity import Identity
+from p2pnet.secure.trust import TrustStore
 
 
 def _address(text: str) -> Address:
@@ -59,6 +61,10 @@ class Options(usage.Options):
         ["turn", None, None, "Relay through this TURN server (HOST:PORT) instead of a p2pnet relay.", _address],
         ["turn-user", None, None, "TURN user name."],
         ["turn-password-file", None, None, "File holding the TURN password."],
+        ["identity", None, None,
+         "Our key pair's file (created, mode 0600, if missing): keep it to keep our name and key across restarts."],
+        ["trust-file", None, None,
+         "Known peers' keys (created if missing): pin each peer's key on first use, refuse a changed one."],
     ]
     optFlags = [
         ["json", "j", "Print one JSON object per line per event."],
@@ -67,6 +73,7 @@ class Options(usage.Options):
         ["nat-check", None, "Check our NAT at start (STUN against the introducer) and tell it."],
         ["no-relay", None, "Never fall back to a relay."],
         ["relay-only", None, "Only use relayed paths (hides our addresses from the peer)."],
+        ["insecure", None, "No encryption, no replay protection (for benchmarks and debugging only)."],
     ]
 
     def postOptions(self) -> None:
@@ -90,6 +97,13 @@ class Options(usage.Options):
         self["secret"] = None
         if self["secret-file"]:
             self["secret"] = read_secret(self["secret-file"], "--secret-file")
+        if self["insecure"] and (self["identity"] or self["trust-file"]):
+            raise usage.UsageError("--insecure has no keys: drop --identity and --trust-file, or --insecure")
+        try:
+            self["identity-key"] = Identity.load_or_create(self["identity"]) if self["identity"] else None
+            self["trust"] = TrustStore(self["trust-file"]) if self["trust-file"] else None
+        except KeyFileError as e:
+            raise usage.UsageError(str(e)) from None
 
 
 class Printer:
@@ -121,6 +135,8 @@ class Printer:
             fields = {"peer": event.peer_id, "candidates": [str(a) for a in event.candidates]}
         elif event.kind in ("connected", "path-changed"):
             fields = {"peer": event.peer_id, "path": event.path.value, "address": str(event.address)}
+            if event.detail:
+                fields["detail"] = event.detail
             if event.elapsed is not None:
                 fields["elapsed"] = round(event.elapsed, 4)
         elif event.kind in ("lost", "failed", "closed"):
@@ -173,6 +189,7 @@ def run(reactor, options: Options, out: TextIO):
         turn=options["turn-settings"],
         heartbeat_interval=options["heartbeat"],
         nat_check=options["nat-check"],
+        insecure=options["insecure"],
     )
     endpoint = PeerEndpoint(
         reactor,
@@ -183,6 +200,8 @@ def run(reactor, options: Options, out: TextIO):
         interface=options["bind"],
         factory=_Factory(printer, _greeting(options)),
         config=config,
+        identity=options["identity-key"],
+        trust=options["trust"],
     )
     endpoint.add_observer(printer.status)
     done: Deferred = Deferred()

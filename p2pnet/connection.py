@@ -21,6 +21,7 @@ from p2pnet._peertypes import Path, PeerProtocol, StatusEvent
 from p2pnet.address import Address, RelayedAddress, RelayRoute, TurnRoute, is_relayed
 from p2pnet.errors import ConnectionClosed, PeerLost
 from p2pnet.secure._session import SecureSession
+from p2pnet.secure.identity import fingerprint
 
 if TYPE_CHECKING:
     from p2pnet.endpoint import PeerEndpoint
@@ -28,6 +29,15 @@ if TYPE_CHECKING:
 MAX_CANDIDATES = 8
 #: Transaction ids remembered per direction (hellos sent, hellos seen).
 MAX_TXIDS = 1024
+
+
+class _InsecureLogger(Logger):
+    """
+    A connection's logger with C{insecure=True}: every line says so.
+    """
+
+    def emit(self, level, format=None, **kwargs) -> None:
+        super().emit(level, "INSECURE (not encrypted): " + (format or ""), **kwargs)
 
 
 def _remember(table: dict[bytes, None], txid: bytes) -> None:
@@ -97,6 +107,7 @@ class PeerConnection:
         self._sent_txids: dict[bytes, None] = {}
         self._seen_txids: dict[bytes, None] = {}
         if endpoint.config.insecure:
+            self.log = _InsecureLogger(namespace=f"{__name__}.{type(self).__name__}", source=self)
             self._path = PlainPath(self)
         else:
             self._path = SecurePath(
@@ -397,7 +408,11 @@ class PeerConnection:
             path=self.path.value,
             elapsed=elapsed,
         )
-        self._endpoint.emit(StatusEvent("connected", self.peer_id, self.path, address, elapsed=elapsed))
+        if self._path.secure:
+            detail = f"secure session, peer key {fingerprint(self.peer_key)}"
+        else:
+            detail = "INSECURE: not encrypted, not replay-proof"
+        self._endpoint.emit(StatusEvent("connected", self.peer_id, self.path, address, detail, elapsed))
         waiters, self._waiters = self._waiters, []
         for d in waiters:
             self._endpoint.eventually(d.callback, self)

@@ -621,7 +621,7 @@ class PeerEndpoint(DatagramProtocol):
     def request_reversal(self, connection: PeerConnection) -> None:
         if self._cookie is None or self._stopping:
             return
-        self.log.info("asking the introducer to make {peer_id} send first", peer_id=connection.peer_id)
+        connection.log.info("asking the introducer to make {peer_id} send first", peer_id=connection.peer_id)
         self._client.send(
             wire.ReverseRequest(
                 self.new_txid(), self.peer_id, self._cookie, connection.peer_id, connection.intro_id
@@ -646,7 +646,7 @@ class PeerEndpoint(DatagramProtocol):
         def allocated(relayed: Address | None):
             if relayed is None or connection.ended or peer_public is None:
                 return None
-            self.log.info("TURN allocation {relayed} for {peer_id}", relayed=str(relayed), peer_id=connection.peer_id)
+            connection.log.info("TURN allocation {relayed} for {peer_id}", relayed=str(relayed), peer_id=connection.peer_id)
             d = self._turn.create_permission(peer_public)
             d.addCallback(lambda _: connection.turn_ready(TurnRoute(peer_public)))
             offer = wire.CandidateOffer(
@@ -667,7 +667,7 @@ class PeerEndpoint(DatagramProtocol):
 
         self._turn_allocation.addCallback(share)
         waiter.addCallback(allocated).addErrback(
-            lambda f: self.log.info("TURN relay for {peer_id} failed: {error}", peer_id=connection.peer_id, error=str(f.value))
+            lambda f: connection.log.info("TURN relay for {peer_id} failed: {error}", peer_id=connection.peer_id, error=str(f.value))
         )
 
     def _turn_failed(self, reason: Failure) -> None:
@@ -684,7 +684,7 @@ class PeerEndpoint(DatagramProtocol):
         if self._turn is not None:
             self._turn_relay(connection)
             return
-        self.log.info("asking the introducer for a relay to {peer_id}", peer_id=connection.peer_id)
+        connection.log.info("asking the introducer for a relay to {peer_id}", peer_id=connection.peer_id)
         d = self._client.request(
             wire.RelayRequest(
                 self.new_txid(), self.peer_id, self._cookie, connection.peer_id, connection.intro_id
@@ -698,7 +698,7 @@ class PeerEndpoint(DatagramProtocol):
         def refused(reason: Failure) -> None:
             if self._stopping or reason.check(ConnectionClosed):
                 return
-            self.log.info(
+            connection.log.info(
                 "no relay for {peer_id}: {error}", peer_id=connection.peer_id, error=str(reason.value)
             )
 
@@ -891,7 +891,7 @@ class PeerEndpoint(DatagramProtocol):
         connection = PeerConnection(self, intro, conn_id)
         self._by_intro[intro.intro_id] = connection
         self._by_conn_id[conn_id] = connection
-        self.log.info(
+        connection.log.info(
             "introduced to {peer_id}: public {public}, local {local}",
             peer_id=intro.peer_id,
             public=str(intro.public),
@@ -924,6 +924,8 @@ class PeerEndpoint(DatagramProtocol):
                 self.trust.check(intro.peer_id, intro.peer_key)
             except (PeerKeyMismatch, KeyFileError) as e:
                 return e
+            except OSError as e:
+                return KeyFileError(f"cannot record {intro.peer_id!r}'s key in the trust file: {e}")
         return None
 
     def _incoming(self, connection: PeerConnection) -> None:
@@ -932,7 +934,7 @@ class PeerEndpoint(DatagramProtocol):
             protocol = self.factory.build_protocol(connection.peer_id)
         if protocol is None:
             if self.factory is not None:
-                self.log.info("factory refused {peer_id}", peer_id=connection.peer_id)
+                connection.log.info("factory refused {peer_id}", peer_id=connection.peer_id)
                 connection.close()
             return
         connection.set_protocol(protocol)

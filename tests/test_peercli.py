@@ -1,0 +1,139 @@
+"""
+C{p2pnet peer} as a user runs it: real processes on loopback, a real
+introducer in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+
+from twisted.internet import defer, reactor, task
+from twisted.internet.protocol import ProcessProtocol
+from twisted.trial.unittest import TestCase
+
+from p2pnet._registry import Registry
+from p2pnet.introducer import IntroducerProtocol, IntroducerService
+
+
+class _Peer(ProcessProtocol):
+    """
+    A C{p2pnet peer --json} process: its events as they arrive.
+    """
+
+    def __init__(self):
+        self.events = []
+        self.buffer = b""
+        self.waiting = []
+        self.ended = defer.Deferred()
+        self.stderr = b""
+
+    def outReceived(self, data):
+        self.buffer += data
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            self.events.append(event)
+            for kind, d in list(self.waiting):
+                if event.get("event") == kind:
+                    self.waiting.remove((kind, d))
+                    d.callback(event)
+
+    def errReceived(self, data):
+        self.stderr += data
+
+    def wait_for(self, kind: str) -> defer.Deferred:
+        for event in self.events:
+            if event.get("event") == kind:
+                return defer.succeed(event)
+        d = defer.Deferred()
+        self.waiting.append((kind, d))
+        return d
+
+    def processEnded(self, reason):
+        for kind, d in self.waiting:
+            d.errback(AssertionError(f"peer ended before {kind!r}: {self.events} {self.stderr[-2000:]!r}"))
+        self.waiting = []
+        self.ended.callback(None)
+
+
+class PeerCommandTests(TestCase):
+    timeout = 60
+
+    def setUp(self):
+        self.registry = Registry(3.0, os.urandom)
+        self.service = IntroducerService(reactor, IntroducerProtocol(reactor, self.registry), 0, "127.0.0.1")
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        self.introducer = f"127.0.0.1:{self.service.port.getHost().port}"
+        self.directory = os.path.abspath(self.mktemp())
+        os.makedirs(self.directory)
+
+    def peer(self, *args: str) -> tuple[_Peer, object]:
+        protocol = _Peer()
+        argv = [sys.executable, "-m", "p2pnet", "peer", "--json", "--introducer", self.introducer,
+                "--bind", "127.0.0.1", *args]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.getcwd() + os.pathsep + os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        process = reactor.spawnProcess(protocol, sys.executable, argv, env=env, path=self.directory)
+
+        def cleanup():
+            if not protocol.ended.called:
+                process.signalProcess("KILL")
+            return protocol.ended
+
+        self.addCleanup(cleanup)
+        return protocol, process
+
+    @defer.inlineCallbacks
+    def test_name_reclaimed_after_kill_9(self):
+        """
+        A host killed with SIGKILL and started again with the same
+        --identity file registers at once (its key takes its name back; it
+        used to wait about 60 s for "peer id is taken"), and hosts again.
+        The identity file is created with mode 0600.
+        """
+        identity = os.path.join(self.directory, "host.key")
+        first, process = self.peer("--name", "host", "--heartbeat", "0.5", "--identity", identity, "--host-session", "Den")
+        yield first.wait_for("hosting")
+        self.assertEqual(stat.S_IMODE(os.stat(identity).st_mode), 0o600)
+        process.signalProcess("KILL")
+        yield first.ended
+        second, _ = self.peer("--name", "host", "--heartbeat", "0.5", "--identity", identity, "--host-session", "Den")
+        hosting = yield second.wait_for("hosting")
+        self.assertEqual(hosting["session"], "Den")
+        self.assertEqual([e for e in second.events if e["event"] == "error"], [])
+
+    @defer.inlineCallbacks
+    def test_trust_file_pins_and_refuses_a_changed_key(self):
+        """
+        With --trust-file, the first connection pins the host's key; when
+        the host's name is later held by another key, the player refuses to
+        connect, with PeerKeyMismatch naming the peer.
+        """
+        trust = os.path.join(self.directory, "known-peers")
+        host, host_process = self.peer("--name", "host", "--heartbeat", "0.5")
+        yield host.wait_for("registered")
+        player, _ = self.peer("--name", "player", "--trust-file", trust, "--connect", "host", "--exit-after", "2")
+        connected = yield player.wait_for("connected")
+        self.assertIn("secure session", connected["detail"])
+        yield player.ended
+        with open(trust) as f:
+            self.assertEqual(sorted(json.load(f)["peers"]), ["host"])
+        host_process.signalProcess("KILL")
+        yield host.ended
+        # The registration expires (lifetime 3 s here); another key takes
+        # the name.
+        yield task.deferLater(reactor, 4.0, lambda: None)
+        impostor, _ = self.peer("--name", "host", "--heartbeat", "0.5")
+        yield impostor.wait_for("registered")
+        player, _ = self.peer("--name", "player", "--trust-file", trust, "--connect", "host", "--retry", "1")
+        error = yield player.wait_for("error")
+        self.assertEqual(error["error"], "PeerKeyMismatch")
+        self.assertIn("host", error["message"])
+        self.assertEqual([e for e in player.events if e["event"] == "connected"], [])
