@@ -30,6 +30,8 @@ from p2pnet import wire
 from p2pnet._eventual import EventualQueue
 from p2pnet._handshake import HandshakeConfig, HandshakeCore, make_handshake
 from p2pnet._introclient import IntroducerClient
+from p2pnet._relayclient import answer_challenge as answer_relay_challenge
+from p2pnet._relayclient import is_challenge as is_relay_challenge
 from p2pnet.address import Address, RelayedAddress, RelayRoute, TurnRoute, is_relayed
 from p2pnet.errors import (
     ConnectionClosed,
@@ -1240,6 +1242,15 @@ class PeerEndpoint(DatagramProtocol):
             self.count("dropped-unknown-allocation")
             return
         connection, route = entry
+        if is_relay_challenge(data):
+            # The relay asks us to prove we receive at this address before
+            # it binds us here: answer to the relay, never to the source.
+            answer = answer_relay_challenge(data, route.allocation_id, route.side, route.key)
+            if answer is None:
+                self.count("dropped-unauthenticated")
+            else:
+                self.write(answer, route.relay)
+            return
         inner = wire.verify_relayed(data, route.key)
         if inner is None:
             self.count("dropped-unauthenticated")
