@@ -155,7 +155,9 @@ class RelayProtocol(FastDatagramWriting, DatagramProtocol):
         now = self._clock.seconds()
         for allocation_id, why in self.table.expire(now):
             self._stats["expired"] += 1
-            self._note("expired", "allocation {allocation} expired ({why})", now, allocation=allocation_id.hex(), why=why)
+            self._note(
+                "expired", "allocation {allocation} expired ({why})", now, allocation=allocation_id.hex(), why=why
+            )
         held = self._log_budget.take_held()
         if held:
             self.log.info(
