@@ -747,6 +747,37 @@ class FallbackTests(SynchronousTestCase):
         run_pair("symmetric", "symmetric", relay=True, then=then)
         self.assertEqual(record, {"received": [b"real"], "dropped": 1, "path": "relayed"})
 
+    def test_member_answers_challenges_to_its_relay(self):
+        """
+        A member answers a challenge that verifies under its allocation key
+        with one datagram of the challenge's size to its relay, wherever
+        the challenge seemed to come from; a forged one (another key) gets
+        nothing and is counted.
+        """
+        from p2pnet._relayclient import encode_challenge
+
+        record = {}
+        events = []
+
+        def then(context):
+            [theirs] = context.received_b
+            route = theirs.connection.address
+            peer = context.peer_b
+            for key in (b"k" * 16, route.key):
+                challenge = encode_challenge(route.allocation_id, route.side, bytes(16), key)
+                before = len(events)
+                peer.datagramReceived(challenge, EVIL)
+                record[key == route.key] = [
+                    (e.dst, e.size) for e in events[before:] if e.kind == "send"
+                ]
+            record["relay"] = route.relay.as_tuple()
+            record["dropped"] = peer.stats.get("dropped-unauthenticated", 0)
+
+        run_pair("symmetric", "symmetric", relay=True, then=then, trace=events.append)
+        self.assertEqual(record[False], [])
+        self.assertEqual(record[True], [(record["relay"], 35)])
+        self.assertEqual(record["dropped"], 1)
+
     def test_upgrade_to_direct(self):
         """
         While relayed, direct attempts continue with backoff; when the block
@@ -861,3 +892,88 @@ class SourceCapTests(SynchronousTestCase):
         relay.datagramReceived(frame(0, b"x" * 40), ONE)
         self.assertEqual(relay.stats["forwarded"], 9)
         relay.doStop()
+
+
+class IntroducerRelayRequestTests(SynchronousTestCase):
+    """
+    The introducer's side of issue 14, item 3: one peer asking for relay
+    allocations for made-up introductions.
+    """
+
+    def setUp(self):
+        from p2pnet._registry import Registry
+        from p2pnet.address import Address
+        from p2pnet.introducer import IntroducerProtocol, RelaySettings
+
+        from .helpers import seeded_bytes
+
+        self.clock = Clock()
+        self.transport = FakeDatagramTransport()
+        self.introducer = IntroducerProtocol(
+            self.clock,
+            Registry(600.0, seeded_bytes(1)),
+            seeded_bytes(2),
+            relay=RelaySettings(SECRET, Address("192.0.2.20", 3479)),
+        )
+        self.introducer.makeConnection(self.transport)
+        self.cookies = {}
+        self.txid = 0
+        for name, source in (("a", ("203.0.113.5", 40000)), ("b", ONE), ("c", TWO)):
+            self.request(wire.Register(self.next_txid(), name, ()), source)
+            [(answer, _)] = self.transport.clear()
+            self.cookies[name] = answer.cookie, source
+            self.request(wire.Heartbeat(self.next_txid(), name, answer.cookie), source)
+            self.transport.clear()
+
+    def tearDown(self):
+        self.clock.advance(10)  # the pushes end
+        self.introducer.doStop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def next_txid(self):
+        self.txid += 1
+        return self.txid.to_bytes(wire.TXID_SIZE, "big")
+
+    def request(self, message, source):
+        self.introducer.datagramReceived(wire.encode(wire.padded(message)), source)
+
+    def ask(self, name, target, intro_id):
+        """
+        C{name}'s RelayRequest for C{intro_id}: the answer it gets.
+        """
+        cookie, source = self.cookies[name]
+        self.request(wire.RelayRequest(self.next_txid(), name, cookie, target, intro_id), source)
+        txid = self.txid.to_bytes(wire.TXID_SIZE, "big")
+        [answer] = [m for m, to in self.transport.clear() if to == source and m.txid == txid]
+        return answer
+
+    def test_one_peer_cannot_push_out_a_pair(self):
+        """
+        A peer asking for allocations for 5,000 made-up introductions gets
+        64, then RATE_LIMITED; a real pair that asked before and after it
+        still shares one allocation, and other peers still get theirs.
+        """
+        real = b"R" * 8
+        first = self.ask("b", "c", real)
+        answers = [self.ask("a", "b", n.to_bytes(8, "big")) for n in range(5000)]
+        offers = [m for m in answers if isinstance(m, wire.RelayOffer)]
+        refusals = {(m.code, m.reason) for m in answers if isinstance(m, wire.Error)}
+        self.assertEqual(len(offers), 64)
+        self.assertEqual(refusals, {(wire.ErrorCode.RATE_LIMITED, "too many relay allocations")})
+        second = self.ask("c", "b", real)
+        self.assertEqual((first.allocation, second.allocation), (first.allocation, first.allocation))
+        self.assertEqual({first.side, second.side}, {0, 1})
+        self.assertIsInstance(self.ask("c", "a", b"S" * 8), wire.RelayOffer)
+
+    def test_allowance_comes_back(self):
+        """
+        The requester's allocations are forgotten after 300 s, and it may
+        ask again.
+        """
+        for n in range(64):
+            self.ask("a", "b", n.to_bytes(8, "big"))
+        self.assertIsInstance(self.ask("a", "b", b"late" * 2), wire.Error)
+        self.clock.advance(299)
+        self.assertIsInstance(self.ask("a", "b", b"late" * 2), wire.Error)
+        self.clock.advance(2)
+        self.assertIsInstance(self.ask("a", "b", b"late" * 2), wire.RelayOffer)
