@@ -73,8 +73,8 @@ class RelayProtocol(FastDatagramWriting, DatagramProtocol):
         its second member.
     @param challenge_lifetime: seconds within which a challenge must be
         answered.
-    @param challenge_rate: challenges per second per allocation side
-        (bursts of twice as many).
+    @param challenge_rate: challenges per second per allocation side and
+        source IP (bursts of twice as many).
     @param log_rate: log lines per second about single allocations (0:
         all); what is held back is summed up at the next sweep.
     @param verify_all: check the tag of every datagram, not only of those
@@ -263,7 +263,9 @@ class RelayProtocol(FastDatagramWriting, DatagramProtocol):
         if len(data) < BIND_FRAME_SIZE:
             self._stats["dropped-unproven-small"] += 1
             return
-        if not self._challenges.allow(data[2:11], now):
+        # Per allocation side and address IP: spoofed replays of a captured
+        # frame from other addresses cannot use up a member's challenges.
+        if not self._challenges.allow((data[2:11], addr[0]), now):
             self._stats["dropped-challenge-limited"] += 1
             return
         stamp = max(int(now * 1000), self._last_stamp + 1)

@@ -365,6 +365,22 @@ class FloodCannonTests(RelayTestCase):
             self.send(1, HELLO, VICTIM)
         self.assertEqual(len(self.take(VICTIM)), 2)
 
+    def test_replays_do_not_starve_the_member(self):
+        """
+        Spoofed replays of a member's frame from other addresses, however
+        many, do not use up the challenges its own address gets: after a
+        NAT rebinding amid such a flood the member still moves.
+        """
+        self.bind(0, ONE)
+        self.bind(1, TWO)
+        captured = frame(1, HELLO)
+        for n in range(200):
+            self.relay.datagramReceived(captured, (f"192.0.2.{n}", 7000))
+        self.take()
+        self.bind(1, THREE)
+        self.send(0, b"moved", ONE)
+        self.assertEqual(self.forwarded_to(THREE), [b"moved"])
+
     def test_unanswered_challenge_binds_nothing(self):
         """
         A side whose first frame came from a spoofed address stays
