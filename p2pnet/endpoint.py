@@ -1250,6 +1250,10 @@ class PeerEndpoint(DatagramProtocol):
                 self.count("dropped-unauthenticated")
             else:
                 self.write(answer, route.relay)
+                if connection.address is None and not connection.ended:
+                    # The relay did not forward the hello that drew the
+                    # challenge: send one now rather than at the next retry.
+                    connection.send_hello(route)
             return
         inner = wire.verify_relayed(data, route.key)
         if inner is None:

@@ -763,6 +763,17 @@ class FallbackTests(SynchronousTestCase):
         run_pair("symmetric", "symmetric", relay=True, then=then)
         self.assertEqual(record, {"received": [b"real"], "dropped": 1, "path": "relayed"})
 
+    def test_challenge_costs_one_round_trip(self):
+        """
+        A member that answers the relay's challenge sends its hello again
+        at once: a symmetric pair that relays at once connects in 90 ms
+        here (70 ms before binding by challenge, 170 ms when the hello
+        waits for the retransmit timer).
+        """
+        result = run_pair("symmetric", "symmetric", relay=True, nat_check=True)
+        self.assertEqual(result.path, "relayed")
+        self.assertLess(result.connect_time, 0.12)
+
     def test_member_answers_challenges_to_its_relay(self):
         """
         A member answers a challenge that verifies under its allocation key
