@@ -6,6 +6,7 @@ to the relay, on the simulated network.
 
 from __future__ import annotations
 
+from hypothesis import given, strategies as st
 from twisted.internet.task import Clock
 from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
@@ -319,6 +320,50 @@ class RelayProtocolTests(RelayTestCase):
             self.relay.datagramReceived(datagram, ONE)
         self.assertEqual(self.transport.written, [])
         self.assertEqual(self.relay.stats["dropped-malformed"], 8)
+
+
+class FuzzTests(SynchronousTestCase):
+    @given(
+        st.lists(
+            st.tuples(
+                st.one_of(
+                    st.builds(
+                        bytes.__add__,
+                        st.sampled_from([b"", b"\xd1\x50", b"\xd1\x50" + ALLOCATION]),
+                        st.binary(max_size=60),
+                    ),
+                    # well tagged, any side byte, any inner datagram
+                    st.builds(frame, st.integers(0, 255), st.binary(max_size=40)),
+                ),
+                st.sampled_from([ONE, TWO, EVIL]),
+            ),
+            max_size=8,
+        )
+    )
+    def test_no_error_no_amplification(self, datagrams):
+        """
+        Whatever arrives, from members' or other addresses, after both
+        members bound: no internal error, and nothing is sent to an
+        address that is not a bound member that is larger than the
+        datagram that drew it.
+        """
+        clock = Clock()
+        transport = FakeDatagramTransport("192.0.2.20", 3479)
+        relay = RelayProtocol(clock, SECRET)
+        relay.makeConnection(transport)
+        for side, source in ((0, ONE), (1, TWO)):
+            relay.datagramReceived(frame(side, HELLO), source)
+            [(challenge, _)] = transport.written
+            del transport.written[:]
+            relay.datagramReceived(answer_challenge(challenge, ALLOCATION, side, KEY), source)
+        for data, source in datagrams:
+            relay.datagramReceived(data, source)
+            for sent, to in transport.written:
+                if to not in (ONE, TWO):
+                    self.assertLessEqual(len(sent), len(data))
+            del transport.written[:]
+        self.assertEqual(relay.stats["internal-error"], 0)
+        relay.doStop()
 
 
 class FloodCannonTests(RelayTestCase):
