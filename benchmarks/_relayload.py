@@ -61,6 +61,7 @@ import time
 from benchmarks import _fastgen
 from benchmarks._common import sample_during
 from p2pnet import stun, turn, wire
+from p2pnet._relayclient import answer_challenge
 from p2pnet.address import Address
 
 CHANNEL = turn.CHANNEL_MIN
@@ -91,6 +92,23 @@ def p2pnet_templates(secret: bytes, allocation: bytes, inners: list[bytes]):
             assert wire.relayed_fields(frame) == (allocation, side)
     forwarded = [[bytes((wire.MAGIC, wire.MessageType.RELAY_FORWARD)) + f[2:] for f in row] for row in sent]
     return sent, forwarded
+
+
+def bind(sock: socket.socket, frame: bytes, key: bytes, pump=None) -> None:
+    """
+    Bind C{sock} (connected to the relay) as the member that sends
+    C{frame}: the frame draws the relay's challenge, the answer binds.
+    C{pump}, if given, makes an in-process relay read what was sent.
+    """
+    allocation, side = wire.relayed_fields(frame)
+    for datagram in (frame, None):
+        if datagram is None:
+            datagram = answer_challenge(sock.recv(2048), allocation, side, key)
+            if datagram is None:
+                raise RuntimeError("the relay's challenge did not verify")
+        sock.send(datagram)
+        if pump is not None:
+            pump()
 
 
 # --- TURN setup (blocking, before the clock starts) ---------------------------
@@ -183,10 +201,12 @@ def _setup_pair(mode, server, worker, pi, window, payload, secret, credentials):
         table_a = {arrive[1][k]: (sent[0][k], k) for k in range(window)}
         table_b = {arrive[0][k]: (sent[1][k], k) for k in range(window)}
         if mode == "p2pnet":
-            # B's first datagram binds side 1 (the relay drops it: A is not
-            # bound yet), like a real member's first hello.
-            b.send(sent[1][0])
-            time.sleep(0.001)
+            # Each member's first datagram draws the relay's challenge and
+            # the answer binds it, as a real member's first hello does.
+            key = wire.relay_key(secret, allocation)
+            for side, member in ((1, b), (0, a)):
+                member.settimeout(2.0)
+                bind(member, sent[side][0], key)
     else:
         a.connect(server)
         a.settimeout(1.0)

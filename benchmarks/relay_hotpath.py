@@ -26,6 +26,7 @@ import time
 
 from benchmarks import _relayload
 from benchmarks._common import table, write_result
+from p2pnet import wire
 
 _BUFFER = 16 << 20
 
@@ -81,9 +82,8 @@ def relay_variant(port_kind: str, limiters: bool, burst: int, repeats: int, veri
         a, b = _client(server), _client(server)
         inner = _relayload.datagram(0, 0, 0, 100)
         sent, forwarded = _relayload.p2pnet_templates(secret, b"hotpath!", [inner])
-        b.send(sent[1][0])
-        a.send(sent[0][0])
-        port.doRead()
+        for side, member in ((1, b), (0, a)):
+            _relayload.bind(member, sent[side][0], wire.relay_key(secret, b"hotpath!"), port.doRead)
         _drain(a)
         _drain(b)
         best = float("inf")

@@ -37,6 +37,8 @@ from p2pnet._peertypes import (
     StatusEvent,
     TurnSettings,
 )
+from p2pnet._relayclient import answer_challenge as answer_relay_challenge
+from p2pnet._relayclient import is_challenge as is_relay_challenge
 from p2pnet.address import Address, RelayRoute, TurnRoute, is_relayed
 from p2pnet.connection import MAX_CANDIDATES, PeerConnection
 from p2pnet.errors import (
@@ -776,6 +778,19 @@ class PeerEndpoint(DatagramProtocol):
             self.count("dropped-unknown-allocation")
             return
         connection, route = entry
+        if is_relay_challenge(data):
+            # The relay asks us to prove we receive at this address before
+            # it binds us here: answer to the relay, never to the source.
+            answer = answer_relay_challenge(data, route.allocation_id, route.side, route.key)
+            if answer is None:
+                self.count("dropped-unauthenticated")
+            else:
+                self.write(answer, route.relay)
+                if connection.address is None and not connection.ended:
+                    # The relay did not forward the hello that drew the
+                    # challenge: send one now rather than at the next retry.
+                    connection.send_hello(route)
+            return
         inner = wire.verify_relayed(data, route.key)
         if inner is None:
             self.count("dropped-unauthenticated")

@@ -36,6 +36,11 @@ from p2pnet.wire import ErrorCode
 #: The largest answer the introducer sends (fits any path's MTU).
 MAX_ANSWER = wire.MAX_DATAGRAM
 
+#: Relay allocations one peer may have asked for and the introducer still
+#: remembers (for 300 s): beyond, its RelayRequest for a new introduction
+#: is refused with RATE_LIMITED.
+RELAY_OFFERS_PER_PEER = 64
+
 _SESSION_LIST_FIXED = wire.HEADER_SIZE + 2 * (3 + 4)
 _HEARTBEAT = bytes((wire.MessageType.HEARTBEAT,))
 
@@ -149,7 +154,8 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         self.stun_responder = stun_responder
         self.stun_server = StunServer(stun_responder) if stun_responder is not None else None
         self.relay = relay
-        self._relay_offers: OrderedDict[bytes, tuple[float, bytes]] = OrderedDict()
+        self._relay_offers: OrderedDict[bytes, tuple[float, bytes, str]] = OrderedDict()
+        self._relay_offers_by: dict[str, int] = {}
         self._sweep_interval = sweep_interval or max(0.5, registry.lifetime / 4)
         self._stats_interval = stats_interval
         self._log_budget = LogBudget(log_rate)
@@ -856,15 +862,24 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         self._check_introduced(message.intro_id, requester, target, now)
         relay_address, secret = self.relay.offer_address(), self.relay.secret
         # Both members usually ask at about the same time: one allocation per
-        # introduction.
-        while self._relay_offers and (
-            len(self._relay_offers) > 4096 or next(iter(self._relay_offers.values()))[0] < now - 300.0
-        ):
-            self._relay_offers.popitem(last=False)
-        remembered = self._relay_offers.get(message.intro_id)
+        # introduction, at most RELAY_OFFERS_PER_PEER remembered per
+        # requester (so that one peer cannot push everyone else's out).
+        offers, by = self._relay_offers, self._relay_offers_by
+        while offers and (len(offers) > 4096 or next(iter(offers.values()))[0] < now - 300.0):
+            owner = offers.popitem(last=False)[1][2]
+            by[owner] -= 1
+            if not by[owner]:
+                del by[owner]
+        remembered = offers.get(message.intro_id)
         fresh = remembered is None
-        allocation = self._random_bytes(8) if fresh else remembered[1]
-        self._relay_offers[message.intro_id] = (now, allocation)
+        if fresh:
+            if by.get(requester.peer_id, 0) >= RELAY_OFFERS_PER_PEER:
+                raise RegistryError(ErrorCode.RATE_LIMITED, "too many relay allocations")
+            by[requester.peer_id] = by.get(requester.peer_id, 0) + 1
+            allocation, owner = self._random_bytes(8), requester.peer_id
+        else:
+            allocation, owner = remembered[1], remembered[2]
+        offers[message.intro_id] = (now, allocation, owner)
         key = wire.relay_key(secret, allocation)
         mine, theirs = (0, 1) if requester.peer_id < target.peer_id else (1, 0)
         self._send(

@@ -26,7 +26,8 @@ class Options(usage.Options):
     synopsis = "--secret-file PATH [options]"
     longdesc = (
         "Run a p2pnet relay: forwards authenticated datagrams between the two "
-        "members of allocations that a p2pnet introducer hands out."
+        "members of allocations that a p2pnet introducer hands out, each member "
+        "bound to an address only after it answered the relay's challenge there."
     )
     optParameters = [
         ["port", "p", 3479, "UDP port to listen on (0 picks a free one).", _port],
@@ -37,6 +38,9 @@ class Options(usage.Options):
         ["max-bytes", None, 2_000_000, "Bytes per second per allocation.", int],
         ["rate", None, 5000.0, "Packets per second per source IP.", _positive],
         ["source-bytes", None, 5_000_000.0, "Bytes per second per source IP.", _positive],
+        ["max-allocations", None, 100_000, "Allocations at most (half-bound ones are evicted first).", int],
+        ["max-per-source", None, 256, "Member bindings at most per source IP.", int],
+        ["unbound-timeout", None, 15.0, "Seconds a half-bound allocation may wait for its second member.", _positive],
     ]
     optFlags = [
         ["verify-all", None, "Check every datagram's tag, not only those that bind or move a member's address."],
@@ -46,7 +50,7 @@ class Options(usage.Options):
         if self["secret-file"] is None:
             raise usage.UsageError("--secret-file is required (the same file as the introducer's --relay-secret-file)")
         self["secret"] = read_secret(self["secret-file"], "--secret-file")
-        for name in ("max-packets", "max-bytes"):
+        for name in ("max-packets", "max-bytes", "max-allocations", "max-per-source"):
             if self[name] <= 0:
                 raise usage.UsageError(f"--{name} must be greater than 0")
         if self["rate"] < 0.5:
@@ -62,6 +66,9 @@ def make_protocol(options: Options, clock) -> RelayProtocol:
         max_bytes=options["max-bytes"],
         source_limiter=SourceLimiter(options["rate"], options["source-bytes"]),
         verify_all=options["verify-all"],
+        max_allocations=options["max-allocations"],
+        max_per_source=options["max-per-source"],
+        unbound_timeout=options["unbound-timeout"],
     )
 
 

@@ -175,12 +175,15 @@ class RelayTapTests(SynchronousTestCase):
         path = self.secret_file()
         options = relay_tap.Options()
         options.parseOptions(["--port", "0", "--interface", "127.0.0.1", "--secret-file", path,
-                              "--max-packets", "10", "--rate", "7", "--source-bytes", "900"])
+                              "--max-packets", "10", "--rate", "7", "--source-bytes", "900",
+                              "--max-allocations", "12", "--max-per-source", "5", "--unbound-timeout", "8"])
         reactor = FakeUDPReactor()
         service = relay_tap.makeService(options, reactor)
         service.startService()
         [(port, protocol, interface)] = reactor.listened
         self.assertEqual((port, interface, protocol.max_packets), (0, "127.0.0.1", 10))
+        table = protocol.table
+        self.assertEqual((table.max_allocations, table.max_per_source, table.unbound_timeout), (12, 5, 8.0))
         limiter = protocol.source_limiter
         self.assertEqual((limiter.packet_rate, limiter.byte_rate), (7.0, 900.0))
         self.assertEqual((limiter.packet_burst, limiter.byte_burst), (14.0, 1800.0))
@@ -200,6 +203,19 @@ class RelayTapTests(SynchronousTestCase):
             UsageError, relay_tap.Options().parseOptions, ["--secret-file", path, "--rate", "0.2"]
         )
         self.assertIn("--rate must be at least 0.5", str(error))
+
+    def test_table_caps_positive(self):
+        """
+        --max-allocations and --max-per-source below 1 are usage errors.
+        """
+        from p2pnet import relay_tap
+
+        path = self.secret_file()
+        for name in ("--max-allocations", "--max-per-source"):
+            error = self.assertRaises(
+                UsageError, relay_tap.Options().parseOptions, ["--secret-file", path, name, "0"]
+            )
+            self.assertIn(f"{name} must be greater than 0", str(error))
 
     def test_verify_all(self):
         """

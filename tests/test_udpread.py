@@ -15,6 +15,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import TestCase
 
 from p2pnet import wire
+from p2pnet._relayclient import answer_challenge
 from p2pnet._udpread import FastReadPort, listen_udp
 from p2pnet.relay import RelayProtocol
 from tests.test_tap import FakeUDPReactor
@@ -169,7 +170,15 @@ class FastReadPortTests(TestCase):
         one, two = self.client(), self.client()
         for sock in (one, two):
             sock.settimeout(5)
-        self.send(port, [wire.encode_relayed(allocation, 1, b"hello", key)], two)
+        # Each member proves its address: a frame, the relay's challenge,
+        # the answer.
+        for side, sock in ((1, two), (0, one)):
+            self.send(port, [wire.encode_relayed(allocation, side, b"hello, relay: bind me", key)], sock)
+            port.doRead()
+            answer = answer_challenge(sock.recv(200), allocation, side, key)
+            self.send(port, [answer], sock)
+            port.doRead()
+        self.assertEqual(relay.stats["bound"], 2)
         self.send(port, [wire.encode_relayed(allocation, 0, b"%d" % n, key) for n in range(4)], one)
         port.doRead()
         got = []
