@@ -36,11 +36,6 @@ from p2pnet.wire import ErrorCode
 #: The largest answer the introducer sends (fits any path's MTU).
 MAX_ANSWER = wire.MAX_DATAGRAM
 
-#: Relay allocations one peer may have asked for and the introducer still
-#: remembers (for 300 s): beyond, its RelayRequest for a new introduction
-#: is refused with RATE_LIMITED.
-RELAY_OFFERS_PER_PEER = 64
-
 _SESSION_LIST_FIXED = wire.HEADER_SIZE + 2 * (3 + 4)
 _HEARTBEAT = bytes((wire.MessageType.HEARTBEAT,))
 
@@ -154,8 +149,6 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         self.stun_responder = stun_responder
         self.stun_server = StunServer(stun_responder) if stun_responder is not None else None
         self.relay = relay
-        self._relay_offers: OrderedDict[bytes, tuple[float, bytes, str]] = OrderedDict()
-        self._relay_offers_by: dict[str, int] = {}
         self._sweep_interval = sweep_interval or max(0.5, registry.lifetime / 4)
         self._stats_interval = stats_interval
         self._log_budget = LogBudget(log_rate)
@@ -183,7 +176,8 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         self._pushes: dict[tuple[bytes, tuple], tuple[bytes, tuple, int, object]] = {}
         self._in_flight: dict[tuple, int] = {}
         # intro id -> (when, both peer ids, whether a relay was allocated)
-        self._introductions: OrderedDict[bytes, tuple[float, frozenset, bool]] = OrderedDict()
+        # intro id -> (when, the two peer ids, the relay allocation if any)
+        self._introductions: OrderedDict[bytes, tuple[float, frozenset, bytes | None]] = OrderedDict()
         self._allocations_per_peer: dict[str, int] = {}
         self._queued: dict[tuple, deque] = {}
         self._queued_count = 0
@@ -821,11 +815,11 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             len(intros) >= self.MAX_REMEMBERED_INTRODUCTIONS
             or next(iter(intros.values()))[0] < now - self.INTRODUCTION_MEMORY
         ):
-            _, (_, sides, allocated) = intros.popitem(last=False)
-            if allocated:
+            _, (_, sides, allocation) = intros.popitem(last=False)
+            if allocation is not None:
                 for side in sides:
                     self._release_allocation(side)
-        intros[intro_id] = (now, frozenset((one, other)), False)
+        intros[intro_id] = (now, frozenset((one, other)), None)
 
     def _release_allocation(self, peer_id: str) -> None:
         left = self._allocations_per_peer.get(peer_id, 0) - 1
@@ -834,22 +828,28 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         else:
             self._allocations_per_peer.pop(peer_id, None)
 
-    def _check_introduced(self, intro_id: bytes, requester: Registration, target: Registration, now: float) -> None:
+    def _allocation_for(self, intro_id: bytes, requester: Registration, target: Registration) -> tuple[bytes, bool]:
         """
-        Refuse a relay request unless C{intro_id} is a recent introduction
-        of exactly these two, and within the per-registration cap.
+        The relay allocation of a recent introduction of exactly these two:
+        the one made when either side asked first, or a new one within the
+        per-registration cap.
+
+        @return: C{(allocation id, whether it is new)}.
+        @raise RegistryError: no such introduction, or a side holds its cap.
         """
         remembered = self._introductions.get(intro_id)
         if remembered is None or remembered[1] != frozenset((requester.peer_id, target.peer_id)):
             raise RegistryError(ErrorCode.UNKNOWN_PEER, "no such introduction of yours")
-        if remembered[2]:
-            return
+        if remembered[2] is not None:
+            return remembered[2], False
         for side in remembered[1]:
             if self._allocations_per_peer.get(side, 0) >= self.MAX_ALLOCATIONS_PER_PEER:
                 raise RegistryError(ErrorCode.RATE_LIMITED, "too many relay allocations")
         for side in remembered[1]:
             self._allocations_per_peer[side] = self._allocations_per_peer.get(side, 0) + 1
-        self._introductions[intro_id] = (remembered[0], remembered[1], True)
+        allocation = self._random_bytes(8)
+        self._introductions[intro_id] = (remembered[0], remembered[1], allocation)
+        return allocation, True
 
     def _on_relay_request(self, message: wire.RelayRequest, source, size, authenticated, now) -> None:
         requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)
@@ -859,27 +859,10 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         if target is None or target is requester:
             raise RegistryError(ErrorCode.UNKNOWN_PEER, f"no peer {message.target!r}")
         self._check_reachable(target, authenticated)
-        self._check_introduced(message.intro_id, requester, target, now)
-        relay_address, secret = self.relay.offer_address(), self.relay.secret
         # Both members usually ask at about the same time: one allocation per
-        # introduction, at most RELAY_OFFERS_PER_PEER remembered per
-        # requester (so that one peer cannot push everyone else's out).
-        offers, by = self._relay_offers, self._relay_offers_by
-        while offers and (len(offers) > 4096 or next(iter(offers.values()))[0] < now - 300.0):
-            owner = offers.popitem(last=False)[1][2]
-            by[owner] -= 1
-            if not by[owner]:
-                del by[owner]
-        remembered = offers.get(message.intro_id)
-        fresh = remembered is None
-        if fresh:
-            if by.get(requester.peer_id, 0) >= RELAY_OFFERS_PER_PEER:
-                raise RegistryError(ErrorCode.RATE_LIMITED, "too many relay allocations")
-            by[requester.peer_id] = by.get(requester.peer_id, 0) + 1
-            allocation, owner = self._random_bytes(8), requester.peer_id
-        else:
-            allocation, owner = remembered[1], remembered[2]
-        offers[message.intro_id] = (now, allocation, owner)
+        # introduction, remembered with it.
+        allocation, fresh = self._allocation_for(message.intro_id, requester, target)
+        relay_address, secret = self.relay.offer_address(), self.relay.secret
         key = wire.relay_key(secret, allocation)
         mine, theirs = (0, 1) if requester.peer_id < target.peer_id else (1, 0)
         self._send(
