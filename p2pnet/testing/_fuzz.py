@@ -177,7 +177,7 @@ def run(
     @param step: simulated seconds each batch takes.
     """
     rng = random.Random(seed)
-    mutator = Mutator(rng)
+    mutator = Mutator(rng, frozenset(s.datagram() for s in target.seeds))
     report = Report(target.name)
     watcher = _ErrorWatcher(report)
     seeds = target.seeds
@@ -237,6 +237,48 @@ def run(
     finally:
         globalLogPublisher.removeObserver(watcher)
     return report
+
+
+def replay(target: Target, datagrams: list[tuple[bytes, tuple]], seconds: float = 30.0, step: float = 0.1) -> Report:
+    """
+    Feed C{datagrams} (C{(data, source)} pairs, e.g. a regression corpus)
+    to C{target}, then run its clock for C{seconds} with legitimate
+    traffic; the report counts escapes and logged errors as L{run} does.
+    """
+    report = Report(target.name)
+    watcher = _ErrorWatcher(report)
+    globalLogPublisher.addObserver(watcher)
+    try:
+        for index, (data, addr) in enumerate(datagrams):
+            watcher.current = ("corpus", data, addr, index)
+            report.messages += 1
+            try:
+                target.receive(data, addr)
+            except Exception as e:
+                report.escapes += 1
+                report.problems.append(
+                    Problem("escape", f"{type(e).__name__}: {e}", "corpus", data, addr, index, traceback.format_exc())
+                )
+        watcher.current = None
+        for _ in range(int(round(seconds / step))):
+            _advance(target.clock, step, report)
+            target.tick()
+        report.tables = target.tables()
+    finally:
+        globalLogPublisher.removeObserver(watcher)
+    return report
+
+
+def settle(target: Target, seconds: float, step: float = 1.0) -> dict[str, int]:
+    """
+    Run C{target}'s clock on for C{seconds} with only legitimate traffic;
+    its table sizes afterwards.
+    """
+    report = Report(target.name)
+    for _ in range(int(round(seconds / step))):
+        _advance(target.clock, step, report)
+        target.tick()
+    return target.tables()
 
 
 def _advance(clock, step: float, report: Report) -> None:

@@ -212,13 +212,16 @@ class Mutator:
     Mutates seeds: bit flips, byte insertions and deletions, truncation,
     field length corruption, field duplication, removal and reordering,
     tag and type changes, replaced values, extreme integers, and splices
-    of two datagrams.  Never returns a seed's own bytes unchanged.
+    of two datagrams.  Never returns a seed's own bytes unchanged, nor any
+    of C{avoid}: replaying a captured datagram is another attack.
 
     @param rng: the only source of randomness (seed it for repeatable runs).
+    @param avoid: datagrams never to return (the seeds as sent).
     """
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, avoid=frozenset()) -> None:
         self.rng = rng
+        self.avoid = avoid
         self._structural = (
             self._field_length, self._field_length, self._duplicate, self._remove, self._swap,
             self._retag, self._value, self._value, self._extreme, self._extreme, self._retype,
@@ -245,7 +248,7 @@ class Mutator:
             raw = rng.choice(self._bytewise)(raw)
         if seed.sign is not None and rng.random() < 0.75:
             raw = seed.sign(raw)
-        if raw == seed.datagram() or raw == seed.raw:
+        while raw in self.avoid or raw == seed.raw:
             raw = self._flip(raw) if raw else b"\x00"
         return raw
 
