@@ -80,6 +80,11 @@ class Report:
     legit_problems: list = field(factory=list)
     problems: list = field(factory=list)
     kinds: dict = field(factory=dict)
+    error_types: dict = field(factory=dict)
+
+    def count_error(self, kind: str) -> None:
+        """Count one escape or logged error by exception type."""
+        self.error_types[kind] = self.error_types.get(kind, 0) + 1
 
     @property
     def rate(self) -> float:
@@ -150,6 +155,7 @@ class _ErrorWatcher:
         if failure is None and level not in (LogLevel.error, LogLevel.critical):
             return
         self.report.logged_errors += 1
+        self.report.count_error(failure.type.__name__ if failure is not None else "error")
         if len([p for p in self.report.problems if p.kind == "logged"]) >= MAX_EXAMPLES:
             return
         summary = str(event.get("log_format", ""))
@@ -166,7 +172,7 @@ def run(
     count: int,
     seed: int = 0,
     batch: int = 100,
-    step: float = 0.1,
+    step: float = 0.5,
     progress: Callable[[Report], None] | None = None,
 ) -> Report:
     """
@@ -205,6 +211,7 @@ def run(
                 receive(data, addr)
             except Exception as e:
                 report.escapes += 1
+                report.count_error(type(e).__name__)
                 if len([p for p in report.problems if p.kind == "escape"]) < MAX_EXAMPLES:
                     report.problems.append(
                         Problem("escape", f"{type(e).__name__}: {e}", chosen.name, data, addr, index,
@@ -256,6 +263,7 @@ def replay(target: Target, datagrams: list[tuple[bytes, tuple]], seconds: float 
                 target.receive(data, addr)
             except Exception as e:
                 report.escapes += 1
+                report.count_error(type(e).__name__)
                 report.problems.append(
                     Problem("escape", f"{type(e).__name__}: {e}", "corpus", data, addr, index, traceback.format_exc())
                 )
@@ -292,6 +300,7 @@ def _advance(clock, step: float, report: Report) -> None:
             return
         except Exception as e:
             report.logged_errors += 1
+            report.count_error(type(e).__name__)
             if len([p for p in report.problems if p.kind == "timer"]) < MAX_EXAMPLES:
                 report.problems.append(
                     Problem("timer", f"{type(e).__name__}: {e}", "(a timer)", b"", (), -1, traceback.format_exc())

@@ -63,6 +63,25 @@ class _KernelPort:
         return getattr(self._port, name)
 
 
+class _Capturing:
+    """
+    Wraps a simulated port and keeps, one of each message type, the
+    datagrams written to peers.
+    """
+
+    def __init__(self, port) -> None:
+        self.port = port
+        self.captured: dict[int, bytes] = {}
+
+    def write(self, data: bytes, addr: tuple) -> None:
+        if data[:1] == b"\xd1" and data[1] >= wire.MessageType.PROBE:
+            self.captured.setdefault(data[1], data)
+        self.port.write(data, addr)
+
+    def __getattr__(self, name: str):
+        return getattr(self.port, name)
+
+
 class EndpointTarget(Target):
     """
     Bob's L{PeerEndpoint}, connected to alice (honest) and mallory
@@ -70,6 +89,10 @@ class EndpointTarget(Target):
     """
 
     name = "endpoint"
+
+    #: The allocation (and key) a spoofed relay offer names.
+    ALLOCATION = b"\x0a" * 8
+    ALLOCATION_KEY = b"\x0b" * 16
 
     def __init__(self, seed: int = 0) -> None:
         rng = random.Random(seed)
@@ -94,9 +117,15 @@ class EndpointTarget(Target):
         self.alice, self.bob, self.mallory = (self.endpoints[n] for n in ("alice", "bob", "mallory"))
         for name in ("alice", "bob", "mallory"):
             self._result(self.endpoints[name].start())
+        # What alice sends to bob, as an on-path attacker captures it.
+        self.alice.transport = _Capturing(self.alice.transport)
         self.to_alice = self._result(self.bob.connect("alice", _Recorder()))
         self.from_mallory = self._result(self.mallory.connect("bob", _Recorder()))
         self.clock.advance(0.1)
+        self.factories["alice"].built["bob"].connection.send(b"captured game datagram")
+        self.clock.advance(0.1)
+        self.captured = self.alice.transport.captured
+        self.alice.transport = self.alice.transport.port
         self.at_bob_alice = self.factories["alice"].built["bob"].connection
         self.at_bob_mallory = self.factories["bob"].built["mallory"].connection
         self.bob.transport = _KernelPort(self.bob.transport)
@@ -199,31 +228,39 @@ class EndpointTarget(Target):
             ("session-list", wire.SessionList(txid(), (wire.SessionInfo(rng.randbytes(8), "g", "game", "zed", 1, 8),), 1, 1)),
             ("relay-offer", wire.RelayOffer(txid(), alice.intro_id, rng.randbytes(8), Address("0.0.0.0", 3479),
                                             rng.randbytes(16), 0)),
+            ("relay-offer-known", wire.RelayOffer(txid(), alice.intro_id, self.ALLOCATION, Address("0.0.0.0", 3479),
+                                                  self.ALLOCATION_KEY, 0)),
             ("candidate", wire.Candidate(txid(), alice.intro_id, "alice", public, rng.randbytes(8))),
             ("reverse", wire.Reverse(txid(), "alice", alice.intro_id, public)),
         ]
         seeds = [control_seed(name, message).sent_from(INTRODUCER.as_tuple()) for name, message in from_introducer]
         first = len(seeds)
-        for connection, who, resign in ((alice, "alice", False), (mallory, "mallory", True)):
-            key = connection.key
-            peer = [
-                ("hello", wire.Hello(txid(), connection.intro_id, who, 77, local + (public,), 5, rng.randbytes(48))),
-                ("hello-ack", wire.HelloAck(txid(), connection.intro_id, who, 77, public)),
-                ("keepalive", wire.Keepalive(txid(), connection.intro_id, 9)),
-                ("probe", wire.Probe(txid(), connection.intro_id)),
-            ]
-            for name, message in peer:
-                if resign:
-                    seeds.append(control_seed(f"{who}-{name}", message, key))
-                else:
-                    # A captured packet: signed, mutated without the key.
-                    plain = control_seed(f"{who}-{name}", message)
-                    seeds.append(Seed(plain.name, wire.encode(message, key), plain.layout, plain.fields, plain.ints))
-            data = data_seed(f"{who}-data", connection.conn_id, b"game datagram", key)
-            seeds.append(data if resign else Seed(data.name, data.datagram(), data.layout, (), data.ints))
+        for kind, datagram in sorted(self.captured.items()):
+            name = f"alice-{wire.MessageType(kind).name.lower()}"
+            if kind == wire.MessageType.DATA:
+                seeds.append(Seed(name, datagram, "opaque", (), ((2, 2),)))
+            else:
+                plain = control_seed(name, wire.decode(datagram))
+                seeds.append(Seed(name, datagram, plain.layout, plain.fields, plain.ints))
+        key = mallory.key
+        forged = [
+            ("hello", wire.Hello(txid(), mallory.intro_id, "mallory", 77, local + (public,), 5, rng.randbytes(48))),
+            ("hello-ack", wire.HelloAck(txid(), mallory.intro_id, "mallory", 77, public)),
+            ("keepalive", wire.Keepalive(txid(), mallory.intro_id, 9)),
+            ("probe", wire.Probe(txid(), mallory.intro_id)),
+        ]
+        seeds.extend(control_seed(f"mallory-{name}", message, key) for name, message in forged)
+        seeds.append(data_seed("mallory-data", mallory.conn_id, b"game datagram", key))
         seeds[first:] = [s.sent_from(self.alice_addr, self.mallory_addr) for s in seeds[first:]]
         seeds.append(relay_seed("relay-forward", rng.randbytes(8), 1, b"\xd1\x40\x00\x01x", rng.randbytes(16), True,
                                 wire.MessageType.RELAY_FORWARD))
+        # Relayed frames under the allocation the spoofed offer names (its
+        # key is the attacker's): captured and forged packets inside.
+        captured = [s.datagram() for s in seeds if s.name.startswith("alice-")]
+        forged = [s.datagram() for s in seeds if s.name.startswith("mallory-")]
+        for inner in captured + forged:
+            seeds.append(relay_seed("relayed-inner", self.ALLOCATION, 1, inner, self.ALLOCATION_KEY, True,
+                                    wire.MessageType.RELAY_FORWARD))
         seeds.extend(s for s in stun_seeds(rng) if s.name in ("stun-binding", "turn-channel-data"))
         return seeds
 

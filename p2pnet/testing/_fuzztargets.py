@@ -229,6 +229,20 @@ class IntroducerTarget(Target):
             for name, addr in (("host", HOST), ("guest", GUEST)):
                 if not self._heartbeat(name, addr):
                     self.failures.append(f"{name}'s heartbeat at t={now:.0f} s was not answered")
+            self._keep_mallory(now)
+
+    def _keep_mallory(self, now: float) -> None:
+        """
+        Mallory re-registers when its mutated requests unregistered it or
+        let it expire, with the cookie its seeds carry, so they keep
+        getting past authentication.
+        """
+        registration = self.protocol.registry.lookup("mallory", now)
+        if registration is None:
+            self._register("mallory", self.mallory)
+            registration = self.protocol.registry.lookup("mallory", now)
+            registration.cookie = self.cookies["mallory"]
+        self._heartbeat("mallory", self.mallory)
 
     def check(self) -> list[str]:
         problems = list(self.failures[:5])
