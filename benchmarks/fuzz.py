@@ -10,7 +10,8 @@ legitimate state set up before the fuzzing is intact, and the rate.
 
 C{--count} is the total over the chosen targets (the introducer's share
 is split between an open introducer and one with a shared secret whose
-holder signs the mutated requests).  Exits 1 if anything escaped, was
+holder signs the mutated requests; STUN's between the RFC 5780 server and
+a TURN client holding an allocation, fed answers claiming its server).  Exits 1 if anything escaped, was
 logged, or the legitimate state was disturbed.
 """
 
@@ -27,12 +28,14 @@ TARGETS = ("introducer", "relay", "stun", "endpoint")
 def build(name: str, seed: int):
     from p2pnet.testing import _fuzztargets
     from p2pnet.testing._fuzzendpoint import EndpointTarget
+    from p2pnet.testing._fuzzturn import TurnClientTarget
 
     return {
         "introducer": lambda: _fuzztargets.IntroducerTarget(seed),
         "introducer+secret": lambda: _fuzztargets.IntroducerTarget(seed, secret=True),
         "relay": lambda: _fuzztargets.RelayTarget(seed),
         "stun": lambda: _fuzztargets.StunTarget(seed),
+        "turn-client": lambda: TurnClientTarget(seed),
         "endpoint": lambda: EndpointTarget(seed),
     }[name]()
 
@@ -47,6 +50,8 @@ def plan(target: str, count: int) -> list[tuple[str, int]]:
     for name in chosen:
         if name == "introducer":
             runs += [("introducer", share - share // 2), ("introducer+secret", share // 2)]
+        elif name == "stun":
+            runs += [("stun", share - share // 2), ("turn-client", share // 2)]
         else:
             runs.append((name, share))
     runs[-1] = (runs[-1][0], runs[-1][1] + count - sum(n for _, n in runs))

@@ -25,6 +25,7 @@ from p2pnet import wire
 from p2pnet.testing._fuzz import describe, replay, run, settle
 from p2pnet.testing._fuzzendpoint import EndpointTarget
 from p2pnet.testing._fuzzgen import Mutator, Seed, control_seed
+from p2pnet.testing._fuzzturn import TurnClientTarget
 from p2pnet.testing._fuzztargets import (
     GUEST,
     HOST,
@@ -143,6 +144,14 @@ class FuzzTests(_Known, SynchronousTestCase):
         the right socket.
         """
         self.assertClean(self.fuzz(StunTarget(SEED)))
+
+    def test_turn_client(self):
+        """
+        A TURN client survives mutated answers, Data indications and
+        ChannelData claiming its server (some signed with the long-term
+        key); its allocation, permission and channel still carry data.
+        """
+        self.assertClean(self.fuzz(TurnClientTarget(SEED)))
 
     def test_endpoint(self):
         """
