@@ -22,6 +22,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pnet import wire
+from p2pnet.address import Address
 from p2pnet.testing._fuzz import describe, replay, run, settle
 from p2pnet.testing._fuzzendpoint import EndpointTarget
 from p2pnet.testing._fuzzgen import Mutator, Seed, control_seed
@@ -444,6 +445,42 @@ class CorpusTests(_Known, SynchronousTestCase):
         self.assertEqual(report.tables["connections"], 2)
 
     test_endpoint_unsendable_candidates.todo = _CANDIDATES
+
+
+class RelayOfferTests(_Known, SynchronousTestCase):
+    """
+    A relay offer spoofed from the introducer's address (no secret) for a
+    live introduction whose id an on-path attacker saw in a hello.
+    """
+
+    def test_endpoint_unsendable_relay(self):
+        """
+        A relay offer naming a relay a socket refuses (port 0) is not
+        used: a captured hello replayed through the offered allocation
+        neither raises (answering it through the route made sendto raise
+        EINVAL) nor moves the connection.
+        """
+        from p2pnet.testing._fuzzendpoint import INTRODUCER
+
+        target = EndpointTarget(SEED)
+        self.addCleanup(target.close)
+        connection = target.alice_to_bob
+        allocation, key = b"\x0c" * 8, b"\x0d" * 16
+        offer = wire.encode(wire.RelayOffer(b"\x01" * 8, connection.intro_id, allocation,
+                                            Address("127.0.99.1", 0), key, 0))
+        [hello] = [s.datagram() for s in target.seeds if s.name == "alice-hello"]
+        frame = wire.encode_relayed(allocation, 1, hello, key)
+        frame = bytes((wire.MAGIC, wire.MessageType.RELAY_FORWARD)) + frame[2:]
+        report = replay(target, [(offer, INTRODUCER.as_tuple()), (frame, ("203.0.113.66", 6666))], seconds=1.0)
+        self.absorb_known()
+        details = "\n".join(describe(p) + "\n" + p.detail for p in report.problems)
+        self.assertEqual((report.escapes, report.logged_errors), (0, 0), details)
+        self.assertEqual(target.check(), [])
+
+    test_endpoint_unsendable_relay.todo = (
+        "issue 14 item 1 (same cause): addresses from the introducer (here a relay offer's) are used "
+        "without checking a socket can send to them; without a secret anyone can spoof the offer"
+    )
 
 
 class SeedTests(SynchronousTestCase):

@@ -126,7 +126,7 @@ class EndpointTarget(Target):
         self.clock.advance(0.1)
         self.captured = self.alice.transport.captured
         self.alice.transport = self.alice.transport.port
-        self.at_bob_alice = self.factories["alice"].built["bob"].connection
+        self.alice_to_bob = self.factories["alice"].built["bob"].connection
         self.at_bob_mallory = self.factories["bob"].built["mallory"].connection
         self.bob.transport = _KernelPort(self.bob.transport)
         self.receive = self.bob.datagramReceived
@@ -214,7 +214,7 @@ class EndpointTarget(Target):
     def _seeds(self, rng: random.Random) -> list[Seed]:
         local = (Address("10.0.0.5", 5000), Address("192.168.1.5", 5000))
         public = Address("198.51.100.99", 4000)
-        alice, mallory = self.at_bob_alice, self.at_bob_mallory
+        alice, mallory = self.alice_to_bob, self.at_bob_mallory
         txid = lambda: rng.randbytes(8)  # noqa: E731
         from_introducer = [
             ("introduction", wire.Introduction(txid(), rng.randbytes(8), "zed", public, local, rng.randbytes(16), 0,
