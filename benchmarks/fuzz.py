@@ -99,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     for r in reports:
         sizes = ", ".join(f"{k} {v:,} ({r.tables.get(k, 0):,})" for k, v in r.peak_tables.items())
         print(f"  {r.target}: {sizes}")
+    if any(r.error_types for r in reports):
+        print("\nescapes and logged errors by exception type:")
+        for r in reports:
+            if r.error_types:
+                print(f"  {r.target}: " + ", ".join(f"{k} {v}" for k, v in sorted(r.error_types.items())))
     for r in reports:
         if r.legit_problems:
             print(f"\n{r.target}: legitimate state disturbed:")
@@ -125,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             "target": r.target, "datagrams": r.messages, "escapes": r.escapes, "logged_errors": r.logged_errors,
             "legit_problems": r.legit_problems, "rss_before": r.rss_before, "rss_peak": r.rss_peak,
             "rss_after": r.rss_after, "tables": r.tables, "peak_tables": r.peak_tables, "seconds": r.seconds,
-            "simulated_seconds": r.simulated, "rate": r.rate,
+            "simulated_seconds": r.simulated, "rate": r.rate, "error_types": r.error_types,
             "problems": [describe(p) for p in r.problems],
         }
         for r in reports
