@@ -87,12 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for r in reports:
         rows.append([
-            r.target, f"{r.messages:,}", r.escapes, r.logged_errors,
+            r.target, f"{r.messages:,}", r.escapes, r.logged_errors, f"{r.log_lines:,}",
             "intact" if not r.legit_problems else f"{len(r.legit_problems)} problems",
             f"{_mib(r.rss_before):.0f} -> {_mib(r.rss_peak):.0f}", f"{r.simulated:.0f}", r.rate,
         ])
     total = sum(r.messages for r in reports)
-    print(table(["target", "datagrams", "escapes", "logged errors", "legit state", "RSS MiB", "sim s", "datagrams/s"], rows))
+    print(table(["target", "datagrams", "escapes", "logged errors", "log lines", "legit state", "RSS MiB", "sim s", "datagrams/s"], rows))
     print(f"\ntotal: {total:,} datagrams, {sum(r.escapes for r in reports)} escapes, "
           f"{sum(r.logged_errors for r in reports)} logged errors")
     print("\ntable sizes, largest seen (at the end):")
@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     results = [
         {
             "target": r.target, "datagrams": r.messages, "escapes": r.escapes, "logged_errors": r.logged_errors,
+            "log_lines": r.log_lines,
             "legit_problems": r.legit_problems, "rss_before": r.rss_before, "rss_peak": r.rss_peak,
             "rss_after": r.rss_after, "tables": r.tables, "peak_tables": r.peak_tables, "seconds": r.seconds,
             "simulated_seconds": r.simulated, "rate": r.rate, "error_types": r.error_types,

@@ -39,6 +39,9 @@ from p2pnet.testing._fuzztargets import (
 #: Mutated datagrams per target (about a second each).
 COUNT = 20_000
 SEED = 14
+#: A hostile flood of COUNT datagrams may write fewer log lines (info and
+#: above) than this: one per 100 datagrams.
+MAX_LOG_LINES = 200
 
 _LONG_REASONS = "issue 14 item 10: refusal reasons built from repr() exceed 255 bytes and raise in wire.encode"
 _CANDIDATES = (
@@ -76,24 +79,29 @@ class FuzzTests(_Known, SynchronousTestCase):
         self.absorb_known()
         return report
 
-    def assertClean(self, report):
+    def assertClean(self, report, log_lines=True):
         details = "\n".join(describe(p) + "\n" + p.detail for p in report.problems)
         self.assertEqual(
             (report.messages, report.escapes, report.logged_errors, report.legit_problems),
             (COUNT, 0, 0, []),
             details,
         )
+        if log_lines:
+            self.assertLess(report.log_lines, MAX_LOG_LINES)
 
-    def assertSurvives(self, target, known):
+    def assertSurvives(self, target, known, log_lines=True):
         """
         Fuzz C{target}: nothing escapes, the legitimate state is intact,
-        and every error logged is one of the C{known} exception types.
+        every error logged is one of the C{known} exception types, and
+        (with C{log_lines}) fewer than L{MAX_LOG_LINES} lines are logged.
         """
         report = self.fuzz(target)
         self.flushLoggedErrors(*known)
         unknown = set(report.error_types) - {k.__name__ for k in known}
         details = "\n".join(describe(p) + "\n" + p.detail for p in report.problems)
         self.assertEqual((report.messages, report.escapes, unknown, report.legit_problems), (COUNT, 0, set(), []), details)
+        if log_lines:
+            self.assertLess(report.log_lines, MAX_LOG_LINES)
         return report
 
     def test_introducer(self):
@@ -109,7 +117,8 @@ class FuzzTests(_Known, SynchronousTestCase):
     def test_introducer_survives(self):
         """
         An open introducer survives the fuzzing with its legitimate state
-        intact, logging only the known long-reason errors.
+        intact, logging only the known long-reason errors, and fewer than
+        a line per hundred datagrams.
         """
         self.assertSurvives(IntroducerTarget(SEED), (ValueError,))
 
@@ -125,7 +134,8 @@ class FuzzTests(_Known, SynchronousTestCase):
     def test_introducer_secret_survives(self):
         """
         An introducer with a secret survives the fuzzing with its
-        legitimate state intact, logging only the known long-reason errors.
+        legitimate state intact, logging only the known long-reason errors,
+        and fewer than a line per hundred datagrams.
         """
         self.assertSurvives(IntroducerTarget(SEED, secret=True), (ValueError,))
 
@@ -161,9 +171,24 @@ class FuzzTests(_Known, SynchronousTestCase):
         (also replayed inside relay frames of a spoofed allocation) and
         re-signed packets of a hostile peer, and logs nothing.
         """
-        self.assertClean(self.fuzz(EndpointTarget(SEED)))
+        self.assertClean(self.fuzz(EndpointTarget(SEED)), log_lines=False)
 
     test_endpoint.todo = _CANDIDATES
+
+    def test_endpoint_log_lines(self):
+        """
+        The endpoint writes fewer than a line per hundred hostile
+        datagrams.
+        """
+        from twisted.internet.error import InvalidAddressError
+
+        report = self.fuzz(EndpointTarget(SEED))
+        self.flushLoggedErrors(OSError, InvalidAddressError)
+        self.assertLess(report.log_lines, MAX_LOG_LINES)
+
+    test_endpoint_log_lines.todo = (
+        "the endpoint logs an info line for every introduction, spoofed ones included, with no log budget"
+    )
 
     def test_endpoint_survives(self):
         """
@@ -173,7 +198,7 @@ class FuzzTests(_Known, SynchronousTestCase):
         """
         from twisted.internet.error import InvalidAddressError
 
-        self.assertSurvives(EndpointTarget(SEED), (OSError, InvalidAddressError))
+        self.assertSurvives(EndpointTarget(SEED), (OSError, InvalidAddressError), log_lines=False)
 
 
 class SettleTests(SynchronousTestCase):

@@ -30,6 +30,9 @@ from p2pnet.testing._fuzzgen import Mutator, Seed
 #: Examples of each kind of problem kept per run (the rest are counted).
 MAX_EXAMPLES = 5
 
+#: The levels a server's log shows by default (its log lines).
+_SHOWN = frozenset((LogLevel.info, LogLevel.warn, LogLevel.error, LogLevel.critical))
+
 
 @define
 class Problem:
@@ -62,6 +65,8 @@ class Report:
     @ivar tables: the target's table sizes at the end.
     @ivar peak_tables: the largest size each table reached (sampled).
     @ivar legit_problems: what L{Target.check} found wrong at the end.
+    @ivar log_lines: events logged at info level or above (what a
+        server's log shows), errors included.
     @ivar rss_before: resident memory (bytes) before the run.
     @ivar rss_peak: the largest resident memory sampled during the run.
     """
@@ -70,6 +75,7 @@ class Report:
     messages: int = 0
     escapes: int = 0
     logged_errors: int = 0
+    log_lines: int = 0
     seconds: float = 0.0
     simulated: float = 0.0
     rss_before: int = 0
@@ -152,6 +158,8 @@ class _ErrorWatcher:
     def __call__(self, event: dict) -> None:
         failure = event.get("log_failure")
         level = event.get("log_level")
+        if level in _SHOWN:
+            self.report.log_lines += 1
         if failure is None and level not in (LogLevel.error, LogLevel.critical):
             return
         self.report.logged_errors += 1
