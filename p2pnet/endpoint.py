@@ -757,6 +757,10 @@ class PeerEndpoint(DatagramProtocol):
         if len(data) < 2 or data[0] != wire.MAGIC:
             self.count("dropped-not-p2pnet")
             return
+        if not addr[1]:
+            # A spoofed source: nothing can be answered or sent to port 0.
+            self.count("dropped-source-port-0")
+            return
         kind = data[1]
         if kind == wire.MessageType.SEALED or kind == wire.MessageType.DATA:
             self._data(data, Address(addr[0], addr[1]), via)

@@ -259,6 +259,11 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
 
     def _datagram(self, data: bytes, addr: tuple) -> None:
         self._received += 1
+        if not addr[1]:
+            # A spoofed source: no answer can go to port 0 (sendto
+            # refuses it), and a registration there could never be reached.
+            self._drop("source-port-0", addr)
+            return
         now = self._clock.seconds()
         if self._rate_limiter is not None and not self._rate_limiter.allow(addr[0], now):
             self._rate_limited(data, addr, now)

@@ -199,6 +199,11 @@ class RelayProtocol(FastDatagramWriting, DatagramProtocol):
                     if size < _SMALLEST or data[0] != _MAGIC or data[1] != _RELAYED_TYPE:
                         self._stats["dropped-malformed"] += 1
                         continue
+                    if not addr[1]:
+                        # A spoofed source: a member bound to port 0 could
+                        # never be forwarded to (sendto refuses it).
+                        self._stats["dropped-source-port-0"] += 1
+                        continue
                     if refused_by_source is not None:
                         refused = refused_by_source(addr[0], now, size)
                         if refused is not None:
