@@ -169,6 +169,12 @@ class PeerScenarioMixin(LabTestMixin):
                                            peer=first_name)
         self.check(on_first and on_second,
                    f"{first_name} and {second_name} did not both connect")
+        if "--insecure" not in options:
+            # Every lab connection is a secure session (the event names
+            # the peer's key).
+            for event in (on_first, on_second):
+                self.check("secure session" in event.get("detail", ""),
+                           f"not a secure session: {event}")
         self.assert_datagrams(active, second_name)
         self.assert_datagrams(passive, first_name)
         return active, passive, on_first, on_second
