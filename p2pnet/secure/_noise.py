@@ -9,8 +9,8 @@ it is the usual choice on processors without AES instructions.
 The objects and methods follow the specification's names (section 5),
 in snake_case: L{CipherState}, L{SymmetricState}, L{HandshakeState}.
 The primitives come from pyca/cryptography (X25519, AES-GCM,
-ChaCha20-Poly1305) and the standard library (BLAKE2s, RFC 2104 HMAC); this module only
-composes them the way the specification says.
+ChaCha20-Poly1305) and the standard library (BLAKE2s, RFC 2104 HMAC);
+this module only composes them the way the specification says.
 
 Supported handshake patterns: the one-way patterns N, K, X and the
 fundamental interactive patterns NN, NK, NX, KN, KK, KX, XN, XK, XX, IN,
