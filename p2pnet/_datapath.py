@@ -5,7 +5,7 @@ Two kinds, chosen once per connection:
 
   - L{SecurePath} (the default): the Noise handshake rides in the hellos
     and answers; afterwards every datagram is sealed (C{SEALED}: the path
-    framing, then ChaCha20-Poly1305 over frames: the game's datagrams,
+    framing, then AES-256-GCM over frames: the game's datagrams,
     keepalives, closes and path challenges).  Nothing that is not sealed
     changes an established connection, replays are dropped and counted, and
     the connection moves to a new address only after that address answered

@@ -14,7 +14,7 @@ import json
 import os
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,6 +24,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from p2pnet.errors import HandshakeFailed, P2PError
 from p2pnet.secure._handshake import (
+    PROTOCOL_NAME,
     InitiatorHandshake,
     ResponderHandshake,
     SessionKeys,
@@ -39,7 +40,12 @@ from p2pnet.secure._noise import (
 )
 from p2pnet.secure.identity import Identity
 
-VECTORS = os.path.join(os.path.dirname(__file__), "vectors", "noise_25519_chachapoly_blake2s.json")
+_VECTOR_DIR = os.path.join(os.path.dirname(__file__), "vectors")
+#: The published vectors, by cipher name.
+VECTORS = {
+    "ChaChaPoly": os.path.join(_VECTOR_DIR, "noise_25519_chachapoly_blake2s.json"),
+    "AESGCM": os.path.join(_VECTOR_DIR, "noise_25519_aesgcm_blake2s.json"),
+}
 
 
 def _key(label: str) -> bytes:
@@ -67,7 +73,8 @@ def _run_vector(test: SynchronousTestCase, vector: dict) -> None:
     def raw(name):
         return bytes.fromhex(vector[name]) if name in vector else None
 
-    pattern = vector["protocol_name"].split("_")[1]
+    _, pattern, dh_name, cipher, hash_name = vector["protocol_name"].split("_")
+    test.assertEqual((dh_name, hash_name), ("25519", "BLAKE2s"))
     initiator = HandshakeState.initialize(
         pattern,
         True,
@@ -76,6 +83,7 @@ def _run_vector(test: SynchronousTestCase, vector: dict) -> None:
         e=key_pair("init_ephemeral"),
         rs=raw("init_remote_static"),
         psks=[bytes.fromhex(p) for p in vector.get("init_psks", [])],
+        cipher=cipher,
     )
     responder = HandshakeState.initialize(
         pattern,
@@ -85,6 +93,7 @@ def _run_vector(test: SynchronousTestCase, vector: dict) -> None:
         e=key_pair("resp_ephemeral"),
         rs=raw("resp_remote_static"),
         psks=[bytes.fromhex(p) for p in vector.get("resp_psks", [])],
+        cipher=cipher,
     )
     assert initiator.pattern is not None
     handshake_length = len(initiator.pattern.messages)
@@ -124,26 +133,30 @@ class VectorTests(SynchronousTestCase):
     published vectors is reproduced byte for byte.
     """
 
-    def test_vector_file(self) -> None:
+    def test_vector_files(self) -> None:
         """
-        The vector file holds the patterns p2pnet relies on.
+        Each cipher's vector file holds the patterns p2pnet relies on, all
+        for that cipher.
         """
-        with open(VECTORS) as f:
-            names = {v["protocol_name"] for v in json.load(f)["vectors"]}
-        for name in ("IKpsk2", "XX", "IK", "NN", "IKpsk0+psk2"):
-            self.assertIn(f"Noise_{name}_25519_ChaChaPoly_BLAKE2s", names)
+        for cipher, path in VECTORS.items():
+            with open(path) as f:
+                names = {v["protocol_name"] for v in json.load(f)["vectors"]}
+            for name in ("IKpsk2", "XX", "IK", "NN", "IKpsk0+psk2"):
+                self.assertIn(f"Noise_{name}_25519_{cipher}_BLAKE2s", names)
+            self.assertEqual({n.split("_")[3] for n in names}, {cipher})
 
 
-with open(VECTORS) as _f:
-    for _n, _vector in enumerate(json.load(_f)["vectors"]):
-        _label = _vector["protocol_name"].split("_")[1].replace("+", "_")
+for _cipher, _path in VECTORS.items():
+    with open(_path) as _f:
+        for _n, _vector in enumerate(json.load(_f)["vectors"]):
+            _label = _vector["protocol_name"].split("_")[1].replace("+", "_")
 
-        def _test(self, vector=_vector) -> None:
-            _run_vector(self, vector)
+            def _test(self, vector=_vector) -> None:
+                _run_vector(self, vector)
 
-        _test.__doc__ = f"{_vector['protocol_name']} ({_vector['source']}) matches byte for byte."
-        setattr(VectorTests, f"test_{_n:02d}_{_vector['source']}_{_label}", _test)
-del _f, _n, _vector, _label, _test
+            _test.__doc__ = f"{_vector['protocol_name']} ({_vector['source']}) matches byte for byte."
+            setattr(VectorTests, f"test_{_cipher.lower()}_{_n:02d}_{_vector['source']}_{_label}", _test)
+del _cipher, _path, _f, _n, _vector, _label, _test
 
 
 # -- primitives --------------------------------------------------------------
@@ -188,26 +201,80 @@ class PrimitiveTests(SynchronousTestCase):
     def test_nonce_exhausted(self) -> None:
         """
         The nonce 2^64-1 is reserved: encrypting or decrypting with it
-        fails, the one before it works.
+        fails, the one before it works (both ciphers).
         """
-        cipher = CipherState()
-        cipher.initialize_key(_key("k"))
-        cipher.set_nonce(2**64 - 2)
-        cipher.encrypt_with_ad(b"", b"last")
-        self.assertEqual(cipher.n, 2**64 - 1)
-        self.assertRaises(HandshakeFailed, cipher.encrypt_with_ad, b"", b"x")
-        self.assertRaises(HandshakeFailed, cipher.decrypt_with_ad, b"", bytes(20))
+        for name in ("ChaChaPoly", "AESGCM"):
+            cipher = CipherState(name)
+            cipher.initialize_key(_key("k"))
+            cipher.set_nonce(2**64 - 2)
+            cipher.encrypt_with_ad(b"", b"last")
+            self.assertEqual(cipher.n, 2**64 - 1)
+            self.assertRaises(HandshakeFailed, cipher.encrypt_with_ad, b"", b"x")
+            self.assertRaises(HandshakeFailed, cipher.decrypt_with_ad, b"", bytes(20))
 
     def test_nonce_format(self) -> None:
         """
         The ChaChaPoly nonce is 4 zero bytes then the little-endian n.
         """
         key = _key("k")
-        cipher = CipherState()
+        cipher = CipherState("ChaChaPoly")
         cipher.initialize_key(key)
         cipher.set_nonce(0x0102030405060708)
         nonce = bytes(4) + bytes([8, 7, 6, 5, 4, 3, 2, 1])
         self.assertEqual(cipher.encrypt_with_ad(b"ad", b"hi"), ChaCha20Poly1305(key).encrypt(nonce, b"hi", b"ad"))
+
+    def test_aesgcm_nonce_format(self) -> None:
+        """
+        The AESGCM cipher is AES-256-GCM with the nonce 4 zero bytes then
+        the big-endian n, and a 16-byte tag.
+        """
+        key = _key("k")
+        cipher = CipherState("AESGCM")
+        cipher.initialize_key(key)
+        cipher.set_nonce(0x0102030405060708)
+        nonce = bytes(4) + bytes([1, 2, 3, 4, 5, 6, 7, 8])
+        ciphertext = cipher.encrypt_with_ad(b"ad", b"hi")
+        self.assertEqual(len(ciphertext), 2 + 16)
+        self.assertEqual(ciphertext, AESGCM(key).encrypt(nonce, b"hi", b"ad"))
+        receiver = CipherState("AESGCM")
+        receiver.initialize_key(key)
+        receiver.set_nonce(0x0102030405060708)
+        self.assertEqual(receiver.decrypt_with_ad(b"ad", ciphertext), b"hi")
+
+    def test_rekey_literal(self) -> None:
+        """
+        REKEY(k) is the first 32 bytes of ENCRYPT(k, 2^64-1, empty ad, 32
+        zero bytes), with each cipher's nonce encoding (literal nonces).
+        """
+        key = _key("k")
+        for name, aead, nonce5 in (
+            ("AESGCM", AESGCM, bytes(11) + b"\x05"),
+            ("ChaChaPoly", ChaCha20Poly1305, bytes(4) + b"\x05" + bytes(7)),
+        ):
+            cipher = CipherState(name)
+            cipher.initialize_key(key)
+            cipher.set_nonce(5)
+            cipher.rekey()
+            new_key = aead(key).encrypt(bytes(4) + b"\xff" * 8, bytes(32), b"")[:32]
+            self.assertEqual(cipher.k, new_key)
+            self.assertEqual(cipher.n, 5)
+            self.assertEqual(cipher.encrypt_with_ad(b"", b"x"), aead(new_key).encrypt(nonce5, b"x", b""))
+        # The two ciphers' rekeyed keys differ (a swapped AEAD would show).
+        aes, chacha = CipherState("AESGCM"), CipherState("ChaChaPoly")
+        for state in (aes, chacha):
+            state.initialize_key(key)
+            state.rekey()
+        self.assertNotEqual(aes.k, chacha.k)
+
+    def test_unknown_cipher(self) -> None:
+        """
+        Only AESGCM and ChaChaPoly are cipher names; the protocol name
+        carries the one chosen.
+        """
+        self.assertRaises(ValueError, CipherState, "AES256")
+        self.assertRaises(ValueError, HandshakeState.initialize, "NN", True, cipher="chachapoly")
+        self.assertEqual(HandshakePattern("IKpsk2").protocol_name("AESGCM"), b"Noise_IKpsk2_25519_AESGCM_BLAKE2s")
+        self.assertEqual(HandshakePattern("XX").protocol_name("ChaChaPoly"), b"Noise_XX_25519_ChaChaPoly_BLAKE2s")
 
     def test_failed_decrypt_keeps_nonce(self) -> None:
         """
@@ -281,8 +348,16 @@ class PrimitiveTests(SynchronousTestCase):
 # -- interoperability with the noiseprotocol package -----------------------
 
 
-def _theirs(name: str, initiator: bool, prologue: bytes, static: bytes, remote: bytes | None, psk: bytes | None):
-    connection = NoiseConnection.from_name(f"Noise_{name}_25519_ChaChaPoly_BLAKE2s".encode())
+def _theirs(
+    name: str,
+    initiator: bool,
+    prologue: bytes,
+    static: bytes,
+    remote: bytes | None,
+    psk: bytes | None,
+    cipher: str = "AESGCM",
+):
+    connection = NoiseConnection.from_name(f"Noise_{name}_25519_{cipher}_BLAKE2s".encode())
     if initiator:
         connection.set_as_initiator()
     else:
@@ -297,12 +372,14 @@ def _theirs(name: str, initiator: bool, prologue: bytes, static: bytes, remote: 
     return connection
 
 
-class InteropTests(SynchronousTestCase):
+class AESGCMInteropTests(SynchronousTestCase):
     """
     Our HandshakeState against the independent C{noiseprotocol} package,
-    in both roles, then transport messages both ways.
+    in both roles, then transport messages both ways and a rekey, with
+    the AESGCM cipher (p2pnet's).
     """
 
+    cipher = "AESGCM"
     prologue = b"p2pnet/1" + bytes(range(8))
     psk = _key("psk")
 
@@ -320,6 +397,7 @@ class InteropTests(SynchronousTestCase):
             s=KeyPair.from_private_bytes(ours_static),
             rs=bob_public if needs_remote and ours_initiates else None,
             psks=psks,
+            cipher=self.cipher,
         )
         theirs = _theirs(
             name,
@@ -328,6 +406,7 @@ class InteropTests(SynchronousTestCase):
             their_static,
             bob_public if needs_remote and not ours_initiates else None,
             self.psk if psks else None,
+            self.cipher,
         )
         ciphers = None
         index = 0
@@ -382,20 +461,28 @@ class InteropTests(SynchronousTestCase):
         a rekey, the next message uses nonce 2 under the new key, as the
         noiseprotocol package computes it.
         """
-        ours = CipherState()
+        ours = CipherState(self.cipher)
         ours.initialize_key(_key("k"))
         ours.encrypt_with_ad(b"", b"1")
         ours.encrypt_with_ad(b"", b"2")
         ours.rekey()
         self.assertEqual(ours.n, 2)
         # The same with noiseprotocol's CipherState machinery.
-        theirs = _theirs("NN", True, b"", _key("x"), None, None)
+        theirs = _theirs("NN", True, b"", _key("x"), None, None, self.cipher)
         cipher = theirs.noise_protocol.cipher_class()
         cipher.initialize(_key("k"))
         new_key = cipher.rekey(_key("k"))
         cipher.initialize(new_key)
         self.assertEqual(ours.k, new_key)
         self.assertEqual(ours.encrypt_with_ad(b"ad", b"3"), cipher.encrypt(new_key, 2, b"ad", b"3"))
+
+
+class ChaChaPolyInteropTests(AESGCMInteropTests):
+    """
+    The same with the ChaChaPoly cipher.
+    """
+
+    cipher = "ChaChaPoly"
 
 
 # -- p2pnet's IKpsk2 handshake ------------------------------------------------
@@ -419,6 +506,14 @@ class PskTests(SynchronousTestCase):
             "d9782002842d9371d9240aeaae678d643597fb69514eee6ae5a8745879651591",
         )
         self.assertRaises(ValueError, derive_psk, bytes(32))
+
+
+class ProtocolNameTests(SynchronousTestCase):
+    def test_protocol_name(self) -> None:
+        """
+        p2pnet runs Noise_IKpsk2_25519_AESGCM_BLAKE2s.
+        """
+        self.assertEqual(PROTOCOL_NAME, b"Noise_IKpsk2_25519_AESGCM_BLAKE2s")
 
 
 class SessionHandshakeTests(SynchronousTestCase):
@@ -461,10 +556,10 @@ class SessionHandshakeTests(SynchronousTestCase):
 
     def test_against_noiseprotocol(self) -> None:
         """
-        Our initiator against noiseprotocol's IKpsk2 responder set up with
-        the decided prologue (b"p2pnet/1" + intro id) and psk (literal):
-        same handshake hash, and our send key is the initiator-to-responder
-        key, our receive key the other.
+        Our initiator against noiseprotocol's Noise_IKpsk2_25519_AESGCM_BLAKE2s
+        responder set up with the decided prologue (b"p2pnet/1" + intro id)
+        and psk (literal): same handshake hash, and our send key is the
+        initiator-to-responder key, our receive key the other (AES-256-GCM).
         """
         theirs = _theirs(
             "IKpsk2",
@@ -480,12 +575,13 @@ class SessionHandshakeTests(SynchronousTestCase):
         self.assertEqual(initiator.peer_payload, b"from bob")
         self.assertEqual(keys.handshake_hash, theirs.get_handshake_hash())
         nonce = bytes(12)
-        self.assertEqual(theirs.decrypt(ChaCha20Poly1305(keys.send_key).encrypt(nonce, b"up", b"")), b"up")
-        self.assertEqual(ChaCha20Poly1305(keys.receive_key).decrypt(nonce, theirs.encrypt(b"down"), b""), b"down")
+        self.assertEqual(theirs.decrypt(AESGCM(keys.send_key).encrypt(nonce, b"up", b"")), b"up")
+        self.assertEqual(AESGCM(keys.receive_key).decrypt(nonce, theirs.encrypt(b"down"), b""), b"down")
 
     def test_responder_against_noiseprotocol(self) -> None:
         """
-        noiseprotocol's IKpsk2 initiator against our responder.
+        noiseprotocol's Noise_IKpsk2_25519_AESGCM_BLAKE2s initiator against
+        our responder.
         """
         theirs = _theirs(
             "IKpsk2",
@@ -502,8 +598,8 @@ class SessionHandshakeTests(SynchronousTestCase):
         self.assertEqual(bytes(theirs.read_message(message2)), b"from bob")
         self.assertEqual(keys.handshake_hash, theirs.get_handshake_hash())
         nonce = bytes(12)
-        self.assertEqual(theirs.decrypt(ChaCha20Poly1305(keys.send_key).encrypt(nonce, b"down", b"")), b"down")
-        self.assertEqual(ChaCha20Poly1305(keys.receive_key).decrypt(nonce, theirs.encrypt(b"up"), b""), b"up")
+        self.assertEqual(theirs.decrypt(AESGCM(keys.send_key).encrypt(nonce, b"down", b"")), b"down")
+        self.assertEqual(AESGCM(keys.receive_key).decrypt(nonce, theirs.encrypt(b"up"), b""), b"up")
 
     def test_message1_cached(self) -> None:
         """

@@ -5,9 +5,9 @@ epochs and replay protection.
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, strategies as st
-from noise.backends.default.ciphers import ChaCha20Cipher
+from noise.backends.default.ciphers import AESGCMCipher
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pnet.errors import P2PError
@@ -48,9 +48,10 @@ class SealTests(SynchronousTestCase):
     def test_construction_matches_independent_computation(self) -> None:
         """
         The third packet of epoch 1 to connection 0x1234 is the header
-        D1 41 1234 00000001 00000002 followed by ChaCha20-Poly1305 under
-        REKEY(key) with nonce 00000000 0200000001000000 and the header as
-        associated data, computed here with the primitive directly.
+        D1 41 1234 00000001 00000002 followed by AES-256-GCM under
+        REKEY(key) with nonce 00000000 0000000100000002 (big-endian) and the
+        header as associated data, computed here with the primitive
+        directly.
         """
         a, _ = pair()
         a.seal(0x1234, b"zero", 0.0)
@@ -60,22 +61,34 @@ class SealTests(SynchronousTestCase):
         datagram = a.seal(0x1234, b"hello, peer", 0.0)
 
         expected_header = bytes.fromhex("d141 1234 00000001 00000002")
-        epoch1_key = ChaCha20Poly1305(KEY_A).encrypt(
-            bytes.fromhex("00000000 ffffffffffffffff"), bytes(32), b""
-        )[:32]
-        nonce = bytes.fromhex("00000000 02000000 01000000")
-        ciphertext = ChaCha20Poly1305(epoch1_key).encrypt(nonce, b"hello, peer", expected_header)
+        epoch1_key = AESGCM(KEY_A).encrypt(bytes.fromhex("00000000 ffffffffffffffff"), bytes(32), b"")[:32]
+        nonce = bytes.fromhex("00000000 00000001 00000002")
+        ciphertext = AESGCM(epoch1_key).encrypt(nonce, b"hello, peer", expected_header)
         self.assertEqual(datagram, expected_header + ciphertext)
+
+    def test_nonce_high_half_is_epoch(self) -> None:
+        """
+        Packet number 0x01020304 of epoch 0 uses the nonce 00000000
+        00000000 01020304 (the packet number is the low half of the
+        big-endian u64), computed here with the primitive directly.
+        """
+        a, _ = pair()
+        a._send_number = 0x01020304  # skip ahead without sealing 16 million packets
+        datagram = a.seal(0x0001, b"late", 0.0)
+        expected_header = bytes.fromhex("d141 0001 00000000 01020304")
+        nonce = bytes.fromhex("00000000 00000000 01020304")
+        self.assertEqual(datagram, expected_header + AESGCM(KEY_A).encrypt(nonce, b"late", expected_header))
 
     def test_matches_noise_cipher_state(self) -> None:
         """
         The key schedule and nonces agree with an independent Noise
-        implementation (noiseprotocol): epoch e's key is e REKEYs of the
-        first, and packet n of epoch e uses Noise nonce C{e << 32 | n}.
+        implementation (noiseprotocol's AESGCM cipher): epoch e's key is e
+        REKEYs of the first, and packet n of epoch e uses Noise nonce
+        C{e << 32 | n}.
         """
         a, _ = pair(rekey_packets=2)
         datagrams = [a.seal(9, b"payload %d" % i, 0.0) for i in range(7)]
-        noise_cipher = ChaCha20Cipher()
+        noise_cipher = AESGCMCipher()
         key = KEY_A
         for epoch in range(4):
             noise_cipher.initialize(key)
@@ -91,9 +104,9 @@ class SealTests(SynchronousTestCase):
 
     def test_rekey_function(self) -> None:
         """
-        L{rekey} is Noise's REKEY as noiseprotocol computes it.
+        L{rekey} is Noise's AESGCM REKEY as noiseprotocol computes it.
         """
-        cipher = ChaCha20Cipher()
+        cipher = AESGCMCipher()
         cipher.initialize(KEY_B)
         self.assertEqual(rekey(KEY_B), cipher.rekey(KEY_B))
         self.assertNotEqual(rekey(KEY_B), KEY_B)

@@ -1,9 +1,9 @@
 """
 Secure sessions: every p2pnet connection is encrypted and authenticated.
 
-  - L{p2pnet.secure._noise}: the Noise protocol framework (IKpsk2 over
-    X25519, ChaCha20-Poly1305 and BLAKE2s), run inside the hello/answer
-    exchange;
+  - L{p2pnet.secure._noise}: the Noise protocol framework
+    (C{Noise_IKpsk2_25519_AESGCM_BLAKE2s}: X25519, AES-256-GCM and BLAKE2s),
+    run inside the hello/answer exchange;
   - L{p2pnet.secure.identity}: an endpoint's static X25519 key pair;
   - L{p2pnet.secure.trust}: pinned peer keys (trust on first use);
   - L{p2pnet.secure._packet}: sealing and opening data packets, key epochs

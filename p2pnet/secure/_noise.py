@@ -1,12 +1,16 @@
 """
-The Noise Protocol Framework (revision 34), for one cipher suite:
-Curve25519 (X25519), ChaChaPoly (ChaCha20-Poly1305) and BLAKE2s.
+The Noise Protocol Framework (revision 34), for the DH function 25519
+(X25519), the hash function BLAKE2s and either cipher function of the
+specification: AESGCM (AES-256-GCM) or ChaChaPoly (ChaCha20-Poly1305),
+chosen by name (L{CIPHERS}).  p2pnet runs C{25519_AESGCM_BLAKE2s} (see
+L{p2pnet.secure._handshake}); ChaChaPoly stays available and tested, as
+it is the usual choice on processors without AES instructions.
 
 The objects and methods follow the specification's names (section 5),
 in snake_case: L{CipherState}, L{SymmetricState}, L{HandshakeState}.
-The primitives come from pyca/cryptography (X25519, ChaCha20-Poly1305)
-and the standard library (BLAKE2s, RFC 2104 HMAC); this module only
-composes them the way the specification says.
+The primitives come from pyca/cryptography (X25519, AES-GCM,
+ChaCha20-Poly1305) and the standard library (BLAKE2s, RFC 2104 HMAC);
+this module only composes them the way the specification says.
 
 Supported handshake patterns: the one-way patterns N, K, X and the
 fundamental interactive patterns NN, NK, NX, KN, KK, KX, XN, XK, XX, IN,
@@ -29,7 +33,7 @@ import re
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from p2pnet.errors import HandshakeFailed
@@ -41,7 +45,8 @@ TAGLEN = 16
 KEYLEN = 32
 MAX_MESSAGE = 65535
 MAX_NONCE = 2**64 - 1
-SUITE = "25519_ChaChaPoly_BLAKE2s"
+DH_NAME = "25519"
+HASH_NAME = "BLAKE2s"
 
 _ZERO_NONCE_PREFIX = bytes(4)
 
@@ -144,20 +149,74 @@ def hkdf(chaining_key: bytes, input_key_material: bytes, num_outputs: int) -> tu
     return output1, output2, output3
 
 
-# -- cipher functions (section 4.2): ChaChaPoly --------------------------------
+# -- cipher functions (section 4.2): AESGCM and ChaChaPoly ---------------------
 
 
-def _nonce(n: int) -> bytes:
-    # 32 bits of zeros followed by the little-endian 64-bit n.
-    return _ZERO_NONCE_PREFIX + n.to_bytes(8, "little")
-
-
-def rekey_function(key: bytes) -> bytes:
+class CipherFunctions:
     """
-    REKEY(k), section 4.2: the first 32 bytes of ENCRYPT(k, maxnonce,
-    zerolen, zeros), maxnonce = 2^64-1.
+    One of the specification's cipher functions: ENCRYPT, DECRYPT and
+    REKEY over a 32-byte key, a 64-bit nonce C{n} and a 16-byte tag.
+
+    Both ciphers form their 96-bit nonce from 32 zero bits and the 64-bit
+    C{n}; they differ in the AEAD and in the byte order of C{n}.
+
+    @ivar name: the name in protocol names (C{"AESGCM"}, C{"ChaChaPoly"}).
+    @ivar aead: the pyca/cryptography AEAD class, called with the key.
+    @ivar byteorder: how C{n} is encoded: C{"big"} for AESGCM,
+        C{"little"} for ChaChaPoly.
     """
-    return ChaCha20Poly1305(key).encrypt(_nonce(MAX_NONCE), bytes(KEYLEN), b"")[:KEYLEN]
+
+    __slots__ = ("name", "aead", "byteorder")
+
+    def __init__(self, name: str, aead: type, byteorder: str) -> None:
+        self.name = name
+        self.aead = aead
+        self.byteorder = byteorder
+
+    def nonce(self, n: int) -> bytes:
+        """
+        The 12-byte AEAD nonce for C{n}: 4 zero bytes, then C{n} as a
+        64-bit integer in this cipher's byte order.
+        """
+        return _ZERO_NONCE_PREFIX + n.to_bytes(8, self.byteorder)  # type: ignore[arg-type]
+
+    def encrypt(self, key: bytes, n: int, ad: bytes, plaintext: bytes) -> bytes:
+        """
+        ENCRYPT(k, n, ad, plaintext).
+        """
+        return self.aead(key).encrypt(self.nonce(n), plaintext, ad)
+
+    def rekey(self, key: bytes) -> bytes:
+        """
+        REKEY(k): the first 32 bytes of ENCRYPT(k, maxnonce, zerolen,
+        zeros), maxnonce = 2^64-1, zeros 32 zero bytes.
+        """
+        return self.encrypt(key, MAX_NONCE, b"", bytes(KEYLEN))[:KEYLEN]
+
+    def __repr__(self) -> str:
+        return f"<CipherFunctions {self.name}>"
+
+
+#: AES-256 in GCM mode; n big-endian.
+AESGCM_CIPHER = CipherFunctions("AESGCM", AESGCM, "big")
+#: ChaCha20-Poly1305 (RFC 8439); n little-endian.
+CHACHAPOLY_CIPHER = CipherFunctions("ChaChaPoly", ChaCha20Poly1305, "little")
+#: The cipher functions by their names in protocol names.
+CIPHERS = {c.name: c for c in (AESGCM_CIPHER, CHACHAPOLY_CIPHER)}
+
+
+def cipher_functions(cipher: str | CipherFunctions) -> CipherFunctions:
+    """
+    The L{CipherFunctions} called C{cipher} (or C{cipher} itself).
+
+    @raise ValueError: not a cipher this module has.
+    """
+    if isinstance(cipher, CipherFunctions):
+        return cipher
+    try:
+        return CIPHERS[cipher]
+    except KeyError:
+        raise ValueError(f"unsupported cipher {cipher!r}") from None
 
 
 # -- section 5.1 -----------------------------------------------------------------
@@ -165,15 +224,18 @@ def rekey_function(key: bytes) -> bytes:
 
 class CipherState:
     """
-    A key C{k} (or none) and a 64-bit nonce C{n}.
+    A key C{k} (or none) and a 64-bit nonce C{n}, for one cipher.
+
+    @ivar cipher: the L{CipherFunctions} in use.
     """
 
-    __slots__ = ("k", "n", "_aead")
+    __slots__ = ("k", "n", "cipher", "_aead")
 
-    def __init__(self) -> None:
+    def __init__(self, cipher: str | CipherFunctions = CHACHAPOLY_CIPHER) -> None:
         self.k: bytes | None = None
         self.n = 0
-        self._aead: ChaCha20Poly1305 | None = None
+        self.cipher = cipher_functions(cipher)
+        self._aead: AESGCM | ChaCha20Poly1305 | None = None
 
     def initialize_key(self, key: bytes | None) -> None:
         """
@@ -183,7 +245,7 @@ class CipherState:
             raise ValueError(f"a cipher key is {KEYLEN} bytes")
         self.k = key
         self.n = 0
-        self._aead = None if key is None else ChaCha20Poly1305(key)
+        self._aead = None if key is None else self.cipher.aead(key)
 
     def has_key(self) -> bool:
         """
@@ -210,7 +272,7 @@ class CipherState:
             return plaintext
         if self.n >= MAX_NONCE:
             raise HandshakeFailed("nonce exhausted")
-        ciphertext = self._aead.encrypt(_nonce(self.n), plaintext, ad)
+        ciphertext = self._aead.encrypt(self.cipher.nonce(self.n), plaintext, ad)
         self.n += 1
         return ciphertext
 
@@ -228,7 +290,7 @@ class CipherState:
         if self.n >= MAX_NONCE:
             raise HandshakeFailed("nonce exhausted")
         try:
-            plaintext = self._aead.decrypt(_nonce(self.n), ciphertext, ad)
+            plaintext = self._aead.decrypt(self.cipher.nonce(self.n), ciphertext, ad)
         except InvalidTag:
             raise HandshakeFailed("authentication tag did not verify") from None
         self.n += 1
@@ -240,12 +302,12 @@ class CipherState:
         """
         if self.k is None:
             raise RuntimeError("Rekey() without a key")
-        key = rekey_function(self.k)
+        key = self.cipher.rekey(self.k)
         self.k = key
-        self._aead = ChaCha20Poly1305(key)
+        self._aead = self.cipher.aead(key)
 
     def copy(self) -> CipherState:
-        other = CipherState()
+        other = CipherState(self.cipher)
         other.k, other.n, other._aead = self.k, self.n, self._aead
         return other
 
@@ -260,8 +322,8 @@ class SymmetricState:
 
     __slots__ = ("cipher_state", "ck", "h")
 
-    def __init__(self) -> None:
-        self.cipher_state = CipherState()
+    def __init__(self, cipher: str | CipherFunctions = CHACHAPOLY_CIPHER) -> None:
+        self.cipher_state = CipherState(cipher)
         self.ck = b""
         self.h = b""
 
@@ -327,13 +389,14 @@ class SymmetricState:
         first.
         """
         temp_k1, temp_k2 = hkdf(self.ck, b"", 2)
-        c1, c2 = CipherState(), CipherState()
+        cipher = self.cipher_state.cipher
+        c1, c2 = CipherState(cipher), CipherState(cipher)
         c1.initialize_key(temp_k1[:KEYLEN])
         c2.initialize_key(temp_k2[:KEYLEN])
         return c1, c2
 
     def copy(self) -> SymmetricState:
-        other = SymmetricState()
+        other = SymmetricState(self.cipher_state.cipher)
         other.cipher_state = self.cipher_state.copy()
         other.ck, other.h = self.ck, self.h
         return other
@@ -403,8 +466,12 @@ class HandshakePattern:
         self.one_way = base in ONE_WAY
         self.psk_count = len(psks)
 
-    def protocol_name(self) -> bytes:
-        return f"Noise_{self.name}_{SUITE}".encode("ascii")
+    def protocol_name(self, cipher: str | CipherFunctions = CHACHAPOLY_CIPHER) -> bytes:
+        """
+        C{Noise_<pattern>_25519_<cipher>_BLAKE2s}.
+        """
+        cipher_name = cipher_functions(cipher).name
+        return f"Noise_{self.name}_{DH_NAME}_{cipher_name}_{HASH_NAME}".encode("ascii")
 
 
 # -- section 5.3 -----------------------------------------------------------------
@@ -448,17 +515,24 @@ class HandshakeState:
         rs: bytes | None = None,
         re: bytes | None = None,
         psks: list[bytes] | tuple[bytes, ...] = (),
+        cipher: str | CipherFunctions = CHACHAPOLY_CIPHER,
     ) -> HandshakeState:
         """
         Initialize(handshake_pattern, initiator, prologue, s, e, rs, re),
-        plus the pre-shared keys the C{psk} tokens use, in order.
+        plus the pre-shared keys the C{psk} tokens use, in order, and the
+        cipher functions (the protocol name is
+        C{Noise_<pattern>_25519_<cipher>_BLAKE2s}).
 
         C{e} is for test vectors only: a fresh ephemeral key pair is made
         when the pattern needs one.
+
+        @param cipher: C{"AESGCM"} or C{"ChaChaPoly"} (or a
+            L{CipherFunctions}).
         """
         pattern = handshake_pattern
         if not isinstance(pattern, HandshakePattern):
             pattern = HandshakePattern(pattern)
+        functions = cipher_functions(cipher)
         if len(psks) != pattern.psk_count:
             raise ValueError(f"{pattern.name} needs {pattern.psk_count} psk(s), got {len(psks)}")
         for psk in psks:
@@ -468,12 +542,13 @@ class HandshakeState:
             if key is not None and len(key) != DHLEN:
                 raise ValueError(f"a public key is {DHLEN} bytes")
         state = cls()
+        state.symmetric_state = SymmetricState(functions)
         state.pattern = pattern
         state.initiator = initiator
         state.s, state.e, state.rs, state.re = s, e, rs, re
         state.psks = list(psks)
         symmetric = state.symmetric_state
-        symmetric.initialize_symmetric(pattern.protocol_name())
+        symmetric.initialize_symmetric(pattern.protocol_name(functions))
         symmetric.mix_hash(prologue)
         for tokens, ours in ((pattern.initiator_pre, initiator), (pattern.responder_pre, not initiator)):
             for token in tokens:

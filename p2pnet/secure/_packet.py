@@ -9,12 +9,15 @@ A sealed data packet (docs/protocol.md)::
     2-3    the receiver's connection id, u16 big-endian
     4-7    key epoch, u32 big-endian
     8-11   packet number within the epoch, u32 big-endian
-    12..   ChaCha20-Poly1305 ciphertext of the frames, 16-byte tag last
+    12..   AES-256-GCM ciphertext of the frames, 16-byte tag last
 
-The AEAD key is the epoch's key of that direction, the nonce 4 zero bytes
-followed by the little-endian u64 C{epoch << 32 | packet number}, and the
-associated data bytes 0 to 11: nothing in the header can be changed without
-the tag failing.  Overhead beyond the 4-byte path framing: 8 + 16 = 24
+The AEAD is AES-256-GCM, the Noise AESGCM cipher of the handshake
+(C{Noise_IKpsk2_25519_AESGCM_BLAKE2s}).  The key is the epoch's key of that
+direction, the nonce 4 zero bytes followed by the big-endian u64 C{epoch <<
+32 | packet number} (the Noise AESGCM nonce encoding of that number: bytes
+4-11 of the nonce are bytes 4-11 of the header), and the associated data
+bytes 0 to 11: nothing in the header can be changed without the tag
+failing.  Overhead beyond the 4-byte path framing: 8 + 16 = 24
 bytes.
 
 Epoch 0 uses the keys the handshake produced.  A sender moves to the next
@@ -39,7 +42,7 @@ from __future__ import annotations
 import struct
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from p2pnet.errors import P2PError
 from p2pnet.secure._replay import MINIMUM_WINDOW, ReplayWindow
@@ -48,7 +51,7 @@ from p2pnet.secure._replay import MINIMUM_WINDOW, ReplayWindow
 SEALED_PREFIX = b"\xd1\x41"
 #: Header bytes before the ciphertext (also the associated data).
 HEADER_LENGTH = 12
-#: ChaCha20-Poly1305's tag.
+#: AES-GCM's tag (the full 16 bytes).
 TAG_LENGTH = 16
 #: The bytes a sealed packet adds to its plaintext frames.
 OVERHEAD = HEADER_LENGTH + TAG_LENGTH
@@ -60,9 +63,9 @@ _HEADER = struct.Struct(">BBHII")
 # The same twelve bytes read back: (magic << 8 | type), connection id, epoch, number.
 _READ_HEADER = struct.Struct(">HHII")
 _SEALED = 0xD141
-# Four zero bytes, then the little-endian u64 (epoch << 32 | number): the low
-# half (the packet number) comes first.
-_NONCE = struct.Struct("<4xII")
+# Four zero bytes, then the big-endian u64 (epoch << 32 | number): the high
+# half (the epoch) comes first.
+_NONCE = struct.Struct(">4xII")
 _REKEY_NONCE = b"\x00\x00\x00\x00" + b"\xff" * 8
 _ZEROS32 = bytes(32)
 
@@ -96,11 +99,11 @@ class KeysExhausted(P2PError):
 
 def rekey(key: bytes) -> bytes:
     """
-    The Noise REKEY of a 32-byte ChaCha20-Poly1305 key: the first 32 bytes
-    of encrypting 32 zero bytes under C{key} with nonce C{2**64 - 1} and
-    empty associated data (the Noise spec, sections 4.2 and 12.3).
+    The Noise REKEY of a 32-byte AES-256-GCM key: the first 32 bytes of the
+    AESGCM ENCRYPT of 32 zero bytes under C{key} with nonce C{2**64 - 1}
+    and empty associated data (the Noise spec, sections 4.2 and 11.3).
     """
-    return ChaCha20Poly1305(key).encrypt(_REKEY_NONCE, _ZEROS32, b"")[:32]
+    return AESGCM(key).encrypt(_REKEY_NONCE, _ZEROS32, b"")[:32]
 
 
 class _Epoch:
@@ -113,7 +116,7 @@ class _Epoch:
     def __init__(self, number: int, key: bytes, window: int) -> None:
         self.number = number
         self.key = key
-        self.aead = ChaCha20Poly1305(key)
+        self.aead = AESGCM(key)
         self.window = ReplayWindow(window)
 
 
@@ -168,7 +171,7 @@ class PacketProtection:
         self._previous_key_lifetime = previous_key_lifetime
 
         self._send_key = send_key
-        self._send_aead = ChaCha20Poly1305(send_key)
+        self._send_aead = AESGCM(send_key)
         self._send_epoch = 0
         self._send_number = 0
         self._send_deadline = now + rekey_interval
@@ -206,7 +209,7 @@ class PacketProtection:
         self._send_number = number + 1
         epoch = self._send_epoch
         header = _HEADER.pack(0xD1, 0x41, conn_id, epoch, number)
-        return header + self._send_aead.encrypt(_NONCE.pack(number, epoch), plaintext, header)
+        return header + self._send_aead.encrypt(_NONCE.pack(epoch, number), plaintext, header)
 
     def rekey_now(self, now: float) -> None:
         """
@@ -221,7 +224,7 @@ class PacketProtection:
         if self._send_epoch >= _U32_MAX:
             raise KeysExhausted("no key epoch left: close the connection")
         self._send_key = rekey(self._send_key)
-        self._send_aead = ChaCha20Poly1305(self._send_key)
+        self._send_aead = AESGCM(self._send_key)
         self._send_epoch += 1
         self._send_number = 0
         self._send_deadline = now + self._rekey_interval
@@ -255,7 +258,7 @@ class PacketProtection:
             return self._drop("replay")
         try:
             plaintext = keys.aead.decrypt(
-                _NONCE.pack(number, epoch), datagram[HEADER_LENGTH:], datagram[:HEADER_LENGTH]
+                _NONCE.pack(epoch, number), datagram[HEADER_LENGTH:], datagram[:HEADER_LENGTH]
             )
         except InvalidTag:
             return self._drop("bad-tag")
