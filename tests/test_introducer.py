@@ -1198,3 +1198,63 @@ class LongReasonTests(IntroducerTestCase):
         self.assertEqual(self.protocol.stats["unencodable"], 1)
         self.assertEqual(self.protocol.stats["internal-error"], 0)
         self.assertEqual(len(lines), 1)
+
+
+class RequestBudgetTests(IntroducerTestCase):
+    """
+    #14.8: without the secret, no request gets more bytes back, over all
+    packets and retransmits, than it sent.
+    """
+
+    def total_out(self, seconds=30):
+        total = packets = 0
+        for _ in range(seconds * 4):
+            total += sum(len(raw) for raw, _ in self.transport.written)
+            packets += len(self.transport.written)
+            del self.transport.written[:]
+            self.clock.advance(0.25)
+        return total, packets
+
+    def test_introduce_pays_for_its_retransmits(self):
+        """
+        An Introduce that nobody acknowledges gets both first copies and as
+        many retransmits as its size pays for, no more.
+        """
+        self.register("a", A)
+        self.register("b", B)
+        raw = self.send(wire.Introduce(self.next_txid(), "a", self.cookies["a"], "b"), A)
+        total, packets = self.total_out()
+        self.assertLessEqual(total, len(raw))
+        self.assertGreater(packets, 2)
+        self.assertGreater(self.protocol.stats["push-retransmits-unpaid"], 0)
+
+    def test_candidate_offer_pays(self):
+        """
+        A CandidateOffer's acknowledgement and forwarded candidate, with
+        retransmits, fit in its padded size.
+        """
+        self.register("a", A)
+        self.register("b", B)
+        raw = self.send(
+            wire.CandidateOffer(self.next_txid(), "a", self.cookies["a"], "b", bytes(8), Address("192.0.2.9", 1)), A
+        )
+        total, _ = self.total_out()
+        self.assertLessEqual(total, len(raw))
+
+
+class SecretRequestBudgetTests(RequestBudgetTests):
+    secret = SECRET
+
+    def test_introduce_pays_for_its_retransmits(self):
+        """
+        Holders of the secret get the full retransmit schedule (8 copies of
+        each side's introduction).
+        """
+        self.register("a", A)
+        self.register("b", B)
+        self.send(wire.Introduce(self.next_txid(), "a", self.cookies["a"], "b"), A)
+        _, packets = self.total_out()
+        self.assertEqual(packets, 16)
+
+    def test_candidate_offer_pays(self):
+        pass
