@@ -15,11 +15,14 @@ from typing import Callable, Iterator
 from attrs import define, field
 
 from p2pnet.address import Address
-from p2pnet.wire import CHALLENGE_SIZE, MAX_STRING, ErrorCode, proof_tag
+from p2pnet.wire import CHALLENGE_SIZE, MAX_DATAGRAM, MAX_STRING, ErrorCode, SessionInfo, proof_tag
 
 MAX_LOCAL_ADDRESSES = 8
 MAX_PEER_ID = 64
 MAX_PROPERTIES = 16
+#: The largest encoded session entry: one always fits a full page (a
+#: 1,200-byte SessionList with its fixed fields and an AUTH field).
+MAX_SESSION_ENTRY = MAX_DATAGRAM - 24 - 19 - 3
 
 #: Seconds a challenge can be answered, and how many may wait at once
 #: (in all, and per peer id).
@@ -603,6 +606,16 @@ class Registry:
             raise RegistryError(ErrorCode.BAD_REQUEST, "max players must be 2-1024")
         if len(properties) > MAX_PROPERTIES:
             raise RegistryError(ErrorCode.BAD_REQUEST, "too many properties")
+        try:
+            size = len(SessionInfo(bytes(8), name, game_id, host.peer_id, 1, max_players, mesh, properties).encode_value())
+        except ValueError:
+            raise RegistryError(ErrorCode.BAD_REQUEST, "a session field is too long") from None
+        if size > MAX_SESSION_ENTRY:
+            raise RegistryError(
+                ErrorCode.BAD_REQUEST,
+                f"session entry too large to list: {size} bytes of name, game and properties "
+                f"(at most {MAX_SESSION_ENTRY})",
+            )
         if host.sessions is None:
             host.sessions = set()
         if len(host.sessions) >= self._max_sessions_per_peer:

@@ -602,6 +602,13 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             budget -= cost
             page.append(info)
             position += 1
+        if not page and position < len(matching):
+            # Never an empty page while sessions remain: the client would
+            # take it for the end of the list.
+            raise RegistryError(
+                ErrorCode.BAD_REQUEST,
+                f"the session at offset {position} does not fit this request's answer: pad it to 1200 bytes",
+            )
         self._send(
             wire.SessionList(message.txid, tuple(page), position, len(matching)),
             source,
