@@ -168,7 +168,11 @@ def rows(secret: bytes | None, members: int) -> list[list]:
     )
     row("Introduce (unknown target)", b.measure(wire.Introduce(b.txid(), "a", b.cookies["a"], "x" * 64), A))
     row("ReverseRequest", b.measure(wire.ReverseRequest(b.txid(), "a", b.cookies["a"], "b", bytes(8)), A))
-    row("RelayRequest", b.measure(wire.RelayRequest(b.txid(), "a", b.cookies["a"], "b", bytes(8)), A))
+    b.request(wire.Introduce(b.txid(), "a", b.cookies["a"], "b"), A)
+    intro_id = wire.decode(b.transport.written[0][0]).intro_id
+    b.drain(ack=True)
+    row("RelayRequest", b.measure(wire.RelayRequest(b.txid(), "a", b.cookies["a"], "b", intro_id), A))
+    row("RelayRequest (made-up intro id)", b.measure(wire.RelayRequest(b.txid(), "a", b.cookies["a"], "b", bytes(8)), A))
     row(
         "CandidateOffer",
         b.measure(wire.CandidateOffer(b.txid(), "a", b.cookies["a"], "b", bytes(8), wire.Address("192.0.2.9", 1)), A),
@@ -178,8 +182,10 @@ def rows(secret: bytes | None, members: int) -> list[list]:
     if secret is None:
         binding = struct.pack("!HHI12s", 0x0001, 0, 0x2112A442, bytes(12))
         row("STUN Binding request", b.measure(binding, ELSEWHERE))
-        bad = struct.pack("!HHI12s", 0x0001, 8, 0x2112A442, bytes(12)) + struct.pack("!HH4s", 0x0003, 4, bytes(4))
+        bad = struct.pack("!HHI12s", 0x0001, 8, 0x2112A442, bytes(12)) + struct.pack("!HH4s", 0x7777, 4, bytes(4))
         row("STUN unknown attribute (error)", b.measure(bad, ELSEWHERE))
+        other = struct.pack("!HHI12s", 0x0003, 0, 0x2112A442, bytes(12))
+        row("STUN Allocate (error)", b.measure(other, ELSEWHERE))
     return result
 
 

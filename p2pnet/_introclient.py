@@ -230,3 +230,74 @@ class IntroducerClient:
             if item.timer is not None and item.timer.active():
                 item.timer.cancel()
             item.deferred.errback(error)
+
+
+class SessionLister:
+    """
+    Fetches every hosted session page by page, within the introducer's rate
+    limit: one page every C{interval} seconds; a C{RATE_LIMITED} refusal is
+    retried after C{backoff} seconds (doubling, at most C{retries} times in
+    a row); any other refusal, or an empty page before the end, fails the
+    listing rather than silently cutting it short.
+
+    @param request: C{message -> Deferred}, the client's L{IntroducerClient.request}.
+    @param new_txid: C{() -> bytes}.
+    """
+
+    #: Most pages fetched for one listing.
+    MAX_PAGES = 10_000
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        request: Callable[[wire.Message], Deferred],
+        new_txid: Callable[[], bytes],
+        interval: float = 0.05,
+        backoff: float = 1.0,
+        retries: int = 6,
+    ) -> None:
+        self._clock = clock
+        self._request = request
+        self._new_txid = new_txid
+        self.interval = interval
+        self.backoff = backoff
+        self.retries = retries
+
+    def list(self, game_id: str | None = None) -> Deferred:
+        """
+        @return: a Deferred firing with a list of L{wire.SessionInfo}.
+        """
+        found: list[wire.SessionInfo] = []
+        result: Deferred = Deferred()
+        state = {"pages": 0, "refused": 0}
+
+        def page(offset: int) -> None:
+            state["pages"] += 1
+            d = self._request(wire.ListSessions(self._new_txid(), game_id, offset))
+            d.addCallbacks(got, refused, errbackArgs=(offset,))
+            d.addErrback(result.errback)
+
+        def later(delay: float, offset: int) -> None:
+            self._clock.callLater(delay, page, offset)
+
+        def got(answer: wire.SessionList) -> None:
+            state["refused"] = 0
+            found.extend(answer.sessions)
+            if answer.offset >= answer.total:
+                result.callback(found)
+            elif not answer.sessions:
+                result.errback(IntroducerError(ErrorCode.BAD_REQUEST, "the introducer sent an empty page"))
+            elif state["pages"] >= self.MAX_PAGES:
+                result.errback(IntroducerError(ErrorCode.BAD_REQUEST, "too many pages of sessions"))
+            else:
+                later(self.interval, answer.offset)
+
+        def refused(reason, offset: int) -> None:
+            if reason.check(RateLimited) and state["refused"] < self.retries:
+                state["refused"] += 1
+                later(self.backoff * 2 ** (state["refused"] - 1), offset)
+                return None
+            return reason
+
+        page(0)
+        return result

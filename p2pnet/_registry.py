@@ -15,11 +15,14 @@ from typing import Callable, Iterator
 from attrs import define, field
 
 from p2pnet.address import Address
-from p2pnet.wire import CHALLENGE_SIZE, MAX_STRING, ErrorCode, proof_tag
+from p2pnet.wire import CHALLENGE_SIZE, MAX_DATAGRAM, MAX_STRING, ErrorCode, SessionInfo, proof_tag
 
 MAX_LOCAL_ADDRESSES = 8
 MAX_PEER_ID = 64
 MAX_PROPERTIES = 16
+#: The largest encoded session entry: one always fits a full page (a
+#: 1,200-byte SessionList with its fixed fields and an AUTH field).
+MAX_SESSION_ENTRY = MAX_DATAGRAM - 24 - 19 - 3
 
 #: Seconds a challenge can be answered, and how many may wait at once
 #: (in all, and per peer id).
@@ -204,9 +207,8 @@ class Registry:
         self.max_per_ip = max_per_ip
         self._peers: OrderedDict[str, Registration] = OrderedDict()
         self._sessions: dict[bytes, Session] = {}
-        # Unconfirmed registrations, oldest first, in all and per IP.
+        # Unconfirmed registrations, oldest first.
         self._unverified: OrderedDict[str, Registration] = OrderedDict()
-        self._unverified_by_ip: dict[str, OrderedDict[str, Registration]] = {}
         self._per_ip: dict[str, int] = {}
         self._challenges: OrderedDict[bytes, PendingChallenge] = OrderedDict()
         self._challenges_per_peer: dict[str, int] = {}
@@ -285,12 +287,18 @@ class Registry:
         self._add(registration)
         return registration
 
+    #: How many of the oldest unconfirmed registrations are searched for
+    #: one from an IP at its cap.
+    EVICTION_SCAN = 256
+
     def _make_room(self, ip: str) -> None:
         if self._per_ip.get(ip, 0) >= self.max_per_ip:
-            mine = self._unverified_by_ip.get(ip)
-            if not mine:
+            for _, registration in zip(range(self.EVICTION_SCAN), self._unverified.values()):
+                if registration.public.host == ip:
+                    self._remove(registration)
+                    break
+            else:
                 raise RegistryError(ErrorCode.RATE_LIMITED, "too many registrations from your address")
-            self._remove(next(iter(mine.values())))
         if len(self._peers) >= self.max_registrations:
             if not self._unverified:
                 raise RegistryError(ErrorCode.RATE_LIMITED, "the introducer is full")
@@ -303,10 +311,6 @@ class Registry:
         self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
         if not registration.verified:
             self._unverified[peer_id] = registration
-            by_ip = self._unverified_by_ip.get(ip)
-            if by_ip is None:
-                by_ip = self._unverified_by_ip[ip] = OrderedDict()
-            by_ip[peer_id] = registration
         if len(self._peers) > self._peak:
             self._peak = len(self._peers)
 
@@ -320,19 +324,11 @@ class Registry:
         self._forget_unverified(registration)
 
     def _forget_unverified(self, registration: Registration) -> None:
-        peer_id = registration.peer_id
-        if self._unverified.pop(peer_id, None) is not None:
-            ip = registration.public.host
-            by_ip = self._unverified_by_ip.get(ip)
-            if by_ip is not None:
-                by_ip.pop(peer_id, None)
-                if not by_ip:
-                    del self._unverified_by_ip[ip]
+        self._unverified.pop(registration.peer_id, None)
 
     def _move(self, registration: Registration, public: Address) -> None:
         old_ip, new_ip = registration.public.host, public.host
         if old_ip != new_ip:
-            self._forget_unverified(registration)
             self._uncount(old_ip)
             self._per_ip[new_ip] = self._per_ip.get(new_ip, 0) + 1
         registration.public = public
@@ -560,7 +556,6 @@ class Registry:
         # Python dicts never shrink when emptied; copies are sized to fit.
         self._peers = OrderedDict(self._peers)
         self._unverified = OrderedDict(self._unverified)
-        self._unverified_by_ip = dict(self._unverified_by_ip)
         self._per_ip = dict(self._per_ip)
         self._sessions = dict(self._sessions)
         self._challenges = OrderedDict(self._challenges)
@@ -611,6 +606,16 @@ class Registry:
             raise RegistryError(ErrorCode.BAD_REQUEST, "max players must be 2-1024")
         if len(properties) > MAX_PROPERTIES:
             raise RegistryError(ErrorCode.BAD_REQUEST, "too many properties")
+        try:
+            size = len(SessionInfo(bytes(8), name, game_id, host.peer_id, 1, max_players, mesh, properties).encode_value())
+        except ValueError:
+            raise RegistryError(ErrorCode.BAD_REQUEST, "a session field is too long") from None
+        if size > MAX_SESSION_ENTRY:
+            raise RegistryError(
+                ErrorCode.BAD_REQUEST,
+                f"session entry too large to list: {size} bytes of name, game and properties "
+                f"(at most {MAX_SESSION_ENTRY})",
+            )
         if host.sessions is None:
             host.sessions = set()
         if len(host.sessions) >= self._max_sessions_per_peer:

@@ -251,7 +251,7 @@ class StunResponder:
                 return reply
         return self._answer(data, source, local)
 
-    def _answer(self, data: bytes, source: Address, local: Address) -> StunReply:
+    def _answer(self, data: bytes, source: Address, local: Address) -> StunReply | None:
         """
         The generic path: answer a framed, admitted request by decoding it.
         """
@@ -262,7 +262,7 @@ class StunResponder:
         except MalformedMessage:
             return self._bad_request(data, source, via)
         if request.method != Method.BINDING:
-            return self._error(request, 400, "Bad Request: only Binding is served here", source, via)
+            return self._error(request, 400, "Bad Request: only Binding is served here", source, via, limit=len(data))
         unknown = [
             a.type
             for a in request.attributes
@@ -270,21 +270,21 @@ class StunResponder:
         ]
         if unknown:
             return self._error(
-                request, 420, "Unknown Attribute", source, via, (UnknownAttributes(unknown),)
+                request, 420, "Unknown Attribute", source, via, (UnknownAttributes(unknown),), len(data)
             )
         change = request.get(ChangeRequest)
         response_port = request.get(ResponsePort)
         padding = request.get(Padding)
         if response_port is not None and response_port.port == 0:
-            return self._error(request, 400, "Bad Request: RESPONSE-PORT 0", source, via)
+            return self._error(request, 400, "Bad Request: RESPONSE-PORT 0", source, via, limit=len(data))
         if padding is not None and response_port is not None:
-            return self._error(request, 400, "Bad Request: PADDING with RESPONSE-PORT", source, via)
+            return self._error(request, 400, "Bad Request: PADDING with RESPONSE-PORT", source, via, limit=len(data))
         destination = source if response_port is None else Address(source.host, response_port.port)
         if plan is None:
             if change is not None and (change.change_ip or change.change_port):
                 return self._error(
                     request, 420, "Unknown Attribute: no alternate address",
-                    source, via, (UnknownAttributes([AttributeType.CHANGE_REQUEST]),),
+                    source, via, (UnknownAttributes([AttributeType.CHANGE_REQUEST]),), len(data),
                 )
             attributes = [XorMappedAddress(source), MappedAddress(source)]
             send_via = "primary"
@@ -297,7 +297,7 @@ class StunResponder:
             if send_via not in plan:
                 return self._error(
                     request, 420, "Unknown Attribute: no such alternate address",
-                    source, via, (UnknownAttributes([AttributeType.CHANGE_REQUEST]),),
+                    source, via, (UnknownAttributes([AttributeType.CHANGE_REQUEST]),), len(data),
                 )
             other = self._other_of(self._role_of(local, plan), plan)
             attributes = [
@@ -440,13 +440,24 @@ class StunResponder:
         source: Address,
         via: str,
         extra: tuple = (),
-    ) -> StunReply:
-        attributes = list(extra)
-        if self.software is not None:
-            attributes.append(Software(self.software))
-        return StunReply(encode(request.error(code, reason, attributes)), via, source)
+        limit: int | None = None,
+    ) -> StunReply | None:
+        """
+        An error answer, no larger than C{limit} bytes (the request's
+        size): without SOFTWARE, then without a reason phrase if need be,
+        or none at all (an error answer must not amplify).
+        """
+        attempts = [(reason, True), (reason, False), ("", False)]
+        for phrase, software in attempts:
+            attributes = list(extra)
+            if software and self.software is not None:
+                attributes.append(Software(self.software))
+            raw = encode(request.error(code, phrase, attributes))
+            if limit is None or len(raw) <= limit:
+                return StunReply(raw, via, source)
+        return None
 
-    def _bad_request(self, data: bytes, source: Address, via: str) -> StunReply:
+    def _bad_request(self, data: bytes, source: Address, via: str) -> StunReply | None:
         """
         Answer a framed but unparseable request with 400, echoing its
         method and transaction id.
@@ -454,7 +465,7 @@ class StunResponder:
         message_type = (data[0] << 8) | data[1]
         method = (message_type & 0x000F) | ((message_type & 0x00E0) >> 1) | ((message_type & 0x3E00) >> 2)
         request = StunMessage(method, MessageClass.REQUEST, bytes(data[8:20]))
-        return self._error(request, 400, "Bad Request", source, via)
+        return self._error(request, 400, "Bad Request", source, via, limit=len(data))
 
 
 class StunServer:

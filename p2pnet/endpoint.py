@@ -536,23 +536,11 @@ class PeerEndpoint(DatagramProtocol):
         """
         if self._client is None:
             return fail(P2PError("the endpoint is not started: call start() first"))
-        found: list[wire.SessionInfo] = []
-        result = Deferred()
+        # Paced within the introducer's rate limit; refusals are retried or
+        # reported, never taken for the end of the list.
+        from p2pnet._introclient import SessionLister
 
-        def page(offset: int) -> None:
-            d = self._client.request(wire.ListSessions(self.new_txid(), game_id, offset))
-            d.addCallback(got)
-            d.addErrback(result.errback)
-
-        def got(answer: wire.SessionList) -> None:
-            found.extend(answer.sessions)
-            if answer.sessions and answer.offset < answer.total:
-                page(answer.offset)
-            else:
-                result.callback(found)
-
-        page(0)
-        return result
+        return SessionLister(self.clock, self._client.request, self.new_txid).list(game_id)
 
     def connect(
         self, peer_id: str, protocol: PeerProtocol | None = None, *, expect_key: bytes | None = None

@@ -40,6 +40,18 @@ _SESSION_LIST_FIXED = wire.HEADER_SIZE + 2 * (3 + 4)
 _HEARTBEAT = bytes((wire.MessageType.HEARTBEAT,))
 
 
+class _Budget:
+    """
+    Bytes an unauthenticated request pays for: its own size, less what was
+    sent because of it so far.
+    """
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+
 class _PrimaryStunSocket:
     """
     The introducer's own socket, as the L{StunServer}'s primary socket.
@@ -175,6 +187,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         }
         self._pushes: dict[tuple[bytes, tuple], tuple[bytes, tuple, int, object]] = {}
         self._in_flight: dict[tuple, int] = {}
+        self._budget: _Budget | None = None
         # intro id -> (when, both peer ids, whether a relay was allocated)
         # intro id -> (when, the two peer ids, the relay allocation if any)
         self._introductions: OrderedDict[bytes, tuple[float, frozenset, bytes | None]] = OrderedDict()
@@ -292,6 +305,9 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             self._drop("unexpected-type", addr, type(message).__name__)
             return
         source = Address(addr[0], addr[1])
+        # Without the secret, everything one request makes us send, over
+        # all packets and retransmits, is paid for by its size.
+        self._budget = None if authenticated else _Budget(len(data))
         try:
             handler(message, source, len(data), authenticated, now)
         except ChallengeNeeded as e:
@@ -306,6 +322,8 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
                     reason=e.reason,
                 )
             self._error(message.txid, e.code, e.reason, source, len(data), authenticated)
+        finally:
+            self._budget = None
 
     def _quick_heartbeat(self, data: bytes, addr: tuple, now: float) -> bool:
         """
@@ -417,6 +435,8 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             return False
         self.write_datagram(raw, to.as_tuple())
         self.stats["sent"] += 1
+        if self._budget is not None:
+            self._budget.left -= len(raw)
         return True
 
     def _error(
@@ -587,6 +607,13 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             budget -= cost
             page.append(info)
             position += 1
+        if not page and position < len(matching):
+            # Never an empty page while sessions remain: the client would
+            # take it for the end of the list.
+            raise RegistryError(
+                ErrorCode.BAD_REQUEST,
+                f"the session at offset {position} does not fit this request's answer: pad it to 1200 bytes",
+            )
         self._send(
             wire.SessionList(message.txid, tuple(page), position, len(matching)),
             source,
@@ -715,10 +742,11 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         cannot be aimed at a third party; at most L{PUSH_WINDOW} are in
         flight per destination.
         """
+        budget = self._budget
         flight = self._in_flight.get(to, 0)
         if flight < self.PUSH_WINDOW:
             self._in_flight[to] = flight + 1
-            self._transmit_push(intro_id, raw, to, 0)
+            self._transmit_push(intro_id, raw, to, 0, budget)
             return
         queue = self._queued.get(to)
         if queue is None:
@@ -726,13 +754,20 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         if len(queue) >= self.MAX_QUEUED_PER_DESTINATION or self._queued_count >= self.MAX_QUEUED:
             self.stats["dropped-push-queue-full"] += 1
             return
-        queue.append((intro_id, raw))
+        queue.append((intro_id, raw, budget))
         self._queued_count += 1
 
-    def _transmit_push(self, intro_id: bytes, raw: bytes, to: tuple, attempt: int) -> None:
-        self.write_datagram(raw, to)
-        self.stats["sent"] += 1
+    def _transmit_push(self, intro_id: bytes, raw: bytes, to: tuple, attempt: int, budget=None) -> None:
         key = (intro_id, to)
+        if budget is None or not attempt or budget.left >= len(raw):
+            if budget is not None:
+                budget.left -= len(raw)
+            self.write_datagram(raw, to)
+            self.stats["sent"] += 1
+        else:
+            # The request did not pay for another copy: none is sent, but
+            # the schedule runs on (an acknowledgement still counts).
+            self.stats["push-retransmits-unpaid"] += 1
         if attempt >= len(self.PUSH_GAPS):
             self._pushes.pop(key, None)
             self.stats["introductions-unacknowledged"] += 1
@@ -742,7 +777,9 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             self.stats["introductions-unacknowledged"] += len(dropped)
             self._push_done(to)
             return
-        call = self._clock.callLater(self.PUSH_GAPS[attempt], self._transmit_push, intro_id, raw, to, attempt + 1)
+        call = self._clock.callLater(
+            self.PUSH_GAPS[attempt], self._transmit_push, intro_id, raw, to, attempt + 1, budget
+        )
         self._pushes[key] = (raw, to, attempt, call)
 
     def _push_done(self, to: tuple) -> None:
@@ -751,11 +788,11 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         """
         queue = self._queued.get(to)
         if queue:
-            intro_id, raw = queue.popleft()
+            intro_id, raw, budget = queue.popleft()
             self._queued_count -= 1
             if not queue:
                 del self._queued[to]
-            self._transmit_push(intro_id, raw, to, 0)
+            self._transmit_push(intro_id, raw, to, 0, budget)
             return
         flight = self._in_flight.get(to, 0) - 1
         if flight > 0:

@@ -1263,7 +1263,8 @@ PADDED_SIZE = {
     MessageType.HOST_SESSION: 64,
     MessageType.INTRODUCE: 376,
     MessageType.LIST_SESSIONS: MAX_DATAGRAM,
-    MessageType.RELAY_REQUEST: 80,
+    MessageType.RELAY_REQUEST: 160,
+    MessageType.CANDIDATE_OFFER: 160,
     MessageType.PROOF: 96,
 }
 

@@ -165,8 +165,8 @@ class SessionTests(IntroducerTestCase):
         pages = 0
         while True:
             self.send(wire.ListSessions(self.next_txid(), "game", offset), C)
-            [(answer, _)] = self.transport.clear()
-            self.assertLessEqual(len(self.transport.written), 0)
+            [(answer, to)] = self.transport.clear()
+            self.assertEqual(to, C)
             self.assertLessEqual(len(wire.encode(answer)), 1200)
             seen.extend(s.name for s in answer.sessions)
             offset = answer.offset
@@ -1198,3 +1198,185 @@ class LongReasonTests(IntroducerTestCase):
         self.assertEqual(self.protocol.stats["unencodable"], 1)
         self.assertEqual(self.protocol.stats["internal-error"], 0)
         self.assertEqual(len(lines), 1)
+
+
+class RequestBudgetTests(IntroducerTestCase):
+    """
+    #14.8: without the secret, no request gets more bytes back, over all
+    packets and retransmits, than it sent.
+    """
+
+    def total_out(self, seconds=30):
+        total = packets = 0
+        for _ in range(seconds * 4):
+            total += sum(len(raw) for raw, _ in self.transport.written)
+            packets += len(self.transport.written)
+            del self.transport.written[:]
+            self.clock.advance(0.25)
+        return total, packets
+
+    def test_introduce_pays_for_its_retransmits(self):
+        """
+        An Introduce that nobody acknowledges gets both first copies and as
+        many retransmits as its size pays for, no more.
+        """
+        self.register("a", A)
+        self.register("b", B)
+        raw = self.send(wire.Introduce(self.next_txid(), "a", self.cookies["a"], "b"), A)
+        total, packets = self.total_out()
+        self.assertLessEqual(total, len(raw))
+        self.assertGreater(packets, 2)
+        self.assertGreater(self.protocol.stats["push-retransmits-unpaid"], 0)
+
+    def test_candidate_offer_pays(self):
+        """
+        A CandidateOffer's acknowledgement and forwarded candidate, with
+        retransmits, fit in its padded size.
+        """
+        self.register("a", A)
+        self.register("b", B)
+        raw = self.send(
+            wire.CandidateOffer(self.next_txid(), "a", self.cookies["a"], "b", bytes(8), Address("192.0.2.9", 1)), A
+        )
+        total, _ = self.total_out()
+        self.assertLessEqual(total, len(raw))
+
+
+class SecretRequestBudgetTests(RequestBudgetTests):
+    secret = SECRET
+
+    def test_introduce_pays_for_its_retransmits(self):
+        """
+        Holders of the secret get the full retransmit schedule (8 copies of
+        each side's introduction).
+        """
+        self.register("a", A)
+        self.register("b", B)
+        self.send(wire.Introduce(self.next_txid(), "a", self.cookies["a"], "b"), A)
+        _, packets = self.total_out()
+        self.assertEqual(packets, 16)
+
+    def test_candidate_offer_pays(self):
+        pass
+
+
+class LobbyPagingTests(IntroducerTestCase):
+    """
+    #14.4: the lobby is always listable.
+    """
+
+    def host_raw(self, name, source, session_name, properties=()):
+        self.send(
+            wire.HostSession(self.next_txid(), name, self.cookies[name], session_name, "game", 4, 0, properties), source
+        )
+        [(answer, _)] = self.transport.clear()
+        return answer
+
+    def test_oversized_entry_refused_at_host_time(self):
+        """
+        A session whose entry could not fit a page (here 16 properties of
+        100 bytes) is refused with a reason saying so; a large one that
+        fits is listed on a page of its own.
+        """
+        self.register("a", A)
+        big = tuple((f"k{i}", "v" * 100) for i in range(16))
+        refused = self.host_raw("a", A, "huge", big)
+        self.assertEqual(refused.code, ErrorCode.BAD_REQUEST)
+        self.assertIn("too large", refused.reason)
+        fits = tuple((f"k{i}", "v" * 100) for i in range(10))
+        self.assertIsInstance(self.host_raw("a", A, "large", fits), wire.SessionHosted)
+        self.assertIsInstance(self.host_raw("a", A, "small"), wire.SessionHosted)
+        names = []
+        offset = 0
+        while True:
+            self.send(wire.ListSessions(self.next_txid(), None, offset), C)
+            [(page, _)] = self.transport.clear()
+            self.assertGreater(len(page.sessions), 0)
+            names.extend(s.name for s in page.sessions)
+            offset = page.offset
+            if offset >= page.total:
+                break
+        self.assertEqual(names, ["large", "small"])
+
+    def test_no_empty_page_while_sessions_remain(self):
+        """
+        A request too small for the next entry is refused, not answered
+        with an empty page the client would take for the end.
+        """
+        self.register("a", A)
+        self.host_raw("a", A, "x" * 200)
+        self.send(wire.ListSessions(self.next_txid(), None, 0, bytes(150)), C, pad=False)
+        [(answer, _)] = self.transport.clear()
+        self.assertIsInstance(answer, wire.Error)
+        self.assertEqual(answer.code, ErrorCode.BAD_REQUEST)
+
+    def test_paced_listing_within_the_rate_limit(self):
+        """
+        300 sessions (15 pages or more) listed by a client against a limit
+        of 5 requests a second: the lister paces itself, waits out
+        refusals, and returns every session once.
+        """
+        from p2pnet._introclient import IntroducerClient, SessionLister
+
+        self.protocol._rate_limiter = None
+        for n in range(75):
+            source = ("198.18.3.1", 1000 + n)
+            self.register(f"h{n}", source)
+            for j in range(4):
+                self.host_raw(f"h{n}", source, f"game {n}-{j} " + "x" * 20)
+        self.protocol._rate_limiter = RateLimiter(5.0, 5.0)
+        outbox = []
+
+        def write(raw, to):
+            outbox.append(raw)
+            self.clock.callLater(0.01, deliver)
+
+        def deliver():
+            while outbox:
+                self.protocol.datagramReceived(outbox.pop(0), C)
+                for answer, _ in self.transport.clear():
+                    client.answer(answer)
+
+        client = IntroducerClient(self.clock, write, Address("192.0.2.1", 3478), seeded_bytes(5))
+        lister = SessionLister(self.clock, client.request, client.new_txid)
+        d = lister.list()
+        for _ in range(2000):
+            self.clock.advance(0.05)
+        sessions = self.successResultOf(d)
+        self.assertEqual(len(sessions), 300)
+        self.assertEqual(len({s.session_id for s in sessions}), 300)
+
+    def test_listing_reports_refusals(self):
+        """
+        A refusal other than RATE_LIMITED fails the listing.
+        """
+        from p2pnet._introclient import SessionLister
+        from p2pnet.errors import IntroducerError
+        from twisted.internet.defer import fail
+
+        def refuse(message):
+            return fail(IntroducerError(ErrorCode.BAD_REQUEST, "no"))
+
+        failure = self.failureResultOf(SessionLister(self.clock, refuse, lambda: bytes(8)).list())
+        failure.trap(IntroducerError)
+
+    def test_empty_page_before_the_end_fails(self):
+        """
+        An empty page that does not end the list (an old or broken
+        introducer) fails the listing instead of asking forever or
+        returning a cut list.
+        """
+        from p2pnet._introclient import SessionLister
+        from p2pnet.errors import IntroducerError
+        from twisted.internet.defer import succeed
+
+        asked = []
+
+        def empty(message):
+            asked.append(message.offset)
+            return succeed(wire.SessionList(message.txid, (), 0, 5))
+
+        d = SessionLister(self.clock, empty, lambda: bytes(8)).list()
+        self.clock.advance(10)
+        self.failureResultOf(d).trap(IntroducerError)
+        self.assertEqual(asked, [0])

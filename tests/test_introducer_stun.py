@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 
 from twisted.internet import defer, reactor
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from p2pnet import introducer_tap
 from p2pnet.address import Address
@@ -129,3 +129,40 @@ class ThirdPartyClientsTests(TestCase):
         result = json.loads(out.strip().splitlines()[-1])
         self.assertEqual(result["mapped"], result["local"])
         self.assertEqual(result["other"], ["127.0.0.2", self.alternate])
+
+
+class StunErrorAmplificationTests(SynchronousTestCase):
+    """
+    #14.8: STUN error answers are never larger than the request.
+    """
+
+    def test_errors_no_larger_than_requests(self):
+        """
+        Small requests that earn an error (another method, an unknown
+        comprehension-required attribute, a malformed one, a change request
+        without an alternate address) get an error no larger than they
+        are, or none; larger ones still get the full error.
+        """
+        import struct
+
+        from p2pnet._stunserver import StunResponder
+        from p2pnet.stun import ChangeRequest, Method, RawAttribute, Software, StunMessage, decode, encode
+
+        responder = StunResponder()
+        client, local = Address("198.51.100.7", 40000), Address("192.0.2.1", 3478)
+        tid = b"\x22" * 12
+        small = [
+            encode(StunMessage.request(Method.ALLOCATE, (), tid)),
+            encode(StunMessage.request(Method.BINDING, (RawAttribute(0x7777, b"x"),), tid)),
+            encode(StunMessage.request(Method.BINDING, (ChangeRequest(change_ip=True),), tid)),
+            struct.pack("!HHI", 1, 8, 0x2112A442) + tid + struct.pack("!HH", 0x0020, 4) + b"\0\x09\0\0",
+        ]
+        for data in small:
+            reply = responder.respond(data, client, local)
+            if reply is not None:
+                self.assertLessEqual(len(reply.data), len(data))
+        padded = encode(StunMessage.request(Method.ALLOCATE, (Software("x" * 80),), tid))
+        reply = responder.respond(padded, client, local)
+        self.assertLessEqual(len(reply.data), len(padded))
+        self.assertEqual(decode(reply.data).error_code.code, 400)
+        self.assertEqual(decode(reply.data).error_code.reason, "Bad Request: only Binding is served here")

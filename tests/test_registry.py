@@ -284,3 +284,116 @@ class ReasonTests(SynchronousTestCase):
         self.assertEqual(len(raw), 255)
         self.assertEqual(error.reason, "é" * 126 + "...")
         self.assertEqual(RegistryError(ErrorCode.UNKNOWN_PEER, "short").reason, "short")
+
+
+class CapTests(SynchronousTestCase):
+    """
+    #14.6: registrations are capped in all and per source IP; at a cap
+    unconfirmed registrations make room, confirmed ones never do.
+    """
+
+    def confirmed(self, registry, name, public, now=0.0):
+        registration = registry.register(name, public, (), None, now)
+        registry.heartbeat(name, registration.cookie, public, now)
+        return registration
+
+    def test_global_cap_evicts_unconfirmed_first(self):
+        """
+        At the global cap, unconfirmed registrations make room for new
+        ones; when all are confirmed, new ones are refused RATE_LIMITED.
+        """
+        registry = Registry(30.0, seeded_bytes(), max_registrations=10)
+        for n in range(5):
+            self.confirmed(registry, f"c{n}", Address("192.0.2.1", 1000 + n))
+        for n in range(5):
+            registry.register(f"u{n}", Address("198.51.100.1", 1000 + n), (), None, 0.0)
+        for n in range(5):
+            self.confirmed(registry, f"late{n}", Address("203.0.113.9", 1000 + n))
+        self.assertEqual(len(registry), 10)
+        for n in range(5):
+            self.assertIsNone(registry.lookup(f"u{n}", 0.0))
+            self.assertIsNotNone(registry.lookup(f"late{n}", 0.0))
+        error = self.assertRaises(
+            RegistryError, registry.register, "more", Address("203.0.113.10", 1), (), None, 1.0
+        )
+        self.assertEqual(error.code, ErrorCode.RATE_LIMITED)
+        for n in range(5):
+            self.assertIsNotNone(registry.lookup(f"c{n}", 1.0))
+
+    def test_oldest_unconfirmed_goes(self):
+        """
+        The oldest unconfirmed registration is the one evicted.
+        """
+        registry = Registry(30.0, seeded_bytes(), max_registrations=3)
+        for n in range(3):
+            registry.register(f"u{n}", Address("198.51.100.1", 1000 + n), (), None, float(n))
+        registry.register("new", Address("198.51.100.2", 1), (), None, 5.0)
+        self.assertIsNone(registry.lookup("u0", 5.0))
+        self.assertIsNotNone(registry.lookup("u1", 5.0))
+
+    def test_per_ip_cap(self):
+        """
+        One source IP holds at most C{max_per_ip} registrations: its own
+        unconfirmed ones make room, then it is refused; other IPs are not
+        affected, and expiry frees its slots.
+        """
+        registry = Registry(30.0, seeded_bytes(), max_per_ip=3)
+        crowded = "198.51.100.1"
+        for n in range(3):
+            registry.register(f"u{n}", Address(crowded, 1000 + n), (), None, 0.0)
+        # a fourth from the same IP evicts that IP's oldest unconfirmed one
+        self.confirmed(registry, "c0", Address(crowded, 2000))
+        self.assertIsNone(registry.lookup("u0", 0.0))
+        self.confirmed(registry, "c1", Address(crowded, 2001))
+        self.confirmed(registry, "c2", Address(crowded, 2002))
+        error = self.assertRaises(RegistryError, registry.register, "c3", Address(crowded, 2003), (), None, 0.0)
+        self.assertEqual(error.code, ErrorCode.RATE_LIMITED)
+        # another IP is not affected; expiry gives the IP's slots back
+        registry.register("other", Address("198.51.100.2", 1), (), None, 0.0)
+        registry.expire(30.0)
+        self.confirmed(registry, "c3", Address(crowded, 2003), now=31.0)
+
+    def test_spoofed_flood_leaves_legitimate_peers(self):
+        """
+        50,000 spoofed registrations from random sources against a cap of
+        10,000: every confirmed peer stays, and a new peer still registers.
+        """
+        import random
+
+        rng = random.Random(14)
+        registry = Registry(60.0, seeded_bytes(), max_registrations=10_000, max_per_ip=64)
+        legit = [self.confirmed(registry, f"player{n}", Address("192.0.2.7", 3000 + n)) for n in range(50)]
+        for n in range(50_000):
+            host = f"198.18.{rng.randrange(256)}.{rng.randrange(256)}"
+            try:
+                registry.register(f"spoof{n}", Address(host, rng.randrange(1, 65536)), (), None, n / 5000)
+            except RegistryError:
+                pass
+        self.assertLessEqual(len(registry), 10_000)
+        for registration in legit:
+            self.assertIs(registry.lookup(registration.peer_id, 10.0), registration)
+        self.confirmed(registry, "newcomer", Address("192.0.2.8", 1), now=10.0)
+
+    def test_memory_returns_after_expiry(self):
+        """
+        The memory 20,000 registrations took is given back once they
+        expire (the tables are rebuilt at their new size).
+        """
+        import gc
+        import tracemalloc
+
+        registry = Registry(30.0, seeded_bytes(), max_per_ip=100_000)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for n in range(20_000):
+                registry.register(f"p{n}", Address("198.18.0.1", 1 + n % 60000), (), None, 0.0)
+            full = tracemalloc.get_traced_memory()[0] - before
+            self.assertEqual(len(registry.expire(30.0)), 20_000)
+            gc.collect()
+            after = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        self.assertGreater(full, 2_000_000)
+        self.assertLess(after, 100_000)

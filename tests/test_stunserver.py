@@ -41,6 +41,9 @@ CLIENT = Address("198.51.100.7", 40000)
 PRIMARY = Address("192.0.2.1", 3478)
 OTHER = Address("192.0.2.2", 3479)
 TID = b"\x11" * 12
+#: Error answers are never larger than the request (they must not
+#: amplify): requests that expect one carry this much SOFTWARE.
+PAD = Software("x" * 60)
 
 
 def binding(*attributes, method: int = Method.BINDING) -> bytes:
@@ -113,7 +116,7 @@ class PlainResponderTests(SynchronousTestCase):
         """
         A request for another method (here TURN Allocate) gets 400.
         """
-        response, via, _ = self.answer(binding(method=Method.ALLOCATE))
+        response, via, _ = self.answer(binding(PAD, method=Method.ALLOCATE))
         self.assertEqual(response.message_class, MessageClass.ERROR)
         self.assertEqual(response.method, Method.ALLOCATE)
         self.assertEqual(response.error_code.code, 400)
@@ -145,6 +148,7 @@ class PlainResponderTests(SynchronousTestCase):
         same transaction id.
         """
         bad_attribute = struct.pack("!HH", AttributeType.XOR_MAPPED_ADDRESS, 4) + b"\0\x09\0\0"
+        bad_attribute += struct.pack("!HH", AttributeType.SOFTWARE, 60) + b"x" * 60
         data = struct.pack("!HHI", 0x0001, len(bad_attribute), 0x2112A442) + TID + bad_attribute
         response, _, _ = self.answer(data)
         self.assertEqual(response.error_code.code, 400)
@@ -155,7 +159,7 @@ class PlainResponderTests(SynchronousTestCase):
         A CHANGE-REQUEST asking for a change when there is no alternate
         address gets 420 (RFC 5780 section 6.1).
         """
-        response, _, _ = self.answer(binding(ChangeRequest(change_ip=True, change_port=True)))
+        response, _, _ = self.answer(binding(ChangeRequest(change_ip=True, change_port=True), PAD))
         self.assertEqual(response.error_code.code, 420)
         self.assertEqual(response.get(UnknownAttributes), UnknownAttributes([AttributeType.CHANGE_REQUEST]))
 
@@ -283,7 +287,7 @@ class RFC5780ResponderTests(SynchronousTestCase):
         body, via = responder.respond(binding(ChangeRequest(change_port=True)), CLIENT, PRIMARY)
         self.assertEqual(via, "alt-port")
         self.assertEqual(decode(body).get(OtherAddress).address, Address(PRIMARY.host, 4000))
-        body, via = responder.respond(binding(ChangeRequest(change_ip=True)), CLIENT, PRIMARY)
+        body, via = responder.respond(binding(ChangeRequest(change_ip=True), PAD), CLIENT, PRIMARY)
         self.assertEqual((decode(body).error_code.code, via), (420, "primary"))
         body, via = responder.respond(binding(), CLIENT, Address(PRIMARY.host, 4000))
         self.assertEqual((decode(body).get(OtherAddress).address, via), (PRIMARY, "alt-port"))
@@ -293,7 +297,7 @@ class RFC5780ResponderTests(SynchronousTestCase):
         An error answer to a request received on an alternate socket is sent
         from that socket.
         """
-        response, via = self.answer(binding(RawAttribute(0x7001, b"")), "alt-ip")
+        response, via = self.answer(binding(RawAttribute(0x7001, b""), PAD), "alt-ip")
         self.assertEqual((response.error_code.code, via), (420, "alt-ip"))
 
 
@@ -407,7 +411,7 @@ class ServerTests(SynchronousTestCase):
         server.protocols["primary"] = protocol
         protocol.datagramReceived(binding(ChangeRequest(change_port=True)), ("127.0.0.1", 7))
         self.assertEqual((protocol.transport.sent, server.dropped), ([], 1))
-        protocol.datagramReceived(binding(ChangeRequest(change_ip=True)), ("127.0.0.1", 7))
+        protocol.datagramReceived(binding(ChangeRequest(change_ip=True), PAD), ("127.0.0.1", 7))
         [(data, _)] = protocol.transport.sent
         self.assertEqual(decode(data).get(ErrorCode).code, 420)
 
@@ -704,13 +708,13 @@ class QuickBindingTests(SynchronousTestCase):
         ]
         generic = [
             binding(ChangeRequest()),
-            binding(ChangeRequest(change_port=True)),
+            binding(ChangeRequest(change_port=True), PAD),
             binding(ResponsePort(5555)),
             binding(Padding(8)),
             binding(RawAttribute(AttributeType.PRIORITY, b"\0\0\0\1")),
-            binding(RawAttribute(AttributeType.SOFTWARE, b"\xff")),
-            binding(method=Method.ALLOCATE),
-            binding()[:-1] + bytes([binding()[-1] ^ 1]),
+            binding(RawAttribute(AttributeType.SOFTWARE, b"\xff"), RawAttribute(0xC001, b"x" * 60)),
+            binding(PAD, method=Method.ALLOCATE),
+            binding(PAD)[:-1] + bytes([binding(PAD)[-1] ^ 1]),
         ]
         for arguments in [{}, {"other_address": OTHER, "primary_address": PRIMARY}]:
             responder = CountingResponder(**arguments)
