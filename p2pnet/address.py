@@ -31,6 +31,15 @@ def _check_host(instance: object, attribute: object, value: str) -> None:
         raise ValueError(f"not an IP address: {value!r}") from None
 
 
+_LAN_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8",
+        "169.254.0.0/16", "::1/128", "fc00::/7", "fe80::/10",
+    )
+)
+
+
 @frozen(order=True)
 class Address:
     """
@@ -104,6 +113,20 @@ class Address:
         # host address without the network's mask, so a write to one fails
         # (EACCES) and is counted by the endpoint instead.
         return self.host != "255.255.255.255"
+
+    @property
+    def is_lan(self) -> bool:
+        """
+        Whether this is an address only a local network can reach (RFC
+        1918, shared CGNAT space RFC 6598, loopback, link-local, IPv6 ULA):
+        the only addresses a peer's own claim can make a candidate, since
+        a claimed public address elsewhere would make us a reflector.
+        """
+        try:
+            ip = ipaddress.ip_address(self.host.partition("%")[0])
+        except ValueError:
+            return False
+        return any(ip in network for network in _LAN_NETWORKS)
 
     def as_tuple(self) -> tuple[str, int]:
         """

@@ -80,9 +80,10 @@ class PeerConnection:
         self._early: list[bytes] = []
         self._failure: Failure | None = None
         self._public = intro.public
-        # The peer chose its local addresses (and the introducer only
-        # checked its public one): nothing we cannot or must not send to.
-        candidates = [c for c in (intro.public, *intro.local) if c.is_reachable][:MAX_CANDIDATES]
+        # The peer chose its local addresses (the introducer only checked
+        # its public one): nothing we cannot send to, and nothing a LAN
+        # cannot be, except on the host it was seen at.
+        candidates = [c for c in (intro.public, *intro.local) if self._plausible(c)][:MAX_CANDIDATES]
         self._core = HandshakeCore(
             clock=self._clock,
             outputs=self,
@@ -242,6 +243,13 @@ class PeerConnection:
         self._waiters.append(d)
         return d
 
+    def _plausible(self, candidate: Address) -> bool:
+        """
+        Whether a candidate the peer names may get our packets: one we can
+        send to, on the host the introducer saw the peer at or on a LAN.
+        """
+        return candidate.is_reachable and (candidate.host == self._public.host or candidate.is_lan)
+
     def _refused(self, source: Address) -> bool:
         """
         Whether a packet from C{source} must be dropped: a relay-only
@@ -265,7 +273,7 @@ class PeerConnection:
             _remember(self._seen_txids, message.txid)
             self.remote_conn_id = message.conn_id
             for candidate in message.candidates[:MAX_CANDIDATES]:
-                if candidate.is_reachable:
+                if self._plausible(candidate):
                     self._core.add_candidate(candidate)
             self._path.handshake_received(message.noise, source)
             self.machine.hello_received(source, message.txid)

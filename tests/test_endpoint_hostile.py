@@ -17,8 +17,10 @@ from p2pnet.testing.scenarios import INTRODUCER
 from tests.test_endpoint import Recorder, RecordingFactory, World
 
 BAD = (Address("127.0.99.1", 0), Address("255.255.255.255", 4000), Address("0.0.0.0", 4000))
-#: Where the attacker wants our packets to go.
+#: Where the attacker wants our packets to go: somewhere on the internet.
 THIRD_PARTY = tuple(Address("198.51.100.9", 7000 + k) for k in range(8))
+#: ... or a LAN (ours, if anyone's: a peer may really be on our LAN).
+LAN_PARTY = tuple(Address("10.99.0.9", 7000 + k) for k in range(8))
 
 
 def claiming(world: World, name: str, local: tuple[Address, ...]) -> PeerEndpoint:
@@ -80,27 +82,38 @@ class HostileCandidateTests(SynchronousTestCase):
         connection = self.world.result(bob.connect("victim", Recorder()))
         self.assertEqual(connection.path, Path.DIRECT_PUBLIC)
 
-    def test_claimed_local_addresses_get_few_packets(self):
+    def hellos_after_claiming(self, claimed):
         """
-        A peer that claims eight third-party addresses as its local ones
-        gets at most the warm-up probes and four hellos sent to each of them
-        however long the handshake lasts (before: the whole retransmit
-        schedule, 168 packets for one introduction).
+        Hellos the victim sends to each of C{claimed} when a peer that
+        never answers claims them as its local addresses and connects.
         """
-        mallory = claiming(self.world, "mallory", THIRD_PARTY)
-        # It never answers a hello: the victim punches until it times out.
+        mallory = claiming(self.world, "mallory", claimed)
         mallory._peer_message = lambda *args: None
         self.sent.clear()
         mallory.connect("victim").addErrback(lambda _: None)
         self.world.run(30.0)
-        hellos = {a: 0 for a in THIRD_PARTY}
+        hellos = {a: 0 for a in claimed}
         for _, to, datagram in self.sent:
             address = Address(*to)
             if address in hellos and datagram[1] == wire.MessageType.HELLO:
                 hellos[address] += 1
-        # Four hellos each (a literal budget), and at least one: a LAN path
-        # would still be found.
-        self.assertEqual(set(hellos.values()), {4})
+        return hellos
+
+    def test_claimed_internet_addresses_get_nothing(self):
+        """
+        A peer that claims eight addresses elsewhere on the internet as its
+        local ones gets nothing at all sent there (before: the whole
+        retransmit schedule, 168 packets for one introduction).
+        """
+        self.assertEqual(set(self.hellos_after_claiming(THIRD_PARTY).values()), {0})
+
+    def test_claimed_lan_addresses_get_few_packets(self):
+        """
+        Claimed LAN addresses get four hellos each (a literal budget) and
+        no more, however long the handshake lasts: enough for a LAN path to
+        answer, too few to flood a LAN host.
+        """
+        self.assertEqual(set(self.hellos_after_claiming(LAN_PARTY).values()), {4})
 
     def test_hello_candidate_flood(self):
         """
@@ -115,14 +128,14 @@ class HostileCandidateTests(SynchronousTestCase):
         theirs._core.cancel("retransmit")
         self.sent.clear()
         for n in range(200):
-            named = tuple(Address(f"198.51.{n // 200 + 101}.{n % 200 + 1}", 9000 + k) for k in range(8))
+            named = tuple(Address(f"10.51.{n // 200 + 101}.{n % 200 + 1}", 9000 + k) for k in range(8))
             hello = wire.Hello(bytes(8), connection.intro_id, "bob", connection.conn_id, named)
             theirs.message_received(hello, connection.address.__class__(*bob.public_address.as_tuple()))
         self.world.run(30.0)
         self.assertLessEqual(len(theirs.candidates), 24)
         victims = {}
         for _, to, datagram in self.sent:
-            if to[0].startswith("198.51.") and datagram[1] == wire.MessageType.HELLO:
+            if to[0].startswith("10.51.") and datagram[1] == wire.MessageType.HELLO:
                 victims[to] = victims.get(to, 0) + 1
         self.assertLessEqual(max(victims.values(), default=0), 4)
         self.assertLessEqual(sum(victims.values()), 24 * 4)
