@@ -7,8 +7,15 @@ worst case), measured in process on a Clock with a recording transport.
     python -m benchmarks.amplification [--members 150]
 
 "open" rows are an introducer without a shared secret (anyone can send
-them); "secret" rows are sent by holders of the shared secret.  A ratio
-above 1 for an open row is an amplification an attacker can use.
+them); "secret" rows are sent by holders of the shared secret.
+
+"back" is what went to the request's source address, the address a forged
+request aims at: a "back ratio" above 1 on an open row is an amplification
+an attacker can use.  "to peers" is what went to other registered peers
+(the other side of an introduction, the members of a mesh): addresses that
+proved themselves (a registration moves only on a proof from the new
+address), paced per destination and stopped by their acknowledgements, so
+no third party; the worst case, nobody acknowledging, is shown.
 """
 
 from __future__ import annotations
@@ -123,13 +130,14 @@ class Bench:
             self.protocol.datagramReceived(raw, source)
         else:
             raw = self.request(raw_or_message, source, pad)
-        out = packets = 0
+        back = out = packets = 0
         for _ in range(240):
             written, self.transport.written = self.transport.written, []
-            out += sum(len(r) for r, _ in written)
+            back += sum(len(r) for r, to in written if to == source)
+            out += sum(len(r) for r, to in written if to != source)
             packets += len(written)
             self.clock.advance(0.25)
-        return len(raw), out, packets
+        return len(raw), back, out, packets
 
 
 def rows(secret: bytes | None, members: int) -> list[list]:
@@ -139,8 +147,8 @@ def rows(secret: bytes | None, members: int) -> list[list]:
     result = []
 
     def row(name, measured):
-        bytes_in, bytes_out, packets = measured
-        result.append([kind, name, bytes_in, bytes_out, round(bytes_out / bytes_in, 2), packets])
+        bytes_in, back, to_peers, packets = measured
+        result.append([kind, name, bytes_in, back, round(back / bytes_in, 2), to_peers, packets])
 
     def fresh():
         return Bench(secret, members)
@@ -193,7 +201,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--members", type=int, default=150)
     args = parser.parse_args()
-    headers = ["introducer", "request", "bytes in", "bytes out", "ratio", "packets"]
+    headers = ["introducer", "request", "bytes in", "back", "back ratio", "to peers", "packets"]
     data = rows(None, args.members) + rows(SECRET, args.members)
     print(table(headers, data))
     write_result("amplification", {"headers": headers, "rows": data})

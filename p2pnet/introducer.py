@@ -43,13 +43,17 @@ _HEARTBEAT = bytes((wire.MessageType.HEARTBEAT,))
 class _Budget:
     """
     Bytes an unauthenticated request pays for: its own size, less what was
-    sent because of it so far.
+    sent because of it so far to its source (the address a forged request
+    would aim at).  Pushes to the other side of an introduction go to an
+    address that proved itself and acknowledges them; they are paced per
+    destination, not paid for.
     """
 
-    __slots__ = ("left",)
+    __slots__ = ("left", "source")
 
-    def __init__(self, left: int) -> None:
+    def __init__(self, left: int, source: tuple) -> None:
         self.left = left
+        self.source = source
 
 
 class _PrimaryStunSocket:
@@ -307,7 +311,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         source = Address(addr[0], addr[1])
         # Without the secret, everything one request makes us send, over
         # all packets and retransmits, is paid for by its size.
-        self._budget = None if authenticated else _Budget(len(data))
+        self._budget = None if authenticated else _Budget(len(data), addr)
         try:
             handler(message, source, len(data), authenticated, now)
         except ChallengeNeeded as e:
@@ -743,6 +747,8 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         flight per destination.
         """
         budget = self._budget
+        if budget is not None and budget.source != to:
+            budget = None
         flight = self._in_flight.get(to, 0)
         if flight < self.PUSH_WINDOW:
             self._in_flight[to] = flight + 1

@@ -1206,39 +1206,63 @@ class RequestBudgetTests(IntroducerTestCase):
     packets and retransmits, than it sent.
     """
 
-    def total_out(self, seconds=30):
+    def total_out(self, seconds=30, to=None):
+        """
+        Bytes and datagrams sent over C{seconds} (only those to C{to}, if
+        given).
+        """
         total = packets = 0
         for _ in range(seconds * 4):
-            total += sum(len(raw) for raw, _ in self.transport.written)
-            packets += len(self.transport.written)
+            sent = [raw for raw, address in self.transport.written if to is None or address == to]
+            total += sum(len(raw) for raw in sent)
+            packets += len(sent)
             del self.transport.written[:]
             self.clock.advance(0.25)
         return total, packets
 
     def test_introduce_pays_for_its_retransmits(self):
         """
-        An Introduce that nobody acknowledges gets both first copies and as
-        many retransmits as its size pays for, no more.
+        An Introduce that nobody acknowledges gets back, at its own address,
+        both its answer and as many retransmits of its copy as its size
+        pays for, no more.
         """
         self.register("a", A)
         self.register("b", B)
         raw = self.send(wire.Introduce(self.next_txid(), "a", self.cookies["a"], "b"), A)
-        total, packets = self.total_out()
+        total, packets = self.total_out(to=A)
         self.assertLessEqual(total, len(raw))
-        self.assertGreater(packets, 2)
+        self.assertGreater(packets, 1)
         self.assertGreater(self.protocol.stats["push-retransmits-unpaid"], 0)
+
+    def test_target_gets_every_retransmit_until_it_acknowledges(self):
+        """
+        The other side's copy goes to the address it proved, until it
+        acknowledges: 8 copies when it never does (a lost introduction
+        would leave the requester punching alone), one when it does.
+        """
+        self.register("a", A)
+        self.register("b", B)
+        self.send(wire.Introduce(self.next_txid(), "a", self.cookies["a"], "b"), A)
+        [intro] = [wire.decode(raw) for raw, to in self.transport.written if to == B]
+        self.send(wire.IntroAck(self.next_txid(), intro.intro_id), B)
+        self.transport.written.clear()
+        _, packets = self.total_out(seconds=8, to=B)
+        self.assertEqual(packets, 0)
+        self.send(wire.Introduce(self.next_txid(), "a", self.cookies["a"], "b"), A)
+        _, packets = self.total_out(seconds=8, to=B)
+        self.assertEqual(packets, 8)
 
     def test_candidate_offer_pays(self):
         """
-        A CandidateOffer's acknowledgement and forwarded candidate, with
-        retransmits, fit in its padded size.
+        A CandidateOffer's acknowledgement (and anything else to its
+        address), with retransmits, fits in its padded size.
         """
         self.register("a", A)
         self.register("b", B)
         raw = self.send(
             wire.CandidateOffer(self.next_txid(), "a", self.cookies["a"], "b", bytes(8), Address("192.0.2.9", 1)), A
         )
-        total, _ = self.total_out()
+        total, _ = self.total_out(to=A)
         self.assertLessEqual(total, len(raw))
 
 
