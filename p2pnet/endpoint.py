@@ -248,6 +248,8 @@ class PeerConnection:
             peer_nat=wire.unpack_nat(intro.nat),
             peer_lag=intro.lag / 1000.0 if intro.lag is not None else None,
             rng=random.Random(int.from_bytes(endpoint.new_txid(), "big")),
+            rescue_key=intro.key,
+            initiator=intro.initiator,
         )
         self._extra: list = []
         self._via: dict[Address, object] = {}
@@ -497,6 +499,30 @@ class PeerConnection:
         route = RelayRoute(relay, offer.allocation, offer.side, offer.key)
         self._endpoint.remember_route(self, route)
         self.machine.relay_offered(route)
+
+    def open_rescue_socket(self, port: int) -> None:
+        extra = _ExtraSocket(self._endpoint)
+        try:
+            extra.port = self._endpoint.reactor.listenUDP(port, extra, self._endpoint.interface)
+        except Exception as e:
+            self.log.info("could not open a re-punch socket on port {port}: {error}", port=port, error=str(e))
+            return
+        self._extra.append(extra)
+
+    def send_rescue_hello(self, port: int, to: Address) -> None:
+        if is_relayed(to):
+            return
+        for extra in self._extra:
+            if extra.port is not None and extra.port.getHost().port == port and extra.transport is not None:
+                hello = wire.Hello(
+                    self._endpoint.new_txid(),
+                    self.intro_id,
+                    self._endpoint.peer_id,
+                    self.conn_id,
+                    self._endpoint.own_candidates(),
+                )
+                extra.transport.write(wire.encode(hello, self.key), to.as_tuple())
+                return
 
     def status(self, kind: str) -> None:
         self._endpoint.emit(StatusEvent(kind, self.peer_id, candidates=self.candidates))
