@@ -97,7 +97,8 @@ class HandshakeConfig:
     @ivar rescue_after: re-punch from fresh ports: at each of these times
         after the start, if no path is validated yet, open one extra
         socket on a port both sides derive from the introduction (see
-        L{rescue_port}) and send hellos from it as well.  Both sides warm
+        L{rescue_port}) and send hellos from it as well, to the peer's
+        public address.  Both sides warm
         up towards each other's derived ports at the start, so these
         hellos meet open NATs even when the peer's NAT was poisoned by an
         early hello on the main ports (a lost or late introduction, a
@@ -378,10 +379,13 @@ class HandshakeCore:
             and not is_relayed(self.candidates[0])
         )
 
-    def send_rescue_hellos(self) -> None:
-        for port in self.rescue_ports:
-            for candidate in self.direct_candidates():
-                self.outputs.send_rescue_hello(port, candidate)
+    def send_rescue_hellos(self, ports: list[int] | None = None) -> None:
+        # Only to the public address the introducer saw: a NAT between us
+        # is what can be poisoned, and an address the peer merely claims
+        # gets no more packets than the plain hellos send it.
+        public = self.candidates[0]
+        for port in self.rescue_ports if ports is None else ports:
+            self.outputs.send_rescue_hello(port, public)
 
     def extend_deadline(self, inputs: Handshake, by: float) -> None:
         now = self.clock.seconds()
@@ -485,11 +489,8 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
         core.outputs.status("re-punching")
         core.outputs.open_rescue_socket(port)
         core.rescue_ports.append(port)
-        # Start the hello schedule over, from its first (short) gap.
-        core.sent_hellos = 0
-        core.send_hellos()
-        core.send_rescue_hellos()
-        core.schedule("retransmit", core.next_gap(), inputs.retransmit)
+        # One hello from it at once; later ones ride the retransmit timer.
+        core.send_rescue_hellos([port])
         if rung + 1 < len(rungs):
             core.schedule("rescue", rungs[rung + 1] - core.elapsed(), inputs.rescue_due)
 
