@@ -501,10 +501,12 @@ class PeerConnection:
         self.machine.relay_offered(route)
 
     def open_rescue_socket(self, port: int) -> None:
+        from twisted.internet.error import CannotListenError
+
         extra = _ExtraSocket(self._endpoint)
         try:
             extra.port = self._endpoint.reactor.listenUDP(port, extra, self._endpoint.interface)
-        except Exception as e:
+        except CannotListenError as e:
             self.log.info("could not open a re-punch socket on port {port}: {error}", port=port, error=str(e))
             return
         self._extra.append(extra)
