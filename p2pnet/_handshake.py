@@ -27,6 +27,7 @@ States (see docs/handshake.md for the diagram made by C{automat-visualize}):
 
 from __future__ import annotations
 
+import hashlib
 from typing import Callable, Protocol
 
 from attrs import define, field, frozen
@@ -100,6 +101,15 @@ class HandshakeConfig:
         answer, too few to make us a reflector at a third party.  The
         public address the introducer saw, ports on its host and sources
         we heard from are not limited.
+    @ivar rescue_after: re-punch from fresh ports: at each of these times
+        after the start, if no path is validated yet, open one extra
+        socket on a port both sides derive from the introduction (see
+        L{rescue_port}) and send hellos from it as well, to the peer's
+        public address.  Both sides warm
+        up towards each other's derived ports at the start, so these
+        hellos meet open NATs even when the peer's NAT was poisoned by an
+        early hello on the main ports (a lost or late introduction, a
+        burst of them).  Needs C{warmup}; empty: never.
     """
 
     warmup: bool = True
@@ -124,6 +134,7 @@ class HandshakeConfig:
     upgrade_intervals: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0, 30.0)
     fallback_after: float | None = None
     claimed_hellos: int = field(default=4, validator=_non_negative)
+    rescue_after: tuple[float, ...] = (0.5, 1.5, 3.0)
 
     @property
     def fallback(self) -> float:
@@ -145,6 +156,8 @@ class HandshakeConfig:
             raise ValueError("hello_intervals must be a non-empty list of positive gaps")
         if self.dead_after <= self.keepalive_interval:
             raise ValueError("dead_after must be longer than keepalive_interval")
+        if list(self.rescue_after) != sorted(self.rescue_after) or any(t <= 0 for t in self.rescue_after):
+            raise ValueError("rescue_after must be increasing positive times")
 
 
 class HandshakeOutputs(Protocol):
@@ -175,6 +188,14 @@ class HandshakeOutputs(Protocol):
 
     def open_birthday_sockets(self, count: int, to: Address) -> None:
         """Open C{count} extra sockets and send a hello to C{to} from each."""
+
+    def open_rescue_socket(self, port: int) -> None:
+        """Open one extra socket bound to local port C{port}, to re-punch
+        from (none if the port is taken)."""
+
+    def send_rescue_hello(self, port: int, to: Address) -> None:
+        """Send a hello to C{to} from the extra socket opened for C{port}
+        (nothing if there is none)."""
 
     def status(self, kind: str) -> None:
         """Report progress (C{"warming"}, C{"punching"}, C{"reversal"},
@@ -252,6 +273,9 @@ class Handshake(Protocol):
     def probe_due(self) -> None:
         """Time for the next batch of random birthday probes."""
 
+    def rescue_due(self) -> None:
+        """No path by the next of C{rescue_after}: re-punch from a fresh port."""
+
 
 @define
 class HandshakeCore:
@@ -289,6 +313,9 @@ class HandshakeCore:
     rng: object = None
     probes_sent: int = 0
     last_heard_on_path: float = 0.0
+    rescue_key: bytes | None = None
+    initiator: bool = False
+    rescue_ports: list[int] = field(factory=list)
     log: Logger = field(factory=Logger)
     public: Address | None = None
     hellos_to: dict[Address, int] = field(factory=dict)
@@ -379,6 +406,25 @@ class HandshakeCore:
     def direct_candidates(self) -> list[Address]:
         return [c for c in self.candidates if not is_relayed(c)]
 
+    def rescuing(self) -> bool:
+        """
+        Whether this handshake re-punches from derived ports.
+        """
+        config = self.config
+        return bool(
+            config.rescue_after and config.warmup and not config.relay_only
+            and self.rescue_key is not None and self.candidates
+            and not is_relayed(self.candidates[0])
+        )
+
+    def send_rescue_hellos(self, ports: list[int] | None = None) -> None:
+        # Only to the public address the introducer saw: a NAT between us
+        # is what can be poisoned, and an address the peer merely claims
+        # gets no more packets than the plain hellos send it.
+        public = self.candidates[0]
+        for port in self.rescue_ports if ports is None else ports:
+            self.outputs.send_rescue_hello(port, public)
+
     def extend_deadline(self, inputs: Handshake, by: float) -> None:
         now = self.clock.seconds()
         extended = min(now + by, self.started + 2 * self.config.timeout)
@@ -411,6 +457,15 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
             for _ in range(config.warmup_packets):
                 for candidate in core.direct_candidates():
                     core.outputs.send_probe(candidate, config.warmup_ttl)
+            if core.rescuing():
+                # Open our NAT now for the peer's re-punch sockets: their
+                # hellos may come long after ours went out.  The probes
+                # die before the peer's NAT, so they cannot poison it.
+                host = core.candidates[0].host
+                for _ in range(config.warmup_packets):
+                    for rung in range(len(config.rescue_after)):
+                        port = rescue_port(core.rescue_key, not core.initiator, rung)
+                        core.outputs.send_probe(Address(host, port), config.warmup_ttl)
             core.schedule("warm", core.warmup_pause(), inputs.warmed)
         else:
             core.schedule("warm", 0.0, inputs.warmed)
@@ -451,11 +506,31 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
         core.send_hellos()
         core.schedule("retransmit", core.next_gap(), inputs.retransmit)
         core.schedule("reversal", core.config.reversal_after - core.elapsed(), inputs.reversal_due)
+        if core.rescuing():
+            core.schedule("rescue", core.config.rescue_after[0] - core.elapsed(), inputs.rescue_due)
 
     @punching.upon(Handshake.retransmit).loop()
     def retransmit(inputs: Handshake, core: HandshakeCore) -> None:
         core.send_hellos()
+        core.send_rescue_hellos()
         core.schedule("retransmit", core.next_gap(), inputs.retransmit)
+
+    @punching.upon(Handshake.rescue_due).loop()
+    def rescue(inputs: Handshake, core: HandshakeCore) -> None:
+        # Our early hellos may have reached the peer's NAT before its own
+        # warm-up (its introduction came late), and some NATs then keep
+        # rejecting that pair of ports.  A fresh port of ours, which the
+        # peer warmed up towards at its start, makes a fresh pair.
+        rungs = core.config.rescue_after
+        rung = len(core.rescue_ports)
+        port = rescue_port(core.rescue_key, core.initiator, rung)
+        core.outputs.status("re-punching")
+        core.outputs.open_rescue_socket(port)
+        core.rescue_ports.append(port)
+        # One hello from it at once; later ones ride the retransmit timer.
+        core.send_rescue_hellos([port])
+        if rung + 1 < len(rungs):
+            core.schedule("rescue", rungs[rung + 1] - core.elapsed(), inputs.rescue_due)
 
     @punching.upon(Handshake.reversal_due).loop()
     def ask_reversal(inputs: Handshake, core: HandshakeCore) -> None:
@@ -657,13 +732,13 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
         idle: ["warmed", "retransmit", "reversal_due", "give_up", "hello_received",
                "answer_received", "traffic_received", "reverse_received",
                "keepalive_due", "peer_silent", "peer_closed", "relay_due", "relay_offered",
-               "upgrade_due", "path_silent", "probe_due"],
+               "upgrade_due", "path_silent", "probe_due", "rescue_due"],
         warming: ["start", "retransmit", "reversal_due", "keepalive_due", "peer_silent",
-                  "peer_closed", "upgrade_due", "path_silent", "probe_due"],
+                  "peer_closed", "upgrade_due", "path_silent", "probe_due", "rescue_due"],
         punching: ["start", "warmed", "keepalive_due", "peer_silent", "peer_closed",
                    "upgrade_due", "path_silent"],
         connected: ["start", "warmed", "retransmit", "reversal_due", "give_up",
-                    "reverse_received", "relay_due", "probe_due"],
+                    "reverse_received", "relay_due", "probe_due", "rescue_due"],
     }
     everything = [name for name in dir(Handshake) if not name.startswith("_")]
     for state in (failed, lost, closed):
@@ -690,6 +765,18 @@ def hard_nat_role(own: tuple[str, str], peer: tuple[str, str]) -> str | None:
     if own_hard and not peer_hard and peer[0] != "unknown":
         return "hard"
     return None
+
+
+def rescue_port(key: bytes, initiator: bool, rung: int) -> int:
+    """
+    The local port the initiator (or the other side) re-punches from at
+    C{rung} (see L{HandshakeConfig.rescue_after}): 1024-65535, derived
+    from the introduction's key, so both sides, and nobody else, know it.
+    """
+    digest = hashlib.blake2s(
+        bytes([1 if initiator else 0, rung & 0xFF]), key=key[:32], digest_size=4, person=b"p2prpnch"
+    ).digest()
+    return 1024 + int.from_bytes(digest, "big") % (65536 - 1024)
 
 
 def direct_hopeless(own: tuple[str, str], peer: tuple[str, str]) -> bool:

@@ -10,6 +10,7 @@ import random
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -96,6 +97,8 @@ class PeerConnection:
             peer_nat=wire.unpack_nat(intro.nat),
             peer_lag=intro.lag / 1000.0 if intro.lag is not None else None,
             rng=random.Random(int.from_bytes(endpoint.new_txid(), "big")),
+            rescue_key=intro.key,
+            initiator=intro.initiator,
         )
         self._extra: list = []
         self._via: dict[Address, object] = {}
@@ -399,6 +402,31 @@ class PeerConnection:
         route = RelayRoute(relay, offer.allocation, offer.side, offer.key)
         self._endpoint.remember_route(self, route)
         self.machine.relay_offered(route)
+
+    def open_rescue_socket(self, port: int) -> None:
+        """
+        Open the extra socket a re-punch sends from (on a port both sides
+        derived from the introduction); closed with the other extra
+        sockets.
+        """
+        extra = _ExtraSocket(self._endpoint)
+        try:
+            extra.port = self._endpoint.reactor.listenUDP(port, extra, self._endpoint.interface)
+        except CannotListenError as e:
+            self.log.info("could not open a re-punch socket on port {port}: {error}", port=port, error=str(e))
+            return
+        self._extra.append(extra)
+
+    def send_rescue_hello(self, port: int, to: Address) -> None:
+        """
+        A hello from the re-punch socket on C{port}.
+        """
+        if is_relayed(to):
+            return
+        for extra in self._extra:
+            if extra.port is not None and extra.port.getHost().port == port and extra.transport is not None:
+                extra.transport.write(self._encode_hello(self._endpoint.own_candidates()), to.as_tuple())
+                return
 
     def status(self, kind: str) -> None:
         self._endpoint.emit(StatusEvent(kind, self.peer_id, candidates=self.candidates))

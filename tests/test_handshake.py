@@ -416,3 +416,187 @@ class RelayOnlyTests(SynchronousTestCase):
         self.assertEqual(out.take()[0], ("connected", route))
         machine.close()
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class RePunchTests(SynchronousTestCase):
+    """
+    Re-punching from fresh ports (C{rescue_after}): when an early hello
+    may have poisoned the peer's NAT, hellos from a port both sides
+    derived from the introduction, which the peer warmed up towards at its
+    start, make a fresh pair of ports.
+    """
+
+    KEY = bytes(range(16))
+    config = HandshakeConfig(
+        warmup_packets=1,
+        warmup_delay=0.02,
+        hello_intervals=(0.1, 0.2),
+        reversal_after=5.0,
+        timeout=8.0,
+        relay_after=None,
+        rescue_after=(0.5, 1.5),
+    )
+
+    def build(self, config=None, initiator=True, **fields):
+        fields.setdefault("rescue_key", self.KEY)
+        return build(config or self.config, [PUBLIC, LOCAL], [LOCAL], initiator=initiator, **fields)
+
+    def test_ports(self):
+        """
+        Each side's re-punch port depends on the key, the side and the
+        rung, is the same every time, and is an unprivileged port.
+        """
+        from p2pnet._handshake import rescue_port
+
+        ports = {
+            rescue_port(key, initiator, rung)
+            for key in (self.KEY, bytes(16), b"\xff" * 16)
+            for initiator in (True, False)
+            for rung in range(3)
+        }
+        self.assertEqual(len(ports), 18)
+        self.assertTrue(all(1024 <= port <= 65535 for port in ports), ports)
+        self.assertEqual(rescue_port(self.KEY, True, 1), rescue_port(bytes(range(16)), True, 1))
+
+    def test_warmup_covers_the_peers_ports(self):
+        """
+        The warm-up also probes, on the peer's public IP only, every port
+        the peer will re-punch from; the two sides agree on those ports.
+        """
+        from p2pnet._handshake import rescue_port
+
+        for initiator in (True, False):
+            clock, out, core, machine = self.build(initiator=initiator)
+            machine.start()
+            peer_ports = [rescue_port(self.KEY, not initiator, rung) for rung in (0, 1)]
+            self.assertEqual(
+                out.take(),
+                [("status", "warming"), ("send_probe", PUBLIC, 2), ("send_probe", LOCAL, 2)]
+                + [("send_probe", Address(PUBLIC.host, port), 2) for port in peer_ports],
+            )
+            machine.close()
+        # What one side probes is what the other side opens.
+        opened = {}
+        probed = {}
+        for initiator in (True, False):
+            clock, out, core, machine = self.build(initiator=initiator)
+            machine.start()
+            probed[initiator] = [a.port for _, a, _ in
+                                 [e for e in out.take() if e[0] == "send_probe"][2:]]
+            clock.advance(1.5)
+            opened[initiator] = [e[1] for e in out.take() if e[0] == "open_rescue_socket"]
+            machine.close()
+        self.assertEqual(probed[True], opened[False])
+        self.assertEqual(probed[False], opened[True])
+        self.assertNotEqual(opened[True], opened[False])
+
+    def test_rescue_rungs(self):
+        """
+        With no path after 0.5 s, the handshake opens its first re-punch
+        socket and sends a hello from it to the peer's public address
+        (not to the addresses the peer only claims); the next rung opens a
+        second one at 1.5 s; every retransmit round then also goes out
+        from each re-punch socket.
+        """
+        from p2pnet._handshake import rescue_port
+
+        clock, out, core, machine = self.build()
+        first, second = rescue_port(self.KEY, True, 0), rescue_port(self.KEY, True, 1)
+
+        def until(moment):
+            # Run every timer due by then at its own time (one big
+            # advance would run a re-armed timer late).
+            log = []
+            while True:
+                due = [c.getTime() for c in clock.getDelayedCalls() if c.getTime() <= moment]
+                clock.advance((min(due) if due else moment) - clock.seconds())
+                log += [(round(clock.seconds(), 3), *e) for e in out.take()]
+                if not due:
+                    return log
+
+        machine.start()
+        out.take()
+        plain = [("send_hello", PUBLIC), ("send_hello", LOCAL)]
+        at = lambda moment, entries: [(moment, *e) for e in entries]  # noqa: E731
+        # Hellos at 0.02, then 0.12, 0.32, 0.52, 0.72 ...
+        self.assertEqual(
+            until(0.499),
+            at(0.02, [("status", "punching")] + plain)
+            + at(0.12, plain) + at(0.32, plain),
+        )
+        self.assertEqual(
+            until(1.52),
+            at(0.5, [("status", "re-punching"), ("open_rescue_socket", first), ("send_rescue_hello", first, PUBLIC)])
+            + at(0.52, plain + [("send_rescue_hello", first, PUBLIC)])
+            + at(0.72, plain + [("send_rescue_hello", first, PUBLIC)])
+            + at(0.92, plain + [("send_rescue_hello", first, PUBLIC)])
+            + at(1.12, plain + [("send_rescue_hello", first, PUBLIC)])
+            + at(1.32, plain + [("send_rescue_hello", first, PUBLIC)])
+            + at(1.5, [("status", "re-punching"), ("open_rescue_socket", second),
+                       ("send_rescue_hello", second, PUBLIC)])
+            + at(1.52, plain + [("send_rescue_hello", first, PUBLIC), ("send_rescue_hello", second, PUBLIC)]),
+        )
+        # No third rung.
+        self.assertNotIn("open_rescue_socket", [e[1] for e in until(6.0)])
+        machine.close()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_answer_through_the_rescue_socket(self):
+        """
+        An answer that came back to a re-punch socket validates the path
+        like any other; nothing more is re-punched afterwards.
+        """
+        clock, out, core, machine = self.build()
+        machine.start()
+        clock.advance(0.6)
+        out.take()
+        machine.answer_received(PUBLIC)
+        self.assertEqual(out.take()[0], ("connected", PUBLIC))
+        clock.advance(3.0)
+        self.assertNotIn("open_rescue_socket", [e[0] for e in out.take()])
+        machine.close()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_not_when_connected_early(self):
+        """
+        A path validated before the first rung never opens a socket.
+        """
+        clock, out, core, machine = self.build()
+        machine.start()
+        clock.advance(0.03)
+        machine.answer_received(PUBLIC)
+        clock.advance(5.0)
+        self.assertEqual([e for e in out.take() if "rescue" in e[0]], [])
+        machine.close()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_off(self):
+        """
+        No re-punch ports are probed or opened without the introduction
+        key, with C{rescue_after=()}, without the warm-up (which is what
+        opens our NAT to the peer's re-punch ports), or when relay-only.
+        """
+        from attrs import evolve
+
+        cases = [
+            dict(rescue_key=None),
+            dict(config=evolve(self.config, rescue_after=())),
+            dict(config=evolve(self.config, warmup=False)),
+            dict(config=evolve(self.config, relay_only=True, relay_after=3.0)),
+        ]
+        for fields in cases:
+            clock, out, core, machine = self.build(**fields)
+            machine.start()
+            clock.advance(4.0)
+            log = out.take()
+            self.assertEqual([e for e in log if "rescue" in e[0]], [], fields)
+            self.assertEqual([e for e in log if e[0] == "send_probe" and e[1] not in (PUBLIC, LOCAL)], [], fields)
+            machine.close()
+
+    def test_validation(self):
+        """
+        C{rescue_after} must be increasing positive times.
+        """
+        self.assertRaises(ValueError, HandshakeConfig, rescue_after=(1.0, 0.5))
+        self.assertRaises(ValueError, HandshakeConfig, rescue_after=(0.0,))
+        self.assertEqual(HandshakeConfig(rescue_after=()).rescue_after, ())

@@ -743,6 +743,79 @@ class TraversalScenarios(PeerScenarioMixin, SynchronousTestCase):
             self.check(lost == [], f"{process.host} lost the connection")
 
 
+class LossAndBurstScenarios(PeerScenarioMixin, SynchronousTestCase):
+    """
+    Issue 14, item 11: a lost introduction or a burst of them must not
+    leave a race-prone router poisoned for good (see
+    C{benchmarks/lab_robustness.py} for the 50-run measurements).
+    """
+
+    def start_introducer(self) -> LabProcess:
+        introducer = self.lab.spawn("introducer", Lab.p2pnet_argv(
+            "introducer", "--port", str(INTRODUCER_PORT),
+            "--interface", INTRODUCER_ADDRESS))
+        self.processes.append(introducer)
+        self.check(introducer.wait_for_line(lambda line: "listening" in line,
+                                            CONNECT_TIMEOUT),
+                   "the introducer did not start")
+        return introducer
+
+    def test_race_prone_with_loss(self) -> None:
+        """
+        With 25% loss each way on both links, a cone <-> race-prone pair
+        connects directly in each of four attempts (each with fresh peer
+        processes), although a lost introduction lets the cone side's
+        first hello poison the race-prone router.
+        """
+        self.lab.add_site("left", "cone", loss=25)
+        self.lab.add_site("right", "race-prone", loss=25)
+        self.lab.add_host("left", "alice")
+        self.lab.add_host("right", "bob")
+        self.start_introducer()
+        for attempt in range(4):
+            _, _, alice, bob = self.connect_named(
+                "alice", "bob", f"alice{attempt}", f"bob{attempt}",
+                timeout=CONNECT_TIMEOUT)
+            self.check(alice["path"].startswith("direct") and bob["path"].startswith("direct"),
+                       f"attempt {attempt}: not direct: {alice['path']}, {bob['path']}")
+            for process in self.processes[-2:]:
+                process.stop()
+
+    def test_mesh_burst(self) -> None:
+        """
+        Six players, two behind each of a cone, a race-prone and a
+        firewall site, in a mesh session: the five joiners start together,
+        and every pair connects directly on both sides.
+        """
+        players = [("cone1", "cone"), ("race1", "race"), ("fire1", "fire"),
+                   ("cone2", "cone"), ("race2", "race"), ("fire2", "fire")]
+        self.lab.add_site("cone", "cone")
+        self.lab.add_site("race", "race-prone")
+        self.lab.add_site("fire", "firewall")
+        for name, site in players:
+            self.lab.add_host(site, name)
+        self.start_introducer()
+        host = self.start_peer("cone1", "--host-session", "party", "--mesh",
+                               "--max-players", "6")
+        self.check(host.wait_for_event("hosting", CONNECT_TIMEOUT),
+                   "cone1 did not host")
+        peers = {"cone1": host}
+        for name, _ in players[1:]:
+            peers[name] = self.lab.spawn(name, Lab.p2pnet_argv(
+                "peer", "--introducer", f"{INTRODUCER_ADDRESS}:{INTRODUCER_PORT}",
+                "--name", name, "--json", "--send", f"from-{name}",
+                "--heartbeat", str(self.heartbeat), "--join", "party"))
+            self.processes.append(peers[name])
+        for name, process in peers.items():
+            for other in peers:
+                if other == name:
+                    continue
+                event = process.wait_for_event("connected", CONNECT_TIMEOUT,
+                                               peer=other)
+                self.check(event and event["path"].startswith("direct"),
+                           f"{name} did not connect directly to {other}: {event}")
+
+
 class KernelDemoTests(LabTestMixin, SynchronousTestCase):
     """
     C{p2pnet demo --kernel} (L{p2pnet._kerneldemo.run}).
