@@ -517,6 +517,7 @@ class RePunchTests(SynchronousTestCase):
         machine.start()
         out.take()
         plain = [("send_hello", PUBLIC), ("send_hello", LOCAL)]
+        public = [("send_hello", PUBLIC)]
         at = lambda moment, entries: [(moment, *e) for e in entries]  # noqa: E731
         # Hellos at 0.02, then 0.12, 0.32, 0.52, 0.72 ...
         self.assertEqual(
@@ -528,13 +529,14 @@ class RePunchTests(SynchronousTestCase):
             until(1.52),
             at(0.5, [("status", "re-punching"), ("open_rescue_socket", first), ("send_rescue_hello", first, PUBLIC)])
             + at(0.52, plain + [("send_rescue_hello", first, PUBLIC)])
-            + at(0.72, plain + [("send_rescue_hello", first, PUBLIC)])
-            + at(0.92, plain + [("send_rescue_hello", first, PUBLIC)])
-            + at(1.12, plain + [("send_rescue_hello", first, PUBLIC)])
-            + at(1.32, plain + [("send_rescue_hello", first, PUBLIC)])
+            # The local candidate has had its four hellos (claimed_hellos).
+            + at(0.72, public + [("send_rescue_hello", first, PUBLIC)])
+            + at(0.92, public + [("send_rescue_hello", first, PUBLIC)])
+            + at(1.12, public + [("send_rescue_hello", first, PUBLIC)])
+            + at(1.32, public + [("send_rescue_hello", first, PUBLIC)])
             + at(1.5, [("status", "re-punching"), ("open_rescue_socket", second),
                        ("send_rescue_hello", second, PUBLIC)])
-            + at(1.52, plain + [("send_rescue_hello", first, PUBLIC), ("send_rescue_hello", second, PUBLIC)]),
+            + at(1.52, public + [("send_rescue_hello", first, PUBLIC), ("send_rescue_hello", second, PUBLIC)]),
         )
         # No third rung.
         self.assertNotIn("open_rescue_socket", [e[1] for e in until(6.0)])
