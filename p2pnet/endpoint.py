@@ -20,6 +20,7 @@ import socket
 from typing import Callable, Iterable
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import InvalidAddressError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -191,16 +192,17 @@ class PeerEndpoint(DatagramProtocol):
     def write(self, raw: bytes, to: Address) -> None:
         """
         Send a datagram; a destination the kernel refuses (EINVAL, EACCES,
-        unreachable network...) is counted (C{send-failed}), never raised
-        into a state machine.
+        unreachable network...) or our IPv4 socket cannot take (an IPv6
+        address: Twisted's C{InvalidAddressError}) is counted
+        (C{send-failed}), never raised into a state machine.
         """
         if self.transport is not None:
             try:
                 self.transport.write(raw, to.as_tuple())
-            except OSError as e:
+            except (OSError, InvalidAddressError) as e:
                 self._send_failed(to, e)
 
-    def _send_failed(self, to, error: OSError) -> None:
+    def _send_failed(self, to, error: Exception) -> None:
         self.count("send-failed")
         self.log.debug("could not send to {to}: {error}", to=str(to), error=str(error))
 
@@ -215,7 +217,7 @@ class PeerEndpoint(DatagramProtocol):
         handle.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
         try:
             self.transport.write(raw, to.as_tuple())
-        except OSError as e:
+        except (OSError, InvalidAddressError) as e:
             self._send_failed(to, e)
         finally:
             handle.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, previous)
