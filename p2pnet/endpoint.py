@@ -147,6 +147,8 @@ class PeerEndpoint(DatagramProtocol):
         self._by_intro: dict[bytes, PeerConnection] = {}
         self._by_conn_id: dict[int, PeerConnection] = {}
         self._by_allocation: dict[bytes, tuple[PeerConnection, RelayRoute]] = {}
+        # How many routes of _by_allocation each connection owns (capped).
+        self._routes_per_connection: dict[PeerConnection, int] = {}
         self._awaiting: dict[bytes, tuple[str | None, Deferred, bytes | None]] = {}
         self._hosted: dict[bytes, HostedSession] = {}
         self._observers: list[Callable[[StatusEvent], None]] = []
@@ -697,7 +699,7 @@ class PeerEndpoint(DatagramProtocol):
 
         def offered(offer: wire.Message) -> None:
             if isinstance(offer, wire.RelayOffer) and not connection.ended:
-                connection.relay_offered(offer)
+                connection.relay_offered(offer, answer=True)
 
         def refused(reason: Failure) -> None:
             if self._stopping or reason.check(ConnectionClosed):
@@ -708,15 +710,41 @@ class PeerEndpoint(DatagramProtocol):
 
         d.addCallbacks(offered, refused)
 
-    def remember_route(self, connection: PeerConnection, route: RelayRoute) -> None:
-        self._by_allocation[route.allocation_id] = (connection, route)
+    #: Relay routes a connection may hold from offers it did not ask for
+    #: (the introducer pushes one to the other side of a relay request;
+    #: without a secret, anyone can spoof more).  The answer to the
+    #: connection's own request is taken beyond it.
+    MAX_PUSHED_ROUTES = 2
+
+    def remember_route(self, connection: PeerConnection, route: RelayRoute, answer: bool = False) -> bool:
+        """
+        Route what comes from C{route}'s relay under its allocation to
+        C{connection}, unless the connection holds L{MAX_PUSHED_ROUTES}
+        already and this is not the answer to its own request (C{answer})
+        or a route it holds.
+
+        @return: whether the route was taken.
+        """
+        allocation = route.allocation_id
+        held = self._by_allocation.get(allocation)
+        if held is not None and held[0] is not connection:
+            # Another connection's allocation: not ours to take over.
+            return False
+        if held is None:
+            count = self._routes_per_connection.get(connection, 0)
+            if count >= self.MAX_PUSHED_ROUTES and not answer:
+                return False
+            self._routes_per_connection[connection] = count + 1
+        self._by_allocation[allocation] = (connection, route)
+        return True
 
     def forget(self, connection: PeerConnection) -> None:
         self._by_intro.pop(connection.intro_id, None)
         self._by_conn_id.pop(connection.conn_id, None)
-        for allocation, (owner, _) in list(self._by_allocation.items()):
-            if owner is connection:
-                del self._by_allocation[allocation]
+        if self._routes_per_connection.pop(connection, None) is not None:
+            for allocation, (owner, _) in list(self._by_allocation.items()):
+                if owner is connection:
+                    del self._by_allocation[allocation]
 
     @property
     def connections(self) -> list[PeerConnection]:

@@ -27,6 +27,7 @@ from p2pnet.testing._fuzz import describe, replay, run, settle
 from p2pnet.testing._fuzzendpoint import EndpointTarget
 from p2pnet.testing._fuzzgen import Mutator, Seed, control_seed
 from p2pnet.testing._fuzzturn import TurnClientTarget
+from p2pnet.testing.scenarios import INTRODUCER
 from p2pnet.testing._fuzztargets import (
     GUEST,
     HOST,
@@ -217,10 +218,6 @@ class SettleTests(SynchronousTestCase):
             {"connections": len(peers), "conn-ids": len(peers), "awaiting": 0, "allocations": 0},
         )
 
-    test_endpoint_settles.todo = (
-        "spoofed RelayOffers naming a live introduction id (no secret) each add a route to "
-        "PeerEndpoint._by_allocation, which has no cap"
-    )
 
 
 class MutatorTests(SynchronousTestCase):
@@ -456,6 +453,111 @@ class RelayOfferTests(_Known, SynchronousTestCase):
         details = "\n".join(describe(p) + "\n" + p.detail for p in report.problems)
         self.assertEqual((report.escapes, report.logged_errors), (0, 0), details)
         self.assertEqual(target.check(), [])
+
+
+class RelayRouteTests(SynchronousTestCase):
+    """
+    Relay offers spoofed from the introducer's address (no secret) naming
+    a live introduction id (an on-path attacker sees it in every hello):
+    each accepted one added a route to the endpoint's table of relay
+    routes (allocation id -> connection) and sent hellos to the relay it
+    named.
+    """
+
+    def offers(self, connection, count, relay=Address("0.0.0.0", 3479)):
+        return [
+            (wire.encode(wire.RelayOffer(n.to_bytes(8, "big"), connection.intro_id, b"\xa0" + n.to_bytes(7, "big"),
+                                         relay, b"\x0b" * 16, 0)), INTRODUCER.as_tuple())
+            for n in range(count)
+        ]
+
+    def test_unasked_offers_add_no_route(self):
+        """
+        A connection that never asked for a relay takes no offer: a
+        thousand spoofed offers leave no route and send no hello anywhere.
+        """
+        target = EndpointTarget(SEED)
+        self.addCleanup(target.close)
+        connection = target.to_alice
+        sent = []
+        port = target.bob.transport
+
+        class Watching:
+            def write(self, data, addr):
+                sent.append(addr)
+                port.write(data, addr)
+
+            def __getattr__(self, name):
+                return getattr(port, name)
+
+        target.bob.transport = Watching()
+        report = replay(target, self.offers(connection, 1000, Address("203.0.113.200", 3479)), seconds=1.0)
+        target.bob.transport = port
+        self.assertEqual((report.escapes, report.logged_errors), (0, 0))
+        self.assertEqual(report.tables["allocations"], 0)
+        self.assertEqual(target.bob.stats.get("dropped-relay-offer", 0), 1000)
+        self.assertNotIn(("203.0.113.200", 3479), sent)
+        self.assertEqual(target.check(), [])
+
+    def test_offers_capped_per_connection(self):
+        """
+        A connection that asked for a relay takes at most two offers
+        pushed to it; more are dropped, and the table stays at two.
+        """
+        target = EndpointTarget(SEED)
+        self.addCleanup(target.close)
+        connection = target.to_alice
+        connection._core.relay_requested = True
+        report = replay(target, self.offers(connection, 1000), seconds=1.0)
+        self.assertEqual((report.escapes, report.logged_errors), (0, 0))
+        self.assertEqual(report.tables["allocations"], 2)
+        self.assertEqual(target.bob.stats.get("dropped-relay-offer", 0), 998)
+        self.assertEqual(target.check(), [])
+
+    def test_answer_beyond_cap(self):
+        """
+        The answer to the connection's own relay request is taken even
+        when spoofed offers got there first.
+        """
+        target = EndpointTarget(SEED)
+        self.addCleanup(target.close)
+        connection = target.to_alice
+        connection._core.relay_requested = True
+        replay(target, self.offers(connection, 10), seconds=0.0)
+        answer = wire.RelayOffer(b"\x01" * 8, connection.intro_id, b"\xb0" * 8, Address("0.0.0.0", 3479), b"\x0b" * 16, 0)
+        connection.relay_offered(answer, answer=True)
+        self.assertIn(b"\xb0" * 8, target.bob._by_allocation)
+        self.assertEqual(len(target.bob._by_allocation), 3)
+
+    def test_no_takeover(self):
+        """
+        An offer for one connection naming another connection's
+        allocation does not take its route over.
+        """
+        target = EndpointTarget(SEED)
+        self.addCleanup(target.close)
+        alice, mallory = target.to_alice, target.at_bob_mallory
+        alice._core.relay_requested = mallory._core.relay_requested = True
+        [(offer, source)] = self.offers(alice, 1)
+        replay(target, [(offer, source)], seconds=0.0)
+        stolen = wire.RelayOffer(b"\x02" * 8, mallory.intro_id, wire.decode(offer).allocation,
+                                 Address("203.0.113.200", 3479), b"\x0c" * 16, 1)
+        replay(target, [(wire.encode(stolen), source)], seconds=0.0)
+        [(owner, route)] = target.bob._by_allocation.values()
+        self.assertEqual((owner, route.side, route.key), (alice, 0, b"\x0b" * 16))
+
+    def test_forget_releases(self):
+        """
+        A connection's routes go with it, and so does its share of the cap.
+        """
+        target = EndpointTarget(SEED)
+        self.addCleanup(target.close)
+        connection = target.to_alice
+        connection._core.relay_requested = True
+        replay(target, self.offers(connection, 2), seconds=0.0)
+        target.bob.forget(connection)
+        self.assertEqual(target.bob._by_allocation, {})
+        self.assertEqual(target.bob._routes_per_connection, {})
 
 
 class SeedTests(SynchronousTestCase):
