@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from p2pnet import wire
 from p2pnet._eventual import EventualQueue
 from p2pnet._introclient import IntroducerClient
+from p2pnet._ratelimit import LogBudget
 from p2pnet._peertypes import (
     HostedSession,
     Path,
@@ -149,6 +150,8 @@ class PeerEndpoint(DatagramProtocol):
         self._by_allocation: dict[bytes, tuple[PeerConnection, RelayRoute]] = {}
         # How many routes of _by_allocation each connection owns (capped).
         self._routes_per_connection: dict[PeerConnection, int] = {}
+        self._log_budget = LogBudget(self.INTRODUCTION_LOG_RATE)
+        self._held_reported = float("-inf")
         self._awaiting: dict[bytes, tuple[str | None, Deferred, bytes | None]] = {}
         self._hosted: dict[bytes, HostedSession] = {}
         self._observers: list[Callable[[StatusEvent], None]] = []
@@ -190,6 +193,33 @@ class PeerEndpoint(DatagramProtocol):
         if self.public_address is not None and self.public_address not in candidates:
             candidates.append(self.public_address)
         return tuple(candidates[:MAX_CANDIDATES])
+
+    #: Log lines per second about single introductions (each spoofed
+    #: introduction would write several); bursts of five times as many.
+    INTRODUCTION_LOG_RATE = 1.0
+
+    def note(self, kind: str, log: Callable[..., None], line: str, **fields: object) -> None:
+        """
+        Log C{line} with C{log} (a bound logger method, e.g. a
+        connection's C{log.info}) within the introduction log budget;
+        what is held back is summed up, at most once a minute, before a
+        line that is allowed.  The statistics counters and status events
+        still see every event.
+        """
+        budget = self._log_budget
+        now = self.clock.seconds()
+        if not budget.allow(kind, now):
+            return
+        if budget.held and now - self._held_reported >= 60.0:
+            self._held_reported = now
+            held = budget.take_held()
+            self.log.info(
+                "held back {count} log lines about introductions ({kinds}) to stay under {rate:g} per second",
+                count=sum(held.values()),
+                kinds=", ".join(f"{k}: {n}" for k, n in sorted(held.items())),
+                rate=budget.rate,
+            )
+        log(line, **fields)
 
     def write(self, raw: bytes, to: Address) -> None:
         """
@@ -627,7 +657,8 @@ class PeerEndpoint(DatagramProtocol):
     def request_reversal(self, connection: PeerConnection) -> None:
         if self._cookie is None or self._stopping:
             return
-        connection.log.info("asking the introducer to make {peer_id} send first", peer_id=connection.peer_id)
+        self.note("reversal", connection.log.info, "asking the introducer to make {peer_id} send first",
+                  peer_id=connection.peer_id)
         self._client.send(
             wire.ReverseRequest(
                 self.new_txid(), self.peer_id, self._cookie, connection.peer_id, connection.intro_id
@@ -690,7 +721,8 @@ class PeerEndpoint(DatagramProtocol):
         if self._turn is not None:
             self._turn_relay(connection)
             return
-        connection.log.info("asking the introducer for a relay to {peer_id}", peer_id=connection.peer_id)
+        self.note("relay", connection.log.info, "asking the introducer for a relay to {peer_id}",
+                  peer_id=connection.peer_id)
         d = self._client.request(
             wire.RelayRequest(
                 self.new_txid(), self.peer_id, self._cookie, connection.peer_id, connection.intro_id
@@ -704,8 +736,9 @@ class PeerEndpoint(DatagramProtocol):
         def refused(reason: Failure) -> None:
             if self._stopping or reason.check(ConnectionClosed):
                 return
-            connection.log.info(
-                "no relay for {peer_id}: {error}", peer_id=connection.peer_id, error=str(reason.value)
+            self.note(
+                "no-relay", connection.log.info, "no relay for {peer_id}: {error}",
+                peer_id=connection.peer_id, error=str(reason.value),
             )
 
         d.addCallbacks(offered, refused)
@@ -906,7 +939,7 @@ class PeerEndpoint(DatagramProtocol):
         elif isinstance(message, wire.Reverse):
             connection = self._by_intro.get(message.intro_id)
             if connection is not None and connection.peer_id == message.peer_id:
-                self.log.info("{peer_id} cannot reach us; sending first", peer_id=message.peer_id)
+                self.note("reverse", self.log.info, "{peer_id} cannot reach us; sending first", peer_id=message.peer_id)
                 connection.reverse_received(message.public)
         elif not self._client.answer(message):
             self.count("dropped-unmatched-answer")
@@ -916,7 +949,8 @@ class PeerEndpoint(DatagramProtocol):
             return
         if len(self._by_conn_id) >= self.config.max_connections:
             self.count("dropped-too-many-connections")
-            self.log.info(
+            self.note(
+                "refused", self.log.info,
                 "refused an introduction to {peer_id}: {n} connections already",
                 peer_id=intro.peer_id,
                 n=len(self._by_conn_id),
@@ -931,7 +965,8 @@ class PeerEndpoint(DatagramProtocol):
         refusal = self._key_refusal(intro, entry[2] if ours else None)
         if refusal is not None:
             self.count("refused-peer-key")
-            self.log.warn("refusing {peer_id}: {error}", peer_id=intro.peer_id, error=str(refusal))
+            self.note("refused-key", self.log.warn, "refusing {peer_id}: {error}", peer_id=intro.peer_id,
+                      error=str(refusal))
             self.emit(StatusEvent("failed", intro.peer_id, detail=str(refusal)))
             if ours:
                 del self._awaiting[intro.txid]
@@ -940,7 +975,8 @@ class PeerEndpoint(DatagramProtocol):
         connection = PeerConnection(self, intro, conn_id)
         self._by_intro[intro.intro_id] = connection
         self._by_conn_id[conn_id] = connection
-        connection.log.info(
+        self.note(
+            "introduced", connection.log.info,
             "introduced to {peer_id}: public {public}, local {local}",
             peer_id=intro.peer_id,
             public=str(intro.public),

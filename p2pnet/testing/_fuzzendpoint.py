@@ -163,6 +163,7 @@ class EndpointTarget(Target):
         self.seeds = self._seeds(rng)
         self.failures: list[str] = []
         self.mallory_reconnects = 0
+        self._reconnected = self.clock.seconds()
         self._n = 0
         self._last = self.clock.seconds()
 
@@ -205,12 +206,14 @@ class EndpointTarget(Target):
             self._last = now
             self.failures.extend(f"t={now:.0f} s: {p}" for p in self._exchange())
             if not self.insecure and (self.from_mallory.ended or self.at_bob_mallory.ended):
-                self._reconnect_mallory()
+                if now - self._reconnected >= 20.0:
+                    self._reconnected = now
+                    self._reconnect_mallory()
 
     def _reconnect_mallory(self) -> None:
         """
-        Mallory connects again when a mutated (sealed) close or a timeout
-        ended its connection, so that its sealed seeds keep reaching bob's
+        Mallory connects again (at most every 20 s) when a mutated (sealed)
+        close or a timeout ended its connection, so that its sealed seeds keep reaching bob's
         frame decoder (they are sealed with its current session's keys).
         """
         try:
@@ -242,6 +245,14 @@ class EndpointTarget(Target):
         except Exception as e:
             problems.append(f"carol could not connect to bob: {e!r}")
         return problems
+
+    def own_log(self, event: dict) -> bool:
+        """
+        Bob's lines: his endpoint's and his connections' (not alice's,
+        mallory's, carol's or the introducer's).
+        """
+        source = event.get("log_source")
+        return source is self.bob or getattr(source, "_endpoint", None) is self.bob
 
     def tables(self) -> dict[str, int]:
         bob = self.bob
