@@ -11,7 +11,9 @@ legitimate state set up before the fuzzing is intact, and the rate.
 C{--count} is the total over the chosen targets (the introducer's share
 is split between an open introducer and one with a shared secret whose
 holder signs the mutated requests; STUN's between the RFC 5780 server and
-a TURN client holding an allocation, fed answers claiming its server).  Exits 1 if anything escaped, was
+a TURN client holding an allocation, fed answers claiming its server; the
+endpoint's between one with secure connections, three quarters, and one
+with insecure connections).  Exits 1 if anything escaped, was
 logged, or the legitimate state was disturbed.
 """
 
@@ -37,6 +39,7 @@ def build(name: str, seed: int):
         "stun": lambda: _fuzztargets.StunTarget(seed),
         "turn-client": lambda: TurnClientTarget(seed),
         "endpoint": lambda: EndpointTarget(seed),
+        "endpoint-insecure": lambda: EndpointTarget(seed, insecure=True),
     }[name]()
 
 
@@ -52,6 +55,8 @@ def plan(target: str, count: int) -> list[tuple[str, int]]:
             runs += [("introducer", share - share // 2), ("introducer+secret", share // 2)]
         elif name == "stun":
             runs += [("stun", share - share // 2), ("turn-client", share // 2)]
+        elif name == "endpoint":
+            runs += [("endpoint", share - share // 4), ("endpoint-insecure", share // 4)]
         else:
             runs.append((name, share))
     runs[-1] = (runs[-1][0], runs[-1][1] + count - sum(n for _, n in runs))

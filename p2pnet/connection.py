@@ -395,12 +395,28 @@ class PeerConnection:
         """
         return self._relayed_sources.get(source, source)
 
-    def relay_offered(self, offer: wire.RelayOffer) -> None:
+    def relay_offered(self, offer: wire.RelayOffer, answer: bool = False) -> None:
+        """
+        A relay offer for this connection: the answer to our own relay
+        request (C{answer}), or one the introducer pushed because the peer
+        asked.  A pushed offer is taken only once we asked for a relay too
+        (before, the peer's side alone cannot bind it, and without a
+        secret anyone can spoof one: each would add a route and send
+        hellos to the relay it names), and only within the endpoint's
+        per-connection cap; anything else is dropped and counted
+        (C{dropped-relay-offer}).
+        """
+        endpoint = self._endpoint
+        if not (answer or self._core.relay_requested):
+            endpoint.count("dropped-relay-offer")
+            return
         relay = offer.relay
         if relay.host == "0.0.0.0":
-            relay = Address(self._endpoint.introducer.host, relay.port)
+            relay = Address(endpoint.introducer.host, relay.port)
         route = RelayRoute(relay, offer.allocation, offer.side, offer.key)
-        self._endpoint.remember_route(self, route)
+        if not endpoint.remember_route(self, route, answer):
+            endpoint.count("dropped-relay-offer")
+            return
         self.machine.relay_offered(route)
 
     def open_rescue_socket(self, port: int) -> None:

@@ -20,6 +20,7 @@ import socket
 from typing import Callable, Iterable
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import InvalidAddressError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -27,6 +28,7 @@ from twisted.python.failure import Failure
 from p2pnet import wire
 from p2pnet._eventual import EventualQueue
 from p2pnet._introclient import IntroducerClient
+from p2pnet._ratelimit import LogBudget
 from p2pnet._peertypes import (
     HostedSession,
     Path,
@@ -146,6 +148,10 @@ class PeerEndpoint(DatagramProtocol):
         self._by_intro: dict[bytes, PeerConnection] = {}
         self._by_conn_id: dict[int, PeerConnection] = {}
         self._by_allocation: dict[bytes, tuple[PeerConnection, RelayRoute]] = {}
+        # How many routes of _by_allocation each connection owns (capped).
+        self._routes_per_connection: dict[PeerConnection, int] = {}
+        self._log_budget = LogBudget(self.INTRODUCTION_LOG_RATE)
+        self._held_reported = float("-inf")
         self._awaiting: dict[bytes, tuple[str | None, Deferred, bytes | None]] = {}
         self._hosted: dict[bytes, HostedSession] = {}
         self._observers: list[Callable[[StatusEvent], None]] = []
@@ -188,19 +194,47 @@ class PeerEndpoint(DatagramProtocol):
             candidates.append(self.public_address)
         return tuple(candidates[:MAX_CANDIDATES])
 
+    #: Log lines per second about single introductions (each spoofed
+    #: introduction would write several); bursts of five times as many.
+    INTRODUCTION_LOG_RATE = 1.0
+
+    def note(self, kind: str, log: Callable[..., None], line: str, **fields: object) -> None:
+        """
+        Log C{line} with C{log} (a bound logger method, e.g. a
+        connection's C{log.info}) within the introduction log budget;
+        what is held back is summed up, at most once a minute, before a
+        line that is allowed.  The statistics counters and status events
+        still see every event.
+        """
+        budget = self._log_budget
+        now = self.clock.seconds()
+        if not budget.allow(kind, now):
+            return
+        if budget.held and now - self._held_reported >= 60.0:
+            self._held_reported = now
+            held = budget.take_held()
+            self.log.info(
+                "held back {count} log lines about introductions ({kinds}) to stay under {rate:g} per second",
+                count=sum(held.values()),
+                kinds=", ".join(f"{k}: {n}" for k, n in sorted(held.items())),
+                rate=budget.rate,
+            )
+        log(line, **fields)
+
     def write(self, raw: bytes, to: Address) -> None:
         """
         Send a datagram; a destination the kernel refuses (EINVAL, EACCES,
-        unreachable network...) is counted (C{send-failed}), never raised
-        into a state machine.
+        unreachable network...) or our IPv4 socket cannot take (an IPv6
+        address: Twisted's C{InvalidAddressError}) is counted
+        (C{send-failed}), never raised into a state machine.
         """
         if self.transport is not None:
             try:
                 self.transport.write(raw, to.as_tuple())
-            except OSError as e:
+            except (OSError, InvalidAddressError) as e:
                 self._send_failed(to, e)
 
-    def _send_failed(self, to, error: OSError) -> None:
+    def _send_failed(self, to, error: Exception) -> None:
         self.count("send-failed")
         self.log.debug("could not send to {to}: {error}", to=str(to), error=str(error))
 
@@ -215,7 +249,7 @@ class PeerEndpoint(DatagramProtocol):
         handle.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
         try:
             self.transport.write(raw, to.as_tuple())
-        except OSError as e:
+        except (OSError, InvalidAddressError) as e:
             self._send_failed(to, e)
         finally:
             handle.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, previous)
@@ -611,7 +645,8 @@ class PeerEndpoint(DatagramProtocol):
     def request_reversal(self, connection: PeerConnection) -> None:
         if self._cookie is None or self._stopping:
             return
-        connection.log.info("asking the introducer to make {peer_id} send first", peer_id=connection.peer_id)
+        self.note("reversal", connection.log.info, "asking the introducer to make {peer_id} send first",
+                  peer_id=connection.peer_id)
         self._client.send(
             wire.ReverseRequest(
                 self.new_txid(), self.peer_id, self._cookie, connection.peer_id, connection.intro_id
@@ -674,7 +709,8 @@ class PeerEndpoint(DatagramProtocol):
         if self._turn is not None:
             self._turn_relay(connection)
             return
-        connection.log.info("asking the introducer for a relay to {peer_id}", peer_id=connection.peer_id)
+        self.note("relay", connection.log.info, "asking the introducer for a relay to {peer_id}",
+                  peer_id=connection.peer_id)
         d = self._client.request(
             wire.RelayRequest(
                 self.new_txid(), self.peer_id, self._cookie, connection.peer_id, connection.intro_id
@@ -683,26 +719,53 @@ class PeerEndpoint(DatagramProtocol):
 
         def offered(offer: wire.Message) -> None:
             if isinstance(offer, wire.RelayOffer) and not connection.ended:
-                connection.relay_offered(offer)
+                connection.relay_offered(offer, answer=True)
 
         def refused(reason: Failure) -> None:
             if self._stopping or reason.check(ConnectionClosed):
                 return
-            connection.log.info(
-                "no relay for {peer_id}: {error}", peer_id=connection.peer_id, error=str(reason.value)
+            self.note(
+                "no-relay", connection.log.info, "no relay for {peer_id}: {error}",
+                peer_id=connection.peer_id, error=str(reason.value),
             )
 
         d.addCallbacks(offered, refused)
 
-    def remember_route(self, connection: PeerConnection, route: RelayRoute) -> None:
-        self._by_allocation[route.allocation_id] = (connection, route)
+    #: Relay routes a connection may hold from offers it did not ask for
+    #: (the introducer pushes one to the other side of a relay request;
+    #: without a secret, anyone can spoof more).  The answer to the
+    #: connection's own request is taken beyond it.
+    MAX_PUSHED_ROUTES = 2
+
+    def remember_route(self, connection: PeerConnection, route: RelayRoute, answer: bool = False) -> bool:
+        """
+        Route what comes from C{route}'s relay under its allocation to
+        C{connection}, unless the connection holds L{MAX_PUSHED_ROUTES}
+        already and this is not the answer to its own request (C{answer})
+        or a route it holds.
+
+        @return: whether the route was taken.
+        """
+        allocation = route.allocation_id
+        held = self._by_allocation.get(allocation)
+        if held is not None and held[0] is not connection:
+            # Another connection's allocation: not ours to take over.
+            return False
+        if held is None:
+            count = self._routes_per_connection.get(connection, 0)
+            if count >= self.MAX_PUSHED_ROUTES and not answer:
+                return False
+            self._routes_per_connection[connection] = count + 1
+        self._by_allocation[allocation] = (connection, route)
+        return True
 
     def forget(self, connection: PeerConnection) -> None:
         self._by_intro.pop(connection.intro_id, None)
         self._by_conn_id.pop(connection.conn_id, None)
-        for allocation, (owner, _) in list(self._by_allocation.items()):
-            if owner is connection:
-                del self._by_allocation[allocation]
+        if self._routes_per_connection.pop(connection, None) is not None:
+            for allocation, (owner, _) in list(self._by_allocation.items()):
+                if owner is connection:
+                    del self._by_allocation[allocation]
 
     @property
     def connections(self) -> list[PeerConnection]:
@@ -864,7 +927,7 @@ class PeerEndpoint(DatagramProtocol):
         elif isinstance(message, wire.Reverse):
             connection = self._by_intro.get(message.intro_id)
             if connection is not None and connection.peer_id == message.peer_id:
-                self.log.info("{peer_id} cannot reach us; sending first", peer_id=message.peer_id)
+                self.note("reverse", self.log.info, "{peer_id} cannot reach us; sending first", peer_id=message.peer_id)
                 connection.reverse_received(message.public)
         elif not self._client.answer(message):
             self.count("dropped-unmatched-answer")
@@ -874,7 +937,8 @@ class PeerEndpoint(DatagramProtocol):
             return
         if len(self._by_conn_id) >= self.config.max_connections:
             self.count("dropped-too-many-connections")
-            self.log.info(
+            self.note(
+                "refused", self.log.info,
                 "refused an introduction to {peer_id}: {n} connections already",
                 peer_id=intro.peer_id,
                 n=len(self._by_conn_id),
@@ -889,7 +953,8 @@ class PeerEndpoint(DatagramProtocol):
         refusal = self._key_refusal(intro, entry[2] if ours else None)
         if refusal is not None:
             self.count("refused-peer-key")
-            self.log.warn("refusing {peer_id}: {error}", peer_id=intro.peer_id, error=str(refusal))
+            self.note("refused-key", self.log.warn, "refusing {peer_id}: {error}", peer_id=intro.peer_id,
+                      error=str(refusal))
             self.emit(StatusEvent("failed", intro.peer_id, detail=str(refusal)))
             if ours:
                 del self._awaiting[intro.txid]
@@ -898,7 +963,8 @@ class PeerEndpoint(DatagramProtocol):
         connection = PeerConnection(self, intro, conn_id)
         self._by_intro[intro.intro_id] = connection
         self._by_conn_id[conn_id] = connection
-        connection.log.info(
+        self.note(
+            "introduced", connection.log.info,
             "introduced to {peer_id}: public {public}, local {local}",
             peer_id=intro.peer_id,
             public=str(intro.public),

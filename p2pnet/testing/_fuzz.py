@@ -66,7 +66,8 @@ class Report:
     @ivar peak_tables: the largest size each table reached (sampled).
     @ivar legit_problems: what L{Target.check} found wrong at the end.
     @ivar log_lines: events logged at info level or above (what a
-        server's log shows), errors included.
+        server's log shows), errors included, by the target itself
+        (L{Target.own_log}: not by the other parties of its scene).
     @ivar rss_before: resident memory (bytes) before the run.
     @ivar rss_peak: the largest resident memory sampled during the run.
     """
@@ -128,6 +129,13 @@ class Target:
         """The sizes of the target's tables."""
         return {}
 
+    def own_log(self, event: dict) -> bool:
+        """
+        Whether a log event is the target's own (counted in
+        L{Report.log_lines}); by default every event is.
+        """
+        return True
+
     def check(self) -> list[str]:
         """What is wrong with the legitimate state (empty: intact)."""
         return []
@@ -151,14 +159,15 @@ class _ErrorWatcher:
     being handled when they were logged.
     """
 
-    def __init__(self, report: Report) -> None:
+    def __init__(self, report: Report, own: Callable[[dict], bool] = lambda event: True) -> None:
         self.report = report
+        self.own = own
         self.current: tuple | None = None
 
     def __call__(self, event: dict) -> None:
         failure = event.get("log_failure")
         level = event.get("log_level")
-        if level in _SHOWN:
+        if level in _SHOWN and self.own(event):
             self.report.log_lines += 1
         if failure is None and level not in (LogLevel.error, LogLevel.critical):
             return
@@ -193,7 +202,7 @@ def run(
     rng = random.Random(seed)
     mutator = Mutator(rng, frozenset(s.datagram() for s in target.seeds))
     report = Report(target.name)
-    watcher = _ErrorWatcher(report)
+    watcher = _ErrorWatcher(report, target.own_log)
     seeds = target.seeds
     sources = target.sources
     receive = target.receive

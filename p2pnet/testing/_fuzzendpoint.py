@@ -3,25 +3,36 @@ The peer endpoint as a fuzz target (see L{p2pnet.testing._fuzz}).
 
 On the simulated network: an introducer, the target endpoint (bob)
 behind a NAT, an honest peer (alice) connected to bob, and a hostile
-peer (mallory) also connected to bob, who holds its own connection's key
-and so signs and tags whatever it mutates.  Fuzzed datagrams go straight
-to bob's C{datagramReceived}, claiming to come from the introducer (an
-off-path attacker can spoof it when there is no secret), from alice, from
-mallory, or from anywhere.  Bob's socket refuses what Linux's refuses
-(port 0, the limited broadcast address).
+peer (mallory) also connected to bob, who holds its own connection's
+keys: the introduction key (it signs mutated hellos, answers, keepalives
+and closes) and, on a secure connection, its session's keys (it seals
+mutated frames, so they reach the frame decoder behind the AEAD).
+Fuzzed datagrams go straight to bob's C{datagramReceived}, claiming to
+come from the introducer (an off-path attacker can spoof it when there
+is no secret), from alice, from mallory, or from anywhere.  Bob's socket
+refuses what Linux's refuses (port 0, the limited broadcast address).
+
+Connections are secure (Noise handshake in the hellos, then C{SEALED}
+datagrams) unless the target is built with C{insecure=True}
+(L{PeerConfig.insecure}: tagged C{DATA}, plain keepalives and closes).
 """
 
 from __future__ import annotations
 
 import random
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from twisted.internet.task import Clock
 
 from p2pnet import wire
+from p2pnet._peertypes import PeerConfig
+from p2pnet._relayclient import CHALLENGE, encode_challenge
 from p2pnet._registry import Registry
 from p2pnet.address import Address
 from p2pnet.endpoint import PeerEndpoint, PeerFactory, PeerProtocol
 from p2pnet.introducer import IntroducerProtocol, RelaySettings
+from p2pnet.secure import _frames as frames
+from p2pnet.secure.identity import Identity
 from p2pnet.testing._fuzz import Target
 from p2pnet.testing._fuzzgen import Seed, control_seed, data_seed, relay_seed
 from p2pnet.testing._fuzztargets import kernel_check, spoofed_sources, stun_seeds
@@ -65,36 +76,46 @@ class _KernelPort:
 
 class _Capturing:
     """
-    Wraps a simulated port and keeps, one of each message type, the
-    datagrams written to peers.
+    Wraps a simulated port and keeps, one of each message type (the first
+    hello carrying a handshake message apart), the datagrams written to
+    peers.
     """
 
     def __init__(self, port) -> None:
         self.port = port
-        self.captured: dict[int, bytes] = {}
+        self.captured: dict[str, bytes] = {}
 
     def write(self, data: bytes, addr: tuple) -> None:
         if data[:1] == b"\xd1" and data[1] >= wire.MessageType.PROBE:
-            self.captured.setdefault(data[1], data)
+            name = wire.MessageType(data[1]).name.lower().replace("_", "-") if data[1] in _KINDS else f"{data[1]:#x}"
+            if data[1] in (wire.MessageType.HELLO, wire.MessageType.HELLO_ACK) and wire.decode(data).noise is not None:
+                name += "-noise"
+            self.captured.setdefault(name, data)
         self.port.write(data, addr)
 
     def __getattr__(self, name: str):
         return getattr(self.port, name)
 
 
+_KINDS = frozenset(int(t) for t in wire.MessageType)
+
+
 class EndpointTarget(Target):
     """
     Bob's L{PeerEndpoint}, connected to alice (honest) and mallory
     (hostile), registered with the introducer.
-    """
 
-    name = "endpoint"
+    @param insecure: connect without secure sessions (every endpoint
+        with L{PeerConfig.insecure}).
+    """
 
     #: The allocation (and key) a spoofed relay offer names.
     ALLOCATION = b"\x0a" * 8
     ALLOCATION_KEY = b"\x0b" * 16
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, insecure: bool = False) -> None:
+        self.name = "endpoint-insecure" if insecure else "endpoint"
+        self.insecure = insecure
         rng = random.Random(seed)
         self._rng = rng
         self.clock = Clock()
@@ -103,6 +124,7 @@ class EndpointTarget(Target):
         self.introducer = IntroducerProtocol(
             self.clock, Registry(60.0, random_bytes), random_bytes,
             relay=RelaySettings(b"relay secret", Address("192.0.2.20", 3479)),
+            identity=X25519PrivateKey.from_private_bytes(rng.randbytes(32)),
         )
         self.network.add_host(INTRODUCER.host).listenUDP(INTRODUCER.port, self.introducer)
         self.factories = {}
@@ -112,20 +134,25 @@ class EndpointTarget(Target):
             host = self.network.add_host(behind=nat)
             self.factories[name] = _Factory()
             self.endpoints[name] = PeerEndpoint(
-                host, INTRODUCER, name, factory=self.factories[name], random_bytes=random_bytes
+                host, INTRODUCER, name, factory=self.factories[name], random_bytes=random_bytes,
+                config=PeerConfig(insecure=insecure), identity=Identity.from_private_bytes(rng.randbytes(32)),
             )
         self.alice, self.bob, self.mallory = (self.endpoints[n] for n in ("alice", "bob", "mallory"))
         for name in ("alice", "bob", "mallory"):
             self._result(self.endpoints[name].start())
-        # What alice sends to bob, as an on-path attacker captures it.
+        # What alice and mallory send to bob, as an on-path attacker
+        # captures it.
         self.alice.transport = _Capturing(self.alice.transport)
+        self.mallory.transport = _Capturing(self.mallory.transport)
         self.to_alice = self._result(self.bob.connect("alice", _Recorder()))
         self.from_mallory = self._result(self.mallory.connect("bob", _Recorder()))
         self.clock.advance(0.1)
         self.factories["alice"].built["bob"].connection.send(b"captured game datagram")
         self.clock.advance(0.1)
         self.captured = self.alice.transport.captured
+        self.captured_mallory = self.mallory.transport.captured
         self.alice.transport = self.alice.transport.port
+        self.mallory.transport = self.mallory.transport.port
         self.alice_to_bob = self.factories["alice"].built["bob"].connection
         self.at_bob_mallory = self.factories["bob"].built["mallory"].connection
         self.bob.transport = _KernelPort(self.bob.transport)
@@ -135,6 +162,8 @@ class EndpointTarget(Target):
         self.mallory_addr = self.at_bob_mallory.address.as_tuple()
         self.seeds = self._seeds(rng)
         self.failures: list[str] = []
+        self.mallory_reconnects = 0
+        self._reconnected = self.clock.seconds()
         self._n = 0
         self._last = self.clock.seconds()
 
@@ -176,6 +205,24 @@ class EndpointTarget(Target):
         if now - self._last >= 5.0:
             self._last = now
             self.failures.extend(f"t={now:.0f} s: {p}" for p in self._exchange())
+            if not self.insecure and (self.from_mallory.ended or self.at_bob_mallory.ended):
+                if now - self._reconnected >= 20.0:
+                    self._reconnected = now
+                    self._reconnect_mallory()
+
+    def _reconnect_mallory(self) -> None:
+        """
+        Mallory connects again (at most every 20 s) when a mutated (sealed)
+        close or a timeout ended its connection, so that its sealed seeds keep reaching bob's
+        frame decoder (they are sealed with its current session's keys).
+        """
+        try:
+            self.from_mallory = self._result(self.mallory.connect("bob", _Recorder()))
+        except Exception:
+            return
+        self.clock.advance(0.05)
+        self.at_bob_mallory = self.factories["bob"].built["mallory"].connection
+        self.mallory_reconnects += 1
 
     def check(self) -> list[str]:
         problems = list(self.failures[:5])
@@ -199,6 +246,14 @@ class EndpointTarget(Target):
             problems.append(f"carol could not connect to bob: {e!r}")
         return problems
 
+    def own_log(self, event: dict) -> bool:
+        """
+        Bob's lines: his endpoint's and his connections' (not alice's,
+        mallory's, carol's or the introducer's).
+        """
+        source = event.get("log_source")
+        return source is self.bob or getattr(source, "_endpoint", None) is self.bob
+
     def tables(self) -> dict[str, int]:
         bob = self.bob
         return {
@@ -220,9 +275,13 @@ class EndpointTarget(Target):
             ("introduction", wire.Introduction(txid(), rng.randbytes(8), "zed", public, local, rng.randbytes(16), 0,
                                                None, 0x11, 30, rng.randbytes(32))),
             ("introduction-initiator", wire.Introduction(txid(), rng.randbytes(8), "zed", public, (), rng.randbytes(16),
-                                                         wire.FLAG_INITIATOR, rng.randbytes(8))),
+                                                         wire.FLAG_INITIATOR, rng.randbytes(8), None, None,
+                                                         rng.randbytes(32))),
+            ("introduction-keyless", wire.Introduction(txid(), rng.randbytes(8), "zed", public, local, rng.randbytes(16))),
             ("introduction-alice", wire.Introduction(txid(), alice.intro_id, "alice", public, local, rng.randbytes(16), 0)),
             ("registered", wire.Registered(txid(), public, 60, rng.randbytes(8))),
+            ("registered-key", wire.Registered(txid(), public, 60, rng.randbytes(8), rng.randbytes(32))),
+            ("challenge", wire.Challenge(txid(), rng.randbytes(wire.CHALLENGE_SIZE), public, rng.randbytes(32))),
             ("heartbeat-ack", wire.HeartbeatAck(txid(), public, 60)),
             ("error", wire.Error(txid(), 3, "no peer")),
             ("session-list", wire.SessionList(txid(), (wire.SessionInfo(rng.randbytes(8), "g", "game", "zed", 1, 8),), 1, 1)),
@@ -235,34 +294,76 @@ class EndpointTarget(Target):
         ]
         seeds = [control_seed(name, message).sent_from(INTRODUCER.as_tuple()) for name, message in from_introducer]
         first = len(seeds)
-        for kind, datagram in sorted(self.captured.items()):
-            name = f"alice-{wire.MessageType(kind).name.lower()}"
-            if kind == wire.MessageType.DATA:
-                seeds.append(Seed(name, datagram, "opaque", (), ((2, 2),)))
-            else:
-                plain = control_seed(name, wire.decode(datagram))
-                seeds.append(Seed(name, datagram, plain.layout, plain.fields, plain.ints))
         key = mallory.key
+        for who, captured in (("alice", self.captured), ("mallory", self.captured_mallory)):
+            for kind, datagram in sorted(captured.items()):
+                name = f"alice-{kind}" if who == "alice" else f"mallory-captured-{kind}"
+                if datagram[1] == wire.MessageType.DATA:
+                    seeds.append(Seed(name, datagram, "opaque", (), ((2, 2),)))
+                elif datagram[1] == wire.MessageType.SEALED:
+                    # Connection id, key epoch, packet number.
+                    seeds.append(Seed(name, datagram, "opaque", (), ((2, 2), (4, 4), (8, 4))))
+                else:
+                    plain = control_seed(name, wire.decode(datagram), key if who == "mallory" else None)
+                    seeds.append(plain if who == "mallory" else
+                                 Seed(name, datagram, plain.layout, plain.fields, plain.ints))
         forged = [
-            ("hello", wire.Hello(txid(), mallory.intro_id, "mallory", 77, local + (public,), 5, rng.randbytes(48))),
-            ("hello-ack", wire.HelloAck(txid(), mallory.intro_id, "mallory", 77, public)),
+            ("hello", wire.Hello(txid(), mallory.intro_id, "mallory", 77, local + (public,), 5, rng.randbytes(96))),
+            ("hello-ack", wire.HelloAck(txid(), mallory.intro_id, "mallory", 77, public, rng.randbytes(48))),
             ("keepalive", wire.Keepalive(txid(), mallory.intro_id, 9)),
+            ("close", wire.Close(txid(), mallory.intro_id)),
             ("probe", wire.Probe(txid(), mallory.intro_id)),
         ]
         seeds.extend(control_seed(f"mallory-{name}", message, key) for name, message in forged)
-        seeds.append(data_seed("mallory-data", mallory.conn_id, b"game datagram", key))
+        if self.insecure:
+            seeds.append(data_seed("mallory-data", mallory.conn_id, b"game datagram", key))
+        else:
+            seeds.extend(self._sealed_seeds(rng))
         seeds[first:] = [s.sent_from(self.alice_addr, self.mallory_addr) for s in seeds[first:]]
         seeds.append(relay_seed("relay-forward", rng.randbytes(8), 1, b"\xd1\x40\x00\x01x", rng.randbytes(16), True,
                                 wire.MessageType.RELAY_FORWARD))
         # Relayed frames under the allocation the spoofed offer names (its
-        # key is the attacker's): captured and forged packets inside.
+        # key is the attacker's): captured and forged packets inside, and
+        # the relay's binding challenges (which bob answers to the relay).
         captured = [s.datagram() for s in seeds if s.name.startswith("alice-")]
         forged = [s.datagram() for s in seeds if s.name.startswith("mallory-")]
         for inner in captured + forged:
             seeds.append(relay_seed("relayed-inner", self.ALLOCATION, 1, inner, self.ALLOCATION_KEY, True,
                                     wire.MessageType.RELAY_FORWARD))
+        challenge = encode_challenge(self.ALLOCATION, 0, rng.randbytes(16), self.ALLOCATION_KEY)
+        seeds.append(Seed("relay-challenge", challenge, "opaque", (), ((2, 8), (10, 1))))
+        seeds.append(relay_seed("relay-challenge", self.ALLOCATION, CHALLENGE, rng.randbytes(16), self.ALLOCATION_KEY,
+                                True, wire.MessageType.RELAY_FORWARD))
         seeds.extend(s for s in stun_seeds(rng) if s.name in ("stun-binding", "turn-channel-data"))
         return seeds
+
+    def _sealed_seeds(self, rng: random.Random) -> list[Seed]:
+        """
+        Frames mallory seals with its own session's keys, sealed again
+        after mutation: they get past the AEAD into the frame decoder.
+        """
+        def seal(plaintext: bytes) -> bytes:
+            connection = self.from_mallory
+            session = connection._path.session
+            if not session.ready or connection.remote_conn_id is None:
+                return plaintext
+            return session.seal(connection.remote_conn_id, plaintext, self.clock.seconds())
+
+        plaintexts = [
+            ("datagram", frames.encode_datagram(b"mallory's game datagram")),
+            ("ping", frames.encode_frames([frames.Ping()])),
+            ("path-challenge", frames.encode_frames([frames.PathChallenge(rng.randbytes(8))])),
+            ("path-response", frames.encode_frames([frames.PathResponse(rng.randbytes(8))])),
+            ("close", frames.encode_frames([frames.Close(1, "bye")])),
+            ("coalesced", frames.encode_frames([frames.Datagram(b"one"), frames.Datagram(b"two"), frames.Ping(),
+                                                 frames.Padding(9)])),
+            ("channel", b"\x10\x00\x01\x00\x03abc" + b"\x3f\xff"),
+        ]
+        return [
+            Seed(f"mallory-sealed-{name}", plaintext, "opaque", (), ((0, 1), (1, 2)) if len(plaintext) > 2 else (),
+                 seal)
+            for name, plaintext in plaintexts
+        ]
 
     def close(self) -> None:
         for endpoint in self.endpoints.values():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import random
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 
@@ -28,6 +29,7 @@ from p2pnet._registry import Registry
 from p2pnet._stunserver import SOCKET_NAMES, StunResponder, StunServer, StunServerProtocol
 from p2pnet.address import Address
 from p2pnet.introducer import IntroducerProtocol, RelaySettings
+from p2pnet._relayclient import ANSWER, answer_challenge
 from p2pnet.relay import RelayProtocol
 from p2pnet.testing._fuzz import Target
 from p2pnet.testing._fuzzgen import (
@@ -170,7 +172,7 @@ class IntroducerTarget(Target):
         self.key = SECRET if secret else None
         self.sources = spoofed_sources(rng)
         self.mallory = self.sources[0]
-        self.transport = KernelTransport(watched=(HOST, GUEST, self.mallory))
+        self.transport = KernelTransport(watched=(HOST, GUEST, self.mallory, self.sources[1]))
         self.protocol = IntroducerProtocol(
             self.clock,
             Registry(60.0, random_bytes),
@@ -180,16 +182,21 @@ class IntroducerTarget(Target):
             stun_responder=StunResponder(),
             relay=RelaySettings(RELAY_SECRET, Address("192.0.2.20", 3479)),
             stats_interval=60.0,
+            identity=X25519PrivateKey.from_private_bytes(rng.randbytes(32)),
         )
         self.protocol.transport = self.transport
         self.protocol.startProtocol()
         self.receive = self.protocol.datagramReceived
         self._rng = rng
         self.cookies = {}
+        # The guest registers with a key (its name is bound to it); the
+        # host and mallory without.
+        self.guest_key = X25519PrivateKey.from_private_bytes(rng.randbytes(32)).public_key().public_bytes_raw()
         for name, addr in (("host", HOST), ("guest", GUEST), ("mallory", self.mallory)):
             self.cookies[name] = self._register(name, addr)
             self._heartbeat(name, addr)
         self.session_id = self._host_session()
+        self.challenge = self._challenge_for_mallory(self.sources[1])
         self.seeds = self._seeds(rng)
         self.failures: list[str] = []
         self._last_beat = self.clock.seconds()
@@ -204,11 +211,22 @@ class IntroducerTarget(Target):
         return [wire.decode(raw) for raw in self.transport.take(addr)]
 
     def _register(self, name: str, addr: tuple) -> bytes:
-        answers = self._request(wire.Register(_txid(self._rng), name, (Address("10.0.0.2", addr[1]),)), addr)
+        key = self.guest_key if name == "guest" else None
+        answers = self._request(wire.Register(_txid(self._rng), name, (Address("10.0.0.2", addr[1]),), peer_key=key), addr)
         registered = [a for a in answers if isinstance(a, wire.Registered)]
         if not registered:
             raise RuntimeError(f"{name} could not register: {answers}")
         return registered[0].cookie
+
+    def _challenge_for_mallory(self, addr: tuple) -> bytes:
+        """
+        Mallory, with its cookie, asks to move its registration to
+        C{addr}: the challenge the introducer sends there (its proof is a
+        seed).
+        """
+        register = wire.padded(wire.Register(_txid(self._rng), "mallory", (), self.cookies["mallory"]))
+        [challenge] = [a for a in self._request(register, addr) if isinstance(a, wire.Challenge)]
+        return challenge.challenge
 
     def _heartbeat(self, name: str, addr: tuple) -> bool:
         answers = self._request(wire.Heartbeat(_txid(self._rng), name, self.cookies[name]), addr)
@@ -285,7 +303,8 @@ class IntroducerTarget(Target):
             "sessions": p.registry.session_count,
             "pushes": len(p._pushes),
             "recent": len(p._recent),
-            "relay-offers": len(p._relay_offers),
+            "introductions": len(p._introductions),
+            "challenges": p.registry.challenge_count,
             "rate-limiter": len(p._rate_limiter),
             "stun-sources": len(p.stun_server._sources),
             "timers": len(self.clock.calls),
@@ -304,6 +323,13 @@ class IntroducerTarget(Target):
             ("register", wire.padded(wire.Register(_txid(rng), fuzz_id(), local, None, 0x12))),
             ("register-cookie", wire.padded(wire.Register(_txid(rng), "mallory", local, cookie))),
             ("register-squat", wire.padded(wire.Register(_txid(rng), "host", ()))),
+            ("register-key", wire.padded(wire.Register(_txid(rng), fuzz_id(), local, None, 0x12, None, rng.randbytes(32)))),
+            # The guest's name and key, without its cookie: a reclaim, answered
+            # with a challenge to the (spoofed) source.
+            ("register-reclaim", wire.padded(wire.Register(_txid(rng), "guest", local, None, None, None, self.guest_key))),
+            ("proof", wire.padded(wire.Proof(_txid(rng), "mallory", self.challenge,
+                                             wire.proof_tag(cookie, self.challenge, "mallory", Address(*self.sources[1]))))),
+            ("challenge", wire.Challenge(_txid(rng), rng.randbytes(wire.CHALLENGE_SIZE), Address(*GUEST), rng.randbytes(32))),
             ("heartbeat", wire.padded(wire.Heartbeat(_txid(rng), "mallory", cookie))),
             ("heartbeat-host", wire.padded(wire.Heartbeat(_txid(rng), "host", bytes(8)))),
             ("unregister", wire.Unregister(_txid(rng), "mallory", cookie)),
@@ -333,6 +359,7 @@ class IntroducerTarget(Target):
                 seeds.append(control_seed(name, message, self.key))
                 if name in ("register", "list", "introduce", "heartbeat"):
                     seeds.append(control_seed(name, message))
+        seeds = [s.sent_from(self.sources[1]) if s.name.startswith("proof") else s for s in seeds]
         seeds.append(data_seed("data", 7, b"payload", None))
         seeds.extend(s for s in stun_seeds(rng) if s.name.startswith("stun-binding") or "refit" in s.name)
         return seeds
@@ -360,29 +387,60 @@ class RelayTarget(Target):
         self.key = wire.relay_key(RELAY_SECRET, self.allocation)
         self.failures: list[str] = []
         self._n = 0
+        # Each member's first frame draws the relay's challenge; the answer
+        # binds its side.
         for side, addr in ((0, HOST), (1, GUEST)):
-            self._send(side, addr)
-        self.transport.take(HOST)
+            self._bind(self.allocation, side, addr, self.key)
         mine = rng.randbytes(8)
         key = wire.relay_key(RELAY_SECRET, mine)
-        self.protocol.datagramReceived(wire.encode_relayed(mine, 0, b"\xd1\x40\x00\x01x", key), self.sources[0])
-        self.protocol.datagramReceived(wire.encode_relayed(mine, 1, b"\xd1\x40\x00\x01x", key), self.sources[1])
+        for side in (0, 1):
+            self._bind(mine, side, self.sources[side], key)
+        self.mine = mine
         inners = [
             wire.encode_data(0x1234, b"game state" * 5, b"k" * 16),
             wire.encode(wire.Hello(_txid(rng), rng.randbytes(8), "mallory", 9, (Address("10.0.0.5", 5000),)), b"k" * 16),
             wire.encode(wire.Keepalive(_txid(rng), rng.randbytes(8), 3), b"k" * 16),
+            b"\xd1\x41" + rng.randbytes(40),
             b"",
         ]
         self.seeds = []
         for inner in inners:
             for side in (0, 1):
                 self.seeds.append(relay_seed(f"relayed-{side}", self.allocation, side, inner, self.key, False))
-                self.seeds.append(relay_seed(f"own-relayed-{side}", mine, side, inner, key, True))
+                self.seeds.append(relay_seed(f"own-relayed-{side}", mine, side, inner, key, True).sent_from(self.sources[side]))
+        # Answers to challenges: a captured one (without the key) for the
+        # legitimate allocation, and the hostile member's own, re-tagged
+        # after mutation (its nonce is stale by then, or for another address).
+        for side, addr in ((0, HOST), (1, GUEST)):
+            self.seeds.append(Seed(f"answer-{side}", self._answers[side], "opaque", (), ((2, 8), (10, 1), (11, 8))))
+        for side in (0, 1):
+            nonce = self._answers[2 + side][11:27]
+            self.seeds.append(relay_seed(f"own-answer-{side}", mine, ANSWER | side, nonce, key, True)
+                              .sent_from(self.sources[side]))
+            self.seeds.append(relay_seed(f"own-frame-{side}", mine, side, b"\xd1\x41" + nonce + bytes(24), key, True)
+                              .sent_from(self.sources[side]))
         self.seeds.append(relay_seed("forward", mine, 0, inners[0], key, True, wire.MessageType.RELAY_FORWARD))
         self.seeds.append(control_seed("relay-request", wire.RelayRequest(_txid(rng), "m", bytes(8), "h", mine)))
         self.seeds.append(data_seed("data", 7, b"payload", None))
         self.seeds.extend(s for s in stun_seeds(rng) if s.name.startswith("turn"))
         self._last = self.clock.seconds()
+
+    def _bind(self, allocation: bytes, side: int, addr: tuple, key: bytes) -> None:
+        """
+        Bind C{side} of C{allocation} at C{addr} as a member does: a frame
+        large enough to be challenged, then the answer to the challenge.
+        """
+        self.transport.watched.setdefault(addr, [])
+        frame = wire.encode_relayed(allocation, side, b"\xd1\x41" + bytes(40), key)
+        self.transport.take(addr)
+        self.protocol.datagramReceived(frame, addr)
+        [challenge] = self.transport.take(addr)
+        answer = answer_challenge(challenge, allocation, side, key)
+        self.protocol.datagramReceived(answer, addr)
+        self._answers = getattr(self, "_answers", []) + [answer]
+        entry = self.protocol.allocations.get(allocation)
+        if entry is None or entry.members[side] != addr:
+            raise RuntimeError(f"side {side} of {allocation.hex()} did not bind at {addr}")
 
     def _send(self, side: int, addr: tuple) -> bool:
         self._n += 1
