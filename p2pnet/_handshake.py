@@ -413,15 +413,27 @@ class HandshakeCore:
         config = self.config
         return bool(
             config.rescue_after and config.warmup and not config.relay_only
-            and self.rescue_key is not None and self.candidates
-            and not is_relayed(self.candidates[0])
+            and self.rescue_key is not None and self.public_target() is not None
         )
+
+    def public_target(self) -> Address | None:
+        """
+        The peer's public address as the introducer saw it, if we may send
+        to it (the target of re-punching, port prediction and the birthday
+        search), else None.
+        """
+        public = self.public
+        if public is None or is_relayed(public) or not public.is_reachable:
+            return None
+        return public
 
     def send_rescue_hellos(self, ports: list[int] | None = None) -> None:
         # Only to the public address the introducer saw: a NAT between us
         # is what can be poisoned, and an address the peer merely claims
         # gets no more packets than the plain hellos send it.
-        public = self.candidates[0]
+        public = self.public_target()
+        if public is None:
+            return
         for port in self.rescue_ports if ports is None else ports:
             self.outputs.send_rescue_hello(port, public)
 
@@ -461,7 +473,7 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
                 # Open our NAT now for the peer's re-punch sockets: their
                 # hellos may come long after ours went out.  The probes
                 # die before the peer's NAT, so they cannot poison it.
-                host = core.candidates[0].host
+                host = core.public_target().host
                 for _ in range(config.warmup_packets):
                     for rung in range(len(config.rescue_after)):
                         port = rescue_port(core.rescue_key, not core.initiator, rung)
@@ -490,8 +502,8 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
             if core.config.hard_nat and not core.config.relay_only
             else None
         )
-        public = core.candidates[0] if core.candidates else None
-        if role == "easy" and public is not None and not is_relayed(public):
+        public = core.public_target()
+        if role == "easy" and public is not None:
             # Port prediction for sequential allocators, then random
             # (birthday) probes for the rest.
             for k in range(1, core.config.predict_ports + 1):
@@ -708,7 +720,7 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
     @punching.upon(Handshake.probe_due).loop()
     def birthday_probes(inputs: Handshake, core: HandshakeCore) -> None:
         config = core.config
-        public = core.candidates[0]
+        public = core.public_target()
         tick = 0.02
         batch = max(1, round(config.birthday_rate * tick))
         for _ in range(min(batch, config.birthday_probes - core.probes_sent)):

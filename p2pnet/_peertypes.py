@@ -117,6 +117,9 @@ class PeerConfig:
     @ivar max_connections: connections (established or punching) kept at
         once; further introductions are refused and counted
         (C{dropped-too-many-connections}).
+    @ivar max_extra_sockets: sockets the endpoint opens besides its own
+        at most, all connections together (the birthday search opens
+        C{birthday_sockets} per connection, re-punching one per rung).
     @ivar insecure: connect without a secure session: no encryption, no
         replay protection, no peer keys (the p2pnet of before; for
         benchmarks and debugging only).  Both ends must agree.  Every log
@@ -133,6 +136,7 @@ class PeerConfig:
     turn: TurnSettings | None = None
     max_connections: int = field(default=4096)
     insecure: bool = False
+    max_extra_sockets: int = 1024
 
     def __attrs_post_init__(self) -> None:
         if not 1 <= self.max_connections <= 32768:

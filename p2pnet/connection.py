@@ -169,15 +169,31 @@ class PeerConnection:
 
     # -- hard NATs: extra sockets for the birthday search -------------------
 
+    def _open_extra(self, port: int) -> _ExtraSocket:
+        """
+        One more socket for this connection, within the endpoint's cap on
+        extra sockets (so introductions in bulk cannot use up its file
+        descriptors).
+
+        @raise CannotListenError: the port is taken, or the cap is reached.
+        """
+        endpoint = self._endpoint
+        if endpoint.extra_sockets >= endpoint.config.max_extra_sockets:
+            endpoint.count("refused-extra-socket")
+            raise CannotListenError(endpoint.interface, port, OSError("too many extra sockets open"))
+        extra = _ExtraSocket(endpoint)
+        extra.port = endpoint.reactor.listenUDP(port, extra, endpoint.interface)
+        endpoint.extra_sockets += 1
+        self._extra.append(extra)
+        return extra
+
     def open_birthday_sockets(self, count: int, to: Address) -> None:
         for _ in range(count):
-            extra = _ExtraSocket(self._endpoint)
             try:
-                extra.port = self._endpoint.reactor.listenUDP(0, extra, self._endpoint.interface)
-            except Exception as e:
+                extra = self._open_extra(0)
+            except CannotListenError as e:
                 self.log.info("could only open {n} extra sockets: {error}", n=len(self._extra), error=str(e))
                 break
-            self._extra.append(extra)
             # Each socket's hello has its own transaction id: the peer
             # answers each (a hello seen twice is a replay).
             extra.transport.write(self._encode_hello(()), to.as_tuple())
@@ -425,13 +441,13 @@ class PeerConnection:
         derived from the introduction); closed with the other extra
         sockets.
         """
-        extra = _ExtraSocket(self._endpoint)
         try:
-            extra.port = self._endpoint.reactor.listenUDP(port, extra, self._endpoint.interface)
+            self._open_extra(port)
         except CannotListenError as e:
-            self.log.info("could not open a re-punch socket on port {port}: {error}", port=port, error=str(e))
-            return
-        self._extra.append(extra)
+            self._endpoint.note(
+                "re-punch", self.log.info, "could not open a re-punch socket on port {port}: {error}",
+                port=port, error=str(e),
+            )
 
     def send_rescue_hello(self, port: int, to: Address) -> None:
         """
@@ -483,7 +499,8 @@ class PeerConnection:
             self._endpoint.eventually(self.protocol.path_changed, self.path)
 
     def failed(self, error: Exception) -> None:
-        self.log.info("{error}", error=str(error))
+        # Within the endpoint's budget: spoofed introductions fail too.
+        self._endpoint.note("failed", self.log.info, "{error}", error=str(error))
         self._endpoint.emit(StatusEvent("failed", self.peer_id, detail=str(error)))
         self._end(Failure(error), None)
 
@@ -533,4 +550,5 @@ class _ExtraSocket(DatagramProtocol):
     def close(self) -> None:
         port, self.port = self.port, None
         if port is not None:
+            self._endpoint.extra_sockets -= 1
             port.stopListening()

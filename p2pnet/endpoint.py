@@ -161,6 +161,8 @@ class PeerEndpoint(DatagramProtocol):
         self._eventual = EventualQueue(reactor, self.log, "application callback")
         self._stopping = False
         self.stats: dict[str, int] = {}
+        #: Extra sockets open for birthday searches and re-punching.
+        self.extra_sockets = 0
 
     # -- observers and bookkeeping -----------------------------------------
 

@@ -607,11 +607,6 @@ class IntroductionLogTests(SynchronousTestCase):
         target, lines = self.flood()
         self.assertLessEqual(len(lines), 40)
 
-    test_failures_budgeted.todo = (
-        "PeerConnection.failed logs '{error}' for every connection that fails, spoofed ones included; "
-        "it should go through PeerEndpoint.note like the endpoint's introduction lines"
-    )
-
 
 class SeedTests(SynchronousTestCase):
     """

@@ -157,3 +157,27 @@ class HostileCandidateTests(SynchronousTestCase):
             world.run(0.05)
         self.assertEqual(len(capped.connections), 2)
         self.assertEqual(capped.stats.get("dropped-too-many-connections"), 1)
+
+
+class ExtraSocketCapTests(SynchronousTestCase):
+    def test_extra_sockets_capped_per_endpoint(self):
+        """
+        However many sockets birthday searches and re-punching ask for, the
+        endpoint opens at most C{max_extra_sockets} besides its own, counts
+        the refusals, and gives them all back when the connections end.
+        """
+        world = World(self)
+        capped = world.peer("capped", config=PeerConfig(max_extra_sockets=3))
+        other = world.peer("other", factory=RecordingFactory())
+        world.result(capped.start())
+        world.result(other.start())
+        connection = world.result(capped.connect("other", Recorder()))
+        host = capped.reactor
+        before = len(host._ports)
+        connection.open_birthday_sockets(10, other.public_address)
+        connection.open_rescue_socket(40000)
+        self.assertEqual((capped.extra_sockets, len(host._ports) - before), (3, 3))
+        self.assertEqual(capped.stats.get("refused-extra-socket"), 2)
+        connection.close()
+        world.run(0.1)
+        self.assertEqual((capped.extra_sockets, len(host._ports)), (0, before))
