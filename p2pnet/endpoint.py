@@ -28,6 +28,8 @@ from twisted.python.failure import Failure
 from p2pnet import wire
 from p2pnet._eventual import EventualQueue
 from p2pnet._introclient import IntroducerClient
+from p2pnet._registering import Registering
+from p2pnet._relaying import Relaying
 from p2pnet._ratelimit import LogBudget
 from p2pnet._peertypes import (
     HostedSession,
@@ -39,9 +41,7 @@ from p2pnet._peertypes import (
     StatusEvent,
     TurnSettings,
 )
-from p2pnet._relayclient import answer_challenge as answer_relay_challenge
-from p2pnet._relayclient import is_challenge as is_relay_challenge
-from p2pnet.address import Address, RelayRoute, TurnRoute, is_relayed
+from p2pnet.address import Address, RelayRoute, is_relayed
 from p2pnet.connection import MAX_CANDIDATES, PeerConnection
 from p2pnet.errors import (
     ConnectionClosed,
@@ -54,7 +54,6 @@ from p2pnet.errors import (
 )
 from p2pnet.secure.identity import Identity
 from p2pnet.secure.trust import TrustStore
-from p2pnet.wire import ErrorCode
 
 __all__ = [
     "HostedSession",
@@ -70,7 +69,7 @@ __all__ = [
 ]
 
 
-class PeerEndpoint(DatagramProtocol):
+class PeerEndpoint(Registering, Relaying, DatagramProtocol):
     """
     One UDP socket that talks to an introducer and to peers.
 
@@ -347,132 +346,6 @@ class PeerEndpoint(DatagramProtocol):
 
         return d.addCallbacks(checked, failed)
 
-    def _register(self) -> Deferred:
-        # With an identity, the registration is bound to its key: the
-        # client proves it when the introducer challenges a move or a
-        # restart (see _introclient.Prover).
-        from p2pnet._introclient import Prover
-
-        identity = self.identity
-        if self._client.prover is None:
-            self._client.prover = Prover(self.peer_id, identity)
-        message = wire.Register(
-            self.new_txid(),
-            self.peer_id,
-            self.local_addresses,
-            self._cookie,
-            self._nat,
-            peer_key=identity.public if identity is not None else None,
-        )
-        d = self._client.request(message)
-
-        def registered(answer: wire.Message) -> Registration:
-            if not isinstance(answer, wire.Registered):
-                raise P2PError(f"unexpected answer to a registration: {type(answer).__name__}")
-            self._cookie = answer.cookie
-            self.public_address = answer.public
-            registration = Registration(answer.public, self.local_addresses)
-            # Confirm we receive at this address (the introducer only sends
-            # introductions we did not ask for to confirmed addresses); the
-            # registration counts once the confirmation is answered.
-            confirm = self._client.request(wire.Heartbeat(self.new_txid(), self.peer_id, answer.cookie))
-            return confirm.addCallback(lambda _: self._registered(registration))
-
-        return d.addCallback(registered)
-
-    def _registered(self, registration: Registration) -> Registration:
-        self.log.info(
-            "registered with {introducer} as {peer_id}: public {public}",
-            introducer=str(self.introducer),
-            peer_id=self.peer_id,
-            public=str(registration.public),
-        )
-        self.emit(StatusEvent("registered", address=registration.public, candidates=registration.local))
-        return registration
-
-    def _schedule_heartbeat(self) -> None:
-        if not self._stopping:
-            self._heartbeat_call = self.clock.callLater(self.config.heartbeat_interval, self._heartbeat)
-
-    def _heartbeat(self) -> None:
-        # Heartbeats keep a fixed schedule whatever became of the last one,
-        # so a restarted introducer hears from us within one period.
-        self._heartbeat_call = None
-        self._schedule_heartbeat()
-        if self._reregistering:
-            return
-        if self._cookie is None:
-            self._reregister()
-            return
-        d = self._client.request(
-            wire.Heartbeat(self.new_txid(), self.peer_id, self._cookie), attempts=3
-        )
-
-        def acked(answer: wire.Message) -> None:
-            self._introducer_back()
-            if isinstance(answer, wire.HeartbeatAck) and answer.public != self.public_address:
-                self.public_address = answer.public
-                self.emit(StatusEvent("public-changed", address=answer.public))
-
-        def refused(reason: Failure) -> None:
-            if self._stopping:
-                return None
-            error = reason.value
-            if getattr(error, "code", None) in (ErrorCode.NOT_REGISTERED, ErrorCode.NOT_AUTHORISED):
-                # The introducer forgot us (restarted, or our registration
-                # expired while it was unreachable): register again and
-                # re-host our sessions.
-                self.log.info("introducer forgot us; registering again")
-                self._cookie = None
-                self._reregister()
-                return None
-            if reason.check(IntroducerUnreachable):
-                self._introducer_gone(error)
-                return None
-            return reason
-
-        d.addCallbacks(acked, refused)
-        d.addErrback(self._ignore_when_stopping)
-
-    def _reregister(self) -> None:
-        self._reregistering = True
-        d = self._register()
-        d.addCallback(lambda _: (self._introducer_back(), self._rehost()))
-
-        def failed(reason: Failure) -> None:
-            if self._stopping:
-                return None
-            if reason.check(IntroducerUnreachable):
-                self._introducer_gone(reason.value)
-                return None
-            return reason
-
-        d.addErrback(failed)
-        d.addErrback(self._ignore_when_stopping)
-        d.addBoth(lambda _: setattr(self, "_reregistering", False))
-
-    def _introducer_back(self) -> None:
-        if self._introducer_lost:
-            self._introducer_lost = False
-            self.emit(StatusEvent("introducer-back", address=self.introducer))
-
-    def _introducer_gone(self, error: Exception) -> None:
-        if not self._introducer_lost:
-            self._introducer_lost = True
-            self.log.warn("{error}; connections stay up, retrying", error=str(error))
-            self.emit(StatusEvent("introducer-lost", address=self.introducer, detail=str(error)))
-
-    def _ignore_when_stopping(self, reason: Failure) -> None:
-        if not (self._stopping or reason.check(ConnectionClosed)):
-            self.log.failure("heartbeat failed", reason)
-
-    def _rehost(self) -> None:
-        hosted, self._hosted = self._hosted, {}
-        for session in hosted.values():
-            self.host_session(
-                session.name, session.game_id, session.max_players, session.mesh, dict(session.properties)
-            ).addErrback(lambda f: self.log.failure("could not host a session again", f))
-
     def stop(self) -> Deferred:
         """
         Close every connection, unregister, and close the socket.
@@ -655,112 +528,6 @@ class PeerEndpoint(DatagramProtocol):
             )
         )
 
-    def turn_send(self, peer: Address, raw: bytes) -> None:
-        if self._turn is not None and self._turn.relayed_address is not None:
-            self._turn.send(peer, raw)
-
-    def _turn_relay(self, connection: PeerConnection) -> None:
-        """
-        Allocate on the TURN server (once per endpoint), permit the peer,
-        offer our TURN path to the connection, and send our relayed
-        address to the peer through the introducer.
-        """
-        if self._turn_allocation is None:
-            self._turn_allocation = self._turn.allocate()
-            self._turn_allocation.addErrback(self._turn_failed)
-        peer_public = connection.peer_public
-
-        def allocated(relayed: Address | None):
-            if relayed is None or connection.ended or peer_public is None:
-                return None
-            connection.log.info("TURN allocation {relayed} for {peer_id}", relayed=str(relayed), peer_id=connection.peer_id)
-            d = self._turn.create_permission(peer_public)
-            d.addCallback(lambda _: connection.turn_ready(TurnRoute(peer_public)))
-            offer = wire.CandidateOffer(
-                self.new_txid(), self.peer_id, self._cookie, connection.peer_id, connection.intro_id, relayed
-            )
-            self._client.request(offer).addErrback(
-                lambda f: self.log.info("could not send our TURN address: {error}", error=str(f.value))
-            )
-            return d
-
-        # Each connection waits on its own Deferred, so the shared
-        # allocation's result stays the relayed address for the next one.
-        waiter = Deferred()
-
-        def share(relayed: Address | None) -> Address | None:
-            waiter.callback(relayed)
-            return relayed
-
-        self._turn_allocation.addCallback(share)
-        waiter.addCallback(allocated).addErrback(
-            lambda f: connection.log.info("TURN relay for {peer_id} failed: {error}", peer_id=connection.peer_id, error=str(f.value))
-        )
-
-    def _turn_failed(self, reason: Failure) -> None:
-        self.log.warn("TURN allocation failed: {error}", error=str(reason.value))
-        self._turn_allocation = None
-        return None
-
-    def _from_turn(self, peer: Address, data: bytes) -> None:
-        self._guarded(peer, self._relayed_datagram, data, TurnRoute(peer))
-
-    def request_relay(self, connection: PeerConnection) -> None:
-        if self._cookie is None or self._stopping:
-            return
-        if self._turn is not None:
-            self._turn_relay(connection)
-            return
-        self.note("relay", connection.log.info, "asking the introducer for a relay to {peer_id}",
-                  peer_id=connection.peer_id)
-        d = self._client.request(
-            wire.RelayRequest(
-                self.new_txid(), self.peer_id, self._cookie, connection.peer_id, connection.intro_id
-            )
-        )
-
-        def offered(offer: wire.Message) -> None:
-            if isinstance(offer, wire.RelayOffer) and not connection.ended:
-                connection.relay_offered(offer, answer=True)
-
-        def refused(reason: Failure) -> None:
-            if self._stopping or reason.check(ConnectionClosed):
-                return
-            self.note(
-                "no-relay", connection.log.info, "no relay for {peer_id}: {error}",
-                peer_id=connection.peer_id, error=str(reason.value),
-            )
-
-        d.addCallbacks(offered, refused)
-
-    #: Relay routes a connection may hold from offers it did not ask for
-    #: (the introducer pushes one to the other side of a relay request;
-    #: without a secret, anyone can spoof more).  The answer to the
-    #: connection's own request is taken beyond it.
-    MAX_PUSHED_ROUTES = 2
-
-    def remember_route(self, connection: PeerConnection, route: RelayRoute, answer: bool = False) -> bool:
-        """
-        Route what comes from C{route}'s relay under its allocation to
-        C{connection}, unless the connection holds L{MAX_PUSHED_ROUTES}
-        already and this is not the answer to its own request (C{answer})
-        or a route it holds.
-
-        @return: whether the route was taken.
-        """
-        allocation = route.allocation_id
-        held = self._by_allocation.get(allocation)
-        if held is not None and held[0] is not connection:
-            # Another connection's allocation: not ours to take over.
-            return False
-        if held is None:
-            count = self._routes_per_connection.get(connection, 0)
-            if count >= self.MAX_PUSHED_ROUTES and not answer:
-                return False
-            self._routes_per_connection[connection] = count + 1
-        self._by_allocation[allocation] = (connection, route)
-        return True
-
     def forget(self, connection: PeerConnection) -> None:
         self._by_intro.pop(connection.intro_id, None)
         self._by_conn_id.pop(connection.conn_id, None)
@@ -827,44 +594,6 @@ class PeerEndpoint(DatagramProtocol):
                 self._from_introducer(data, source)
             return
         self._peer_message(data, source, via)
-
-    def _from_relay(self, data: bytes) -> None:
-        fields = wire.relayed_fields(data)
-        entry = self._by_allocation.get(fields[0]) if fields is not None else None
-        if entry is None:
-            self.count("dropped-unknown-allocation")
-            return
-        connection, route = entry
-        if is_relay_challenge(data):
-            # The relay asks us to prove we receive at this address before
-            # it binds us here: answer to the relay, never to the source.
-            answer = answer_relay_challenge(data, route.allocation_id, route.side, route.key)
-            if answer is None:
-                self.count("dropped-unauthenticated")
-            else:
-                self.write(answer, route.relay)
-                if connection.address is None and not connection.ended:
-                    # The relay did not forward the hello that drew the
-                    # challenge: send one now rather than at the next retry.
-                    connection.send_hello(route)
-            return
-        inner = wire.verify_relayed(data, route.key)
-        if inner is None:
-            self.count("dropped-unauthenticated")
-            return
-        self._relayed_datagram(inner, route, connection)
-
-    def _relayed_datagram(self, data: bytes, route, owner: PeerConnection | None = None) -> None:
-        """
-        A p2pnet datagram that came through a relay or our TURN allocation.
-        """
-        if len(data) < 2 or data[0] != wire.MAGIC:
-            self.count("dropped-not-p2pnet")
-            return
-        if data[1] == wire.MessageType.SEALED or data[1] == wire.MessageType.DATA:
-            self._data(data, route, owner=owner)
-            return
-        self._peer_message(data, route)
 
     def _data(self, data: bytes, source, via=None, owner: PeerConnection | None = None) -> None:
         """
