@@ -1,0 +1,663 @@
+"""
+The channel machine: one per connection, sans-IO in the style of
+aioquic's C{QuicConnection}.  The owner feeds it decrypted plaintexts
+(L{ChannelMachine.receive}) and timer expiries
+(L{ChannelMachine.handle_timer}), asks it for plaintexts to seal and send
+(L{ChannelMachine.datagrams_to_send}) and for the next deadline
+(L{ChannelMachine.get_timer}), and reads events
+(L{ChannelMachine.next_event}).  It never reads a clock: every entry point
+takes C{now}.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from typing import Callable, Iterable, Optional, Union
+
+from p2pnet.channels import _frames as F
+from p2pnet.channels._channel import (
+    ChannelStats,
+    ConnectionStats,
+    Delivery,
+    MessageReceived,
+    PathMtuChanged,
+    Writable,
+)
+from p2pnet.channels._congestion import Bbr, Pacer
+from p2pnet.channels._pmtu import BASE_SIZE, MAX_SIZE, PathMtu
+from p2pnet.channels._receive import Budget, ChannelReceiver, OverBudget
+from p2pnet.channels._recovery import (
+    MAX_ACK_DELAY,
+    ReceivedPackets,
+    SentPacket,
+    SentPackets,
+)
+from p2pnet.channels._send import ChannelSender, Chunk, OutMessage, SendBuffer
+from p2pnet.errors import MalformedMessage, MessageTooLarge, SendBufferFull
+
+#: The default message cap (issue 15): 16 MiB.
+MAX_MESSAGE = 16 * 1024 * 1024
+#: Bytes a packet costs beyond the channel plaintext: 4 of path framing
+#: and 24 of AEAD (packet number, epoch and tag).
+OVERHEAD = 28
+#: Do not start a fragment smaller than this to fill the end of a packet.
+MIN_FRAGMENT = 64
+
+_message = struct.Struct(">BBHH")
+_unreliable = struct.Struct(">BBH")
+_fragment = struct.Struct(">BBHIIH")
+_packet_number = struct.Struct(">BI")
+_PROBE = bytes([F.PROBE])
+
+
+class ChannelMachine:
+    """
+    Channels over one connection.
+
+    @ivar writable: whether the send buffer is below its high-water mark
+        (an C{IPushProducer} should pause while it is false).
+    """
+
+    def __init__(
+        self,
+        channels: Iterable,
+        *,
+        max_message: int = MAX_MESSAGE,
+        receive_buffer: Optional[int] = None,
+        send_buffer: Optional[int] = None,
+        high_water: int = 4 * 1024 * 1024,
+        low_water: int = 1024 * 1024,
+        base_mtu: int = BASE_SIZE,
+        max_mtu: int = MAX_SIZE,
+        pmtu_discovery: bool = True,
+        overhead: int = OVERHEAD,
+        coalesce_delay: float = 0.002,
+        max_ack_delay: float = MAX_ACK_DELAY,
+    ) -> None:
+        channels = list(channels)
+        if receive_buffer is None:
+            receive_buffer = 2 * max_message + 1024 * 1024
+        if receive_buffer < max_message + 1024:
+            raise ValueError("receive_buffer must hold at least one whole message")
+        if send_buffer is None:
+            send_buffer = 4 * max_message
+        self.max_message = max_message
+        self.send_limit = send_buffer
+        self.high_water = high_water
+        self.low_water = low_water
+        self.overhead = overhead
+        self.coalesce_delay = coalesce_delay
+        self._senders: list[Optional[ChannelSender]] = [None] * 256
+        self._receivers: list[Optional[ChannelReceiver]] = [None] * 256
+        self._buffer = SendBuffer(receive_buffer)
+        self._budget = Budget(receive_buffer)
+        self._events: deque = deque()
+        for channel in channels:
+            if self._senders[channel.id] is not None:
+                raise ValueError(f"channel {channel.id} declared twice")
+            self._senders[channel.id] = ChannelSender(channel, self._buffer)
+            self._receivers[channel.id] = ChannelReceiver(
+                channel, self._budget, max_message, self._deliver
+            )
+        self._channels = [c for c in channels]
+        self._active: set[ChannelSender] = set()
+        self._vclock: dict[int, float] = {}
+        self.sent = SentPackets(max_ack_delay)
+        self.received = ReceivedPackets(max_ack_delay)
+        self.pmtu = PathMtu(base_mtu, min(max_mtu, 65000), pmtu_discovery)
+        self.congestion = Bbr(self.pmtu.size)
+        self.pacer = Pacer()
+        self._next_pn = 0
+        self._now = 0.0
+        self._flush = False
+        self._hold_deadline: Optional[float] = None
+        self._blocked = False
+        self._probes = 0
+        self._want_writable = False
+        self._writable_callbacks: list[Callable[[], None]] = []
+        self.packets_sent = 0
+        self.packets_received = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.dropped_frames = 0
+        self.refused_packets = 0
+        self._rate_bytes = 0
+        self._rate_start = 0.0
+        self.send_rate = 0.0
+        self._dispatch = {
+            F.Message: self._on_message,
+            F.Unreliable: self._on_unreliable,
+            F.Fragment: self._on_fragment,
+            F.Ack: self._on_ack,
+            F.Probe: _ignore,
+        }
+
+    # -- the game's side ---------------------------------------------------
+
+    def send(
+        self, channel: int, data: bytes, *, flush: bool = True, now: Optional[float] = None
+    ) -> None:
+        """
+        Queue one message on C{channel}.
+
+        @param flush: C{False} lets the machine hold the message up to
+            C{coalesce_delay} to share a datagram with later ones.
+        @param now: the time, if the owner knows it (for queue ages).
+        @raise MessageTooLarge: if C{data} is over the message cap.
+        @raise SendBufferFull: if the send buffer is full.
+        @raise ValueError: if the channel was not declared.
+        """
+        sender = self._senders[channel] if 0 <= channel < 256 else None
+        if sender is None:
+            raise ValueError(f"channel {channel} was not declared")
+        size = len(data)
+        if size > self.max_message:
+            raise MessageTooLarge(size, self.max_message)
+        held = self._buffer.held
+        if held and held + size > self.send_limit:
+            raise SendBufferFull(f"{held} bytes already queued")
+        if now is not None:
+            self._now = now
+        sender.enqueue(OutMessage(sender, bytes(data), self._now))
+        self._active.add(sender)
+        self._blocked = False
+        if flush:
+            self._flush = True
+        elif self._hold_deadline is None:
+            self._hold_deadline = self._now + self.coalesce_delay
+        if self._buffer.held >= self.high_water:
+            self._want_writable = True
+
+    @property
+    def writable(self) -> bool:
+        return self._buffer.held < self.high_water
+
+    def when_writable(self, callback: Callable[[], None]) -> None:
+        """
+        Call C{callback} (once) when the send buffer next drains below the
+        low-water mark, at the end of the L{receive} or L{handle_timer}
+        call that drained it; at once if L{writable} already.
+        """
+        if self.writable:
+            callback()
+            return
+        self._want_writable = True
+        self._writable_callbacks.append(callback)
+
+    def next_event(self):
+        """
+        The oldest event not yet read (L{MessageReceived}, L{Writable},
+        L{PathMtuChanged}), or C{None}.
+        """
+        if self._events:
+            return self._events.popleft()
+        return None
+
+    # -- the owner's side --------------------------------------------------
+
+    def receive(self, data: Union[bytes, list], now: float) -> None:
+        """
+        Take one authenticated plaintext: either the bytes (channel frames,
+        optionally followed by PADDING) or the channel frames the secure
+        layer already parsed from it.
+
+        @raise MalformedMessage: if the bytes are not channel frames or do
+            not start with a packet number; the machine is then unchanged.
+        """
+        self._now = now
+        frames = F.parse_packet(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
+        if not frames or type(frames[0]) is not F.PacketNumber:
+            raise MalformedMessage("a channel packet starts with its packet number")
+        received = self.received
+        number = F.expand_packet_number(frames[0].number, received.largest + 1)
+        if number <= received.floor or received.contains(number):
+            return
+        eliciting = False
+        dispatch = self._dispatch
+        try:
+            for frame in frames[1:]:
+                kind = type(frame)
+                if kind is not F.Ack:
+                    eliciting = True
+                handler = dispatch.get(kind)
+                if handler is None:
+                    raise MalformedMessage("a packet number in the middle of a packet")
+                handler(frame, now)
+        except OverBudget:
+            self.refused_packets += 1
+            self._after_input()
+            return
+        received.on_received(number, eliciting, now)
+        self.packets_received += 1
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            self.bytes_received += len(data) + self.overhead
+        self._after_input()
+
+    def handle_timer(self, now: float) -> None:
+        """
+        The deadline from L{get_timer} passed (calling it early is
+        harmless).
+        """
+        self._now = now
+        lost, probe = self.sent.on_timeout(now)
+        if lost:
+            self._on_lost(lost, now)
+        if probe:
+            if self.sent.pto_count >= 3 and self.pmtu.size > self.pmtu.base:
+                # Nothing at all is acknowledged: maybe a black hole.
+                self.pmtu.fall_back(now)
+                self._mtu_changed()
+            for packet in self.sent.oldest_unacked(2):
+                for chunk in packet.chunks:
+                    self._lose_chunk(chunk)
+            self._probes = 2
+        self.pmtu.on_timer(now)
+        self._after_input()
+
+    def get_timer(self) -> Optional[float]:
+        """
+        The next time L{handle_timer} (then L{datagrams_to_send}) must be
+        called, or C{None}.
+        """
+        deadlines = [self.sent.get_timer(), self.received.ack_deadline, self.pmtu.timer()]
+        if self._probes:
+            deadlines.append(self._now)
+        elif self._active and not self._blocked and self._can_send_data():
+            if self._data_ready(float("inf")):
+                ready_at = self._now if self._data_ready(self._now) else self._hold_deadline
+                deadlines.append(max(ready_at, self.pacer.next_time))
+        deadlines = [d for d in deadlines if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def datagrams_to_send(self, now: float) -> list[bytes]:
+        """
+        The plaintexts to seal and send now, each at most the current
+        maximum payload (path MTU minus L{OVERHEAD}).
+        """
+        self._now = now
+        out: list[bytes] = []
+        if self.sent.rtt.has_sample:
+            size = self.pmtu.probe_due(now)
+            if size is not None:
+                out.append(self._build_mtu_probe(size, now))
+        while True:
+            if self._probes:
+                self._probes -= 1
+                payload = self._build(now, probe=True)
+                out.append(payload)
+                continue
+            if (
+                self._active
+                and not self._blocked
+                and self._data_ready(now)
+                and self._can_send_data()
+                and self.pacer.next_time <= now
+            ):
+                payload = self._build(now)
+                if payload is not None:
+                    out.append(payload)
+                    continue
+                self._blocked = True
+            if self.received.ack_due(now) and self.received.ranges:
+                out.append(self._build(now, ack_only=True))
+            break
+        if not self._active:
+            self._flush = False
+            self._hold_deadline = None
+            if self.sent.bytes_in_flight < self.congestion.window:
+                self.congestion.on_app_limited(self.sent.bytes_in_flight)
+        return out
+
+    # -- statistics ----------------------------------------------------------
+
+    def stats(self, now: Optional[float] = None) -> ConnectionStats:
+        """
+        A snapshot of the connection's counters (see L{ConnectionStats}).
+        """
+        if now is None:
+            now = self._now
+        rtt = self.sent.rtt
+        channels = []
+        queued_messages = queued_bytes = 0
+        oldest = 0.0
+        for channel in self._channels:
+            sender = self._senders[channel.id]
+            age = sender.oldest_age(now)
+            oldest = max(oldest, age)
+            queued_messages += sender.held_messages
+            queued_bytes += sender.held_bytes
+            channels.append(
+                ChannelStats(
+                    channel.id,
+                    sender.sent_count,
+                    self._receivers[channel.id].received_count,
+                    sender.held_messages,
+                    sender.held_bytes,
+                    age,
+                )
+            )
+        eliciting_sent = self.sent.acked_count + self.sent.lost_count
+        return ConnectionStats(
+            srtt=rtt.smoothed,
+            rttvar=rtt.variation,
+            min_rtt=rtt.minimum if rtt.has_sample else 0.0,
+            latest_rtt=rtt.latest,
+            loss=self.sent.lost_count / eliciting_sent if eliciting_sent else 0.0,
+            packets_sent=self.packets_sent,
+            packets_received=self.packets_received,
+            packets_lost=self.sent.lost_count,
+            bytes_sent=self.bytes_sent,
+            bytes_received=self.bytes_received,
+            send_rate=self.send_rate,
+            bandwidth=self.congestion.bandwidth,
+            pacing_rate=self.congestion.pacing_rate,
+            congestion_window=self.congestion.window,
+            bytes_in_flight=self.sent.bytes_in_flight,
+            path_mtu=self.pmtu.size,
+            queued_messages=queued_messages,
+            queued_bytes=queued_bytes,
+            oldest_age=oldest,
+            dropped_frames=self.dropped_frames,
+            channels=tuple(channels),
+        )
+
+    # -- receiving -----------------------------------------------------------
+
+    def _deliver(self, channel: int, data: bytes) -> None:
+        self._events.append(MessageReceived(channel, data))
+
+    def _on_unreliable(self, frame, now: float) -> None:
+        receiver = self._receivers[frame.channel]
+        if receiver is None or receiver.delivery is not Delivery.UNRELIABLE:
+            self.dropped_frames += 1
+            return
+        receiver.on_unreliable(frame.data)
+
+    def _on_message(self, frame, now: float) -> None:
+        receiver = self._receivers[frame.channel]
+        if receiver is None or receiver.delivery is Delivery.UNRELIABLE:
+            self.dropped_frames += 1
+            return
+        receiver.on_message(frame.seq, frame.data)
+
+    def _on_fragment(self, frame, now: float) -> None:
+        receiver = self._receivers[frame.channel]
+        if receiver is None or not receiver.on_fragment(
+            frame.seq, frame.total, frame.offset, frame.data
+        ):
+            self.dropped_frames += 1
+
+    def _on_ack(self, frame, now: float) -> None:
+        largest_sent = self._next_pn - 1
+        largest = F.expand_packet_number(frame.largest, largest_sent)
+        if largest > largest_sent:
+            self.dropped_frames += 1
+            return
+        try:
+            ranges = frame.absolute(largest)
+        except MalformedMessage:
+            self.dropped_frames += 1
+            return
+        acked, lost = self.sent.on_ack(ranges, frame.delay * F.ACK_DELAY_UNIT, now)
+        if not acked:
+            if lost:
+                self._on_lost(lost, now)
+            return
+        pmtu = self.pmtu
+        for packet in acked:
+            for chunk in packet.chunks:
+                chunk.message.sender.on_chunk_acked(chunk)
+            if packet.ack_largest >= 0:
+                self.received.on_ack_acked(packet.ack_largest)
+            if packet.mtu_probe:
+                if pmtu.on_probe_acked(packet.size, now):
+                    self._mtu_changed()
+            else:
+                pmtu.on_packet_acked(packet.size)
+        self._blocked = False
+        self.congestion.on_acked(acked, self.sent.bytes_in_flight, self.sent.rtt.latest, now)
+        if lost:
+            self._on_lost(lost, now)
+
+    def _on_lost(self, lost: list, now: float) -> None:
+        pmtu = self.pmtu
+        for packet in lost:
+            if packet.mtu_probe:
+                pmtu.on_probe_lost(packet.size, now)
+                continue
+            for chunk in packet.chunks:
+                self._lose_chunk(chunk)
+            if packet.ack_eliciting and pmtu.on_packet_lost(packet.size, now):
+                self._mtu_changed()
+        self.congestion.on_lost(lost, now)
+
+    def _lose_chunk(self, chunk: Chunk) -> None:
+        sender = chunk.message.sender
+        sender.on_chunk_lost(chunk)
+        if sender.retransmit:
+            self._active.add(sender)
+            self._blocked = False
+
+    def _mtu_changed(self) -> None:
+        self.congestion.max_datagram = self.pmtu.size
+        self._events.append(PathMtuChanged(self.pmtu.size))
+
+    def _after_input(self) -> None:
+        if self._want_writable and self._buffer.held <= self.low_water:
+            self._want_writable = False
+            self._events.append(Writable())
+            callbacks, self._writable_callbacks = self._writable_callbacks, []
+            for callback in callbacks:
+                callback()
+
+    # -- sending -------------------------------------------------------------
+
+    def _data_ready(self, now: float) -> bool:
+        if self._flush:
+            return True
+        if self._hold_deadline is not None and now >= self._hold_deadline:
+            return True
+        return any(sender.retransmit for sender in self._active)
+
+    def _can_send_data(self) -> bool:
+        return self.sent.bytes_in_flight + self.pmtu.size <= self.congestion.window
+
+    def _schedule(self) -> list[ChannelSender]:
+        active = self._active
+        if len(active) == 1:
+            return list(active)
+        vclock = self._vclock
+        for sender in active:
+            floor = vclock.get(sender.channel.priority, 0.0)
+            if sender.vtime < floor:
+                sender.vtime = floor
+        return sorted(active, key=_order)
+
+    def _build(self, now: float, probe: bool = False, ack_only: bool = False) -> Optional[bytes]:
+        number = self._next_pn
+        max_payload = self.pmtu.size - self.overhead
+        if probe and self.sent.pto_count >= 2:
+            max_payload = min(max_payload, self.pmtu.base - self.overhead)
+        parts = [_packet_number.pack(F.PACKET_NUMBER, number & 0xFFFFFFFF)]
+        size = F.PACKET_NUMBER_SIZE
+        ack_largest = -1
+        received = self.received
+        if received.ranges and (received.changed or received.ack_deadline is not None):
+            ranges = received.ack_ranges()
+            delay = int((now - received.largest_time) / F.ACK_DELAY_UNIT)
+            ack = F.encode_ack(ranges[0][1], delay, ranges)
+            parts.append(ack)
+            size += len(ack)
+            ack_largest = ranges[0][1]
+        chunks: list[Chunk] = []
+        wrote = False
+        if not ack_only:
+            space = max_payload - size
+            empty = space
+            vclock = self._vclock
+            for sender in self._schedule():
+                before = space
+                space = self._fill(sender, space, empty, parts, chunks)
+                if space != before:
+                    wrote = True
+                    sender.vtime += (before - space) / sender.channel.weight
+                    vclock[sender.channel.priority] = sender.vtime
+                if not sender.has_data():
+                    self._active.discard(sender)
+                if space < MIN_FRAGMENT:
+                    break
+            if not wrote:
+                if not probe:
+                    return None
+                parts.append(_PROBE)
+                wrote = True
+        payload = b"".join(parts)
+        self._next_pn += 1
+        if ack_largest >= 0:
+            received.on_ack_sent()
+        wire_size = len(payload) + self.overhead
+        self.packets_sent += 1
+        self.bytes_sent += wire_size
+        self._count_rate(wire_size, now)
+        if wrote:
+            packet = SentPacket(number, now, wire_size, True, True, chunks, ack_largest)
+            self.congestion.on_sent(packet, self.sent.bytes_in_flight, now)
+            self.sent.on_sent(packet)
+            self.pacer.on_sent(now, wire_size, self.congestion.pacing_rate)
+        return payload
+
+    def _build_mtu_probe(self, size: int, now: float) -> bytes:
+        number = self._next_pn
+        self._next_pn += 1
+        head = _packet_number.pack(F.PACKET_NUMBER, number & 0xFFFFFFFF) + _PROBE
+        payload = head + bytes(size - self.overhead - len(head))
+        packet = SentPacket(number, now, size, True, False, [], -1, mtu_probe=True)
+        self.sent.on_sent(packet)
+        self.pmtu.on_probe_sent(size)
+        self.packets_sent += 1
+        self.bytes_sent += size
+        return payload
+
+    def _count_rate(self, size: int, now: float) -> None:
+        self._rate_bytes += size
+        elapsed = now - self._rate_start
+        if elapsed >= 0.25:
+            sample = self._rate_bytes / elapsed
+            self.send_rate = sample if not self.send_rate else 0.5 * self.send_rate + 0.5 * sample
+            self._rate_bytes = 0
+            self._rate_start = now
+
+    def _fill(self, sender: ChannelSender, space: int, empty: int, parts: list, chunks: list) -> int:
+        """
+        Put as much of C{sender}'s data as fits in C{space} bytes.
+
+        @return: the space left.
+        """
+        retransmit = sender.retransmit
+        while retransmit:
+            chunk = retransmit[0]
+            message = chunk.message
+            if chunk.acked or message.done or message.abandoned:
+                retransmit.popleft()
+                chunk.queued = False
+                continue
+            whole = chunk.offset == 0 and chunk.length == message.size
+            need = chunk.length + (F.MESSAGE_HEADER if whole else F.FRAGMENT_HEADER)
+            if need > space:
+                if space < empty:
+                    return space
+                # The path MTU shrank below this chunk: send it in pieces.
+                self._split(chunk, empty - F.FRAGMENT_HEADER)
+                continue
+            retransmit.popleft()
+            chunk.queued = False
+            if whole:
+                parts.append(_message.pack(F.MESSAGE, sender.channel.id, message.seq & 0xFFFF, chunk.length))
+                parts.append(message.data)
+            else:
+                self._put_fragment(parts, sender, message, chunk.offset, chunk.length)
+            chunks.append(chunk)
+            space -= need
+        queue = sender.queue
+        reliable = sender.reliable
+        unreliable = sender.delivery is Delivery.UNRELIABLE
+        while queue:
+            message = queue[0]
+            if message.abandoned:
+                queue.popleft()
+                continue
+            offset = message.sent
+            if offset == 0:
+                whole_need = message.size + (F.UNRELIABLE_HEADER if unreliable else F.MESSAGE_HEADER)
+                if whole_need > space and whole_need <= empty:
+                    return space
+                if whole_need > space and space - F.FRAGMENT_HEADER < MIN_FRAGMENT:
+                    return space
+                if not sender.may_start(message):
+                    return space
+                sender.start(message)
+                if whole_need <= space:
+                    if unreliable:
+                        parts.append(_unreliable.pack(F.UNRELIABLE, sender.channel.id, message.size))
+                    else:
+                        parts.append(_message.pack(F.MESSAGE, sender.channel.id, message.seq & 0xFFFF, message.size))
+                    parts.append(message.data)
+                    space -= whole_need
+                    message.sent = message.size
+                    queue.popleft()
+                    if reliable:
+                        message.pending += 1
+                        chunks.append(Chunk(message, 0, message.size))
+                    else:
+                        sender.unhold(message)
+                    continue
+            length = min(message.size - offset, space - F.FRAGMENT_HEADER)
+            if length < MIN_FRAGMENT and length < message.size - offset:
+                return space
+            self._put_fragment(parts, sender, message, offset, length)
+            space -= F.FRAGMENT_HEADER + length
+            message.sent = offset + length
+            if reliable:
+                message.pending += 1
+                chunks.append(Chunk(message, offset, length))
+            if message.sent == message.size:
+                queue.popleft()
+                if not reliable:
+                    sender.unhold(message)
+            else:
+                return space
+        return space
+
+    def _put_fragment(self, parts, sender, message, offset, length) -> None:
+        parts.append(
+            _fragment.pack(
+                F.FRAGMENT, sender.channel.id, message.seq & 0xFFFF, message.size, offset, length
+            )
+        )
+        parts.append(message.data[offset : offset + length])
+
+    def _split(self, chunk: Chunk, piece: int) -> None:
+        message = chunk.message
+        retransmit = message.sender.retransmit
+        retransmit.popleft()
+        chunk.queued = False
+        pieces = []
+        offset, end = chunk.offset, chunk.offset + chunk.length
+        while offset < end:
+            length = min(piece, end - offset)
+            part = Chunk(message, offset, length)
+            part.queued = True
+            pieces.append(part)
+            offset += length
+        chunk.parts = pieces
+        message.pending += len(pieces) - 1
+        retransmit.extendleft(reversed(pieces))
+
+
+def _order(sender: ChannelSender):
+    return (sender.channel.priority, sender.vtime)
+
+
+def _ignore(frame, now: float) -> None:
+    return None
