@@ -299,8 +299,11 @@ class ChannelMachine:
                     out.append(payload)
                     continue
                 self._blocked = True
-            if self.received.ack_due(now) and self.received.ranges:
-                out.append(self._build(now, ack_only=True))
+            if self.received.ack_due(now):
+                if self.received.ranges:
+                    out.append(self._build(now, ack_only=True))
+                else:
+                    self.received.on_ack_sent()
             break
         if not self._active:
             self._flush = False

@@ -205,18 +205,16 @@ class SentPackets:
         delay = max(
             TIME_THRESHOLD * max(rtt.latest, rtt.smoothed), GRANULARITY
         )
-        lost_before = now - delay
         largest = self.largest_acked
         lost = []
         for number, packet in self.packets.items():
             if number > largest:
                 break
-            if packet.time_sent <= lost_before or largest - number >= PACKET_THRESHOLD:
+            when = packet.time_sent + delay
+            if when <= now or largest - number >= PACKET_THRESHOLD:
                 lost.append(packet)
-            else:
-                when = packet.time_sent + delay
-                if self.loss_time is None or when < self.loss_time:
-                    self.loss_time = when
+            elif self.loss_time is None or when < self.loss_time:
+                self.loss_time = when
         for packet in lost:
             del self.packets[packet.number]
             if packet.in_flight:
