@@ -160,7 +160,7 @@ class ChannelMachine:
         if now is not None:
             self._now = now
         sender.enqueue(OutMessage(sender, bytes(data), self._now))
-        self._active.add(sender)
+        self._activate(sender)
         self._blocked = False
         if flush:
             self._flush = True
@@ -439,8 +439,19 @@ class ChannelMachine:
         sender = chunk.message.sender
         sender.on_chunk_lost(chunk)
         if sender.retransmit:
-            self._active.add(sender)
+            self._activate(sender)
             self._blocked = False
+
+    def _activate(self, sender: ChannelSender) -> None:
+        """
+        C{sender} has data: a channel that was idle starts at the virtual
+        time of its priority level, so idling earns it no credit.
+        """
+        if sender not in self._active:
+            floor = self._vclock.get(sender.channel.priority, 0.0)
+            if sender.vtime < floor:
+                sender.vtime = floor
+            self._active.add(sender)
 
     def _mtu_changed(self) -> None:
         self.congestion.max_datagram = self.pmtu.size
@@ -470,11 +481,6 @@ class ChannelMachine:
         active = self._active
         if len(active) == 1:
             return list(active)
-        vclock = self._vclock
-        for sender in active:
-            floor = vclock.get(sender.channel.priority, 0.0)
-            if sender.vtime < floor:
-                sender.vtime = floor
         return sorted(active, key=_order)
 
     def _build(self, now: float, probe: bool = False, ack_only: bool = False) -> Optional[bytes]:
@@ -504,8 +510,8 @@ class ChannelMachine:
                 space = self._fill(sender, space, empty, parts, chunks)
                 if space != before:
                     wrote = True
-                    sender.vtime += (before - space) / sender.channel.weight
                     vclock[sender.channel.priority] = sender.vtime
+                    sender.vtime += (before - space) / sender.channel.weight
                 if not sender.has_data():
                     self._active.discard(sender)
                 if space < MIN_FRAGMENT:
