@@ -225,7 +225,7 @@ class Pacer:
 
     def on_sent(self, now: float, size: int, rate: float) -> None:
         interval = size / rate if rate > 0 else 0.0
-        earliest = now - self.burst * interval
+        earliest = now - (self.burst - 1) * interval
         if self.next_time < earliest:
             self.next_time = earliest
         self.next_time += interval

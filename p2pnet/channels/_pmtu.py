@@ -59,6 +59,8 @@ class PathMtu:
         self.state = SEARCHING if enabled and self.maximum > base else DISABLED
         self.probe_size: Optional[int] = None
         self.probe_count = 0
+        self.target: Optional[int] = None
+        self.tried_maximum = False
         self.next_probe_time = 0.0
         self.large_losses = 0
         self.black_holes = 0
@@ -74,9 +76,13 @@ class PathMtu:
         if self.high - self.low < SEARCH_GRANULARITY:
             self._complete(now)
             return None
-        if self.probe_count == 0 and self.high == self.maximum:
-            return self.maximum
-        return (self.low + self.high + 1) // 2
+        if self.target is None:
+            if self.high == self.maximum and not self.tried_maximum:
+                self.tried_maximum = True
+                self.target = self.maximum
+            else:
+                self.target = (self.low + self.high + 1) // 2
+        return self.target
 
     def on_probe_sent(self, size: int) -> None:
         self.probe_size = size
@@ -87,6 +93,7 @@ class PathMtu:
         """
         self.probe_size = None
         self.probe_count = 0
+        self.target = None
         if size <= self.size:
             return False
         self.size = self.low = size
@@ -99,6 +106,7 @@ class PathMtu:
         self.probe_count += 1
         if self.probe_count >= MAX_PROBES:
             self.probe_count = 0
+            self.target = None
             self.high = size - 1
             if self.high - self.low < SEARCH_GRANULARITY:
                 self._complete(now)
@@ -116,6 +124,8 @@ class PathMtu:
             self.low = self.size
             self.high = self.maximum
             self.probe_count = 0
+            self.target = None
+            self.tried_maximum = False
 
     def timer(self) -> Optional[float]:
         if self.state == SEARCH_COMPLETE:
@@ -153,4 +163,6 @@ class PathMtu:
         self.state = SEARCHING
         self.probe_count = 0
         self.probe_size = None
+        self.target = None
+        self.tried_maximum = False
         self.next_probe_time = now + BLACK_HOLE_PAUSE
