@@ -56,7 +56,6 @@ ACK_RANGE_SIZE = 4
 ACK_DELAY_UNIT = 16e-6
 MAX_ACK_RANGES = 255
 
-_u16 = struct.Struct(">H")
 _u32 = struct.Struct(">I")
 _unreliable = struct.Struct(">BBH")
 _message = struct.Struct(">BBHH")
@@ -201,18 +200,7 @@ class Ack:
 
         @raise MalformedMessage: if a range goes below packet number 0.
         """
-        smallest = largest - self.first
-        if smallest < 0:
-            raise MalformedMessage("ack range below packet number 0")
-        result = [(smallest, largest)]
-        for gap, length in self.ranges:
-            high = smallest - gap - 2
-            low = high - length
-            if low < 0:
-                raise MalformedMessage("ack range below packet number 0")
-            result.append((low, high))
-            smallest = low
-        return result
+        return absolute_ranges(largest, self.first, self.ranges)
 
 
 @frozen
@@ -261,9 +249,80 @@ def encode_ack(largest: int, delay: int, ranges: list[tuple[int, int]]) -> bytes
     )
 
 
-def _need(buf, offset: int, size: int, what: str) -> None:
-    if offset + size > len(buf):
-        raise MalformedMessage(f"truncated {what} frame")
+def parse_raw(buf: bytes, offset: int = 0) -> tuple[tuple, int]:
+    """
+    Decode the channel frame starting at C{buf[offset]} into a plain tuple
+    (the machine's fast path): C{(UNRELIABLE, channel, data)},
+    C{(MESSAGE, channel, seq, data)}, C{(FRAGMENT, channel, seq, total,
+    offset, data)}, C{(PACKET_NUMBER, number)}, C{(ACK, largest, delay,
+    first, ranges)} or C{(PROBE,)}.
+
+    @return: the tuple and the offset just after the frame.
+    @raise MalformedMessage: if the bytes there are not a whole channel
+        frame.
+    """
+    end = len(buf)
+    if offset >= end:
+        raise MalformedMessage("no frame at the end of the packet")
+    kind = buf[offset]
+    if kind == MESSAGE:
+        if offset + MESSAGE_HEADER > end:
+            raise MalformedMessage("truncated message frame")
+        _, channel, seq, length = _message.unpack_from(buf, offset)
+        start = offset + MESSAGE_HEADER
+        stop = start + length
+        if stop > end:
+            raise MalformedMessage("truncated message frame")
+        return (MESSAGE, channel, seq, bytes(buf[start:stop])), stop
+    if kind == UNRELIABLE:
+        if offset + UNRELIABLE_HEADER > end:
+            raise MalformedMessage("truncated unreliable frame")
+        _, channel, length = _unreliable.unpack_from(buf, offset)
+        start = offset + UNRELIABLE_HEADER
+        stop = start + length
+        if stop > end:
+            raise MalformedMessage("truncated unreliable frame")
+        return (UNRELIABLE, channel, bytes(buf[start:stop])), stop
+    if kind == FRAGMENT:
+        if offset + FRAGMENT_HEADER > end:
+            raise MalformedMessage("truncated fragment frame")
+        _, channel, seq, total, frag_offset, length = _fragment.unpack_from(buf, offset)
+        start = offset + FRAGMENT_HEADER
+        stop = start + length
+        if stop > end:
+            raise MalformedMessage("truncated fragment frame")
+        if length == 0 or frag_offset + length > total:
+            raise MalformedMessage("fragment outside its message")
+        return (FRAGMENT, channel, seq, total, frag_offset, bytes(buf[start:stop])), stop
+    if kind == PACKET_NUMBER:
+        if offset + PACKET_NUMBER_SIZE > end:
+            raise MalformedMessage("truncated packet number frame")
+        return (PACKET_NUMBER, _u32.unpack_from(buf, offset + 1)[0]), offset + PACKET_NUMBER_SIZE
+    if kind == ACK:
+        if offset + ACK_BASE_SIZE > end:
+            raise MalformedMessage("truncated ack frame")
+        _, largest, delay, count, first = _ack.unpack_from(buf, offset)
+        position = offset + ACK_BASE_SIZE
+        stop = position + count * ACK_RANGE_SIZE
+        if stop > end:
+            raise MalformedMessage("truncated ack frame")
+        ranges = tuple(
+            _range.unpack_from(buf, position + i * ACK_RANGE_SIZE) for i in range(count)
+        )
+        return (ACK, largest, delay, first, ranges), stop
+    if kind == PROBE:
+        return (PROBE,), offset + 1
+    raise MalformedMessage(f"unknown channel frame type 0x{kind:02x}")
+
+
+_CLASSES = {
+    UNRELIABLE: lambda raw: Unreliable(raw[1], raw[2]),
+    MESSAGE: lambda raw: Message(raw[1], raw[2], raw[3]),
+    FRAGMENT: lambda raw: Fragment(*raw[1:]),
+    PACKET_NUMBER: lambda raw: PacketNumber(raw[1]),
+    ACK: lambda raw: Ack(*raw[1:]),
+    PROBE: lambda raw: Probe(),
+}
 
 
 def parse(buf: bytes, offset: int = 0) -> tuple[Frame, int]:
@@ -274,55 +333,33 @@ def parse(buf: bytes, offset: int = 0) -> tuple[Frame, int]:
     @raise MalformedMessage: if the bytes there are not a whole channel
         frame.
     """
-    if offset >= len(buf):
-        raise MalformedMessage("no frame at the end of the packet")
-    kind = buf[offset]
-    if kind == MESSAGE:
-        _need(buf, offset, MESSAGE_HEADER, "message")
-        _, channel, seq, length = _message.unpack_from(buf, offset)
-        start = offset + MESSAGE_HEADER
-        _need(buf, start, length, "message")
-        return Message(channel, seq, bytes(buf[start : start + length])), start + length
-    if kind == UNRELIABLE:
-        _need(buf, offset, UNRELIABLE_HEADER, "unreliable")
-        _, channel, length = _unreliable.unpack_from(buf, offset)
-        start = offset + UNRELIABLE_HEADER
-        _need(buf, start, length, "unreliable")
-        return Unreliable(channel, bytes(buf[start : start + length])), start + length
-    if kind == FRAGMENT:
-        _need(buf, offset, FRAGMENT_HEADER, "fragment")
-        _, channel, seq, total, frag_offset, length = _fragment.unpack_from(buf, offset)
-        start = offset + FRAGMENT_HEADER
-        _need(buf, start, length, "fragment")
-        if length == 0 or frag_offset + length > total:
-            raise MalformedMessage("fragment outside its message")
-        return (
-            Fragment(channel, seq, total, frag_offset, bytes(buf[start : start + length])),
-            start + length,
-        )
-    if kind == PACKET_NUMBER:
-        _need(buf, offset, PACKET_NUMBER_SIZE, "packet number")
-        return PacketNumber(_u32.unpack_from(buf, offset + 1)[0]), offset + PACKET_NUMBER_SIZE
-    if kind == ACK:
-        _need(buf, offset, ACK_BASE_SIZE, "ack")
-        _, largest, delay, count, first = _ack.unpack_from(buf, offset)
-        position = offset + ACK_BASE_SIZE
-        _need(buf, position, count * ACK_RANGE_SIZE, "ack")
-        ranges = tuple(
-            _range.unpack_from(buf, position + i * ACK_RANGE_SIZE) for i in range(count)
-        )
-        return Ack(largest, delay, first, ranges), position + count * ACK_RANGE_SIZE
-    if kind == PROBE:
-        return Probe(), offset + 1
-    raise MalformedMessage(f"unknown channel frame type 0x{kind:02x}")
+    raw, end = parse_raw(buf, offset)
+    return _CLASSES[raw[0]](raw), end
 
 
-def parse_packet(buf: bytes) -> list[Frame]:
+def to_raw(frame: Frame) -> tuple:
     """
-    Decode a whole plaintext made of channel frames, optionally followed by
-    the secure layer's PADDING (0x00 and zero bytes to the end).
+    The L{parse_raw} tuple of a frame object.
+    """
+    kind = type(frame)
+    if kind is Message:
+        return (MESSAGE, frame.channel, frame.seq, frame.data)
+    if kind is Unreliable:
+        return (UNRELIABLE, frame.channel, frame.data)
+    if kind is Fragment:
+        return (FRAGMENT, frame.channel, frame.seq, frame.total, frame.offset, frame.data)
+    if kind is PacketNumber:
+        return (PACKET_NUMBER, frame.number)
+    if kind is Ack:
+        return (ACK, frame.largest, frame.delay, frame.first, frame.ranges)
+    if kind is Probe:
+        return (PROBE,)
+    raise MalformedMessage(f"not a channel frame: {frame!r}")
 
-    @raise MalformedMessage: on anything else, or padding that is not zero.
+
+def parse_packet_raw(buf: bytes) -> list[tuple]:
+    """
+    L{parse_packet}, giving L{parse_raw} tuples.
     """
     frames = []
     offset = 0
@@ -332,9 +369,37 @@ def parse_packet(buf: bytes) -> list[Frame]:
             if any(buf[offset:]):
                 raise MalformedMessage("padding that is not zero")
             break
-        frame, offset = parse(buf, offset)
+        frame, offset = parse_raw(buf, offset)
         frames.append(frame)
     return frames
+
+
+def parse_packet(buf: bytes) -> list[Frame]:
+    """
+    Decode a whole plaintext made of channel frames, optionally followed by
+    the secure layer's PADDING (0x00 and zero bytes to the end).
+
+    @raise MalformedMessage: on anything else, or padding that is not zero.
+    """
+    return [_CLASSES[raw[0]](raw) for raw in parse_packet_raw(buf)]
+
+
+def absolute_ranges(largest: int, first: int, ranges) -> list[tuple[int, int]]:
+    """
+    L{Ack.absolute} for the fields of a raw ACK.
+    """
+    smallest = largest - first
+    if smallest < 0:
+        raise MalformedMessage("ack range below packet number 0")
+    result = [(smallest, largest)]
+    for gap, length in ranges:
+        high = smallest - gap - 2
+        low = high - length
+        if low < 0:
+            raise MalformedMessage("ack range below packet number 0")
+        result.append((low, high))
+        smallest = low
+    return result
 
 
 def expand_packet_number(truncated: int, expected: int) -> int:

@@ -125,12 +125,12 @@ class ChannelMachine:
         self._rate_bytes = 0
         self._rate_start = 0.0
         self.send_rate = 0.0
-        self._dispatch = {
-            F.Message: self._on_message,
-            F.Unreliable: self._on_unreliable,
-            F.Fragment: self._on_fragment,
-            F.Ack: self._on_ack,
-            F.Probe: _ignore,
+        self._handlers = {
+            F.MESSAGE: self._on_message,
+            F.UNRELIABLE: self._on_unreliable,
+            F.FRAGMENT: self._on_fragment,
+            F.ACK: self._on_ack,
+            F.PROBE: _ignore,
         }
 
     # -- the game's side ---------------------------------------------------
@@ -206,33 +206,38 @@ class ChannelMachine:
             not start with a packet number; the machine is then unchanged.
         """
         self._now = now
-        frames = F.parse_packet(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
-        if not frames or type(frames[0]) is not F.PacketNumber:
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            frames = F.parse_packet_raw(data)
+            size = len(data) + self.overhead
+        else:
+            frames = [F.to_raw(frame) for frame in data]
+            size = 0
+        if not frames or frames[0][0] != F.PACKET_NUMBER:
             raise MalformedMessage("a channel packet starts with its packet number")
+        for frame in frames[1:]:
+            if frame[0] == F.PACKET_NUMBER:
+                raise MalformedMessage("a packet number in the middle of a packet")
         received = self.received
-        number = F.expand_packet_number(frames[0].number, received.largest + 1)
+        number = F.expand_packet_number(frames[0][1], received.largest + 1)
         if number <= received.floor or received.contains(number):
             return
         eliciting = False
-        dispatch = self._dispatch
+        handlers = self._handlers
         try:
             for frame in frames[1:]:
-                kind = type(frame)
-                if kind is not F.Ack:
+                kind = frame[0]
+                if kind != F.ACK:
                     eliciting = True
-                handler = dispatch.get(kind)
-                if handler is None:
-                    raise MalformedMessage("a packet number in the middle of a packet")
-                handler(frame, now)
+                handlers[kind](frame, now)
         except OverBudget:
             self.refused_packets += 1
             self._after_input()
             return
         received.on_received(number, eliciting, now)
         self.packets_received += 1
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            self.bytes_received += len(data) + self.overhead
-        self._after_input()
+        self.bytes_received += size
+        if self._want_writable:
+            self._after_input()
 
     def handle_timer(self, now: float) -> None:
         """
@@ -260,15 +265,23 @@ class ChannelMachine:
         The next time L{handle_timer} (then L{datagrams_to_send}) must be
         called, or C{None}.
         """
-        deadlines = [self.sent.get_timer(), self.received.ack_deadline, self.pmtu.timer()]
+        best = self.sent.get_timer()
+        ack = self.received.ack_deadline
+        if ack is not None and (best is None or ack < best):
+            best = ack
+        if self.pmtu.state == "search_complete":
+            raise_at = self.pmtu.next_probe_time
+            if best is None or raise_at < best:
+                best = raise_at
         if self._probes:
-            deadlines.append(self._now)
-        elif self._active and not self._blocked and self._can_send_data():
-            if self._data_ready(float("inf")):
+            return self._now
+        if self._active and not self._blocked and self._can_send_data():
+            if self._flush or self._hold_deadline is not None or self._has_retransmit():
                 ready_at = self._now if self._data_ready(self._now) else self._hold_deadline
-                deadlines.append(max(ready_at, self.pacer.next_time))
-        deadlines = [d for d in deadlines if d is not None]
-        return min(deadlines) if deadlines else None
+                send_at = max(ready_at, self.pacer.next_time)
+                if best is None or send_at < best:
+                    best = send_at
+        return best
 
     def datagrams_to_send(self, now: float) -> list[bytes]:
         """
@@ -277,21 +290,24 @@ class ChannelMachine:
         """
         self._now = now
         out: list[bytes] = []
-        if self.sent.rtt.has_sample:
-            size = self.pmtu.probe_due(now)
+        pmtu = self.pmtu
+        if pmtu.state == "searching" and pmtu.probe_size is None and self.sent.rtt.has_sample:
+            size = pmtu.probe_due(now)
             if size is not None:
                 out.append(self._build_mtu_probe(size, now))
+        sent = self.sent
+        congestion = self.congestion
+        received = self.received
         while True:
             if self._probes:
                 self._probes -= 1
-                payload = self._build(now, probe=True)
-                out.append(payload)
+                out.append(self._build(now, probe=True))
                 continue
             if (
                 self._active
                 and not self._blocked
-                and self._data_ready(now)
-                and self._can_send_data()
+                and (self._flush or (self._hold_deadline is not None and now >= self._hold_deadline) or self._has_retransmit())
+                and sent.bytes_in_flight + pmtu.size <= congestion.window
                 and self.pacer.next_time <= now
             ):
                 payload = self._build(now)
@@ -299,17 +315,18 @@ class ChannelMachine:
                     out.append(payload)
                     continue
                 self._blocked = True
-            if self.received.ack_due(now):
-                if self.received.ranges:
+            deadline = received.ack_deadline
+            if deadline is not None and now >= deadline:
+                if received.ranges:
                     out.append(self._build(now, ack_only=True))
                 else:
-                    self.received.on_ack_sent()
+                    received.on_ack_sent()
             break
         if not self._active:
             self._flush = False
             self._hold_deadline = None
-            if self.sent.bytes_in_flight < self.congestion.window:
-                self.congestion.on_app_limited(self.sent.bytes_in_flight)
+            if sent.bytes_in_flight < congestion.window and congestion.app_limited_until <= congestion.delivered:
+                congestion.on_app_limited(sent.bytes_in_flight)
         return out
 
     # -- statistics ----------------------------------------------------------
@@ -371,38 +388,38 @@ class ChannelMachine:
         self._events.append(MessageReceived(channel, data))
 
     def _on_unreliable(self, frame, now: float) -> None:
-        receiver = self._receivers[frame.channel]
+        receiver = self._receivers[frame[1]]
         if receiver is None or receiver.delivery is not Delivery.UNRELIABLE:
             self.dropped_frames += 1
             return
-        receiver.on_unreliable(frame.data)
+        receiver.on_unreliable(frame[2])
 
     def _on_message(self, frame, now: float) -> None:
-        receiver = self._receivers[frame.channel]
+        receiver = self._receivers[frame[1]]
         if receiver is None or receiver.delivery is Delivery.UNRELIABLE:
             self.dropped_frames += 1
             return
-        receiver.on_message(frame.seq, frame.data)
+        receiver.on_message(frame[2], frame[3])
 
     def _on_fragment(self, frame, now: float) -> None:
-        receiver = self._receivers[frame.channel]
-        if receiver is None or not receiver.on_fragment(
-            frame.seq, frame.total, frame.offset, frame.data
-        ):
+        _, channel, seq, total, offset, data = frame
+        receiver = self._receivers[channel]
+        if receiver is None or not receiver.on_fragment(seq, total, offset, data):
             self.dropped_frames += 1
 
     def _on_ack(self, frame, now: float) -> None:
+        _, truncated, delay, first, more = frame
         largest_sent = self._next_pn - 1
-        largest = F.expand_packet_number(frame.largest, largest_sent)
+        largest = F.expand_packet_number(truncated, largest_sent)
         if largest > largest_sent:
             self.dropped_frames += 1
             return
         try:
-            ranges = frame.absolute(largest)
+            ranges = F.absolute_ranges(largest, first, more)
         except MalformedMessage:
             self.dropped_frames += 1
             return
-        acked, lost = self.sent.on_ack(ranges, frame.delay * F.ACK_DELAY_UNIT, now)
+        acked, lost = self.sent.on_ack(ranges, delay * F.ACK_DELAY_UNIT, now)
         if not acked:
             if lost:
                 self._on_lost(lost, now)
@@ -472,7 +489,13 @@ class ChannelMachine:
             return True
         if self._hold_deadline is not None and now >= self._hold_deadline:
             return True
-        return any(sender.retransmit for sender in self._active)
+        return self._has_retransmit()
+
+    def _has_retransmit(self) -> bool:
+        for sender in self._active:
+            if sender.retransmit:
+                return True
+        return False
 
     def _can_send_data(self) -> bool:
         return self.sent.bytes_in_flight + self.pmtu.size <= self.congestion.window
@@ -492,7 +515,7 @@ class ChannelMachine:
         size = F.PACKET_NUMBER_SIZE
         ack_largest = -1
         received = self.received
-        if received.ranges and (received.changed or received.ack_deadline is not None):
+        if received.unacked_eliciting and received.ranges:
             ranges = received.ack_ranges()
             delay = int((now - received.largest_time) / F.ACK_DELAY_UNIT)
             ack = F.encode_ack(ranges[0][1], delay, ranges)
@@ -522,18 +545,22 @@ class ChannelMachine:
                 parts.append(_PROBE)
                 wrote = True
         payload = b"".join(parts)
-        self._next_pn += 1
+        self._next_pn = number + 1
         if ack_largest >= 0:
             received.on_ack_sent()
         wire_size = len(payload) + self.overhead
         self.packets_sent += 1
         self.bytes_sent += wire_size
-        self._count_rate(wire_size, now)
+        self._rate_bytes += wire_size
+        if now - self._rate_start >= 0.25:
+            self._count_rate(now)
         if wrote:
+            sent = self.sent
+            congestion = self.congestion
             packet = SentPacket(number, now, wire_size, True, True, chunks, ack_largest)
-            self.congestion.on_sent(packet, self.sent.bytes_in_flight, now)
-            self.sent.on_sent(packet)
-            self.pacer.on_sent(now, wire_size, self.congestion.pacing_rate)
+            congestion.on_sent(packet, sent.bytes_in_flight, now)
+            sent.on_sent(packet)
+            self.pacer.on_sent(now, wire_size, congestion.pacing_rate)
         return payload
 
     def _build_mtu_probe(self, size: int, now: float) -> bytes:
@@ -548,14 +575,15 @@ class ChannelMachine:
         self.bytes_sent += size
         return payload
 
-    def _count_rate(self, size: int, now: float) -> None:
-        self._rate_bytes += size
-        elapsed = now - self._rate_start
-        if elapsed >= 0.25:
-            sample = self._rate_bytes / elapsed
-            self.send_rate = sample if not self.send_rate else 0.5 * self.send_rate + 0.5 * sample
-            self._rate_bytes = 0
-            self._rate_start = now
+    def _count_rate(self, now: float) -> None:
+        """
+        Fold the bytes sent in the last quarter second or more into
+        L{send_rate}.
+        """
+        sample = self._rate_bytes / (now - self._rate_start)
+        self.send_rate = sample if not self.send_rate else 0.5 * self.send_rate + 0.5 * sample
+        self._rate_bytes = 0
+        self._rate_start = now
 
     def _fill(self, sender: ChannelSender, space: int, empty: int, parts: list, chunks: list) -> int:
         """

@@ -23,6 +23,13 @@ INITIAL_RTT = 0.333
 #: Our receiver's promise: an ack-eliciting packet is acknowledged within
 #: this long (RFC 9000's default).
 MAX_ACK_DELAY = 0.025
+#: Ack decimation (as Chromium's QUIC does it): the first
+#: L{DECIMATION_AFTER} packets are acknowledged every 2nd ack-eliciting
+#: packet (RFC 9000 section 13.2.2), later ones every
+#: L{DECIMATED_THRESHOLD}th, still within the max ack delay, and at once
+#: when one arrives out of order.
+DECIMATION_AFTER = 100
+DECIMATED_THRESHOLD = 10
 #: How many ranges the receiver remembers (older ones are forgotten; the
 #: peer then retransmits a little more than needed, never less).
 MAX_RECEIVED_RANGES = 64
@@ -290,6 +297,8 @@ class ReceivedPackets:
         self.ack_deadline: Optional[float] = None
         self.changed = False
         self.largest = -1
+        self.count = 0
+        self.threshold = 2
 
     def on_received(self, number: int, ack_eliciting: bool, now: float) -> bool:
         """
@@ -319,7 +328,10 @@ class ReceivedPackets:
         self.changed = True
         if ack_eliciting:
             self.unacked_eliciting += 1
-            if reordered or self.unacked_eliciting >= 2:
+            self.count += 1
+            if self.count == DECIMATION_AFTER:
+                self.threshold = DECIMATED_THRESHOLD
+            if reordered or self.unacked_eliciting >= self.threshold:
                 self.ack_deadline = now
             elif self.ack_deadline is None:
                 self.ack_deadline = now + self.max_ack_delay
