@@ -32,6 +32,7 @@ frames = st.one_of(
         F.Ack, u32, u16, u16, st.lists(st.tuples(u16, u16), max_size=20).map(tuple)
     ),
     st.just(F.Probe()),
+    st.just(F.AckNow()),
 )
 
 
@@ -67,6 +68,7 @@ class LayoutTests(SynchronousTestCase):
     def test_packet_number_and_probe(self):
         self.assertEqual(F.PacketNumber(0xA1B2C3D4).encode(), b"\x13\xa1\xb2\xc3\xd4")
         self.assertEqual(F.Probe().encode(), b"\x15")
+        self.assertEqual(F.AckNow().encode(), b"\x16")
 
     def test_ack(self):
         """
@@ -171,7 +173,7 @@ class ParseTests(SynchronousTestCase):
         Types outside the channel frames are malformed (the secure layer's
         are its own to parse).
         """
-        for kind in (0x01, 0x05, 0x16, 0x3F, 0x40, 0xFF):
+        for kind in (0x01, 0x05, 0x17, 0x3F, 0x40, 0xFF):
             self.assertRaises(MalformedMessage, F.parse, bytes([kind, 0, 0, 0, 0, 0]))
 
     def test_fragment_outside_message(self):

@@ -150,6 +150,20 @@ class SendTests(SynchronousTestCase):
         for datagram in datagrams:
             self.assertLessEqual(len(datagram), 1200 - 28)
 
+    def test_window_full_asks_for_ack(self):
+        """
+        The packet that fills the congestion window carries ACK_NOW; the
+        ones before it do not.
+        """
+        machine = ChannelMachine([Channel(0)])
+        machine.pacer.burst = 100
+        machine.send(0, bytes(100_000))
+        datagrams = machine.datagrams_to_send(0.0)
+        self.assertEqual(len(datagrams), 10)
+        flags = [F.AckNow() in F.parse_packet(d) for d in datagrams]
+        self.assertEqual(flags[-1], True)
+        self.assertEqual(flags[0], False)
+
     def test_sequenced_drops_older_unsent(self):
         """
         On a sequenced channel only the newest unsent message is sent.
@@ -189,7 +203,7 @@ class ReceiveTests(SynchronousTestCase):
         self.assertRaises(
             MalformedMessage,
             self.machine.receive,
-            packet(0, F.Message(0, 0, b"x")) + b"\x16",
+            packet(0, F.Message(0, 0, b"x")) + b"\x17",
             0.0,
         )
         self.assertEqual(messages(self.machine), [])
@@ -320,6 +334,29 @@ class ReceiveTests(SynchronousTestCase):
         self.assertEqual(frames[1].absolute(1), [(0, 1)])
         # 10 ms since the largest arrived: 0 units of 16 us.
         self.assertEqual(frames[1].delay, 0)
+
+    def test_ack_now(self):
+        """
+        A packet with ACK_NOW is acknowledged at once.
+        """
+        self.machine.receive(packet(0, F.Unreliable(1, b"a"), F.AckNow()), 1.0)
+        self.assertEqual(self.machine.get_timer(), 1.0)
+        self.assertEqual(len(self.machine.datagrams_to_send(1.0)), 1)
+
+    def test_decimation(self):
+        """
+        After 100 ack-eliciting packets in order, the ack waits for the
+        10th (or the max ack delay).
+        """
+        for number in range(100):
+            self.machine.receive(packet(number, F.Unreliable(1, b"a")), 1.0)
+            self.machine.datagrams_to_send(1.0)
+        self.machine.datagrams_to_send(1.5)
+        for number in range(100, 109):
+            self.machine.receive(packet(number, F.Unreliable(1, b"a")), 2.0)
+        self.assertEqual(self.machine.get_timer(), 2.025)
+        self.machine.receive(packet(109, F.Unreliable(1, b"a")), 2.0)
+        self.assertEqual(self.machine.get_timer(), 2.0)
 
     def test_ack_only_not_acked(self):
         """

@@ -213,7 +213,7 @@ class Pacer:
 
     def __init__(self, burst: int = 4) -> None:
         self.burst = burst
-        self.next_time = 0.0
+        self.next_time = float("-inf")
 
     def delay(self, now: float, size: int, rate: float) -> float:
         """

@@ -18,7 +18,9 @@ endian.  See docs/channels.md for the table.
   - C{0x14} L{Ack}: largest u32, ack delay u16 (units of 16 us), range
     count u8, first range u16, then count times (gap u16, length u16);
   - C{0x15} L{Probe}: no body; makes a packet ack-eliciting (loss probes
-    and path MTU probes, the latter padded with the secure layer's 0x00).
+    and path MTU probes, the latter padded with the secure layer's 0x00);
+  - C{0x16} L{AckNow}: no body; asks for an ACK at once instead of after
+    the receiver's usual count or delay (the sender's window is full).
 
 L{parse} raises L{MalformedMessage} and nothing else.
 """
@@ -39,6 +41,7 @@ FRAGMENT = 0x12
 PACKET_NUMBER = 0x13
 ACK = 0x14
 PROBE = 0x15
+ACK_NOW = 0x16
 
 #: The range of frame types the channel layer owns.
 FIRST_TYPE = 0x10
@@ -213,7 +216,17 @@ class Probe:
         return bytes([PROBE])
 
 
-Frame = Union[Unreliable, Message, Fragment, PacketNumber, Ack, Probe]
+@frozen
+class AckNow:
+    """
+    Asks the receiver to acknowledge this packet at once.
+    """
+
+    def encode(self) -> bytes:
+        return bytes([ACK_NOW])
+
+
+Frame = Union[Unreliable, Message, Fragment, PacketNumber, Ack, Probe, AckNow]
 
 
 def encode_ack(largest: int, delay: int, ranges: list[tuple[int, int]]) -> bytes:
@@ -255,7 +268,7 @@ def parse_raw(buf: bytes, offset: int = 0) -> tuple[tuple, int]:
     (the machine's fast path): C{(UNRELIABLE, channel, data)},
     C{(MESSAGE, channel, seq, data)}, C{(FRAGMENT, channel, seq, total,
     offset, data)}, C{(PACKET_NUMBER, number)}, C{(ACK, largest, delay,
-    first, ranges)} or C{(PROBE,)}.
+    first, ranges)}, C{(PROBE,)} or C{(ACK_NOW,)}.
 
     @return: the tuple and the offset just after the frame.
     @raise MalformedMessage: if the bytes there are not a whole channel
@@ -312,6 +325,8 @@ def parse_raw(buf: bytes, offset: int = 0) -> tuple[tuple, int]:
         return (ACK, largest, delay, first, ranges), stop
     if kind == PROBE:
         return (PROBE,), offset + 1
+    if kind == ACK_NOW:
+        return (ACK_NOW,), offset + 1
     raise MalformedMessage(f"unknown channel frame type 0x{kind:02x}")
 
 
@@ -322,6 +337,7 @@ _CLASSES = {
     PACKET_NUMBER: lambda raw: PacketNumber(raw[1]),
     ACK: lambda raw: Ack(*raw[1:]),
     PROBE: lambda raw: Probe(),
+    ACK_NOW: lambda raw: AckNow(),
 }
 
 
@@ -354,6 +370,8 @@ def to_raw(frame: Frame) -> tuple:
         return (ACK, frame.largest, frame.delay, frame.first, frame.ranges)
     if kind is Probe:
         return (PROBE,)
+    if kind is AckNow:
+        return (ACK_NOW,)
     raise MalformedMessage(f"not a channel frame: {frame!r}")
 
 

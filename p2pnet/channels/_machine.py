@@ -49,6 +49,7 @@ _unreliable = struct.Struct(">BBH")
 _fragment = struct.Struct(">BBHIIH")
 _packet_number = struct.Struct(">BI")
 _PROBE = bytes([F.PROBE])
+_ACK_NOW = bytes([F.ACK_NOW])
 
 
 class ChannelMachine:
@@ -114,6 +115,7 @@ class ChannelMachine:
         self._hold_deadline: Optional[float] = None
         self._blocked = False
         self._probes = 0
+        self._ack_now = False
         self._want_writable = False
         self._writable_callbacks: list[Callable[[], None]] = []
         self.packets_sent = 0
@@ -131,6 +133,7 @@ class ChannelMachine:
             F.FRAGMENT: self._on_fragment,
             F.ACK: self._on_ack,
             F.PROBE: _ignore,
+            F.ACK_NOW: self._on_ack_now,
         }
 
     # -- the game's side ---------------------------------------------------
@@ -222,6 +225,7 @@ class ChannelMachine:
         if number <= received.floor or received.contains(number):
             return
         eliciting = False
+        self._ack_now = False
         handlers = self._handlers
         try:
             for frame in frames[1:]:
@@ -234,6 +238,8 @@ class ChannelMachine:
             self._after_input()
             return
         received.on_received(number, eliciting, now)
+        if self._ack_now:
+            received.ack_deadline = now
         self.packets_received += 1
         self.bytes_received += size
         if self._want_writable:
@@ -407,6 +413,9 @@ class ChannelMachine:
         if receiver is None or not receiver.on_fragment(seq, total, offset, data):
             self.dropped_frames += 1
 
+    def _on_ack_now(self, frame, now: float) -> None:
+        self._ack_now = True
+
     def _on_ack(self, frame, now: float) -> None:
         _, truncated, delay, first, more = frame
         largest_sent = self._next_pn - 1
@@ -525,7 +534,8 @@ class ChannelMachine:
         chunks: list[Chunk] = []
         wrote = False
         if not ack_only:
-            space = max_payload - size
+            # One byte kept for ACK_NOW.
+            space = max_payload - size - 1
             empty = space
             vclock = self._vclock
             for sender in self._schedule():
@@ -544,6 +554,13 @@ class ChannelMachine:
                     return None
                 parts.append(_PROBE)
                 wrote = True
+            if probe or (
+                self.sent.bytes_in_flight + 2 * (max_payload + self.overhead)
+                > self.congestion.window
+            ):
+                # This packet (nearly) fills the window: waiting for the
+                # peer's usual ack count or delay would stall us.
+                parts.append(_ACK_NOW)
         payload = b"".join(parts)
         self._next_pn = number + 1
         if ack_largest >= 0:
