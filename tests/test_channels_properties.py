@@ -4,6 +4,8 @@ reorders and delays datagrams (L{p2pnet.testing.channellink}): every
 delivery mode keeps its promise, and memory stays bounded.
 """
 
+import random
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
@@ -59,7 +61,12 @@ messages = st.lists(
 
 def machines():
     return [
-        ChannelMachine(CHANNELS, max_message=MAX_MESSAGE, receive_buffer=RECEIVE_BUFFER)
+        ChannelMachine(
+            CHANNELS,
+            max_message=MAX_MESSAGE,
+            receive_buffer=RECEIVE_BUFFER,
+            send_buffer=10_000_000,
+        )
         for _ in range(2)
     ]
 
@@ -140,3 +147,56 @@ class DeliveryProperties(SynchronousTestCase):
                     self.assertEqual(ranks, sorted(ranks))
                 if channel == SEQUENCED and want:
                     self.assertEqual(indices[-1], want[-1][0])
+
+
+class HeavyProperties(SynchronousTestCase):
+    @settings(max_examples=20)
+    @given(
+        st.integers(0, 2**32),
+        st.sampled_from([0.05, 0.2, 0.3]),
+        st.sampled_from([0.0, 0.1]),
+        st.sampled_from([0.0, 0.03]),
+    )
+    def test_many_messages(self, seed, loss, duplicate, jitter):
+        """
+        Sixty messages of every size on every channel, both ways, through
+        heavy loss, duplication and reordering: the same promises hold.
+        """
+        rng = random.Random(seed)
+        a, b = machines()
+        ab = Direction(delay=0.02, jitter=jitter, loss=loss, duplicate=duplicate)
+        ba = Direction(delay=0.03, jitter=jitter, loss=loss, duplicate=duplicate)
+        link = Link(a, b, ab, ba, seed=seed)
+        sent = {}
+        for index in range(60):
+            side = rng.randrange(2)
+            channel = rng.randrange(5)
+            size = rng.choice([4, 60, 1000, 3000, MAX_MESSAGE])
+            when = rng.random()
+            data = payload(index, size)
+            sent[index] = (when, side, channel, data)
+
+            def send(side=side, channel=channel, data=data):
+                link.machine(side).send(channel, data, flush=rng.random() < 0.5, now=link.now)
+
+            link.at(when, send)
+
+        def check():
+            for machine in (a, b):
+                self.assertLessEqual(machine._budget.used, RECEIVE_BUFFER)
+            return link.now > 1.0 and link.idle()
+
+        link.run(until=600.0, stop=check)
+        self.assertTrue(link.idle(), "still busy after 600 s")
+        for receiver in (0, 1):
+            got = {}
+            for _, event in link.received[receiver]:
+                if isinstance(event, MessageReceived):
+                    got.setdefault(event.channel, []).append(event.data)
+            expected = {}
+            for index, (_, side, channel, data) in sorted(
+                sent.items(), key=lambda item: (item[1][0], item[0])
+            ):
+                if side != receiver:
+                    expected.setdefault(channel, []).append((index, data))
+            DeliveryProperties._check(self, got, expected)

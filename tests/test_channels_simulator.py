@@ -74,6 +74,33 @@ class LossyLinkTests(SynchronousTestCase):
         self.assertEqual([data for _, data in received(link, 1, 0)], [message])
 
 
+class PathChangeTests(SynchronousTestCase):
+    def test_path_change(self):
+        """
+        When the connection moves to another path (everything in flight on
+        the old one lost, a longer RTT and a smaller MTU on the new one),
+        every reliable message still arrives once, in order.
+        """
+        channels = [Channel(0, Delivery.RELIABLE_ORDERED)]
+        a, b = ChannelMachine(channels), ChannelMachine(channels)
+        ab, ba = Direction(delay=0.01), Direction(delay=0.01)
+        link = Link(a, b, ab, ba, seed=5)
+        for n in range(300):
+            link.at(n * 0.01, lambda n=n: a.send(0, n.to_bytes(4, "big") * 500, now=link.now))
+
+        def move():
+            link.drop_in_flight()
+            for direction in (ab, ba):
+                direction.delay = 0.08
+                direction.mtu = 1280
+
+        link.at(1.5, move)
+        link.run(until=120.0, stop=lambda: link.now > 3 and link.idle())
+        got = [int.from_bytes(d[:4], "big") for _, d in received(link, 1, 0)]
+        self.assertEqual(got, list(range(300)))
+        self.assertLessEqual(a.pmtu.size, 1280)
+
+
 class PriorityTests(SynchronousTestCase):
     def test_real_time_beside_bulk(self):
         """
