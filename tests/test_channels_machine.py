@@ -164,6 +164,27 @@ class SendTests(SynchronousTestCase):
         self.assertEqual(flags[-1], True)
         self.assertEqual(flags[0], False)
 
+    def test_sequenced_inherits_reservation(self):
+        """
+        On a reliable sequenced channel a newer message takes over the
+        peer-budget reservation of the older one it abandons, so a full
+        budget cannot stop the channel.
+        """
+        machine = ChannelMachine(
+            [Channel(0, Delivery.RELIABLE_SEQUENCED)],
+            max_message=10_000,
+            receive_buffer=12_000,
+        )
+        machine.send(0, bytes(10_000))
+        machine.datagrams_to_send(0.0)
+        self.assertEqual(machine._buffer.used, 10_128)
+        machine.send(0, bytes(3_000))
+        machine.handle_timer(5.0)
+        datagrams = machine.datagrams_to_send(5.0)
+        seqs = {f.seq for d in datagrams for f in F.parse_packet(d) if hasattr(f, "seq")}
+        self.assertIn(1, seqs)
+        self.assertEqual(machine._buffer.used, 10_128)
+
     def test_sequenced_drops_older_unsent(self):
         """
         On a sequenced channel only the newest unsent message is sent.
@@ -304,6 +325,33 @@ class ReceiveTests(SynchronousTestCase):
         self.assertEqual(self.machine.refused_packets, 7)
         # The refused packets were not recorded as received.
         self.assertEqual(self.machine.received.ranges, [[1, 2]])
+
+    def test_unreliable_over_budget(self):
+        """
+        An unreliable fragment that does not fit the budget is dropped on
+        its own; the reliable message beside it is delivered and the packet
+        acknowledged.
+        """
+        self.machine.receive(packet(0, F.Fragment(0, 1, 10_000, 0, b"x")), 0.0)
+        self.machine.receive(packet(1, F.Fragment(0, 2, 10_000, 0, b"x")), 0.0)
+        self.machine.receive(
+            packet(2, F.Fragment(1, 0, 10_000, 0, b"u"), F.Message(0, 0, b"r")), 0.0
+        )
+        self.assertEqual(messages(self.machine), [(0, b"r")])
+        self.assertEqual(self.machine.refused_packets, 0)
+        self.assertTrue(self.machine.received.contains(2))
+
+    def test_sequenced_gives_up_older(self):
+        """
+        On a sequenced channel the first frame of a newer message frees the
+        reassembly of older ones, and their late frames are ignored.
+        """
+        self.machine.receive(packet(0, F.Fragment(2, 1, 10_000, 0, b"o")), 0.0)
+        self.assertEqual(self.machine._budget.used, 10_128)
+        self.machine.receive(packet(1, F.Fragment(2, 2, 5_000, 0, b"n")), 0.0)
+        self.assertEqual(self.machine._budget.used, 5_128)
+        self.machine.receive(packet(2, F.Fragment(2, 1, 10_000, 1, b"o")), 0.0)
+        self.assertEqual(self.machine._budget.used, 5_128)
 
     def test_window(self):
         """

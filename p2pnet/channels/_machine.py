@@ -102,7 +102,8 @@ class ChannelMachine:
                 channel, self._budget, max_message, self._deliver
             )
         self._channels = [c for c in channels]
-        self._active: set[ChannelSender] = set()
+        # Channels with something to send (a dict for a stable order).
+        self._active: dict[ChannelSender, None] = {}
         self._vclock: dict[int, float] = {}
         self.sent = SentPackets(max_ack_delay)
         self.received = ReceivedPackets(max_ack_delay)
@@ -477,7 +478,7 @@ class ChannelMachine:
             floor = self._vclock.get(sender.channel.priority, 0.0)
             if sender.vtime < floor:
                 sender.vtime = floor
-            self._active.add(sender)
+            self._active[sender] = None
 
     def _mtu_changed(self) -> None:
         self.congestion.max_datagram = self.pmtu.size
@@ -546,7 +547,7 @@ class ChannelMachine:
                     vclock[sender.channel.priority] = sender.vtime
                     sender.vtime += (before - space) / sender.channel.weight
                 if not sender.has_data():
-                    self._active.discard(sender)
+                    del self._active[sender]
                 if space < MIN_FRAGMENT:
                     break
             if not wrote:
@@ -710,7 +711,7 @@ class ChannelMachine:
 
 
 def _order(sender: ChannelSender):
-    return (sender.channel.priority, sender.vtime)
+    return (sender.channel.priority, sender.vtime, sender.channel.id)
 
 
 def _ignore(frame, now: float) -> None:

@@ -107,7 +107,8 @@ class ChannelReceiver:
 
     @ivar base: for ordered channels the next sequence number to deliver;
         for unordered ones the lowest not yet delivered; for sequenced ones
-        one more than the newest delivered.
+        the newest seen (one more once it is delivered): anything older is
+        dropped.
     """
 
     def __init__(self, channel, budget: Budget, max_message: int, deliver) -> None:
@@ -121,6 +122,12 @@ class ChannelReceiver:
         self.delivered: set[int] = set()
         self.partials: dict[int, Partial] = {}
         self.received_count = 0
+        # Sequenced channels, and fragmented unreliable messages, never
+        # deliver an older message once a newer one has been seen.
+        self.forward_only = not (
+            channel.delivery is Delivery.RELIABLE_ORDERED
+            or channel.delivery is Delivery.RELIABLE_UNORDERED
+        )
         budget.receivers.append(self)
 
     def expand(self, seq: int) -> int:
@@ -147,6 +154,8 @@ class ChannelReceiver:
         full = self.expand(seq)
         if self._stale(full):
             return
+        if self.forward_only and full > self.base:
+            self._move_to(full)
         partial = self.partials.pop(full, None)
         if partial is not None:
             self.budget.give(partial.total + ENTRY_COST)
@@ -162,11 +171,20 @@ class ChannelReceiver:
         full = self.expand(seq)
         if self._stale(full):
             return True
+        if self.forward_only and full > self.base:
+            self._move_to(full)
         partial = self.partials.get(full)
         if partial is None:
             if not self.delivery.reliable:
+                # Unreliable data never holds a packet back: if it does
+                # not fit, it is lost, like any unreliable message.
                 self.drop_unreliable_partial()
-            self.budget.take(total + ENTRY_COST)
+                try:
+                    self.budget.take(total + ENTRY_COST)
+                except OverBudget:
+                    return True
+            else:
+                self.budget.take(total + ENTRY_COST)
             partial = self.partials[full] = Partial(total)
         elif partial.total != total:
             return False
@@ -175,6 +193,17 @@ class ChannelReceiver:
             self.budget.give(total + ENTRY_COST)
             self._complete(full, bytes(partial.buffer))
         return True
+
+    def _move_to(self, full: int) -> None:
+        """
+        A frame of message C{full} arrived on a channel that only moves
+        forward: older messages will never be delivered, so their
+        reassembly is given up now (the sender has abandoned them and
+        counts on it, see L{p2pnet.channels._send}).
+        """
+        self.base = full
+        for old in [s for s in self.partials if s < full]:
+            self.budget.give(self.partials.pop(old).total + ENTRY_COST)
 
     def drop_unreliable_partial(self) -> None:
         if self.delivery.reliable or not self.partials:

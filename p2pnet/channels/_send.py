@@ -141,19 +141,40 @@ class ChannelSender:
         """
         Whether C{message} (not yet started) may be started now: within
         the sequence window and the peer's receive budget.
+
+        On a sequenced channel the new message takes over the reservations
+        of the abandoned messages before it: the peer frees their
+        reassembly as soon as it sees any frame of a newer message, before
+        it takes the new message's share, so holding the larger of the two
+        always covers what it holds for the channel.
         """
         if not self.reliable:
             return True
+        if self.sequenced:
+            inherited = sum(old.reserved for old in self.reserved if old.abandoned)
+            need = max(message.size + ENTRY_COST, inherited)
+            if not self.reservations.try_take(need - inherited):
+                return False
+            for old in [m for m in self.reserved if m.abandoned]:
+                self.reserved.remove(old)
+                old.reserved = 0
+            message.reserved = need
+            return True
         if self.reserved and self.next_seq - self.reserved[0].seq >= SEQ_WINDOW:
             return False
-        return self.reservations.try_take(message.size + ENTRY_COST)
+        if not self.reservations.try_take(message.size + ENTRY_COST):
+            return False
+        message.reserved = message.size + ENTRY_COST
+        return True
 
     def start(self, message: OutMessage) -> None:
+        """
+        C{message}'s first byte is going out (after L{may_start} said yes).
+        """
         message.seq = self.next_seq
         self.next_seq += 1
         self.sent_count += 1
         if self.reliable:
-            message.reserved = message.size + ENTRY_COST
             self.reserved.append(message)
 
     def on_chunk_acked(self, chunk: Chunk) -> bool:

@@ -99,6 +99,14 @@ class Link:
                 return False
         return True
 
+    def drop_in_flight(self) -> None:
+        """
+        Lose every datagram on its way (the path went away).
+        """
+        arrive = self._arrive
+        self._heap[:] = [entry for entry in self._heap if entry[2] != arrive]
+        heapq.heapify(self._heap)
+
     def run(
         self,
         until: float = float("inf"),
