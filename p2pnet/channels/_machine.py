@@ -11,29 +11,28 @@ takes C{now}.
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 from typing import Callable, Iterable, Optional, Union
 
 from p2pnet.channels import _frames as F
 from p2pnet.channels._channel import (
-    ChannelStats,
     ConnectionStats,
     Delivery,
     MessageReceived,
     PathMtuChanged,
     Writable,
 )
+from p2pnet.channels._build import build, build_mtu_probe
 from p2pnet.channels._congestion import Bbr, Pacer
 from p2pnet.channels._pmtu import BASE_SIZE, MAX_SIZE, PathMtu
 from p2pnet.channels._receive import Budget, ChannelReceiver, OverBudget
 from p2pnet.channels._recovery import (
     MAX_ACK_DELAY,
     ReceivedPackets,
-    SentPacket,
     SentPackets,
 )
 from p2pnet.channels._send import ChannelSender, Chunk, OutMessage, SendBuffer
+from p2pnet.channels._stats import snapshot
 from p2pnet.errors import MalformedMessage, MessageTooLarge, SendBufferFull
 
 #: The default message cap (issue 15): 16 MiB.
@@ -41,15 +40,6 @@ MAX_MESSAGE = 16 * 1024 * 1024
 #: Bytes a packet costs beyond the channel plaintext: 4 of path framing
 #: and 24 of AEAD (packet number, epoch and tag).
 OVERHEAD = 28
-#: Do not start a fragment smaller than this to fill the end of a packet.
-MIN_FRAGMENT = 64
-
-_message = struct.Struct(">BBHH")
-_unreliable = struct.Struct(">BBH")
-_fragment = struct.Struct(">BBHIIH")
-_packet_number = struct.Struct(">BI")
-_PROBE = bytes([F.PROBE])
-_ACK_NOW = bytes([F.ACK_NOW])
 
 
 class ChannelMachine:
@@ -301,14 +291,14 @@ class ChannelMachine:
         if pmtu.state == "searching" and pmtu.probe_size is None and self.sent.rtt.has_sample:
             size = pmtu.probe_due(now)
             if size is not None:
-                out.append(self._build_mtu_probe(size, now))
+                out.append(build_mtu_probe(self, size, now))
         sent = self.sent
         congestion = self.congestion
         received = self.received
         while True:
             if self._probes:
                 self._probes -= 1
-                out.append(self._build(now, probe=True))
+                out.append(build(self, now, probe=True))
                 continue
             if (
                 self._active
@@ -317,7 +307,7 @@ class ChannelMachine:
                 and sent.bytes_in_flight + pmtu.size <= congestion.window
                 and self.pacer.next_time <= now
             ):
-                payload = self._build(now)
+                payload = build(self, now)
                 if payload is not None:
                     out.append(payload)
                     continue
@@ -325,7 +315,7 @@ class ChannelMachine:
             deadline = received.ack_deadline
             if deadline is not None and now >= deadline:
                 if received.ranges:
-                    out.append(self._build(now, ack_only=True))
+                    out.append(build(self, now, ack_only=True))
                 else:
                     received.on_ack_sent()
             break
@@ -342,52 +332,7 @@ class ChannelMachine:
         """
         A snapshot of the connection's counters (see L{ConnectionStats}).
         """
-        if now is None:
-            now = self._now
-        rtt = self.sent.rtt
-        channels = []
-        queued_messages = queued_bytes = 0
-        oldest = 0.0
-        for channel in self._channels:
-            sender = self._senders[channel.id]
-            age = sender.oldest_age(now)
-            oldest = max(oldest, age)
-            queued_messages += sender.held_messages
-            queued_bytes += sender.held_bytes
-            channels.append(
-                ChannelStats(
-                    channel.id,
-                    sender.sent_count,
-                    self._receivers[channel.id].received_count,
-                    sender.held_messages,
-                    sender.held_bytes,
-                    age,
-                )
-            )
-        eliciting_sent = self.sent.acked_count + self.sent.lost_count
-        return ConnectionStats(
-            srtt=rtt.smoothed,
-            rttvar=rtt.variation,
-            min_rtt=rtt.minimum if rtt.has_sample else 0.0,
-            latest_rtt=rtt.latest,
-            loss=self.sent.lost_count / eliciting_sent if eliciting_sent else 0.0,
-            packets_sent=self.packets_sent,
-            packets_received=self.packets_received,
-            packets_lost=self.sent.lost_count,
-            bytes_sent=self.bytes_sent,
-            bytes_received=self.bytes_received,
-            send_rate=self.send_rate,
-            bandwidth=self.congestion.bandwidth,
-            pacing_rate=self.congestion.pacing_rate,
-            congestion_window=self.congestion.window,
-            bytes_in_flight=self.sent.bytes_in_flight,
-            path_mtu=self.pmtu.size,
-            queued_messages=queued_messages,
-            queued_bytes=queued_bytes,
-            oldest_age=oldest,
-            dropped_frames=self.dropped_frames,
-            channels=tuple(channels),
-        )
+        return snapshot(self, self._now if now is None else now)
 
     # -- receiving -----------------------------------------------------------
 
@@ -516,83 +461,6 @@ class ChannelMachine:
             return list(active)
         return sorted(active, key=_order)
 
-    def _build(self, now: float, probe: bool = False, ack_only: bool = False) -> Optional[bytes]:
-        number = self._next_pn
-        max_payload = self.pmtu.size - self.overhead
-        if probe and self.sent.pto_count >= 2:
-            max_payload = min(max_payload, self.pmtu.base - self.overhead)
-        parts = [_packet_number.pack(F.PACKET_NUMBER, number & 0xFFFFFFFF)]
-        size = F.PACKET_NUMBER_SIZE
-        ack_largest = -1
-        received = self.received
-        if received.unacked_eliciting and received.ranges:
-            ranges = received.ack_ranges()
-            delay = int((now - received.largest_time) / F.ACK_DELAY_UNIT)
-            ack = F.encode_ack(ranges[0][1], delay, ranges)
-            parts.append(ack)
-            size += len(ack)
-            ack_largest = ranges[0][1]
-        chunks: list[Chunk] = []
-        wrote = False
-        if not ack_only:
-            # One byte kept for ACK_NOW.
-            space = max_payload - size - 1
-            empty = space
-            vclock = self._vclock
-            for sender in self._schedule():
-                before = space
-                space = self._fill(sender, space, empty, parts, chunks)
-                if space != before:
-                    wrote = True
-                    vclock[sender.channel.priority] = sender.vtime
-                    sender.vtime += (before - space) / sender.channel.weight
-                if not sender.has_data():
-                    del self._active[sender]
-                if space < MIN_FRAGMENT:
-                    break
-            if not wrote:
-                if not probe:
-                    return None
-                parts.append(_PROBE)
-                wrote = True
-            if probe or (
-                self.sent.bytes_in_flight + 2 * (max_payload + self.overhead)
-                > self.congestion.window
-            ):
-                # This packet (nearly) fills the window: waiting for the
-                # peer's usual ack count or delay would stall us.
-                parts.append(_ACK_NOW)
-        payload = b"".join(parts)
-        self._next_pn = number + 1
-        if ack_largest >= 0:
-            received.on_ack_sent()
-        wire_size = len(payload) + self.overhead
-        self.packets_sent += 1
-        self.bytes_sent += wire_size
-        self._rate_bytes += wire_size
-        if now - self._rate_start >= 0.25:
-            self._count_rate(now)
-        if wrote:
-            sent = self.sent
-            congestion = self.congestion
-            packet = SentPacket(number, now, wire_size, True, True, chunks, ack_largest)
-            congestion.on_sent(packet, sent.bytes_in_flight, now)
-            sent.on_sent(packet)
-            self.pacer.on_sent(now, wire_size, congestion.pacing_rate)
-        return payload
-
-    def _build_mtu_probe(self, size: int, now: float) -> bytes:
-        number = self._next_pn
-        self._next_pn += 1
-        head = _packet_number.pack(F.PACKET_NUMBER, number & 0xFFFFFFFF) + _PROBE
-        payload = head + bytes(size - self.overhead - len(head))
-        packet = SentPacket(number, now, size, True, False, [], -1, mtu_probe=True)
-        self.sent.on_sent(packet)
-        self.pmtu.on_probe_sent(size)
-        self.packets_sent += 1
-        self.bytes_sent += size
-        return payload
-
     def _count_rate(self, now: float) -> None:
         """
         Fold the bytes sent in the last quarter second or more into
@@ -602,113 +470,6 @@ class ChannelMachine:
         self.send_rate = sample if not self.send_rate else 0.5 * self.send_rate + 0.5 * sample
         self._rate_bytes = 0
         self._rate_start = now
-
-    def _fill(self, sender: ChannelSender, space: int, empty: int, parts: list, chunks: list) -> int:
-        """
-        Put as much of C{sender}'s data as fits in C{space} bytes.
-
-        @return: the space left.
-        """
-        retransmit = sender.retransmit
-        while retransmit:
-            chunk = retransmit[0]
-            message = chunk.message
-            if chunk.acked or message.done or message.abandoned:
-                retransmit.popleft()
-                chunk.queued = False
-                continue
-            whole = chunk.offset == 0 and chunk.length == message.size
-            need = chunk.length + (F.MESSAGE_HEADER if whole else F.FRAGMENT_HEADER)
-            if need > space:
-                if space < empty:
-                    return space
-                # The path MTU shrank below this chunk: send it in pieces.
-                self._split(chunk, empty - F.FRAGMENT_HEADER)
-                continue
-            retransmit.popleft()
-            chunk.queued = False
-            if whole:
-                parts.append(_message.pack(F.MESSAGE, sender.channel.id, message.seq & 0xFFFF, chunk.length))
-                parts.append(message.data)
-            else:
-                self._put_fragment(parts, sender, message, chunk.offset, chunk.length)
-            chunks.append(chunk)
-            space -= need
-        queue = sender.queue
-        reliable = sender.reliable
-        unreliable = sender.delivery is Delivery.UNRELIABLE
-        while queue:
-            message = queue[0]
-            if message.abandoned:
-                queue.popleft()
-                continue
-            offset = message.sent
-            if offset == 0:
-                whole_need = message.size + (F.UNRELIABLE_HEADER if unreliable else F.MESSAGE_HEADER)
-                if whole_need > space and whole_need <= empty:
-                    return space
-                if whole_need > space and space - F.FRAGMENT_HEADER < MIN_FRAGMENT:
-                    return space
-                if not sender.may_start(message):
-                    return space
-                sender.start(message)
-                if whole_need <= space:
-                    if unreliable:
-                        parts.append(_unreliable.pack(F.UNRELIABLE, sender.channel.id, message.size))
-                    else:
-                        parts.append(_message.pack(F.MESSAGE, sender.channel.id, message.seq & 0xFFFF, message.size))
-                    parts.append(message.data)
-                    space -= whole_need
-                    message.sent = message.size
-                    queue.popleft()
-                    if reliable:
-                        message.pending += 1
-                        chunks.append(Chunk(message, 0, message.size))
-                    else:
-                        sender.unhold(message)
-                    continue
-            length = min(message.size - offset, space - F.FRAGMENT_HEADER)
-            if length < MIN_FRAGMENT and length < message.size - offset:
-                return space
-            self._put_fragment(parts, sender, message, offset, length)
-            space -= F.FRAGMENT_HEADER + length
-            message.sent = offset + length
-            if reliable:
-                message.pending += 1
-                chunks.append(Chunk(message, offset, length))
-            if message.sent == message.size:
-                queue.popleft()
-                if not reliable:
-                    sender.unhold(message)
-            else:
-                return space
-        return space
-
-    def _put_fragment(self, parts, sender, message, offset, length) -> None:
-        parts.append(
-            _fragment.pack(
-                F.FRAGMENT, sender.channel.id, message.seq & 0xFFFF, message.size, offset, length
-            )
-        )
-        parts.append(message.data[offset : offset + length])
-
-    def _split(self, chunk: Chunk, piece: int) -> None:
-        message = chunk.message
-        retransmit = message.sender.retransmit
-        retransmit.popleft()
-        chunk.queued = False
-        pieces = []
-        offset, end = chunk.offset, chunk.offset + chunk.length
-        while offset < end:
-            length = min(piece, end - offset)
-            part = Chunk(message, offset, length)
-            part.queued = True
-            pieces.append(part)
-            offset += length
-        chunk.parts = pieces
-        message.pending += len(pieces) - 1
-        retransmit.extendleft(reversed(pieces))
-
 
 def _order(sender: ChannelSender):
     return (sender.channel.priority, sender.vtime, sender.channel.id)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from p2pnet.channels._channel import Delivery
 from p2pnet.channels._receive import ENTRY_COST, SEQ_WINDOW
 
 
@@ -92,6 +93,7 @@ class ChannelSender:
         self.delivery = channel.delivery
         self.reliable = channel.delivery.reliable
         self.sequenced = channel.delivery.sequenced
+        self.unreliable = channel.delivery is Delivery.UNRELIABLE
         self.reservations = reservations
         self.queue: deque[OutMessage] = deque()
         self.retransmit: deque[Chunk] = deque()
