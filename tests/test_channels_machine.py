@@ -185,6 +185,39 @@ class SendTests(SynchronousTestCase):
         self.assertIn(1, seqs)
         self.assertEqual(machine._buffer.used, 10_128)
 
+    def test_queue_stats(self):
+        """
+        The stats count queued messages, their bytes and the oldest one's
+        age, per channel and in total, until they are acknowledged.
+        """
+        machine = ChannelMachine([Channel(0), Channel(1, Delivery.UNRELIABLE)])
+        machine.send(0, bytes(100), flush=False, now=1.0)
+        machine.send(0, bytes(50), flush=False, now=1.2)
+        machine.send(1, bytes(10), flush=False, now=1.3)
+        stats = machine.stats(now=1.5)
+        self.assertEqual((stats.queued_messages, stats.queued_bytes), (3, 160))
+        self.assertAlmostEqual(stats.oldest_age, 0.5)
+        first, second = stats.channels
+        self.assertEqual((first.id, first.queued_messages, first.queued_bytes), (0, 2, 150))
+        self.assertEqual((second.id, second.queued_messages, second.queued_bytes), (1, 1, 10))
+        self.assertAlmostEqual(second.oldest_age, 0.2)
+        [datagram] = machine.datagrams_to_send(1.5)
+        # Sent: the unreliable one is gone, the reliable ones wait for acks.
+        stats = machine.stats(now=1.6)
+        self.assertEqual((stats.queued_messages, stats.queued_bytes), (2, 150))
+        self.assertEqual(stats.packets_sent, 1)
+        self.assertEqual(stats.bytes_sent, len(datagram) + 28)
+        self.assertEqual(stats.channels[0].messages_sent, 2)
+        peer = ChannelMachine([Channel(0), Channel(1, Delivery.UNRELIABLE)])
+        peer.receive(datagram, 1.55)
+        [ack] = peer.datagrams_to_send(1.58)
+        machine.receive(ack, 1.6)
+        stats = machine.stats(now=1.6)
+        self.assertEqual((stats.queued_messages, stats.queued_bytes), (0, 0))
+        self.assertAlmostEqual(stats.srtt, 0.1)
+        self.assertAlmostEqual(stats.latest_rtt, 0.1)
+        self.assertEqual(peer.stats().channels[0].messages_received, 2)
+
     def test_sequenced_drops_older_unsent(self):
         """
         On a sequenced channel only the newest unsent message is sent.
