@@ -19,8 +19,9 @@ class FakeLink:
     are acknowledged one RTT plus their queueing later.
     """
 
-    def __init__(self, bbr, rate, rtt, size=1000):
+    def __init__(self, bbr, rate, rtt, size=1000, police=False):
         self.bbr, self.rate, self.rtt, self.size = bbr, rate, rtt, size
+        self.police = police
         self.pacer = Pacer()
         self.now = 0.0
         self.in_flight = []
@@ -39,6 +40,10 @@ class FakeLink:
                 when, packet = self.in_flight.pop(0)
                 self.now = max(self.now, when)
                 self.bytes_in_flight -= self.size
+                if packet.mtu_probe:
+                    # Marks a packet the policer dropped: found lost now.
+                    self.bbr.on_lost([packet], self.now)
+                    continue
                 self.bbr.on_acked(
                     [packet], self.bytes_in_flight, self.now - packet.time_sent, self.now
                 )
@@ -49,8 +54,14 @@ class FakeLink:
             self.bbr.on_sent(packet, self.bytes_in_flight, self.now)
             self.pacer.on_sent(self.now, self.size, self.bbr.pacing_rate)
             self.bytes_in_flight += self.size
+            if self.police and self.busy_until > self.now:
+                packet.mtu_probe = True
+                self.in_flight.append((self.now + self.rtt, packet))
+                self.in_flight.sort(key=lambda entry: entry[0])
+                continue
             self.busy_until = max(self.busy_until, self.now) + self.size / self.rate
             self.in_flight.append((self.busy_until + self.rtt, packet))
+            self.in_flight.sort(key=lambda entry: entry[0])
 
 
 class BbrTests(SynchronousTestCase):
@@ -73,16 +84,31 @@ class BbrTests(SynchronousTestCase):
     def test_startup_exits_after_three_flat_rounds(self):
         """
         Start-up ends (into drain) after three rounds in which the
-        bandwidth grew by less than 25%.
+        bandwidth grew by less than 25%, when the RTT does not rise (a
+        policer that drops what exceeds its rate instead of queueing it).
+        """
+        bbr = Bbr(1000)
+        link = FakeLink(bbr, 1_000_000, 0.02, police=True)
+        while bbr.state == STARTUP and link.now < 5:
+            link.run(0.001)
+        self.assertIn(bbr.state, (DRAIN, PROBE_BW))
+        self.assertFalse(bbr.delay_exit)
+        self.assertGreaterEqual(bbr.full_bandwidth_count, 3)
+        self.assertGreater(bbr.bandwidth, 700_000)
+        self.assertLess(bbr.bandwidth, 1_300_000)
+
+    def test_startup_exits_on_rtt_rise(self):
+        """
+        Start-up ends as soon as a round's minimum RTT rises by the HyStart++
+        threshold (4 ms on a 20 ms path) over the previous round's: the
+        bottleneck's queue is growing.
         """
         bbr = Bbr(1000)
         link = FakeLink(bbr, 1_000_000, 0.02)
-        states = []
         while bbr.state == STARTUP:
             link.run(0.001)
-            states.append(bbr.state)
-        self.assertIn(bbr.state, (DRAIN, PROBE_BW))
-        self.assertGreaterEqual(bbr.full_bandwidth_count, 3)
+        self.assertTrue(bbr.delay_exit)
+        self.assertLess(bbr.full_bandwidth_count, 3)
 
     def test_loss_is_not_congestion(self):
         """

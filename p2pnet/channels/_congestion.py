@@ -15,6 +15,14 @@ propagation time (the smallest RTT seen over 10 s), paces at that rate,
 and keeps about one bandwidth-delay product in flight, with a
 1.25/0.75 gain cycle to notice more bandwidth.
 
+Start-up also ends, as HyStart++ (RFC 9406) ends slow start, when the
+smallest RTT of a round (over at least 8 samples) is at least
+C{clamp(previous round's / 8, 4 ms, 16 ms)} above the previous round's:
+the bottleneck's queue is growing, so the bandwidth is found; waiting for
+BBR's three flat rounds would fill a shallow buffer and drop packets, and
+delay a real-time channel behind it.  Random loss does not raise the RTT,
+so it does not end start-up early.
+
 What we left out of the draft: PROBE_RTT (our min-RTT window simply
 expires and restarts from the newest samples) and BBR v2's loss and ECN
 reactions.  Delivery-rate samples follow
@@ -37,6 +45,11 @@ BANDWIDTH_WINDOW_ROUNDS = 10
 MIN_RTT_WINDOW = 10.0
 INITIAL_WINDOW_PACKETS = 10
 MIN_WINDOW_PACKETS = 4
+#: RFC 9406 section 4.2's constants.
+N_RTT_SAMPLE = 8
+MIN_RTT_THRESH = 0.004
+MAX_RTT_THRESH = 0.016
+MIN_RTT_DIVISOR = 8
 
 STARTUP = "startup"
 DRAIN = "drain"
@@ -113,6 +126,10 @@ class Bbr:
         self.window = INITIAL_WINDOW_PACKETS * max_datagram
         self.pacing_rate = HIGH_GAIN * self.window / initial_rtt
         self.app_limited_until = 0
+        self.round_min_rtt = float("inf")
+        self.last_round_min_rtt = float("inf")
+        self.round_samples = 0
+        self.delay_exit = False
 
     def on_sent(self, packet, bytes_in_flight: int, now: float) -> None:
         if bytes_in_flight == 0:
@@ -158,8 +175,28 @@ class Bbr:
         if rtt > 0 and (rtt <= self.min_rtt or now - self.min_rtt_stamp > MIN_RTT_WINDOW):
             self.min_rtt = rtt
             self.min_rtt_stamp = now
+        if self.state == STARTUP and rtt > 0:
+            self._check_delay(round_start, rtt)
         self._update_state(round_start, bytes_in_flight, now)
         self._update_controls()
+
+    def _check_delay(self, round_start: bool, rtt: float) -> None:
+        """
+        HyStart++'s delay increase test (RFC 9406 section 4.2).
+        """
+        if round_start:
+            if self.round_samples >= N_RTT_SAMPLE:
+                self.last_round_min_rtt = self.round_min_rtt
+            self.round_min_rtt = float("inf")
+            self.round_samples = 0
+        self.round_samples += 1
+        if rtt < self.round_min_rtt:
+            self.round_min_rtt = rtt
+        last = self.last_round_min_rtt
+        if self.round_samples >= N_RTT_SAMPLE and last != float("inf"):
+            threshold = min(max(last / MIN_RTT_DIVISOR, MIN_RTT_THRESH), MAX_RTT_THRESH)
+            if self.round_min_rtt >= last + threshold:
+                self.delay_exit = True
 
     def on_lost(self, packets: list, now: float) -> None:
         # BBR v1 does not treat loss as a congestion signal; the delivery
@@ -172,6 +209,10 @@ class Bbr:
         return self.bandwidth * self.min_rtt
 
     def _update_state(self, round_start: bool, bytes_in_flight: int, now: float) -> None:
+        if self.state == STARTUP and self.delay_exit:
+            self.state = DRAIN
+            self.pacing_gain = 1 / HIGH_GAIN
+            self.window_gain = HIGH_GAIN
         if self.state == STARTUP and round_start:
             if self.bandwidth >= self.full_bandwidth * 1.25:
                 self.full_bandwidth = self.bandwidth
