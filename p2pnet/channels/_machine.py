@@ -17,7 +17,6 @@ from typing import Callable, Iterable, Optional, Union
 from p2pnet.channels import _frames as F
 from p2pnet.channels._channel import (
     ConnectionStats,
-    Delivery,
     MessageReceived,
     PathMtuChanged,
     Writable,
@@ -341,14 +340,14 @@ class ChannelMachine:
 
     def _on_unreliable(self, frame, now: float) -> None:
         receiver = self._receivers[frame[1]]
-        if receiver is None or receiver.delivery is not Delivery.UNRELIABLE:
+        if receiver is None or not receiver.unreliable:
             self.dropped_frames += 1
             return
         receiver.on_unreliable(frame[2])
 
     def _on_message(self, frame, now: float) -> None:
         receiver = self._receivers[frame[1]]
-        if receiver is None or receiver.delivery is Delivery.UNRELIABLE:
+        if receiver is None or receiver.unreliable:
             self.dropped_frames += 1
             return
         receiver.on_message(frame[2], frame[3])

@@ -114,6 +114,12 @@ class ChannelReceiver:
     def __init__(self, channel, budget: Budget, max_message: int, deliver) -> None:
         self.channel = channel
         self.delivery = channel.delivery
+        # Plain booleans: enum attribute lookups are slow on this path.
+        self.reliable = channel.delivery.reliable
+        self.unreliable = channel.delivery is Delivery.UNRELIABLE
+        self.ordered = channel.delivery is Delivery.RELIABLE_ORDERED
+        self.unordered = channel.delivery is Delivery.RELIABLE_UNORDERED
+        self.windowed = self.ordered or self.unordered
         self.budget = budget
         self.max_message = max_message
         self.deliver = deliver
@@ -124,10 +130,7 @@ class ChannelReceiver:
         self.received_count = 0
         # Sequenced channels, and fragmented unreliable messages, never
         # deliver an older message once a newer one has been seen.
-        self.forward_only = not (
-            channel.delivery is Delivery.RELIABLE_ORDERED
-            or channel.delivery is Delivery.RELIABLE_UNORDERED
-        )
+        self.forward_only = not self.windowed
         budget.receivers.append(self)
 
     def expand(self, seq: int) -> int:
@@ -140,7 +143,7 @@ class ChannelReceiver:
         """
         if full < self.base:
             return True
-        if self.delivery.reliable and not self.delivery.sequenced:
+        if self.windowed:
             if full - self.base >= SEQ_WINDOW:
                 return True
             return full in self.delivered
@@ -175,7 +178,7 @@ class ChannelReceiver:
             self._move_to(full)
         partial = self.partials.get(full)
         if partial is None:
-            if not self.delivery.reliable:
+            if not self.reliable:
                 # Unreliable data never holds a packet back: if it does
                 # not fit, it is lost, like any unreliable message.
                 self.drop_unreliable_partial()
@@ -206,15 +209,14 @@ class ChannelReceiver:
             self.budget.give(self.partials.pop(old).total + ENTRY_COST)
 
     def drop_unreliable_partial(self) -> None:
-        if self.delivery.reliable or not self.partials:
+        if self.reliable or not self.partials:
             return
         for partial in self.partials.values():
             self.budget.give(partial.total + ENTRY_COST)
         self.partials.clear()
 
     def _complete(self, full: int, data: bytes) -> None:
-        delivery = self.delivery
-        if delivery is Delivery.RELIABLE_ORDERED:
+        if self.ordered:
             if full != self.base:
                 if full not in self.pending:
                     self.budget.take(len(data) + ENTRY_COST)
@@ -228,7 +230,7 @@ class ChannelReceiver:
                 self.budget.give(len(data) + ENTRY_COST)
                 self._emit(data)
                 self.base += 1
-        elif delivery is Delivery.RELIABLE_UNORDERED:
+        elif self.unordered:
             if full == self.base:
                 self._emit(data)
                 self.base += 1
