@@ -100,6 +100,15 @@ class LossTests(SynchronousTestCase):
         self.assertAlmostEqual(recovery.get_timer(), 2.048)
         self.assertEqual(recovery.pto_count, 1)
 
+    def test_pto_backoff_capped(self):
+        """
+        The probe timeout stops doubling after 10 expiries.
+        """
+        recovery = sent([0])
+        for _ in range(12):
+            recovery.on_timeout(recovery.get_timer())
+        self.assertAlmostEqual(recovery.get_timer(), 1.024 * 1024)
+
     def test_no_timer_when_idle(self):
         recovery = sent([0])
         recovery.on_ack([(0, 0)], 0.0, 0.1)

@@ -30,6 +30,10 @@ MAX_ACK_DELAY = 0.025
 #: when one arrives out of order.
 DECIMATION_AFTER = 100
 DECIMATED_THRESHOLD = 10
+#: The probe timeout stops doubling after this many consecutive expiries
+#: (about 17 minutes with the initial RTT); whether the peer is gone is
+#: the connection's heartbeat's business.
+MAX_PTO_BACKOFF = 10
 #: How many ranges the receiver remembers (older ones are forgotten; the
 #: peer then retransmits a little more than needed, never less).
 MAX_RECEIVED_RANGES = 64
@@ -240,7 +244,7 @@ class SentPackets:
             return None
         return self.last_ack_eliciting_time + self.rtt.pto_base(
             self.max_ack_delay
-        ) * (2**self.pto_count)
+        ) * (1 << min(self.pto_count, MAX_PTO_BACKOFF))
 
     def get_timer(self) -> Optional[float]:
         if self.loss_time is not None:
