@@ -161,4 +161,26 @@ class KeyFileError(P2PError):
     (C{--trust-file}) cannot be used: it is readable by other users, is
     not in the expected format, or is too large.  The message names the
     file and what to do about it.
+
+class MessageTooLarge(P2PError, ValueError):
+    """
+    A message given to C{send} is bigger than the connection's message cap
+    (16 MiB unless configured otherwise).  Split it, or raise the cap on
+    both sides.
+
+    @ivar size: the message's size in bytes.
+    @ivar cap: the largest message allowed.
+    """
+
+    def __init__(self, size: int, cap: int) -> None:
+        super().__init__(f"a {size}-byte message is over the {cap}-byte message cap")
+        self.size = size
+        self.cap = cap
+
+
+class SendBufferFull(P2PError):
+    """
+    The connection already holds as many unsent or unacknowledged bytes as
+    its send buffer allows.  Stop sending until the connection says it is
+    writable again (the peer is slower than the game's sending rate).
     """
