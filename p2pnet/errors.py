@@ -161,6 +161,8 @@ class KeyFileError(P2PError):
     (C{--trust-file}) cannot be used: it is readable by other users, is
     not in the expected format, or is too large.  The message names the
     file and what to do about it.
+    """
+
 
 class MessageTooLarge(P2PError, ValueError):
     """
