@@ -12,11 +12,13 @@ from p2pnet.errors import (
     IntroducerUnreachable,
     KeyFileError,
     MalformedMessage,
+    MessageTooLarge,
     NotAuthorised,
     P2PError,
     PeerKeyMismatch,
     PeerLost,
     RateLimited,
+    SendBufferFull,
     SessionFull,
     UnknownPeer,
 )
@@ -34,6 +36,7 @@ from p2pnet.endpoint import (
     TurnSettings,
 )
 from p2pnet._handshake import HandshakeConfig
+from p2pnet.channels import Channel, ConnectionStats, Delivery
 from p2pnet.secure.identity import Identity
 from p2pnet.secure.trust import TrustStore
 from p2pnet.introducer import IntroducerProtocol, IntroducerService
@@ -43,6 +46,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Address",
+    "Channel",
+    "ConnectionStats",
+    "Delivery",
     "HandshakeConfig",
     "HostedSession",
     "Identity",
@@ -63,6 +69,8 @@ __all__ = [
     "ConnectionClosed",
     "HandshakeFailed",
     "KeyFileError",
+    "MessageTooLarge",
+    "SendBufferFull",
     "PeerKeyMismatch",
     "HandshakeTimeout",
     "IntroducerError",

@@ -28,7 +28,8 @@ from twisted.logger import Logger
 
 from p2pnet import wire
 from p2pnet.address import is_relayed
-from p2pnet.errors import HandshakeFailed, MalformedMessage
+from p2pnet._messaging import Messaging, is_channel_packet
+from p2pnet.errors import HandshakeFailed, MalformedMessage, P2PError
 from p2pnet.secure import _frames as frames
 from p2pnet.secure._session import PacketDropped, SecureSession
 
@@ -49,10 +50,13 @@ CLOSE_NORMAL = 0
 class PlainPath:
     """
     No secure session: data tagged with the introduction key (if
-    C{authenticate_data}), plain keepalives and closes.
+    C{authenticate_data}), plain keepalives and closes; no channels.
     """
 
     secure = False
+
+    def messaging(self):
+        raise P2PError("channels need a secure session: they are not available with insecure=True")
 
     def __init__(self, connection: PeerConnection) -> None:
         self._connection = connection
@@ -126,6 +130,15 @@ class SecurePath:
         self.session = session
         self._pending: dict = {}
         self._retransmit = None
+        self._messaging: Messaging | None = None
+
+    def messaging(self) -> Messaging:
+        """
+        The connection's channels (made on first use).
+        """
+        if self._messaging is None:
+            self._messaging = Messaging(self._connection, self._seal_to)
+        return self._messaging
 
     # -- the handshake, in hellos and answers --------------------------------
 
@@ -200,7 +213,8 @@ class SecurePath:
             endpoint.count("dropped-" + e.reason)
             return
         datagram = frames.single_datagram(plaintext)
-        if datagram is not None:
+        channel = datagram is None and is_channel_packet(plaintext)
+        if datagram is not None or channel:
             decoded = None
             probing = False
         else:
@@ -232,6 +246,10 @@ class SecurePath:
             # from anywhere): alive, yes; moved, not before a challenge.
             core.last_heard = now
             self.challenge(source, "traffic")
+        if channel:
+            if not self.messaging().received(plaintext):
+                endpoint.count("dropped-malformed-frames")
+            return
         if decoded is None:
             connection.deliver(datagram)
             return
@@ -299,11 +317,13 @@ class SecurePath:
 
     def close(self) -> None:
         """
-        The connection ended: no more challenges.
+        The connection ended: no more challenges, no more channel timers.
         """
         if self._retransmit is not None and self._retransmit.active():
             self._retransmit.cancel()
         self._retransmit = None
+        if self._messaging is not None:
+            self._messaging.close()
 
     def answer_allowed(self, source) -> bool:
         """

@@ -13,6 +13,7 @@ from attrs import field, frozen
 from twisted.python.failure import Failure
 
 from p2pnet._handshake import HandshakeConfig
+from p2pnet.channels import MAX_MESSAGE, Channel, Delivery
 from p2pnet.address import Address
 
 if TYPE_CHECKING:
@@ -91,6 +92,14 @@ class TurnSettings:
     password: str = field(repr=False)
 
 
+#: The channels a connection has unless configured otherwise.
+DEFAULT_CHANNELS = (
+    Channel(0, Delivery.RELIABLE_ORDERED),
+    Channel(1, Delivery.UNRELIABLE_SEQUENCED, priority=-1),
+    Channel(2, Delivery.RELIABLE_UNORDERED),
+)
+
+
 @frozen
 class PeerConfig:
     """
@@ -117,6 +126,11 @@ class PeerConfig:
     @ivar max_connections: connections (established or punching) kept at
         once; further introductions are refused and counted
         (C{dropped-too-many-connections}).
+    @ivar channels: the channels messages travel on (L{Channel}: id,
+        L{Delivery}, priority, weight); both sides must declare the same.
+        The default: 0 reliable-ordered, 1 unreliable-sequenced (priority
+        first: positions, inputs), 2 reliable-unordered.
+    @ivar max_message: the largest message, in bytes (default 16 MiB).
     @ivar max_extra_sockets: sockets the endpoint opens besides its own
         at most, all connections together (the birthday search opens
         C{birthday_sockets} per connection, re-punching one per rung).
@@ -137,8 +151,15 @@ class PeerConfig:
     max_connections: int = field(default=4096)
     insecure: bool = False
     max_extra_sockets: int = 1024
+    channels: tuple[Channel, ...] = DEFAULT_CHANNELS
+    max_message: int = MAX_MESSAGE
 
     def __attrs_post_init__(self) -> None:
+        ids = [channel.id for channel in self.channels]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"channel ids must differ: {ids}")
+        if not 1 <= self.max_message <= 1 << 30:
+            raise ValueError(f"max_message must be 1 byte to 1 GiB, not {self.max_message!r}")
         if not 1 <= self.max_connections <= 32768:
             raise ValueError(f"max_connections must be 1-32768, not {self.max_connections!r}")
 
@@ -161,6 +182,12 @@ class PeerProtocol:
     def datagram_received(self, data: bytes) -> None:
         """
         One application datagram from the peer.
+        """
+
+    def message_received(self, channel: int, data: bytes) -> None:
+        """
+        One message on C{channel} (see C{PeerConfig.channels}), delivered
+        as the channel's L{Delivery} promises.
         """
 
     def path_changed(self, path: Path) -> None:

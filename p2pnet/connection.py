@@ -132,16 +132,57 @@ class PeerConnection:
 
     # -- the application's API -------------------------------------------
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, channel: int | None = None, *, flush: bool = True) -> None:
         """
-        Send one application datagram to the peer (unreliable, like UDP).
+        Send C{data} to the peer.
 
-        @raise ConnectionClosed: if the connection has ended.
+        Without C{channel}: one raw datagram, unreliable and unordered,
+        like UDP (at most L{p2pnet._datapath.MAX_SEALED_DATAGRAM} bytes).  With a channel
+        (declared in C{PeerConfig.channels}; both sides must declare the
+        same): one message of any size up to C{PeerConfig.max_message},
+        delivered as the channel's L{Delivery} says to the peer's
+        C{PeerProtocol.message_received}.
+
+        @param flush: C{False} lets small messages wait a few milliseconds
+            (C{coalesce_delay}) to share a datagram with the next ones.
+        @raise ConnectionClosed: if the connection is not open.
+        @raise MessageTooLarge: over the message cap.
+        @raise SendBufferFull: the send buffer is full (see
+            L{when_writable}).
+        @raise ValueError: an undeclared channel, or a raw datagram too
+            big for one packet.
         """
         if self.ended or self.address is None:
             raise ConnectionClosed(f"connection to {self.peer_id!r} is not open")
-        self._path.send_datagram(data)
-        self._core.last_sent = self._clock.seconds()
+        if channel is None:
+            self._path.send_datagram(data)
+            self._core.last_sent = self._clock.seconds()
+        else:
+            self._path.messaging().send(channel, data, flush)
+
+    def when_writable(self) -> Deferred:
+        """
+        A Deferred that fires once the channels' send buffer has room again
+        (at once if it has): wait on it after L{SendBufferFull}, or before
+        sending more than the buffer's high-water mark.
+        """
+        return self._path.messaging().when_writable()
+
+    def stats(self):
+        """
+        The channels' statistics: RTT, loss, rates, bandwidth estimate,
+        bytes in flight, queues (a L{p2pnet.channels.ConnectionStats}), or
+        None before any message was sent or received.
+        """
+        messaging = getattr(self._path, "_messaging", None)
+        return None if messaging is None else messaging.stats()
+
+    def sent_now(self, now: float) -> None:
+        """
+        Something went to the peer (a keepalive is not due before
+        C{keepalive_interval} from now).
+        """
+        self._core.last_sent = now
 
     @property
     def secure(self) -> bool:
@@ -239,6 +280,9 @@ class PeerConnection:
             if self.protocol is not protocol or self.ended:
                 break
             protocol.datagram_received(payload)
+        messaging = getattr(self._path, "_messaging", None)
+        if messaging is not None and self.protocol is protocol and not self.ended:
+            messaging.attached(protocol)
 
     @property
     def peer_public(self) -> Address:
@@ -484,6 +528,7 @@ class PeerConnection:
         waiters, self._waiters = self._waiters, []
         for d in waiters:
             self._endpoint.eventually(d.callback, self)
+        self._pump_messages()
 
     def path_changed(self, address: Address) -> None:
         self.address = address
@@ -497,6 +542,12 @@ class PeerConnection:
         self._endpoint.emit(StatusEvent("path-changed", self.peer_id, self.path, address))
         if self.protocol is not None:
             self._endpoint.eventually(self.protocol.path_changed, self.path)
+        self._pump_messages()
+
+    def _pump_messages(self) -> None:
+        messaging = getattr(self._path, "_messaging", None)
+        if messaging is not None:
+            messaging.pump()
 
     def failed(self, error: Exception) -> None:
         # Within the endpoint's budget: spoofed introductions fail too.
