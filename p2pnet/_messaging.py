@@ -29,7 +29,7 @@ def is_channel_packet(plaintext: bytes) -> bool:
     Whether a sealed packet's plaintext holds channel frames (their types
     are 0x10-0x3F; a channel packet starts with its packet number).
     """
-    return FIRST_TYPE <= plaintext[0] <= LAST_TYPE
+    return bool(plaintext) and FIRST_TYPE <= plaintext[0] <= LAST_TYPE
 
 
 class Messaging:
