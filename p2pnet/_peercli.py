@@ -7,11 +7,14 @@ With C{--json} it prints one JSON object per line per event, for scripts
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import socket
 import sys
 from typing import Callable, TextIO
 
+from attrs import frozen
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.python import usage
@@ -22,6 +25,9 @@ from p2pnet._options import parse, port, positive, read_secret
 from p2pnet.address import Address
 from p2pnet.endpoint import PeerConfig, PeerEndpoint, PeerFactory, PeerProtocol, StatusEvent
 from p2pnet.errors import KeyFileError, P2PError, UnknownPeer
+
+#: The channel C{--send-file} sends on (reliable-ordered by default).
+FILE_CHANNEL = 0
 from p2pnet.secure.identity import Identity
 from p2pnet.secure.trust import TrustStore
 
@@ -49,6 +55,9 @@ class Options(usage.Options):
         ["join", None, None, "Join the session with this title."],
         ["connect", None, None, "Connect to this peer id."],
         ["send", None, None, "Send this text to every peer as soon as it connects, then once a second."],
+        ["send-file", None, None, "Send this file to every peer as one reliable message (channel 0) once connected."],
+        ["save-dir", None, None, "Write every message received into this directory (named by its sha256)."],
+        ["stats-interval", None, 5.0, "Seconds between 'stats' events for connections that carry messages.", positive],
         ["port", "p", 0, "Local UDP port (0: any).", port],
         ["bind", "b", "", "Local address to bind (default: all)."],
         ["secret-file", None, None, "File holding the introducer's shared secret."],
@@ -97,6 +106,17 @@ class Options(usage.Options):
         self["secret"] = None
         if self["secret-file"]:
             self["secret"] = read_secret(self["secret-file"], "--secret-file")
+        self["file-bytes"] = None
+        if self["send-file"]:
+            try:
+                with open(self["send-file"], "rb") as f:
+                    self["file-bytes"] = f.read()
+            except OSError as e:
+                raise usage.UsageError(f"--send-file: cannot read {self['send-file']!r}: {e.strerror}") from None
+        if self["save-dir"] and not os.path.isdir(self["save-dir"]):
+            raise usage.UsageError(f"--save-dir: {self['save-dir']!r} is not a directory")
+        if self["insecure"] and (self["send-file"] or self["save-dir"]):
+            raise usage.UsageError("--send-file and --save-dir need channels, which need encryption: drop --insecure")
         if self["insecure"] and (self["identity"] or self["trust-file"]):
             raise usage.UsageError("--insecure has no keys: drop --identity and --trust-file, or --insecure")
         try:
@@ -147,28 +167,56 @@ class Printer:
         self(event.kind, **fields)
 
 
+@frozen
+class _Behaviour:
+    """
+    What every connection does: greet (C{--send}), send a file as one
+    reliable message (C{--send-file}, on channel 0), save what arrives
+    (C{--save-dir}).
+    """
+
+    greeting: bytes | None = None
+    file: bytes | None = None
+    save_dir: str | None = None
+
+
 class _Printing(PeerProtocol):
-    def __init__(self, printer: Printer, peer_id: str, greeting: bytes | None = None) -> None:
+    def __init__(self, printer: Printer, peer_id: str, behaviour: _Behaviour = _Behaviour()) -> None:
         self._printer = printer
         self._peer_id = peer_id
-        self._greeting = greeting
+        self._behaviour = behaviour
 
     def connection_made(self, connection) -> None:
         super().connection_made(connection)
-        if self._greeting is not None:
-            connection.send(self._greeting)
+        behaviour = self._behaviour
+        if behaviour.greeting is not None:
+            connection.send(behaviour.greeting)
+        if behaviour.file is not None:
+            connection.send(behaviour.file, channel=FILE_CHANNEL)
+            self._printer("file-sent", peer=self._peer_id, channel=FILE_CHANNEL, size=len(behaviour.file),
+                          sha256=hashlib.sha256(behaviour.file).hexdigest())
 
     def datagram_received(self, data: bytes) -> None:
         self._printer("datagram", peer=self._peer_id, text=data.decode("utf-8", "replace"))
 
+    def message_received(self, channel: int, data: bytes) -> None:
+        digest = hashlib.sha256(data).hexdigest()
+        saved = None
+        if self._behaviour.save_dir is not None:
+            # Named by content: a peer's name never becomes a path.
+            saved = os.path.join(self._behaviour.save_dir, f"{digest}.bin")
+            with open(saved, "wb") as f:
+                f.write(data)
+        self._printer("message", peer=self._peer_id, channel=channel, size=len(data), sha256=digest, saved=saved)
+
 
 class _Factory(PeerFactory):
-    def __init__(self, printer: Printer, greeting: bytes | None = None) -> None:
+    def __init__(self, printer: Printer, behaviour: _Behaviour) -> None:
         self._printer = printer
-        self._greeting = greeting
+        self._behaviour = behaviour
 
     def build_protocol(self, peer_id: str) -> PeerProtocol:
-        return _Printing(self._printer, peer_id, self._greeting)
+        return _Printing(self._printer, peer_id, self._behaviour)
 
 
 @inlineCallbacks
@@ -198,7 +246,7 @@ def run(reactor, options: Options, out: TextIO):
         secret=options["secret"],
         port=options["port"],
         interface=options["bind"],
-        factory=_Factory(printer, _greeting(options)),
+        factory=_Factory(printer, _behaviour(options)),
         config=config,
         identity=options["identity-key"],
         trust=options["trust"],
@@ -236,6 +284,21 @@ def run(reactor, options: Options, out: TextIO):
         stopped.callback(None)
         return 1
 
+    from twisted.internet.task import LoopingCall
+
+    def report_stats() -> None:
+        for connection in endpoint.connections:
+            stats = connection.stats() if not connection.ended else None
+            if stats is not None:
+                printer(
+                    "stats", peer=connection.peer_id, srtt=round(stats.srtt, 4), rttvar=round(stats.rttvar, 4),
+                    loss=round(stats.loss, 4), send_rate=round(stats.send_rate), bandwidth=round(stats.bandwidth),
+                    in_flight=stats.bytes_in_flight, queued=stats.queued_bytes,
+                )
+
+    stats_call = LoopingCall(report_stats)
+    stats_call.clock = reactor
+    stats_call.start(options["stats-interval"], now=False)
     sender = None
     if options["send"]:
         text = options["send"].encode("utf-8")
@@ -244,8 +307,6 @@ def run(reactor, options: Options, out: TextIO):
             for connection in endpoint.connections:
                 if connection.address is not None and not connection.ended:
                     connection.send(text)
-
-        from twisted.internet.task import LoopingCall
 
         sender = LoopingCall(send_all)
         sender.clock = reactor
@@ -258,12 +319,12 @@ def run(reactor, options: Options, out: TextIO):
         )
         action.addCallback(lambda s: printer("hosting", session=s.name, max_players=s.max_players))
     elif options["join"]:
-        action = _retrying(reactor, options["retry"], lambda: _join(endpoint, options["join"], printer, _greeting(options)))
+        action = _retrying(reactor, options["retry"], lambda: _join(endpoint, options["join"], printer, _behaviour(options)))
     elif options["connect"]:
         peer = options["connect"]
         def connect() -> Deferred:
             printer("connecting", peer=peer)
-            return endpoint.connect(peer, _Printing(printer, peer, _greeting(options)))
+            return endpoint.connect(peer, _Printing(printer, peer, _behaviour(options)))
 
         action = _retrying(reactor, options["retry"], connect)
     if action is not None:
@@ -272,20 +333,26 @@ def run(reactor, options: Options, out: TextIO):
     yield done
     if sender is not None and sender.running:
         sender.stop()
+    if stats_call.running:
+        stats_call.stop()
     yield endpoint.stop()
     stopped.callback(None)
     return code[0]
 
 
-def _greeting(options) -> bytes | None:
-    return options["send"].encode("utf-8") if options["send"] else None
+def _behaviour(options) -> _Behaviour:
+    return _Behaviour(
+        options["send"].encode("utf-8") if options["send"] else None,
+        options["file-bytes"],
+        options["save-dir"],
+    )
 
 
-def _join(endpoint: PeerEndpoint, title: str, printer: Printer, greeting: bytes | None) -> Deferred:
+def _join(endpoint: PeerEndpoint, title: str, printer: Printer, behaviour: _Behaviour) -> Deferred:
     def chosen(sessions):
         for session in sessions:
             if session.name == title:
-                return endpoint.join(session, _Printing(printer, session.host, greeting))
+                return endpoint.join(session, _Printing(printer, session.host, behaviour))
         raise UnknownPeer(3, f"no session titled {title!r}")
 
     return endpoint.list_sessions().addCallback(chosen)

@@ -137,3 +137,45 @@ class PeerCommandTests(TestCase):
         self.assertEqual(error["error"], "PeerKeyMismatch")
         self.assertIn("host", error["message"])
         self.assertEqual([e for e in player.events if e["event"] == "connected"], [])
+
+    @defer.inlineCallbacks
+    def test_send_file(self):
+        """
+        --send-file sends the file as one reliable message once connected;
+        the receiver prints a 'message' event with its size and sha256 and,
+        with --save-dir, writes it there; both print 'stats' events.
+        """
+        import hashlib
+
+        blob = hashlib.sha256(b"file").digest() * (2 * 1024 * 1024 // 32)  # 2 MiB
+        path = os.path.join(self.directory, "level.bin")
+        with open(path, "wb") as f:
+            f.write(blob)
+        saved = os.path.join(self.directory, "inbox")
+        os.makedirs(saved)
+        host, _ = self.peer("--name", "host", "--save-dir", saved, "--stats-interval", "0.5", "--host-session", "Den")
+        yield host.wait_for("hosting")
+        player, _ = self.peer("--name", "player", "--send-file", path, "--join", "Den", "--stats-interval", "0.5")
+        message = yield host.wait_for("message")
+        digest = hashlib.sha256(blob).hexdigest()
+        self.assertEqual((message["peer"], message["channel"], message["size"], message["sha256"]),
+                         ("player", 0, len(blob), digest))
+        with open(os.path.join(saved, digest + ".bin"), "rb") as f:
+            self.assertEqual(f.read(), blob)
+        stats = yield player.wait_for("stats")
+        self.assertEqual(stats["peer"], "host")
+        self.assertGreater(stats["srtt"], 0)
+
+    def test_send_file_unreadable(self):
+        """
+        An unreadable --send-file is a one-line usage error, not a
+        traceback.
+        """
+        from twisted.python import usage
+
+        from p2pnet._peercli import Options
+
+        options = Options()
+        error = self.assertRaises(usage.UsageError, options.parseOptions, [
+            "--introducer", "127.0.0.1:9", "--name", "a", "--send-file", "/nonexistent/file"])
+        self.assertIn("--send-file", str(error))
