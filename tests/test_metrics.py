@@ -5,13 +5,16 @@ metrics, read through C{prometheus_client}'s own text parser.
 
 from __future__ import annotations
 
+from unittest import mock
+
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.task import Clock
 from twisted.logger import Logger
+from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
-from p2pnet import wire
+from p2pnet import introducer_tap, relay_tap, wire
 from p2pnet._metrics import IntroductionLatency, MetricsResource, introducer_registry, relay_registry
 from p2pnet._registry import Registry
 from p2pnet.introducer import IntroducerProtocol
@@ -20,6 +23,7 @@ from p2pnet.relay import RelayProtocol
 from .helpers import FakeDatagramTransport, seeded_bytes
 from .test_introducer import A, B, C, IntroducerTestCase
 from .test_relay import ONE, TWO, RelayTestCase
+from .test_tap import FakeUDPReactor
 
 
 def samples(registry: CollectorRegistry) -> dict:
@@ -283,3 +287,168 @@ class ResourceTests(SynchronousTestCase):
             request.responseHeaders.getRawHeaders(b"content-type")[0].split(b";")[0],
             b"text/plain",
         )
+
+
+class FakeReactor(FakeUDPReactor):
+    """
+    Records listenTCP calls as well.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.tcp = []
+
+    def listenTCP(self, port, factory, backlog=50, interface=""):
+        from twisted.internet.address import IPv4Address
+
+        self.tcp.append((port, factory, interface))
+        listening = mock.Mock()
+        listening.getHost.return_value = IPv4Address("TCP", interface, port or 45678)
+        listening.stopListening.return_value = None
+        return listening
+
+
+def scrape_site(site) -> dict:
+    """
+    Scrape a metrics site in memory: GET /metrics, parsed.
+    """
+    from twisted.web.test.requesthelper import DummyRequest
+
+    resource = site.resource.getChildWithDefault(b"metrics", DummyRequest([b"metrics"]))
+    text = resource.render_GET(DummyRequest([])).decode()
+    return {family.name for family in text_string_to_metric_families(text)}
+
+
+class TapOptionTests(SynchronousTestCase):
+    def secret_file(self) -> str:
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"relay secret\n")
+        return path
+
+    def introducer(self, *argv):
+        options = introducer_tap.Options()
+        options.parseOptions(list(argv))
+        return options
+
+    def relay(self, *argv):
+        options = relay_tap.Options()
+        options.parseOptions(["--secret-file", self.secret_file(), *argv])
+        return options
+
+    def both(self, *argv):
+        """
+        The introducer's and the relay's options parsed from C{argv}.
+        """
+        introducer = introducer_tap.Options()
+        introducer.parseOptions(list(argv))
+        relay = relay_tap.Options()
+        relay.parseOptions(["--secret-file", self.secret_file(), *argv])
+        return introducer, relay
+
+    def test_defaults(self):
+        """
+        No metrics port unless asked for; the metrics interface is
+        loopback; the relay logs statistics every 60 s.
+        """
+        for options in self.both():
+            self.assertIsNone(options["metrics-port"])
+            self.assertEqual(options["metrics-interface"], "127.0.0.1")
+        self.assertEqual(self.both()[1]["stats-interval"], 60.0)
+
+    def test_no_metrics_service_by_default(self):
+        """
+        Without C{--metrics-port} nothing listens on TCP.
+        """
+        for tap, options in zip((introducer_tap, relay_tap), self.both("--port", "0")):
+            reactor = FakeReactor()
+            tap.makeService(options, reactor).startService()
+            self.assertEqual(reactor.tcp, [])
+
+    def test_bad_metrics_port(self):
+        """
+        A metrics port out of range or not a number is a UsageError whose
+        message is one line naming the port.
+        """
+        for bad in ["70000", "-1", "http"]:
+            error = self.assertRaises(UsageError, self.both, "--metrics-port", bad)
+            self.assertIn("port", str(error))
+            self.assertNotIn("\n", str(error))
+
+    def test_bad_metrics_interface(self):
+        """
+        The metrics interface must be an IP address literal; IPv6 is
+        accepted.
+        """
+        for bad in ["localhost", "1.2.3", ""]:
+            self.assertRaises(UsageError, self.both, "--metrics-interface", bad)
+        self.assertEqual(self.both("--metrics-interface", "::1")[0]["metrics-interface"], "::1")
+
+    def test_cli_bad_metrics_port_exit_2(self):
+        """
+        C{p2pnet introducer --metrics-port 99999} exits with status 2 and
+        the error on the last line of stderr.
+        """
+        import io
+        import sys
+
+        err = io.StringIO()
+        self.patch(sys, "stderr", err)
+        self.assertEqual(introducer_tap.main(["--metrics-port", "99999"]), 2)
+        self.assertIn("p2pnet introducer: ", err.getvalue().splitlines()[-1])
+        self.assertIn("99999", err.getvalue().splitlines()[-1])
+
+    def test_introducer_metrics_service(self):
+        """
+        C{--metrics-port} on the introducer serves its metrics on that TCP
+        port and interface.
+        """
+        options, _ = self.both("--port", "0", "--metrics-port", "9100", "--metrics-interface", "127.0.0.2")
+        reactor = FakeReactor()
+        introducer_tap.makeService(options, reactor).startService()
+        [(port, site, interface)] = reactor.tcp
+        self.assertEqual((port, interface), (9100, "127.0.0.2"))
+        names = scrape_site(site)
+        self.assertIn("p2pnet_introducer_received_datagrams", names)
+        self.assertIn("p2pnet_introducer_introduction_latency_seconds", names)
+        self.assertNotIn("p2pnet_relay_allocations", names)
+
+    def test_introducer_with_relay_port(self):
+        """
+        An introducer with an in-process relay serves both's metrics.
+        """
+        options = self.introducer("--port", "0", "--relay-port", "0", "--metrics-port", "0")
+        reactor = FakeReactor()
+        introducer_tap.makeService(options, reactor).startService()
+        [(port, site, interface)] = reactor.tcp
+        self.assertEqual((port, interface), (0, "127.0.0.1"))
+        names = scrape_site(site)
+        self.assertIn("p2pnet_introducer_registrations", names)
+        self.assertIn("p2pnet_relay_allocations", names)
+
+    def test_relay_metrics_service(self):
+        """
+        C{--metrics-port} on the relay serves its metrics.
+        """
+        _, options = self.both("--port", "0", "--metrics-port", "9101")
+        reactor = FakeReactor()
+        relay_tap.makeService(options, reactor).startService()
+        [(port, site, interface)] = reactor.tcp
+        self.assertEqual((port, interface), (9101, "127.0.0.1"))
+        names = scrape_site(site)
+        self.assertIn("p2pnet_relay_forwarded_bytes", names)
+        self.assertNotIn("p2pnet_introducer_registrations", names)
+
+    def test_relay_stats_interval(self):
+        """
+        The relay tap's C{--stats-interval} reaches the protocol: a stats
+        line after that many seconds.
+        """
+        options = self.relay("--port", "0", "--stats-interval", "10", "--idle-timeout", "10")
+        reactor = FakeReactor()
+        relay_tap.makeService(options, reactor).startService()
+        [(_, protocol, _)] = reactor.listened
+        events = []
+        protocol.log = Logger(observer=events.append)
+        reactor.advance(10)
+        self.assertEqual(len([e for e in events if "counters" in e]), 1)
