@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from twisted.application.service import Service
 from twisted.logger import Logger
@@ -26,6 +26,11 @@ from twisted.web.server import Site
 #: Upper bounds (seconds) of the introduction latency buckets: pushes are
 #: retransmitted 0.25, 0.75, 1.75 ... 6.75 s after the first copy.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+#: The text format every Prometheus server reads (what prometheus_client's
+#: own server answers when the scraper asks for nothing newer; our names
+#: are plain, so the 1.0.0 format would be the same bytes).
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 
 def _split(stats, named: dict[str, str], prefix: str) -> Iterator[Metric]:
@@ -179,11 +184,11 @@ class MetricsResource(Resource):
         self._registry = registry
 
     def render_GET(self, request) -> bytes:
-        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode("ascii"))
+        request.setHeader(b"content-type", CONTENT_TYPE)
         return generate_latest(self._registry)
 
 
-class _QuietSite(Site):
+class MetricsSite(Site):
     """
     A Site that writes no access log line per scrape.
     """
@@ -200,7 +205,7 @@ def metrics_site(registry: CollectorRegistry) -> Site:
     """
     root = Resource()
     root.putChild(b"metrics", MetricsResource(registry))
-    return _QuietSite(root)
+    return MetricsSite(root)
 
 
 class MetricsService(Service):

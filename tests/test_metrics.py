@@ -284,8 +284,8 @@ class ResourceTests(SynchronousTestCase):
         self.assertEqual(families["h"].type, "histogram")
         self.assertIn(("h_count", {}, 1.0), [(s.name, s.labels, s.value) for s in families["h"].samples])
         self.assertEqual(
-            request.responseHeaders.getRawHeaders(b"content-type")[0].split(b";")[0],
-            b"text/plain",
+            request.responseHeaders.getRawHeaders(b"content-type"),
+            [b"text/plain; version=0.0.4; charset=utf-8"],
         )
 
 
