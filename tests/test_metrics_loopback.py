@@ -9,6 +9,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, reactor, task
 from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, readBody
 
@@ -162,6 +163,20 @@ class IntroducerScrapeTests(ScrapeTestCase):
         self.assertEqual(value(scraped, name + "_count"), 1)
         self.assertLess(value(scraped, name + "_sum"), 1.0)
         self.assertEqual(value(scraped, name + "_bucket", le="+Inf"), 1)
+
+    @defer.inlineCallbacks
+    def test_scrapes_not_logged(self):
+        """
+        A scrape writes no access log line (one every 15 s would drown the
+        service's own lines).
+        """
+        self.start(introducer_tap, ["--port", "0", "--interface", "127.0.0.1", "--metrics-port", "0"])
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        yield self.scrape()
+        yield self.scrape()
+        self.assertEqual([formatEvent(e) for e in events if "/metrics" in (formatEvent(e) or "")], [])
 
     @defer.inlineCallbacks
     def test_other_paths_404(self):
