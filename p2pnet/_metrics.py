@@ -24,7 +24,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 #: Upper bounds (seconds) of the introduction latency buckets: pushes are
-#: retransmitted 0.25, 0.75, 1.75 ... 6.75 s after the first copy.
+#: retransmitted 0.25, 0.75, 1.75 ... 5.75 s after the first copy (given
+#: up at 6.75 s).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 #: The text format every Prometheus server reads (what prometheus_client's
@@ -46,7 +47,7 @@ def _split(stats, named: dict[str, str], prefix: str) -> Iterator[Metric]:
         family.add_metric([], stats.pop(key, 0))
         yield family
     dropped = CounterMetricFamily(
-        f"{prefix}_dropped_datagrams", "Datagrams dropped, by reason.", labels=["reason"]
+        f"{prefix}_dropped_datagrams", "Datagrams dropped (received ones, or answers and pushes not sent), by reason.", labels=["reason"]
     )
     events = CounterMetricFamily(f"{prefix}_events", "Other events the service counts, by kind.", labels=["event"])
     for key, value in sorted(stats.items()):
