@@ -228,7 +228,8 @@ class MetricsService(Service):
     def startService(self) -> None:
         self.port = self._reactor.listenTCP(self._port_number, self._site, interface=self._interface)
         address = self.port.getHost()
-        self.log.info("metrics on http://{host}:{port}/metrics", host=address.host, port=address.port)
+        host = f"[{address.host}]" if ":" in address.host else address.host
+        self.log.info("metrics on http://{host}:{port}/metrics", host=host, port=address.port)
         super().startService()
 
     def stopService(self):
