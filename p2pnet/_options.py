@@ -5,6 +5,7 @@ C{p2pnet} command-line tools.
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 
 from twisted.python import usage
@@ -53,6 +54,28 @@ def address(text: str) -> Address:
     C{HOST:PORT} with an IP literal host.
     """
     return Address.parse(text)
+
+
+def ip(text: str) -> str:
+    """
+    An IPv4 or IPv6 address literal, normalised.
+    """
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise ValueError(f"expected an IP address, not {text!r}") from None
+
+
+def metrics_options() -> list[list]:
+    """
+    The C{--metrics-port} and C{--metrics-interface} option parameters.
+    """
+    return [
+        ["metrics-port", None, None,
+         "Serve Prometheus metrics at http://INTERFACE:PORT/metrics (TCP; 0 picks a free port).", port],
+        ["metrics-interface", None, "127.0.0.1",
+         "Address the metrics port binds (default: loopback only).", ip],
+    ]
 
 
 def read_secret(path: str, option: str) -> bytes:

@@ -139,6 +139,10 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
     #: Answer plain heartbeats on the fast path (C{_quick_heartbeat});
     #: the tests turn it off to check that both paths behave alike.
     quick_heartbeats = True
+    #: C{(intro_id, seconds since it was sent) -> None}, called at the
+    #: first acknowledgement of each side's copy of an introduction, or
+    #: None (L{p2pnet._metrics} measures introduction latency with it).
+    intro_ack_observer: Callable[[bytes, float], object] | None = None
 
     def __init__(
         self,
@@ -813,6 +817,10 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             if entry[3].active():
                 entry[3].cancel()
             self._push_done(to)
+            observer = self.intro_ack_observer
+            remembered = self._introductions.get(message.intro_id) if observer is not None else None
+            if remembered is not None:
+                observer(message.intro_id, now - remembered[0])
 
     def _on_reverse_request(self, message: wire.ReverseRequest, source, size, authenticated, now) -> None:
         requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)

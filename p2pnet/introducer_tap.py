@@ -14,6 +14,7 @@ from twisted.application.service import MultiService
 from twisted.python import usage
 
 from p2pnet._options import address as _relay_address
+from p2pnet._options import metrics_options
 from p2pnet._options import non_negative as _non_negative
 from p2pnet._options import parse, read_secret
 from p2pnet._options import port as _port
@@ -65,6 +66,7 @@ class Options(usage.Options):
         ["log-rate", None, 20.0,
          "Most per-peer and per-datagram log lines per second (bursts of 5 s "
          "worth); the rest are counted in a summary line (0: no limit).", _non_negative],
+        *metrics_options(),
     ]
     optFlags = [
         ["no-stun", None, "Do not answer STUN Binding requests."],
@@ -170,7 +172,7 @@ def makeService(options: Options, reactor=None) -> MultiService:
     from p2pnet.relay import RelayProtocol
 
     parent = MultiService()
-    relay = None
+    relay = relay_protocol = None
     if options["relay"] is not None:
         relay = RelaySettings(options["relay-secret"], options["relay"])
     elif options["relay-port"] is not None:
@@ -179,6 +181,7 @@ def makeService(options: Options, reactor=None) -> MultiService:
             reactor,
             secret,
             source_limiter=SourceLimiter(5000.0, 5_000_000.0),
+            stats_interval=options["stats-interval"],
         )
         relay_service = UDPService(reactor, relay_protocol, options["relay-port"], options["interface"], "relay")
         relay_service.setServiceParent(parent)
@@ -187,6 +190,13 @@ def makeService(options: Options, reactor=None) -> MultiService:
         relay = RelaySettings(secret, None, lambda: relay_service.port.getHost().port)
     protocol = make_protocol(options, reactor, relay)
     IntroducerService(reactor, protocol, options["port"], options["interface"]).setServiceParent(parent)
+    if options["metrics-port"] is not None:
+        from p2pnet._metrics import MetricsService, introducer_registry, relay_registry
+
+        registry = introducer_registry(protocol)
+        if relay_protocol is not None:
+            relay_registry(relay_protocol, registry)
+        MetricsService(reactor, registry, options["metrics-port"], options["metrics-interface"]).setServiceParent(parent)
     if protocol.stun_server is not None and (options["stun-alternate-ip"] or options["stun-alternate-port"]):
         _add_stun_alternates(parent, reactor, options, protocol.stun_server)
     return parent

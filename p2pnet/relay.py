@@ -79,6 +79,8 @@ class RelayProtocol(FastDatagramWriting, DatagramProtocol):
         all); what is held back is summed up at the next sweep.
     @param verify_all: check the tag of every datagram, not only of those
         that bind or move a side (see the module docstring).
+    @param stats_interval: seconds between statistics log lines (0:
+        never); checked at each sweep, so lines come at most that often.
     @ivar allocations: allocation id -> state, for inspection.
     """
 
@@ -99,6 +101,7 @@ class RelayProtocol(FastDatagramWriting, DatagramProtocol):
         challenge_lifetime: float = 10.0,
         challenge_rate: float = 4.0,
         log_rate: float = 10.0,
+        stats_interval: float = 0.0,
     ) -> None:
         self._clock = clock
         self._secret = secret
@@ -120,6 +123,8 @@ class RelayProtocol(FastDatagramWriting, DatagramProtocol):
         self._forwarded = 0
         self._forwarded_bytes = 0
         self._sweep_call = None
+        self._stats_interval = stats_interval
+        self._last_stats = 0.0
 
     @property
     def stats(self) -> Counter[str]:
@@ -144,6 +149,7 @@ class RelayProtocol(FastDatagramWriting, DatagramProtocol):
         return min(self.idle_timeout, self.unbound_timeout) / 2
 
     def startProtocol(self) -> None:
+        self._last_stats = self._clock.seconds()
         self._sweep_call = self._clock.callLater(self.sweep_interval, self._sweep)
 
     def stopProtocol(self) -> None:
@@ -166,6 +172,13 @@ class RelayProtocol(FastDatagramWriting, DatagramProtocol):
                 count=sum(held.values()),
                 kinds=", ".join(f"{kind}: {n}" for kind, n in sorted(held.items())),
                 rate=self._log_budget.rate,
+            )
+        if self._stats_interval and now - self._last_stats >= self._stats_interval:
+            self._last_stats = now
+            self.log.info(
+                "{allocations} allocations; counters: {counters}",
+                allocations=len(self.allocations),
+                counters=dict(self.stats),
             )
         self._sweep_call = self._clock.callLater(self.sweep_interval, self._sweep)
 

@@ -12,6 +12,8 @@ from twisted.python import usage
 
 from p2pnet._ratelimit import SourceLimiter
 from p2pnet.introducer import UDPService
+from p2pnet._options import metrics_options
+from p2pnet._options import non_negative as _non_negative
 from p2pnet._options import port as _port
 from p2pnet._options import positive as _positive
 from p2pnet._options import read_secret
@@ -41,6 +43,8 @@ class Options(usage.Options):
         ["max-allocations", None, 100_000, "Allocations at most (half-bound ones are evicted first).", int],
         ["max-per-source", None, 256, "Member bindings at most per source IP.", int],
         ["unbound-timeout", None, 15.0, "Seconds a half-bound allocation may wait for its second member.", _positive],
+        ["stats-interval", None, 60.0, "Seconds between statistics log lines (0: never).", _non_negative],
+        *metrics_options(),
     ]
     optFlags = [
         ["verify-all", None, "Check every datagram's tag, not only those that bind or move a member's address."],
@@ -69,6 +73,7 @@ def make_protocol(options: Options, clock) -> RelayProtocol:
         max_allocations=options["max-allocations"],
         max_per_source=options["max-per-source"],
         unbound_timeout=options["unbound-timeout"],
+        stats_interval=options["stats-interval"],
     )
 
 
@@ -79,5 +84,12 @@ def makeService(options: Options, reactor=None) -> MultiService:
     if reactor is None:
         from twisted.internet import reactor  # the tap may use the global reactor
     parent = MultiService()
-    UDPService(reactor, make_protocol(options, reactor), options["port"], options["interface"], "relay").setServiceParent(parent)
+    protocol = make_protocol(options, reactor)
+    UDPService(reactor, protocol, options["port"], options["interface"], "relay").setServiceParent(parent)
+    if options["metrics-port"] is not None:
+        from p2pnet._metrics import MetricsService, relay_registry
+
+        MetricsService(
+            reactor, relay_registry(protocol), options["metrics-port"], options["metrics-interface"]
+        ).setServiceParent(parent)
     return parent
