@@ -192,6 +192,9 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         # intro id -> (when, both peer ids, whether a relay was allocated)
         self._introductions: OrderedDict[bytes, tuple[float, frozenset, bool]] = OrderedDict()
         self._allocations_per_peer: dict[str, int] = {}
+        # intro id -> (session id, joiner, joiner's address) until the
+        # joiner acknowledges that introduction
+        self._joins: OrderedDict[bytes, tuple[bytes, str, tuple]] = OrderedDict()
         self._queued: dict[tuple, deque] = {}
         self._queued_count = 0
         # (requester, txid) -> the requester's introductions, so that a
@@ -689,6 +692,11 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             self._send(to_requester, requester.public, size, authenticated)  # counts the drop
             return
         self._remember_introduction(intro_id, requester.peer_id, target.peer_id, self._clock.seconds())
+        if session_id is not None:
+            # The joiner's acknowledgement of this copy confirms its join.
+            while len(self._joins) >= self.MAX_REMEMBERED_INTRODUCTIONS:
+                self._joins.popitem(last=False)
+            self._joins[intro_id] = (session_id, requester.peer_id, requester.public.as_tuple())
         self._push(intro_id, raw_to_requester, requester.public.as_tuple())
         remembered = self._recent.get((requester.peer_id, txid))
         if remembered is not None:
@@ -797,6 +805,11 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
 
     def _on_intro_ack(self, message: wire.IntroAck, source, size, authenticated, now) -> None:
         to = source.as_tuple()
+        join = self._joins.get(message.intro_id)
+        if join is not None and join[2] == to:
+            del self._joins[message.intro_id]
+            if self.registry.confirm_join(join[0], join[1], now):
+                self.stats["joins-confirmed"] += 1
         entry = self._pushes.pop((message.intro_id, to), None)
         if entry is not None:
             if entry[3].active():

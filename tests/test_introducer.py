@@ -1320,7 +1320,7 @@ class LobbyPagingTests(IntroducerTestCase):
 
         self.protocol._rate_limiter = None
         for n in range(75):
-            source = ("198.18.3.1", 1000 + n)
+            source = (f"198.18.3.{n}", 1000 + n)
             self.register(f"h{n}", source)
             for j in range(4):
                 self.host_raw(f"h{n}", source, f"game {n}-{j} " + "x" * 20)
@@ -1380,3 +1380,158 @@ class LobbyPagingTests(IntroducerTestCase):
         self.clock.advance(10)
         self.failureResultOf(d).trap(IntroducerError)
         self.assertEqual(asked, [0])
+
+
+class LobbyFloodTests(IntroducerTestCase):
+    """
+    #14.5: lobby flood and squatting.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.protocol._rate_limiter = None
+
+    def join(self, name, source, session_id, ack):
+        self.send(wire.Introduce(self.next_txid(), name, self.cookies[name], session_id=session_id), source)
+        answers = self.transport.clear()
+        for message, to in answers:
+            if ack and to == source and isinstance(message, wire.Introduction):
+                self.send(wire.IntroAck(self.next_txid(), message.intro_id), to)
+        self.transport.clear()
+        return [m for m, to in answers if to == source]
+
+    def test_silent_joiners_do_not_hold_slots(self):
+        """
+        Seven joiners that never acknowledge their introduction fill an
+        8-player game only for 10 s; then a real player joins, and players
+        who acknowledge become members.
+        """
+        self.register("host", A)
+        session_id = self.host("host", A, max_players=8)
+        for n in range(7):
+            self.register(f"squat{n}", ("198.18.5.1", 100 + n))
+            self.join(f"squat{n}", ("198.18.5.1", 100 + n), session_id, ack=False)
+        self.register("player", B)
+        [full] = self.join("player", B, session_id, ack=True)
+        self.assertEqual(full.code, ErrorCode.SESSION_FULL)
+        self.clock.advance(10.5)
+        self.transport.clear()
+        [intro] = self.join("player", B, session_id, ack=True)
+        self.assertIsInstance(intro, wire.Introduction)
+        self.send(wire.ListSessions(self.next_txid()), C)
+        [(page, _)] = self.transport.clear()
+        self.assertEqual(page.sessions[0].players, 2)
+        self.assertEqual(self.protocol.stats["joins-confirmed"], 1)
+
+    def test_acknowledging_joiners_keep_their_slots(self):
+        """
+        Joiners that acknowledge keep their slots past the reservation
+        time: the game stays full.
+        """
+        self.register("host", A)
+        session_id = self.host("host", A, max_players=2)
+        self.register("p", B)
+        self.join("p", B, session_id, ack=True)
+        self.clock.advance(11)
+        self.transport.clear()
+        self.register("late", C)
+        [full] = self.join("late", C, session_id, ack=True)
+        self.assertEqual(full.code, ErrorCode.SESSION_FULL)
+
+    def test_sessions_per_ip_capped(self):
+        """
+        One source IP hosts at most 64 sessions (through any number of
+        registrations); others still can.
+        """
+        answers = []
+        for n in range(20):
+            source = ("198.18.6.1", 1000 + n)
+            self.register(f"h{n}", source)
+            for j in range(4):
+                self.send(
+                    wire.HostSession(self.next_txid(), f"h{n}", self.cookies[f"h{n}"], f"s{n}-{j}", "g", 4), source
+                )
+                [(answer, _)] = self.transport.clear()
+                answers.append(answer)
+        self.assertEqual(sum(isinstance(a, wire.SessionHosted) for a in answers), 64)
+        self.assertEqual({a.code for a in answers if isinstance(a, wire.Error)}, {ErrorCode.TOO_MANY_SESSIONS})
+        self.register("other", B)
+        self.host("other", B)
+
+    def test_flood_does_not_stop_a_join(self):
+        """
+        Seeded simulation: 50 IPs try to host 20,000 sessions of the same
+        game; a real host's session is still found by a paced listing
+        (within a 50 packets/s limit) and joined.
+        """
+        import random
+
+        from p2pnet._introclient import IntroducerClient, SessionLister
+
+        rng = random.Random(145)
+        attempts = hosted = 0
+        for n in range(5000):
+            ip = f"198.18.{rng.randrange(50)}.1"
+            source = (ip, 1024 + n)
+            self.send(wire.Register(self.next_txid(), f"f{n}", ()), source)
+            [(registered, _)] = self.transport.clear()
+            self.send(wire.Heartbeat(self.next_txid(), f"f{n}", registered.cookie), source)
+            self.transport.clear()
+            for j in range(4):
+                attempts += 1
+                self.send(
+                    wire.HostSession(
+                        self.next_txid(), f"f{n}", registered.cookie, f"flood {n}-{j} " + "x" * rng.randrange(40), "game", 8
+                    ),
+                    source,
+                )
+                [(answer, _)] = self.transport.clear()
+                hosted += isinstance(answer, wire.SessionHosted)
+        self.assertEqual(attempts, 20_000)
+        self.assertLessEqual(hosted, 50 * 64)
+        self.register("keith", A)
+        session_id = self.host("keith", A, "Keith's Server", max_players=4)
+        self.protocol._rate_limiter = RateLimiter(50.0, 100.0)
+        self.register("joiner", B)
+        outbox = []
+
+        def write(raw, to):
+            outbox.append(raw)
+            self.clock.callLater(0.01, deliver)
+
+        def deliver():
+            while outbox:
+                self.protocol.datagramReceived(outbox.pop(0), B)
+                for answer, _ in self.transport.clear():
+                    client.answer(answer)
+
+        client = IntroducerClient(self.clock, write, Address("192.0.2.1", 3478), seeded_bytes(6))
+        d = SessionLister(self.clock, client.request, client.new_txid).list("game")
+        for _ in range(4000):
+            self.clock.advance(0.05)
+            if d.called:
+                break
+        sessions = self.successResultOf(d)
+        [keiths] = [s for s in sessions if s.name == "Keith's Server"]
+        self.assertEqual(keiths.session_id, session_id)
+        [intro] = self.join("joiner", B, session_id, ack=True)
+        self.assertEqual(intro.peer_id, "keith")
+
+    def test_only_the_joiners_own_acknowledgement_confirms(self):
+        """
+        The host acknowledging its copy of the introduction does not
+        confirm the joiner: only the joiner's own acknowledgement does.
+        """
+        self.register("host", A)
+        session_id = self.host("host", A, max_players=2)
+        self.register("squat", C)
+        self.send(wire.Introduce(self.next_txid(), "squat", self.cookies["squat"], session_id=session_id), C)
+        for message, to in self.transport.clear():
+            if to == A:
+                self.send(wire.IntroAck(self.next_txid(), message.intro_id), A)
+        self.assertEqual(self.protocol.stats["joins-confirmed"], 0)
+        self.clock.advance(10.5)
+        self.transport.clear()
+        self.register("player", B)
+        [intro] = self.join("player", B, session_id, ack=True)
+        self.assertIsInstance(intro, wire.Introduction)

@@ -194,6 +194,10 @@ class SessionTests(SynchronousTestCase):
         b, c = self._peer("b", 1), self._peer("c", 2)
         self.assertEqual(self.registry.join(b, session.session_id, 0.0)[1], [self.host])
         self.assertEqual(self.registry.join(c, session.session_id, 0.0)[1], [self.host])
+        self.assertEqual(session.players, 1)
+        self.assertTrue(self.registry.confirm_join(session.session_id, "b", 0.5))
+        self.assertTrue(self.registry.confirm_join(session.session_id, "c", 0.5))
+        self.assertFalse(self.registry.confirm_join(session.session_id, "c", 0.5))
         self.assertEqual(session.players, 3)
 
     def test_join_mesh(self):
@@ -228,11 +232,13 @@ class SessionTests(SynchronousTestCase):
         session = self.registry.host_session(self.host, "s", "g", 2, False, ())
         b = self._peer("b", 1)
         self.registry.join(b, session.session_id, 0.0)
+        self.registry.confirm_join(session.session_id, "b", 0.0)
         self.registry.heartbeat("host", self.host.cookie, A_PUBLIC, 20.0)
         self.registry.expire(31.0)
         self.assertEqual(session.members, [])
         c = self.registry.register("c", B_PUBLIC, (), None, 31.0)
         self.registry.join(c, session.session_id, 31.0)
+        self.registry.confirm_join(session.session_id, "c", 31.0)
         self.assertEqual(session.members, ["c"])
 
     def test_host_expiry_removes_sessions(self):
