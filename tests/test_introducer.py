@@ -984,6 +984,38 @@ class ClientProofTests(IntroducerTestCase):
         self.assertEqual(self.protocol.registry.lookup("a", self.clock.seconds()).public, Address(*C))
 
 
+class ClientResendTests(ClientProofTests):
+    def test_restart_and_rebinding(self):
+        pass
+
+    def test_other_request_sent_again_after_the_proof(self):
+        """
+        A HostSession from a rebound address is challenged; the client
+        proves its key and sends the HostSession again, which is answered;
+        without a prover the request fails NOT_AUTHORISED and nothing
+        moves.
+        """
+        alice = Identity(7)
+        first = self.client(A, alice)
+        registered = self.successResultOf(
+            self.result(first.request(wire.Register(first.new_txid(), "a", (), peer_key=alice.public)))
+        )
+        unproven = self.client(D, None)
+        unproven.prover = None
+        failure = self.failureResultOf(
+            self.result(unproven.request(wire.HostSession(unproven.new_txid(), "a", registered.cookie, "s", "g", 4)))
+        )
+        self.assertEqual(failure.value.code, ErrorCode.NOT_AUTHORISED)
+        self.assertEqual(self.protocol.registry.lookup("a", 0).public, Address(*A))
+        rebound = self.client(C, alice)
+        rebound.prover.cookie, rebound.prover.introducer_key = registered.cookie, self.protocol.public_key
+        hosted = self.successResultOf(
+            self.result(rebound.request(wire.HostSession(rebound.new_txid(), "a", registered.cookie, "s", "g", 4)))
+        )
+        self.assertIsInstance(hosted, wire.SessionHosted)
+        self.assertEqual(self.protocol.registry.lookup("a", 0).public, Address(*C))
+
+
 class IdentityFileTests(SynchronousTestCase):
     def test_created_private_and_reloaded(self):
         """
@@ -1534,3 +1566,67 @@ class LobbyFloodTests(IntroducerTestCase):
         self.register("player", B)
         [intro] = self.join("player", B, session_id, ack=True)
         self.assertIsInstance(intro, wire.Introduction)
+
+
+#: wire.proof_tag(bytes(range(32)), bytes(range(16)), "ann", 192.0.2.7:4000)
+PINNED_PROOF = "6c5b1a52aee655c40c31a0be4e613aea"
+
+
+class ProofFormatTests(SynchronousTestCase):
+    def test_proof_tag_pinned(self):
+        """
+        The proof's bytes are part of the protocol: for a fixed key,
+        challenge, peer id and address the tag stays this value (see
+        docs/protocol.md, Proof).
+        """
+        tag = wire.proof_tag(bytes(range(32)), bytes(range(16)), "ann", Address("192.0.2.7", 4000))
+        self.assertEqual(tag.hex(), PINNED_PROOF)
+        others = [
+            wire.proof_tag(bytes(range(1, 33)), bytes(range(16)), "ann", Address("192.0.2.7", 4000)),
+            wire.proof_tag(bytes(range(32)), bytes(range(1, 17)), "ann", Address("192.0.2.7", 4000)),
+            wire.proof_tag(bytes(range(32)), bytes(range(16)), "anne", Address("192.0.2.7", 4000)),
+            wire.proof_tag(bytes(range(32)), bytes(range(16)), "ann", Address("192.0.2.7", 4001)),
+        ]
+        self.assertNotIn(tag, others)
+
+    def test_round_trips(self):
+        """
+        Challenge and Proof survive encode/decode; wrong-sized fields are
+        malformed.
+        """
+        from p2pnet.errors import MalformedMessage
+
+        for message in (
+            wire.Challenge(txid(1), bytes(16), Address("2001:db8::1", 9), bytes(32)),
+            wire.Challenge(txid(2), bytes(16), Address("192.0.2.1", 9)),
+            wire.Proof(txid(3), "é" * 32, bytes(16), bytes(range(16))),
+            wire.Register(txid(4), "a", (), peer_key=bytes(32)),
+            wire.Registered(txid(5), Address("192.0.2.1", 9), 30, bytes(8), bytes(32)),
+        ):
+            self.assertEqual(wire.decode(wire.encode(message)), message)
+        raw = wire.encode(wire.Proof(txid(3), "a", bytes(16), bytes(16)))
+        self.assertRaises(MalformedMessage, wire.decode, raw[:-1] + b"")
+        short = raw.replace(b"\x22\x00\x10" + bytes(16), b"\x22\x00\x0f" + bytes(15))
+        self.assertRaises(MalformedMessage, wire.decode, short)
+
+
+class CapOptionTests(SynchronousTestCase):
+    def test_cap_options(self):
+        """
+        The cap options reach the registry, and 0 is a usage error.
+        """
+        from twisted.python import usage
+
+        from p2pnet.introducer_tap import Options, make_protocol
+
+        options = Options()
+        options.parseOptions(
+            ["--max-registrations", "5", "--max-per-ip", "2", "--max-sessions", "7", "--max-sessions-per-ip", "3"]
+        )
+        registry = make_protocol(options, Clock()).registry
+        self.assertEqual(
+            (registry.max_registrations, registry.max_per_ip, registry.max_sessions, registry.max_sessions_per_ip),
+            (5, 2, 7, 3),
+        )
+        for name in ("--max-registrations", "--max-per-ip", "--max-sessions", "--max-sessions-per-ip"):
+            self.assertRaises(usage.UsageError, Options().parseOptions, [name, "0"])
