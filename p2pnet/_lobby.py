@@ -21,11 +21,10 @@ def session_page(
     @raise RegistryError: C{BAD_REQUEST} if not even the first one fits
         while sessions remain: an empty page would read as the end.
     """
-    matching = list(registry.sessions(game_id))
-    start = min(offset, len(matching))
+    remaining, total = registry.session_slice(game_id, offset)
+    position = min(offset, total)
     page = []
-    position = start
-    for session in matching[start:]:
+    for session in remaining:
         info = wire.SessionInfo(
             session.session_id,
             session.name,
@@ -42,9 +41,9 @@ def session_page(
         budget -= cost
         page.append(info)
         position += 1
-    if not page and position < len(matching):
+    if not page and position < total:
         raise RegistryError(
             ErrorCode.BAD_REQUEST,
             f"the session at offset {position} does not fit this request's answer: pad it to 1200 bytes",
         )
-    return tuple(page), position, len(matching)
+    return tuple(page), position, total

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 from collections import OrderedDict
+from itertools import islice
 from typing import Callable, Iterator
 
 from attrs import define, field
@@ -215,6 +216,8 @@ class Registry:
         self.max_sessions = max_sessions
         self.max_sessions_per_ip = max_sessions_per_ip
         self._sessions_per_ip: dict[str, int] = {}
+        # game id -> its sessions, in creation order
+        self._by_game: dict[str, dict[bytes, Session]] = {}
         self._peers: OrderedDict[str, Registration] = OrderedDict()
         self._sessions: dict[bytes, Session] = {}
         # Unconfirmed registrations, oldest first.
@@ -569,6 +572,7 @@ class Registry:
         self._per_ip = dict(self._per_ip)
         self._sessions = dict(self._sessions)
         self._sessions_per_ip = dict(self._sessions_per_ip)
+        self._by_game = {game: dict(table) for game, table in self._by_game.items()}
         self._challenges = OrderedDict(self._challenges)
         self._challenges_per_peer = dict(self._challenges_per_peer)
         self._peak = len(self._peers)
@@ -600,6 +604,11 @@ class Registry:
     def _drop_session(self, session_id: bytes) -> Session | None:
         session = self._sessions.pop(session_id, None)
         if session is not None:
+            game = self._by_game.get(session.game_id)
+            if game is not None:
+                game.pop(session_id, None)
+                if not game:
+                    del self._by_game[session.game_id]
             left = self._sessions_per_ip.get(session.ip, 0) - 1
             if left > 0:
                 self._sessions_per_ip[session.ip] = left
@@ -654,6 +663,7 @@ class Registry:
         session = Session(session_id, host.peer_id, name, game_id, max_players, mesh, properties, ip=ip)
         self._sessions[session_id] = session
         self._sessions_per_ip[ip] = self._sessions_per_ip.get(ip, 0) + 1
+        self._by_game.setdefault(game_id, {})[session_id] = session
         host.sessions.add(session_id)
         return session
 
@@ -675,9 +685,18 @@ class Registry:
         """
         Hosted sessions in creation order, optionally of one game.
         """
-        for session in self._sessions.values():
-            if game_id is None or session.game_id == game_id:
-                yield session
+        if game_id is None:
+            return iter(list(self._sessions.values()))
+        return iter(list(self._by_game.get(game_id, {}).values()))
+
+    def session_slice(self, game_id: str | None, offset: int) -> tuple[Iterator[Session], int]:
+        """
+        The hosted sessions (of C{game_id}, if given) from C{offset} on, in
+        creation order, and how many there are in all; without copying the
+        table (a page costs no more than its offset to skip).
+        """
+        table = self._sessions if game_id is None else self._by_game.get(game_id, {})
+        return islice(table.values(), offset, None), len(table)
 
     #: Seconds a joiner holds its slot before acknowledging its
     #: introduction (L{confirm_join}).
