@@ -43,7 +43,7 @@ class Pusher:
 
     #: Gaps between retransmits.
     GAPS = (0.25, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0)
-    WINDOW = 4
+    WINDOW = 16
     MAX_QUEUED_PER_DESTINATION = 2048
     MAX_QUEUED = 100_000
 

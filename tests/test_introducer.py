@@ -1075,26 +1075,29 @@ class MeshJoinAmplificationTests(IntroducerTestCase):
 
     def bytes_to(self, address, seconds=30):
         total = packets = 0
+        ids = set()
         for _ in range(seconds * 4):
             for raw, to in self.transport.written:
                 if to == address:
                     total += len(raw)
                     packets += 1
+                    if raw[1] == wire.MessageType.INTRODUCTION:
+                        ids.add(wire.decode(raw).intro_id)
             self.ack_all(skip=(address,))
             self.clock.advance(0.25)
-        return total, packets
+        return total, packets, len(ids)
 
     def test_silent_requester_gets_a_window(self):
         """
-        A requester that never acknowledges gets at most 4 introductions,
-        each sent at most 8 times (32 packets), not 150 x 8; the members
-        still get theirs.
+        A requester that never acknowledges gets at most 16 of its 151
+        introductions, each sent at most 8 times (128 packets), not
+        151 x 8; without the secret, only the retransmits its request pays
+        for.
         """
         raw = self.send(wire.Introduce(self.next_txid(), "joiner", self.cookies["joiner"], session_id=self.session), B)
-        total, packets = self.bytes_to(B)
-        self.assertLessEqual(packets, 32)
-        self.assertGreater(packets, 0)
-        self.assertLess(total / len(raw), 12)
+        total, packets, distinct = self.bytes_to(B)
+        self.assertEqual(distinct, 16)
+        self.assertLessEqual(packets, 128 if self.secret else 16 + 4)
 
     def test_acknowledging_requester_gets_everything(self):
         """
@@ -1126,7 +1129,7 @@ class MeshJoinAmplificationTests(IntroducerTestCase):
         sent += len(
             self.send(wire.Introduce(self.next_txid(), "joiner", self.cookies["joiner"], session_id=self.session), victim)
         )
-        total, packets = self.bytes_to(victim)
+        total, packets, _ = self.bytes_to(victim)
         self.assertLessEqual(total, sent)
         self.assertEqual(packets, 2)
 
@@ -1229,6 +1232,10 @@ class LongReasonTests(IntroducerTestCase):
         self.assertEqual(self.protocol.stats["unencodable"], 1)
         self.assertEqual(self.protocol.stats["internal-error"], 0)
         self.assertEqual(len(lines), 1)
+
+
+class SecretMeshJoinAmplificationTests(MeshJoinAmplificationTests):
+    secret = SECRET
 
 
 class RequestBudgetTests(IntroducerTestCase):
