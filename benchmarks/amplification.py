@@ -171,7 +171,7 @@ def rows(secret: bytes | None, members: int) -> list[list]:
     )
     b = fresh()
     row(
-        f"Introduce (mesh, replayed elsewhere)",
+        "Introduce (mesh, replayed elsewhere)",
         b.measure(wire.Introduce(b.txid(), "a", b.cookies["a"], session_id=b.mesh), ELSEWHERE),
     )
     row("Introduce (unknown target)", b.measure(wire.Introduce(b.txid(), "a", b.cookies["a"], "x" * 64), A))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 from collections import OrderedDict
+from itertools import islice
 from typing import Callable, Iterator
 
 from attrs import define, field
@@ -162,6 +163,11 @@ class Session:
     mesh: bool
     properties: tuple[tuple[str, str], ...]
     members: list[str] = field(factory=list)
+    #: Joiners that have not yet acknowledged their introduction: peer id
+    #: -> when their reservation lapses.  They hold a slot until then.
+    pending: dict[str, float] = field(factory=dict)
+    #: The source IP of the host when it hosted (for the per-IP cap).
+    ip: str = ""
 
     @property
     def players(self) -> int:
@@ -199,12 +205,19 @@ class Registry:
         max_sessions_per_peer: int = 4,
         max_registrations: int = 200_000,
         max_per_ip: int = 1024,
+        max_sessions: int = 50_000,
+        max_sessions_per_ip: int = 64,
     ) -> None:
         self.lifetime = lifetime
         self._random_bytes = random_bytes
         self._max_sessions_per_peer = max_sessions_per_peer
         self.max_registrations = max_registrations
         self.max_per_ip = max_per_ip
+        self.max_sessions = max_sessions
+        self.max_sessions_per_ip = max_sessions_per_ip
+        self._sessions_per_ip: dict[str, int] = {}
+        # game id -> its sessions, in creation order
+        self._by_game: dict[str, dict[bytes, Session]] = {}
         self._peers: OrderedDict[str, Registration] = OrderedDict()
         self._sessions: dict[bytes, Session] = {}
         # Unconfirmed registrations, oldest first.
@@ -558,6 +571,8 @@ class Registry:
         self._unverified = OrderedDict(self._unverified)
         self._per_ip = dict(self._per_ip)
         self._sessions = dict(self._sessions)
+        self._sessions_per_ip = dict(self._sessions_per_ip)
+        self._by_game = {game: dict(table) for game, table in self._by_game.items()}
         self._challenges = OrderedDict(self._challenges)
         self._challenges_per_peer = dict(self._challenges_per_peer)
         self._peak = len(self._peers)
@@ -578,11 +593,28 @@ class Registry:
         self._forget_unverified(registration)
         self._uncount(registration.public.host)
         for session_id in list(registration.sessions or ()):
-            self._sessions.pop(session_id, None)
+            self._drop_session(session_id)
         for session_id in registration.joined or ():
             session = self._sessions.get(session_id)
-            if session is not None and registration.peer_id in session.members:
-                session.members.remove(registration.peer_id)
+            if session is not None:
+                session.pending.pop(registration.peer_id, None)
+                if registration.peer_id in session.members:
+                    session.members.remove(registration.peer_id)
+
+    def _drop_session(self, session_id: bytes) -> Session | None:
+        session = self._sessions.pop(session_id, None)
+        if session is not None:
+            game = self._by_game.get(session.game_id)
+            if game is not None:
+                game.pop(session_id, None)
+                if not game:
+                    del self._by_game[session.game_id]
+            left = self._sessions_per_ip.get(session.ip, 0) - 1
+            if left > 0:
+                self._sessions_per_ip[session.ip] = left
+            else:
+                self._sessions_per_ip.pop(session.ip, None)
+        return session
 
     # -- sessions -------------------------------------------------------
 
@@ -620,11 +652,18 @@ class Registry:
             host.sessions = set()
         if len(host.sessions) >= self._max_sessions_per_peer:
             raise RegistryError(ErrorCode.TOO_MANY_SESSIONS, "too many sessions hosted")
+        ip = host.public.host
+        if self._sessions_per_ip.get(ip, 0) >= self.max_sessions_per_ip:
+            raise RegistryError(ErrorCode.TOO_MANY_SESSIONS, "too many sessions hosted from your address")
+        if len(self._sessions) >= self.max_sessions:
+            raise RegistryError(ErrorCode.TOO_MANY_SESSIONS, "the introducer holds too many sessions")
         session_id = self._random_bytes(8)
         while session_id in self._sessions:
             session_id = self._random_bytes(8)
-        session = Session(session_id, host.peer_id, name, game_id, max_players, mesh, properties)
+        session = Session(session_id, host.peer_id, name, game_id, max_players, mesh, properties, ip=ip)
         self._sessions[session_id] = session
+        self._sessions_per_ip[ip] = self._sessions_per_ip.get(ip, 0) + 1
+        self._by_game.setdefault(game_id, {})[session_id] = session
         host.sessions.add(session_id)
         return session
 
@@ -637,7 +676,7 @@ class Registry:
         session = self._sessions.get(session_id)
         if session is None or session.host != host.peer_id:
             raise RegistryError(ErrorCode.UNKNOWN_SESSION, "no such session hosted by you")
-        del self._sessions[session_id]
+        self._drop_session(session_id)
         if host.sessions is not None:
             host.sessions.discard(session_id)
         return session
@@ -646,14 +685,30 @@ class Registry:
         """
         Hosted sessions in creation order, optionally of one game.
         """
-        for session in self._sessions.values():
-            if game_id is None or session.game_id == game_id:
-                yield session
+        if game_id is None:
+            return iter(list(self._sessions.values()))
+        return iter(list(self._by_game.get(game_id, {}).values()))
+
+    def session_slice(self, game_id: str | None, offset: int) -> tuple[Iterator[Session], int]:
+        """
+        The hosted sessions (of C{game_id}, if given) from C{offset} on, in
+        creation order, and how many there are in all; without copying the
+        table (a page costs no more than its offset to skip).
+        """
+        table = self._sessions if game_id is None else self._by_game.get(game_id, {})
+        return islice(table.values(), offset, None), len(table)
+
+    #: Seconds a joiner holds its slot before acknowledging its
+    #: introduction (L{confirm_join}).
+    RESERVATION = 10.0
 
     def join(self, joiner: Registration, session_id: bytes, now: float) -> tuple[Session, list[Registration]]:
         """
         Add C{joiner} to a session and say who it must be introduced to:
-        the host only, or in a mesh session every member and the host.
+        the host only, or in a mesh session every member (confirmed or
+        pending) and the host.  The joiner holds a slot for
+        L{RESERVATION} seconds until L{confirm_join}; members whose
+        registration expired no longer count.
 
         @raise RegistryError: C{UNKNOWN_SESSION} or C{SESSION_FULL}.
         """
@@ -661,22 +716,48 @@ class Registry:
         if session is None:
             raise RegistryError(ErrorCode.UNKNOWN_SESSION, "no such session")
         host = self._live(session.host, now)
-        if host is None:
+        if host is None or self._sessions.get(session_id) is not session:
             raise RegistryError(ErrorCode.UNKNOWN_SESSION, "the session's host is gone")
-        if session_id not in (joiner.joined or ()) and joiner.peer_id != session.host:
-            if session.players >= session.max_players:
+        members = [m for m in (self._live(member_id, now) for member_id in list(session.members)) if m is not None]
+        for peer_id, until in list(session.pending.items()):
+            if until <= now or self._live(peer_id, now) is None:
+                del session.pending[peer_id]
+                self._leave(peer_id, session_id)
+        known = joiner.peer_id in session.pending or joiner.peer_id in session.members
+        if not known and joiner.peer_id != session.host:
+            taken = session.players + len(session.pending)
+            if taken >= session.max_players:
                 raise RegistryError(
                     ErrorCode.SESSION_FULL,
-                    f"session is full ({session.players}/{session.max_players})",
+                    f"session is full ({taken}/{session.max_players})",
                 )
-            session.members.append(joiner.peer_id)
+            session.pending[joiner.peer_id] = now + self.RESERVATION
             if joiner.joined is None:
                 joiner.joined = set()
             joiner.joined.add(session_id)
         targets = [host]
         if session.mesh:
-            for member_id in list(session.members):
-                member = self._live(member_id, now)
-                if member is not None and member is not joiner:
-                    targets.append(member)
+            targets.extend(members)
+            for peer_id in session.pending:
+                pending = self._live(peer_id, now)
+                if pending is not None:
+                    targets.append(pending)
         return session, [t for t in targets if t is not joiner]
+
+    def _leave(self, peer_id: str, session_id: bytes) -> None:
+        registration = self._peers.get(peer_id)
+        if registration is not None and registration.joined is not None:
+            registration.joined.discard(session_id)
+
+    def confirm_join(self, session_id: bytes, peer_id: str, now: float) -> bool:
+        """
+        A pending joiner acknowledged its introduction: it becomes a member
+        (and keeps its slot).  False if it was not pending.
+        """
+        session = self._sessions.get(session_id)
+        if session is None or session.pending.pop(peer_id, None) is None:
+            return False
+        if self._live(peer_id, now) is None:
+            return False
+        session.members.append(peer_id)
+        return True

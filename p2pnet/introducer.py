@@ -11,23 +11,24 @@ from __future__ import annotations
 
 import math
 import os
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict
 from typing import Callable
 
 from attrs import define
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from twisted.application.service import Service
-from twisted.internet.defer import maybeDeferred
-from twisted.internet.interfaces import IReactorTime, IReactorUDP
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from p2pnet import wire
+from p2pnet._intromemory import IntroductionMemory
+from p2pnet._lobby import session_page
+from p2pnet._pushes import Budget, Pusher
 from p2pnet._ratelimit import LogBudget, RateLimiter
 from p2pnet._registry import ChallengeNeeded, Registration, Registry, RegistryError
 from p2pnet._stunserver import StunServer
-from p2pnet._udpread import listen_udp
+from p2pnet._udpservice import IntroducerService, UDPService
 from p2pnet._udpwrite import FastDatagramWriting
 from p2pnet.address import Address
 from p2pnet.errors import MalformedMessage
@@ -38,22 +39,6 @@ MAX_ANSWER = wire.MAX_DATAGRAM
 
 _SESSION_LIST_FIXED = wire.HEADER_SIZE + 2 * (3 + 4)
 _HEARTBEAT = bytes((wire.MessageType.HEARTBEAT,))
-
-
-class _Budget:
-    """
-    Bytes an unauthenticated request pays for: its own size, less what was
-    sent because of it so far to its source (the address a forged request
-    would aim at).  Pushes to the other side of an introduction go to an
-    address that proved itself and acknowledges them; they are paced per
-    destination, not paid for.
-    """
-
-    __slots__ = ("left", "source")
-
-    def __init__(self, left: int, source: tuple) -> None:
-        self.left = left
-        self.source = source
 
 
 class _PrimaryStunSocket:
@@ -193,15 +178,9 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             wire.CandidateOffer: self._on_candidate_offer,
             wire.Proof: self._on_proof,
         }
-        self._pushes: dict[tuple[bytes, tuple], tuple[bytes, tuple, int, object]] = {}
-        self._in_flight: dict[tuple, int] = {}
-        self._budget: _Budget | None = None
-        # intro id -> (when, both peer ids, whether a relay was allocated)
-        # intro id -> (when, the two peer ids, the relay allocation if any)
-        self._introductions: OrderedDict[bytes, tuple[float, frozenset, bytes | None]] = OrderedDict()
-        self._allocations_per_peer: dict[str, int] = {}
-        self._queued: dict[tuple, deque] = {}
-        self._queued_count = 0
+        self._pusher = Pusher(clock, self._write_push, self._stats)
+        self._budget: Budget | None = None
+        self.introductions = IntroductionMemory()
         # (requester, txid) -> the requester's introductions, so that a
         # retransmitted request gets the same introductions again rather
         # than new ones the other side would punch for in vain.
@@ -217,11 +196,10 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         if self._sweep_call is not None and self._sweep_call.active():
             self._sweep_call.cancel()
         self._sweep_call = None
-        pushes, self._pushes = self._pushes, {}
-        self._in_flight, self._queued, self._queued_count = {}, {}, 0
-        for _, _, _, call in pushes.values():
-            if call.active():
-                call.cancel()
+        self._pusher.stop()
+
+    def _write_push(self, raw: bytes, to: tuple) -> None:
+        self.write_datagram(raw, to)
 
     def _sweep(self) -> None:
         now = self._clock.seconds()
@@ -315,7 +293,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         source = Address(addr[0], addr[1])
         # Without the secret, everything one request makes us send, over
         # all packets and retransmits, is paid for by its size.
-        self._budget = None if authenticated else _Budget(len(data), addr)
+        self._budget = None if authenticated else Budget(len(data), addr)
         try:
             handler(message, source, len(data), authenticated, now)
         except ChallengeNeeded as e:
@@ -594,40 +572,8 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         budget -= _SESSION_LIST_FIXED
         if self._secret is not None:
             budget -= 3 + wire.AUTH_SIZE
-        matching = list(self.registry.sessions(message.game_id))
-        start = min(message.offset or 0, len(matching))
-        page = []
-        position = start
-        for session in matching[start:]:
-            info = wire.SessionInfo(
-                session.session_id,
-                session.name,
-                session.game_id,
-                session.host,
-                session.players,
-                session.max_players,
-                session.mesh,
-                session.properties,
-            )
-            cost = 3 + len(info.encode_value())
-            if cost > budget:
-                break
-            budget -= cost
-            page.append(info)
-            position += 1
-        if not page and position < len(matching):
-            # Never an empty page while sessions remain: the client would
-            # take it for the end of the list.
-            raise RegistryError(
-                ErrorCode.BAD_REQUEST,
-                f"the session at offset {position} does not fit this request's answer: pad it to 1200 bytes",
-            )
-        self._send(
-            wire.SessionList(message.txid, tuple(page), position, len(matching)),
-            source,
-            size,
-            authenticated,
-        )
+        page, position, total = session_page(self.registry, message.game_id, message.offset or 0, budget)
+        self._send(wire.SessionList(message.txid, page, position, total), source, size, authenticated)
 
     def _on_introduce(self, message: wire.Introduce, source, size, authenticated, now) -> None:
         requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)
@@ -701,7 +647,10 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         if not authenticated and len(raw_to_requester) > size:
             self._send(to_requester, requester.public, size, authenticated)  # counts the drop
             return
-        self._remember_introduction(intro_id, requester.peer_id, target.peer_id, self._clock.seconds())
+        self.introductions.remember(intro_id, requester.peer_id, target.peer_id, self._clock.seconds())
+        if session_id is not None:
+            # The joiner's acknowledgement of this copy confirms its join.
+            self.introductions.remember_join(intro_id, session_id, requester.peer_id, requester.public.as_tuple())
         self._push(intro_id, raw_to_requester, requester.public.as_tuple())
         remembered = self._recent.get((requester.peer_id, txid))
         if remembered is not None:
@@ -730,97 +679,26 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
                 target_public=str(target.public),
             )
 
-    #: Gaps between retransmits of an introduction to its target.
-    PUSH_GAPS = (0.25, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0)
-    #: Pushes in flight (sent, not acknowledged) per destination; the rest
-    #: wait their turn, so a mesh join sends a window's worth, then one
-    #: more per acknowledgement (a destination that never acknowledges
-    #: gets at most this many times the retransmit schedule).
-    PUSH_WINDOW = 4
-    #: Pushes waiting per destination and in all.
-    MAX_QUEUED_PER_DESTINATION = 2048
-    MAX_QUEUED = 100_000
-
     def _push(self, intro_id: bytes, raw: bytes, to: tuple) -> None:
         """
-        Send one side's copy of an introduction, and again on a schedule
-        until that side acknowledges it: a lost introduction would leave
-        the other side punching alone.  Pushes only go to verified
-        addresses (moving one needs a proof from the new address), so they
-        cannot be aimed at a third party; at most L{PUSH_WINDOW} are in
-        flight per destination.
+        Send one side's copy of an introduction (or an offer, a candidate),
+        and again until that side acknowledges it: a lost introduction
+        would leave the other side punching alone.  Pushes only go to
+        verified addresses (moving one needs a proof from the new address),
+        so they cannot be aimed at a third party; see L{Pusher} for the
+        pacing and what an unauthenticated request pays for.
         """
-        budget = self._budget
-        if budget is not None and budget.source != to:
-            budget = None
-        flight = self._in_flight.get(to, 0)
-        if flight < self.PUSH_WINDOW:
-            self._in_flight[to] = flight + 1
-            self._transmit_push(intro_id, raw, to, 0, budget)
-            return
-        queue = self._queued.get(to)
-        if queue is None:
-            queue = self._queued[to] = deque()
-        if len(queue) >= self.MAX_QUEUED_PER_DESTINATION or self._queued_count >= self.MAX_QUEUED:
-            self.stats["dropped-push-queue-full"] += 1
-            return
-        queue.append((intro_id, raw, budget))
-        self._queued_count += 1
-
-    def _transmit_push(self, intro_id: bytes, raw: bytes, to: tuple, attempt: int, budget=None) -> None:
-        key = (intro_id, to)
-        if budget is None or not attempt or budget.left >= len(raw):
-            if budget is not None:
-                budget.left -= len(raw)
-            self.write_datagram(raw, to)
-            self.stats["sent"] += 1
-        else:
-            # The request did not pay for another copy: none is sent, but
-            # the schedule runs on (an acknowledgement still counts).
-            self.stats["push-retransmits-unpaid"] += 1
-        if attempt >= len(self.PUSH_GAPS):
-            self._pushes.pop(key, None)
-            self.stats["introductions-unacknowledged"] += 1
-            # It is not listening: what waits for it is dropped, not sent.
-            dropped = self._queued.pop(to, ())
-            self._queued_count -= len(dropped)
-            self.stats["introductions-unacknowledged"] += len(dropped)
-            self._push_done(to)
-            return
-        call = self._clock.callLater(
-            self.PUSH_GAPS[attempt], self._transmit_push, intro_id, raw, to, attempt + 1, budget
-        )
-        self._pushes[key] = (raw, to, attempt, call)
-
-    def _push_done(self, to: tuple) -> None:
-        """
-        A push to C{to} was acknowledged or given up: send the next one.
-        """
-        queue = self._queued.get(to)
-        if queue:
-            intro_id, raw, budget = queue.popleft()
-            self._queued_count -= 1
-            if not queue:
-                del self._queued[to]
-            self._transmit_push(intro_id, raw, to, 0, budget)
-            return
-        flight = self._in_flight.get(to, 0) - 1
-        if flight > 0:
-            self._in_flight[to] = flight
-        else:
-            self._in_flight.pop(to, None)
+        self._pusher.push(intro_id, raw, to, self._budget)
 
     def _on_intro_ack(self, message: wire.IntroAck, source, size, authenticated, now) -> None:
         to = source.as_tuple()
-        entry = self._pushes.pop((message.intro_id, to), None)
-        if entry is not None:
-            if entry[3].active():
-                entry[3].cancel()
-            self._push_done(to)
-            observer = self.intro_ack_observer
-            remembered = self._introductions.get(message.intro_id) if observer is not None else None
-            if remembered is not None:
-                observer(message.intro_id, now - remembered[0])
+        join = self.introductions.acknowledged_join(message.intro_id, to)
+        if join is not None and self.registry.confirm_join(join[0], join[1], now):
+            self.stats["joins-confirmed"] += 1
+        if self._pusher.acknowledged(message.intro_id, to) and self.intro_ack_observer is not None:
+            sent = self.introductions.when(message.intro_id)
+            if sent is not None:
+                self.intro_ack_observer(message.intro_id, now - sent)
 
     def _on_reverse_request(self, message: wire.ReverseRequest, source, size, authenticated, now) -> None:
         requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)
@@ -859,54 +737,6 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         self._push(push_id, wire.encode(forward, self._secret), target.public.as_tuple())
         self.stats["candidates-forwarded"] += 1
 
-    #: Introductions remembered for relay requests: how many, how long.
-    MAX_REMEMBERED_INTRODUCTIONS = 65536
-    INTRODUCTION_MEMORY = 300.0
-    #: Relay allocations one registration may hold (among those remembered).
-    MAX_ALLOCATIONS_PER_PEER = 16
-
-    def _remember_introduction(self, intro_id: bytes, one: str, other: str, now: float) -> None:
-        intros = self._introductions
-        while intros and (
-            len(intros) >= self.MAX_REMEMBERED_INTRODUCTIONS
-            or next(iter(intros.values()))[0] < now - self.INTRODUCTION_MEMORY
-        ):
-            _, (_, sides, allocation) = intros.popitem(last=False)
-            if allocation is not None:
-                for side in sides:
-                    self._release_allocation(side)
-        intros[intro_id] = (now, frozenset((one, other)), None)
-
-    def _release_allocation(self, peer_id: str) -> None:
-        left = self._allocations_per_peer.get(peer_id, 0) - 1
-        if left > 0:
-            self._allocations_per_peer[peer_id] = left
-        else:
-            self._allocations_per_peer.pop(peer_id, None)
-
-    def _allocation_for(self, intro_id: bytes, requester: Registration, target: Registration) -> tuple[bytes, bool]:
-        """
-        The relay allocation of a recent introduction of exactly these two:
-        the one made when either side asked first, or a new one within the
-        per-registration cap.
-
-        @return: C{(allocation id, whether it is new)}.
-        @raise RegistryError: no such introduction, or a side holds its cap.
-        """
-        remembered = self._introductions.get(intro_id)
-        if remembered is None or remembered[1] != frozenset((requester.peer_id, target.peer_id)):
-            raise RegistryError(ErrorCode.UNKNOWN_PEER, "no such introduction of yours")
-        if remembered[2] is not None:
-            return remembered[2], False
-        for side in remembered[1]:
-            if self._allocations_per_peer.get(side, 0) >= self.MAX_ALLOCATIONS_PER_PEER:
-                raise RegistryError(ErrorCode.RATE_LIMITED, "too many relay allocations")
-        for side in remembered[1]:
-            self._allocations_per_peer[side] = self._allocations_per_peer.get(side, 0) + 1
-        allocation = self._random_bytes(8)
-        self._introductions[intro_id] = (remembered[0], remembered[1], allocation)
-        return allocation, True
-
     def _on_relay_request(self, message: wire.RelayRequest, source, size, authenticated, now) -> None:
         requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)
         if self.relay is None:
@@ -917,7 +747,9 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         self._check_reachable(target, authenticated)
         # Both members usually ask at about the same time: one allocation per
         # introduction, remembered with it.
-        allocation, fresh = self._allocation_for(message.intro_id, requester, target)
+        allocation, fresh = self.introductions.relay_allocation(
+            message.intro_id, requester.peer_id, target.peer_id, self._random_bytes
+        )
         relay_address, secret = self.relay.offer_address(), self.relay.secret
         key = wire.relay_key(secret, allocation)
         mine, theirs = (0, 1) if requester.peer_id < target.peer_id else (1, 0)
@@ -942,47 +774,4 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
                 )
 
 
-class UDPService(Service):
-    """
-    Binds a DatagramProtocol to a UDP port while running, and logs where.
-
-    @ivar port: the listening port once started (C{getHost()} tells the
-        actual port number when 0 was asked for).
-    """
-
-    log = Logger()
-
-    def __init__(self, reactor: IReactorUDP, protocol, port: int, interface: str = "", what: str = "introducer") -> None:
-        self._reactor = reactor
-        self.protocol = protocol
-        self._port_number = port
-        self._interface = interface
-        self._what = what
-        self.port = None
-
-    def startService(self) -> None:
-        self.port = listen_udp(self._reactor, self._port_number, self.protocol, self._interface)
-        address = self.port.getHost()
-        self.log.info(
-            "p2pnet {what} listening on {host}:{port}",
-            what=self._what,
-            host=address.host,
-            port=address.port,
-        )
-        super().startService()
-
-    def stopService(self):
-        super().stopService()
-        port, self.port = self.port, None
-        if port is None:
-            return None
-        return maybeDeferred(port.stopListening)
-
-
-class IntroducerService(UDPService):
-    """
-    Binds an L{IntroducerProtocol} to a UDP port while running.
-    """
-
-    def __init__(self, reactor: IReactorUDP, protocol: IntroducerProtocol, port: int, interface: str = "") -> None:
-        super().__init__(reactor, protocol, port, interface, "introducer")
+__all__ = ["IntroducerProtocol", "IntroducerService", "RelaySettings", "UDPService", "lag_ms"]

@@ -46,6 +46,8 @@ class Options(usage.Options):
          "created (mode 0600) if missing.  Default: a fresh key at every start."],
         ["max-registrations", None, 200_000, "Most registrations held in all.", int],
         ["max-per-ip", None, 1024, "Most registrations from one source IP.", int],
+        ["max-sessions", None, 50_000, "Most hosted sessions in all.", int],
+        ["max-sessions-per-ip", None, 64, "Most sessions hosted from one source IP.", int],
         ["registration-lifetime", "l", 60.0,
          "Seconds a registration lives without a heartbeat.", _positive],
         ["rate", None, 50.0, "Packets per second allowed per source IP.", _positive],
@@ -97,8 +99,9 @@ class Options(usage.Options):
                     raise usage.UsageError(f"--stun-alternate-ip: {e}")
         relay_secret = self["relay-secret-file"]
         self["relay-secret"] = read_secret(relay_secret, "--relay-secret-file") if relay_secret else None
-        if self["max-registrations"] < 1 or self["max-per-ip"] < 1:
-            raise usage.UsageError("--max-registrations and --max-per-ip must be at least 1")
+        for name in ("max-registrations", "max-per-ip", "max-sessions", "max-sessions-per-ip"):
+            if self[name] < 1:
+                raise usage.UsageError(f"--{name} must be at least 1")
         path = self["identity-file"]
         self["identity"] = load_identity(path) if path is not None else None
 
@@ -147,6 +150,8 @@ def make_protocol(options: Options, clock, relay=None) -> IntroducerProtocol:
         os.urandom,
         max_registrations=options["max-registrations"],
         max_per_ip=options["max-per-ip"],
+        max_sessions=options["max-sessions"],
+        max_sessions_per_ip=options["max-sessions-per-ip"],
     )
     return IntroducerProtocol(
         clock,

@@ -52,6 +52,20 @@ class RegistrationTests(SynchronousTestCase):
         self.registry.register("a", A_PUBLIC, A_LOCAL, None, 0.0)
         self.assertIsNone(self.registry.lookup("a", 30.0))
 
+    def test_restarted_client_same_address_without_cookie(self):
+        """
+        A client without a key restarted at the same address re-registers
+        without its cookie: the same registration, refreshed, with the same
+        cookie (its answer goes to that address); nothing moves.
+        """
+        a = self.registry.register("a", A_PUBLIC, A_LOCAL, None, 0.0)
+        self.registry.heartbeat("a", a.cookie, A_PUBLIC, 0.5)
+        again = self.registry.register("a", A_PUBLIC, (), None, 20.0)
+        self.assertIs(again, a)
+        self.assertEqual(again.cookie, a.cookie)
+        self.assertEqual(again.local, ())
+        self.assertIsNotNone(self.registry.lookup("a", 49.0))
+
     def test_taken_peer_id(self):
         """
         Another address cannot take a live, confirmed peer id without its
@@ -158,15 +172,17 @@ class RoundTripTests(SynchronousTestCase):
 
     def test_implausible_round_trip_dropped(self):
         """
-        A confirmation that came after more than MAX_RTT (a lost and
-        retransmitted heartbeat) leaves the round trip unknown.
+        A confirmation that came more than 2 s after the registration (a
+        lost and retransmitted heartbeat) leaves the round trip unknown; 2 s
+        exactly is kept.
         """
-        from p2pnet._registry import MAX_RTT
-
         a = self.registry.register("a", A_PUBLIC, A_LOCAL, None, 0.0)
-        self.registry.heartbeat("a", a.cookie, A_PUBLIC, MAX_RTT + 0.5)
+        self.registry.heartbeat("a", a.cookie, A_PUBLIC, 2.001)
         self.assertTrue(a.verified)
         self.assertIsNone(a.rtt)
+        b = self.registry.register("b", B_PUBLIC, (), None, 10.0)
+        self.registry.heartbeat("b", b.cookie, B_PUBLIC, 12.0)
+        self.assertEqual(b.rtt, 2.0)
 
 
 class SessionTests(SynchronousTestCase):
@@ -194,6 +210,10 @@ class SessionTests(SynchronousTestCase):
         b, c = self._peer("b", 1), self._peer("c", 2)
         self.assertEqual(self.registry.join(b, session.session_id, 0.0)[1], [self.host])
         self.assertEqual(self.registry.join(c, session.session_id, 0.0)[1], [self.host])
+        self.assertEqual(session.players, 1)
+        self.assertTrue(self.registry.confirm_join(session.session_id, "b", 0.5))
+        self.assertTrue(self.registry.confirm_join(session.session_id, "c", 0.5))
+        self.assertFalse(self.registry.confirm_join(session.session_id, "c", 0.5))
         self.assertEqual(session.players, 3)
 
     def test_join_mesh(self):
@@ -228,12 +248,58 @@ class SessionTests(SynchronousTestCase):
         session = self.registry.host_session(self.host, "s", "g", 2, False, ())
         b = self._peer("b", 1)
         self.registry.join(b, session.session_id, 0.0)
+        self.registry.confirm_join(session.session_id, "b", 0.0)
         self.registry.heartbeat("host", self.host.cookie, A_PUBLIC, 20.0)
         self.registry.expire(31.0)
         self.assertEqual(session.members, [])
         c = self.registry.register("c", B_PUBLIC, (), None, 31.0)
         self.registry.join(c, session.session_id, 31.0)
+        self.registry.confirm_join(session.session_id, "c", 31.0)
         self.assertEqual(session.members, ["c"])
+
+    def test_join_after_host_expired(self):
+        """
+        Joining a session whose host's registration expired (no sweep ran
+        yet) is refused UNKNOWN_SESSION, and the session is gone.
+        """
+        session = self.registry.host_session(self.host, "s", "g", 4, False, ())
+        b = self.registry.register("b", B_PUBLIC, (), None, 29.0)
+        error = self.assertRaises(RegistryError, self.registry.join, b, session.session_id, 30.0)
+        self.assertEqual(error.code, ErrorCode.UNKNOWN_SESSION)
+        self.assertEqual(list(self.registry.sessions()), [])
+
+    def test_mesh_join_skips_expired_members(self):
+        """
+        A mesh join names only live members: one whose registration expired
+        is neither a target nor counted.
+        """
+        session = self.registry.host_session(self.host, "s", "g", 3, True, ())
+        b, c = self._peer("b", 1), self._peer("c", 2)
+        self.registry.join(b, session.session_id, 0.0)
+        self.registry.confirm_join(session.session_id, "b", 0.0)
+        self.registry.join(c, session.session_id, 0.0)
+        self.registry.confirm_join(session.session_id, "c", 0.0)
+        self.registry.heartbeat("host", self.host.cookie, A_PUBLIC, 20.0)
+        self.registry.heartbeat("c", c.cookie, c.public, 20.0)
+        d = self.registry.register("d", Address("192.0.2.50", 1), (), None, 31.0)
+        _, targets = self.registry.join(d, session.session_id, 31.0)
+        self.assertEqual([t.peer_id for t in targets], ["host", "c"])
+        self.assertNotIn(None, targets)
+        self.assertEqual(session.members, ["c"])
+
+    def test_unhost_frees_the_slot(self):
+        """
+        Unhosting gives the host's session slot back: hosting and unhosting
+        five times in a row (more than the cap of 4) works.
+        """
+        for n in range(5):
+            session = self.registry.host_session(self.host, f"s{n}", "g", 4, False, ())
+            self.registry.unhost(self.host, session.session_id)
+        self.assertEqual(list(self.registry.sessions()), [])
+        for n in range(4):
+            self.registry.host_session(self.host, f"t{n}", "g", 4, False, ())
+        error = self.assertRaises(RegistryError, self.registry.host_session, self.host, "u", "g", 4, False, ())
+        self.assertEqual(error.code, ErrorCode.TOO_MANY_SESSIONS)
 
     def test_host_expiry_removes_sessions(self):
         """

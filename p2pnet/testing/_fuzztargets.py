@@ -301,9 +301,9 @@ class IntroducerTarget(Target):
         return {
             "registrations": len(p.registry),
             "sessions": p.registry.session_count,
-            "pushes": len(p._pushes),
+            "pushes": len(p._pusher),
             "recent": len(p._recent),
-            "introductions": len(p._introductions),
+            "introductions": len(p.introductions),
             "challenges": p.registry.challenge_count,
             "rate-limiter": len(p._rate_limiter),
             "stun-sources": len(p.stun_server._sources),
