@@ -190,7 +190,7 @@ class SessionTests(IntroducerTestCase):
         [(answer, _)] = self.transport.clear()
         [info] = answer.sessions
         self.assertEqual((info.name, info.host, info.players, info.max_players), ("mine", "a", 1, 4))
-        self.assertEqual(info.properties, (("map", "dust"),))
+        self.assertEqual(info.properties, {"map": "dust"})
 
     def test_join_full(self):
         """
