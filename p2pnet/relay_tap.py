@@ -14,7 +14,7 @@ from p2pnet._ratelimit import SourceLimiter
 from p2pnet.introducer import UDPService
 from p2pnet._options import port as _port
 from p2pnet._options import positive as _positive
-from p2pnet._options import read_secret
+from p2pnet._options import ListeningServices, read_secret
 from p2pnet.relay import RelayProtocol
 
 
@@ -78,6 +78,6 @@ def makeService(options: Options, reactor=None) -> MultiService:
     """
     if reactor is None:
         from twisted.internet import reactor  # the tap may use the global reactor
-    parent = MultiService()
+    parent = ListeningServices("p2pnet relay")
     UDPService(reactor, make_protocol(options, reactor), options["port"], options["interface"], "relay").setServiceParent(parent)
     return parent
