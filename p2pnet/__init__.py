@@ -37,6 +37,7 @@ from p2pnet._handshake import HandshakeConfig
 from p2pnet.secure.identity import Identity
 from p2pnet.secure.trust import TrustStore
 from p2pnet.introducer import IntroducerProtocol, IntroducerService
+from p2pnet._registry import Registry
 from p2pnet.wire import SessionInfo
 
 __version__ = "0.1.0"
@@ -56,6 +57,7 @@ __all__ = [
     "PeerFactory",
     "PeerProtocol",
     "Registration",
+    "Registry",
     "SessionInfo",
     "StatusEvent",
     "TurnSettings",
