@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 from twisted.internet import defer, reactor
 from twisted.python.usage import UsageError
@@ -315,3 +316,26 @@ class SessionsCommandTests(TestCase):
         self.assertEqual(code, 1)
         self.assertLess(reactor.seconds() - began, 3.0)
         self.assertIn("closed", err.getvalue())
+
+
+class ClosedIntroducerTests(SynchronousTestCase):
+    def test_peer_reports_closed_port(self):
+        """
+        C{p2pnet peer} pointed at a closed port says so and exits 1 within
+        a few seconds (it used to wait 17.5 s in silence).
+        """
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        began = time.monotonic()
+        status, output = run_command(
+            self, sys.executable, "-m", "p2pnet", "peer", "--introducer", f"127.0.0.1:{port}",
+            "--name", "a", "--bind", "127.0.0.1", "--json",
+        )
+        self.assertLess(time.monotonic() - began, 8.0)  # 3 s, plus starting Python twice over
+        self.assertEqual(status, 1, output)
+        [error] = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+        self.assertEqual(error["error"], "IntroducerUnreachable")
+        self.assertIn("closed", error["message"])
+        self.assertLess(error["t"], 3.0)
