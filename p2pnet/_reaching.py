@@ -66,7 +66,11 @@ class ReachingIntroducer:
 
     def _open_probe(self, interface: str) -> None:
         family = socket.AF_INET6 if self._introducer.is_ipv6 else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError as e:  # out of file descriptors, for one
+            self.log.debug("no closed-port probe: {error}", error=str(e))
+            return
         try:
             sock.setblocking(False)
             if interface and family == socket.AF_INET:

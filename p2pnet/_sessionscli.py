@@ -13,7 +13,7 @@ import os
 import sys
 from typing import TextIO
 
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.protocol import DatagramProtocol
 from twisted.python import usage
 from twisted.python.failure import Failure

@@ -29,7 +29,6 @@ from p2pnet import wire
 from p2pnet._eventual import EventualQueue
 from p2pnet._introclient import IntroducerClient
 from p2pnet._names import name_problem
-from p2pnet._reaching import ReachingIntroducer
 from p2pnet._registering import Registering
 from p2pnet._relaying import Relaying
 from p2pnet._ratelimit import LogBudget
@@ -294,6 +293,8 @@ class PeerEndpoint(Registering, Relaying, DatagramProtocol):
         self.public_address = None
         self._introducer_lost = False
         self._reregistering = False
+        self._turn = None
+        self._turn_allocation = None
         self._client = IntroducerClient(
             self.clock,
             self.transport.write,
@@ -346,34 +347,6 @@ class PeerEndpoint(Registering, Relaying, DatagramProtocol):
             return reason
 
         return d.addCallbacks(registered, failed)
-
-    def _reaching(self, refused_with: Callable[[IntroducerUnreachable], None]) -> ReachingIntroducer:
-        """
-        Progress lines while the introducer does not answer, and an early
-        failure when its port is closed (see L{p2pnet._reaching}).
-        """
-
-        def progress(elapsed: float) -> None:
-            detail = f"no answer from the introducer at {self.introducer} yet ({elapsed:.0f} s); retrying"
-            self.log.info("{detail}", detail=detail)
-            self.emit(StatusEvent("registering", address=self.introducer, detail=detail))
-
-        def refused() -> None:
-            error = IntroducerUnreachable(
-                f"the introducer's port {self.introducer} is closed (ICMP port unreachable): "
-                "is the introducer running, on that host and port?",
-                port_closed=True,
-            )
-            self.log.warn("{error}", error=str(error))
-            refused_with(error)
-            if self._client is not None:
-                self._client.cancel_all(error)
-
-        handle = getattr(self.transport, "getHandle", lambda: None)()
-        return ReachingIntroducer(
-            self.clock, self.introducer, progress, refused,
-            probe=isinstance(handle, socket.socket), interface=self._interface,
-        )
 
     def _discover_local(self) -> tuple[Address, ...]:
         if self._local_override is not None:

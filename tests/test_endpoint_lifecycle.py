@@ -9,7 +9,6 @@ from __future__ import annotations
 from twisted.internet.error import CannotListenError
 from twisted.trial.unittest import SynchronousTestCase
 
-from p2pnet import wire
 from p2pnet.endpoint import PeerEndpoint
 from p2pnet.errors import IntroducerUnreachable
 from p2pnet.testing.scenarios import INTRODUCER
