@@ -98,7 +98,8 @@ class ReachingIntroducer:
             sock.recv(2048)
         except (BlockingIOError, InterruptedError):
             pass
-        except ConnectionRefusedError:
+        except (ConnectionRefusedError, ConnectionResetError):
+            # Linux and BSDs say refused; Windows says reset (WSAECONNRESET).
             self.stop()
             self._on_refused()
             return
@@ -113,7 +114,7 @@ class ReachingIntroducer:
             self._last_sent = now
             try:
                 sock.send(b"")
-            except ConnectionRefusedError:
+            except (ConnectionRefusedError, ConnectionResetError):
                 self.stop()
                 self._on_refused()
                 return
