@@ -339,3 +339,17 @@ class ClosedIntroducerTests(SynchronousTestCase):
         self.assertEqual(error["error"], "IntroducerUnreachable")
         self.assertIn("closed", error["message"])
         self.assertLess(error["t"], 3.0)
+
+
+class NatcheckAddressTests(CaptureStderr, SynchronousTestCase):
+    def test_not_an_ip_address(self):
+        """
+        C{p2pnet natcheck --stun 300.1.1.1:3478} is a usage error ("not an
+        IP address"), not a failed DNS lookup.
+        """
+        from p2pnet import natcheck
+
+        err = self.capture()
+        self.assertEqual(natcheck.main(["--stun", "300.1.1.1:3478"]), 2)
+        self.assertIn("'300.1.1.1' is not an IP address", err.getvalue())
+        self.assertEqual(natcheck._split_target("stun.example.net:3478"), ("stun.example.net", 3478))
