@@ -282,7 +282,9 @@ class Bench:
         lab.add_host("right", "bob")
         introducer = lab.spawn(
             "introducer",
-            Lab.p2pnet_argv("introducer", "--port", str(INTRODUCER_PORT), "--interface", INTRODUCER_ADDRESS),
+            Lab.p2pnet_argv(
+                "introducer", "--port", str(INTRODUCER_PORT), "--interface", INTRODUCER_ADDRESS, "--no-relay"
+            ),
         )
         if introducer.wait_for_line(lambda line: "listening" in line, WAIT) is None:
             raise Failed("the introducer did not start:\n" + introducer.transcript(40))

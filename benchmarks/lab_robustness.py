@@ -148,7 +148,7 @@ def build(lab, scenario: str, loss: int) -> None:
         for player, site in MESH_PLAYERS:
             lab.add_host(site, player)
     introducer = lab.spawn("introducer", Lab.p2pnet_argv(
-        "introducer", "--port", str(INTRODUCER_PORT), "--interface", INTRODUCER_ADDRESS))
+        "introducer", "--port", str(INTRODUCER_PORT), "--interface", INTRODUCER_ADDRESS, "--no-relay"))
     if introducer.wait_for_line(lambda line: "listening" in line, WAIT) is None:
         raise SystemExit("the introducer did not start:\n" + introducer.transcript(40))
 

@@ -227,7 +227,7 @@ async def join(reactor, options: JoinOptions, done: Deferred) -> None:
     try:
         await endpoint.start()
         session = await find(reactor, endpoint, options["title"], options["retry"])
-        properties = ", ".join(f"{k}={v}" for k, v in session.properties)
+        properties = ", ".join(f"{k}={v}" for k, v in session.properties.items())
         say(
             f"found {session.name!r} hosted by {session.host}: "
             f"{session.players}/{session.max_players} players, {properties}"

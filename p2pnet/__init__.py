@@ -40,6 +40,7 @@ from p2pnet.channels import Channel, ConnectionStats, Delivery
 from p2pnet.secure.identity import Identity
 from p2pnet.secure.trust import TrustStore
 from p2pnet.introducer import IntroducerProtocol, IntroducerService
+from p2pnet._registry import Registry
 from p2pnet.wire import SessionInfo
 
 __version__ = "0.1.0"
@@ -62,6 +63,7 @@ __all__ = [
     "PeerFactory",
     "PeerProtocol",
     "Registration",
+    "Registry",
     "SessionInfo",
     "StatusEvent",
     "TurnSettings",

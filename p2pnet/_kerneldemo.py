@@ -151,7 +151,7 @@ def _peer_runs(lab: Lab, say) -> bool:
     """
     introducer = lab.spawn("introducer", Lab.p2pnet_argv(
         "introducer", "--port", str(INTRODUCER_PORT),
-        "--interface", INTRODUCER_ADDRESS))
+        "--interface", INTRODUCER_ADDRESS, "--no-relay"))
     if introducer.wait_for_line(lambda l: "listening" in l, _TIMEOUT) is None:
         say("The introducer did not start:")
         say(introducer.transcript())

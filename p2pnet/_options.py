@@ -8,6 +8,8 @@ from __future__ import annotations
 import ipaddress
 import sys
 
+from twisted.application.service import MultiService
+from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
 from p2pnet.address import Address
@@ -94,12 +96,44 @@ def read_secret(path: str, option: str) -> bytes:
 
 def parse(options: usage.Options, argv: list[str], command: str) -> bool:
     """
-    Parse C{argv} into C{options}; on a usage error print the usage and the
-    error (naming C{command}) to stderr and return False.
+    Parse C{argv} into C{options}; on a usage error print one line naming
+    C{command} and the mistake, and a hint where the options are described,
+    to stderr (not the whole help), and return False.
     """
     try:
         options.parseOptions(argv)
     except usage.UsageError as e:
-        print(f"{options}\n{command}: {e}", file=sys.stderr)
+        print(f"{command}: {e}\n(see '{command} --help')", file=sys.stderr)
         return False
     return True
+
+
+
+class ListeningServices(MultiService):
+    """
+    A tap's MultiService whose start turns a port that cannot be bound (in
+    use, or not ours to bind) into one line and exit status 1, instead of
+    twistd's traceback.
+
+    @param command: names the program in the message (C{p2pnet introducer}).
+    """
+
+    def __init__(self, command: str) -> None:
+        super().__init__()
+        self.command = command
+
+    def startService(self) -> None:
+        try:
+            super().startService()
+        except CannotListenError as e:
+            self.running = 0
+            raise SystemExit(f"{self.command}: {listen_error(e)}") from None
+
+
+def listen_error(error: CannotListenError) -> str:
+    """
+    What a C{CannotListenError} means, in one line.
+    """
+    reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
+    where = f"{error.interface}:{error.port}" if error.interface else f"port {error.port}"
+    return f"cannot listen on UDP {where}: {reason}"

@@ -8,6 +8,7 @@ With C{--json} it prints one JSON object per line per event, for scripts
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import socket
@@ -16,12 +17,15 @@ from typing import Callable, TextIO
 
 from attrs import frozen
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.error import CannotListenError
 from twisted.internet.task import deferLater
 from twisted.python import usage
 from twisted.python.failure import Failure
 
+from p2pnet import wire
 from p2pnet._handshake import HandshakeConfig
-from p2pnet._options import parse, port, positive, read_secret
+from p2pnet._names import MAX_NAME_BYTES, name_problem
+from p2pnet._options import listen_error, parse, port, positive, read_secret
 from p2pnet.address import Address
 from p2pnet.endpoint import PeerConfig, PeerEndpoint, PeerFactory, PeerProtocol, StatusEvent
 from p2pnet.errors import KeyFileError, P2PError, UnknownPeer
@@ -36,7 +40,14 @@ def _address(text: str) -> Address:
     host, sep, port = text.rpartition(":")
     if not sep:
         raise ValueError(f"expected HOST:PORT, not {text!r}")
-    if not host.startswith("["):
+    if host and all(c.isdigit() or c == "." for c in host):
+        # Digits and dots are meant as an IPv4 address, never a host name:
+        # do not ask the resolver about 300.1.1.1.
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IP address") from None
+    elif not host.startswith("["):
         try:
             host = socket.gethostbyname(host)
         except OSError:
@@ -90,9 +101,20 @@ class Options(usage.Options):
             raise usage.UsageError("--introducer HOST:PORT is required")
         if not self["name"]:
             raise usage.UsageError("--name is required")
+        problem = name_problem(self["name"], "--name")
+        if problem is not None:
+            raise usage.UsageError(problem)
+        for option in ("host-session", "join", "connect"):
+            if self[option] is not None:
+                limit = MAX_NAME_BYTES if option == "connect" else wire.MAX_STRING
+                problem = name_problem(self[option], f"--{option}", limit)
+                if problem is not None:
+                    raise usage.UsageError(problem)
         chosen = [k for k in ("host-session", "join", "connect") if self[k]]
         if len(chosen) > 1:
             raise usage.UsageError("use only one of --host-session, --join and --connect")
+        if self["mesh"] and not self["host-session"]:
+            raise usage.UsageError("--mesh is a kind of hosted session: it needs --host-session TITLE")
         self["turn-settings"] = None
         if self["turn"] is not None:
             if not self["turn-user"] or not self["turn-password-file"]:
@@ -262,8 +284,8 @@ def run(reactor, options: Options, out: TextIO):
 
     def report(failure: Failure) -> None:
         error = failure.value
-        printer("error", error=type(error).__name__, message=str(error))
-        if not isinstance(error, P2PError):
+        printer("error", error=type(error).__name__, message=_message(error))
+        if not isinstance(error, (P2PError, CannotListenError)):
             printer("error", error="traceback", message=failure.getTraceback())
         finish(1)
 
@@ -338,6 +360,12 @@ def run(reactor, options: Options, out: TextIO):
     yield endpoint.stop()
     stopped.callback(None)
     return code[0]
+
+
+def _message(error: Exception) -> str:
+    if isinstance(error, CannotListenError):
+        return listen_error(error)
+    return str(error)
 
 
 def _behaviour(options) -> _Behaviour:

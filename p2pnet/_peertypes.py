@@ -34,7 +34,9 @@ class StatusEvent:
     """
     A progress report for game UIs and logs.
 
-    @ivar kind: one of C{nat-checked}, C{registered}, C{public-changed},
+    @ivar kind: one of C{nat-checked}, C{registering} (C{start()} has had
+        no answer from the introducer for another 2 s), C{registered},
+        C{public-changed},
         C{introducer-lost}, C{introducer-back}, C{introduced}, C{warming},
         C{punching}, C{reversal}, C{relaying}, C{connected},
         C{path-changed}, C{failed}, C{lost}, C{closed}.

@@ -2,10 +2,14 @@
 The endpoint's registration with its introducer: register (with a proof
 of our key when asked), confirm, heartbeat on a fixed schedule, notice the
 introducer going and coming back, register and host again when it forgot
-us.  A mixin of L{p2pnet.endpoint.PeerEndpoint}, which holds the state.
+us; while the first registration waits, progress reports and a closed-port
+check (L{p2pnet._reaching}).  A mixin of L{p2pnet.endpoint.PeerEndpoint}, which holds the state.
 """
 
 from __future__ import annotations
+
+import socket
+from typing import Callable
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
@@ -13,6 +17,7 @@ from twisted.python.failure import Failure
 from p2pnet import wire
 from p2pnet._introclient import Prover
 from p2pnet._peertypes import Registration, StatusEvent
+from p2pnet._reaching import ReachingIntroducer
 from p2pnet.errors import ConnectionClosed, IntroducerUnreachable, P2PError
 from p2pnet.wire import ErrorCode
 
@@ -21,6 +26,34 @@ class Registering:
     """
     Registration and heartbeats (see the module docstring).
     """
+
+    def _reaching(self, refused_with: Callable[[IntroducerUnreachable], None]) -> ReachingIntroducer:
+        """
+        Progress lines while the introducer does not answer, and an early
+        failure when its port is closed (see L{p2pnet._reaching}).
+        """
+
+        def progress(elapsed: float) -> None:
+            detail = f"no answer from the introducer at {self.introducer} yet ({elapsed:.0f} s); retrying"
+            self.log.info("{detail}", detail=detail)
+            self.emit(StatusEvent("registering", address=self.introducer, detail=detail))
+
+        def refused() -> None:
+            error = IntroducerUnreachable(
+                f"the introducer's port {self.introducer} is closed (ICMP port unreachable): "
+                "is the introducer running, on that host and port?",
+                port_closed=True,
+            )
+            self.log.warn("{error}", error=str(error))
+            refused_with(error)
+            if self._client is not None:
+                self._client.cancel_all(error)
+
+        handle = getattr(self.transport, "getHandle", lambda: None)()
+        return ReachingIntroducer(
+            self.clock, self.introducer, progress, refused,
+            probe=isinstance(handle, socket.socket), interface=self._interface,
+        )
 
     def _register(self) -> Deferred:
         # With an identity, the registration is bound to its key: the

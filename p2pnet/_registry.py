@@ -15,6 +15,7 @@ from typing import Callable, Iterator
 
 from attrs import define, field
 
+from p2pnet._names import name_problem
 from p2pnet.address import Address
 from p2pnet.wire import CHALLENGE_SIZE, MAX_DATAGRAM, MAX_STRING, ErrorCode, SessionInfo, proof_tag
 
@@ -265,8 +266,9 @@ class Registry:
         @raise RegistryError: C{BAD_REQUEST}, C{PEER_ID_TAKEN},
             C{RATE_LIMITED} (caps), or L{ChallengeNeeded}.
         """
-        if not peer_id or len(peer_id.encode("utf-8")) > MAX_PEER_ID:
-            raise RegistryError(ErrorCode.BAD_REQUEST, "peer id must be 1-64 bytes of UTF-8")
+        if name_problem(peer_id, "peer id", MAX_PEER_ID) is not None:
+            # Control characters too: a newline in a name would forge log lines.
+            raise RegistryError(ErrorCode.BAD_REQUEST, "peer id must be 1-64 bytes of UTF-8, no control characters")
         if len(local) > MAX_LOCAL_ADDRESSES:
             raise RegistryError(ErrorCode.BAD_REQUEST, "too many local addresses")
         existing = self._live(peer_id, now)
@@ -634,6 +636,10 @@ class Registry:
         """
         if not name:
             raise RegistryError(ErrorCode.BAD_REQUEST, "session name is empty")
+        if name_problem(name, "session name", MAX_STRING) is not None or (
+            game_id and name_problem(game_id, "game id", MAX_STRING) is not None
+        ):
+            raise RegistryError(ErrorCode.BAD_REQUEST, "session name or game id holds control characters")
         if not 2 <= max_players <= 1024:
             raise RegistryError(ErrorCode.BAD_REQUEST, "max players must be 2-1024")
         if len(properties) > MAX_PROPERTIES:

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                    "'twistd -n p2pnet-introducer')"),
     "peer": ("p2pnet._peercli", "register with an introducer, host/join/connect, "
              "send and print datagrams"),
+    "sessions": ("p2pnet._sessionscli", "list the sessions an introducer offers"),
     "natcheck": ("p2pnet.natcheck", "find out what kind of NAT you are behind"),
 }
 
@@ -34,16 +35,21 @@ def usage() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """
-    Run the subcommand named by C{argv[0]}.
+    Run the subcommand named by C{argv[0]}; without one, print the usage
+    to stderr and exit 2 (a usage error, as for an unknown command).
     """
     if argv is None:
         argv = sys.argv[1:]
-    if not argv or argv[0] in ("-h", "--help", "help"):
+    if not argv:
+        print(f"p2pnet: which command?\n\n{usage()}", file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:
-        print(f"p2pnet: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        print(f"p2pnet: unknown command {name!r} (one of: {', '.join(SUBCOMMANDS)}; see 'p2pnet --help')",
+              file=sys.stderr)
         return 2
     module = importlib.import_module(SUBCOMMANDS[name][0])
     return module.main(rest)

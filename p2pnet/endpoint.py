@@ -20,7 +20,7 @@ import socket
 from typing import Callable, Iterable
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.error import InvalidAddressError
+from twisted.internet.error import CannotListenError, InvalidAddressError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from p2pnet import wire
 from p2pnet._eventual import EventualQueue
 from p2pnet._introclient import IntroducerClient
+from p2pnet._names import name_problem
 from p2pnet._registering import Registering
 from p2pnet._relaying import Relaying
 from p2pnet._ratelimit import LogBudget
@@ -114,8 +115,9 @@ class PeerEndpoint(Registering, Relaying, DatagramProtocol):
     ) -> None:
         if isinstance(introducer, str):
             introducer = Address.parse(introducer)
-        if not peer_id or len(peer_id.encode("utf-8")) > 64:
-            raise ValueError("peer_id must be 1-64 bytes of UTF-8")
+        problem = name_problem(peer_id, "peer_id")
+        if problem is not None:
+            raise ValueError(problem)
         self.reactor = reactor
         self.clock = reactor
         self.introducer = introducer
@@ -171,6 +173,17 @@ class PeerEndpoint(Registering, Relaying, DatagramProtocol):
         reactor turn after it happened).
         """
         self._observers.append(observer)
+
+    def remove_observer(self, observer: Callable[[StatusEvent], None]) -> None:
+        """
+        Stop calling C{observer} (given to L{add_observer}); events already
+        queued for it are still delivered.  Removing one that is not
+        observing does nothing.
+        """
+        try:
+            self._observers.remove(observer)
+        except ValueError:
+            pass
 
     def emit(self, event: StatusEvent) -> None:
         for observer in self._observers:
@@ -261,12 +274,27 @@ class PeerEndpoint(Registering, Relaying, DatagramProtocol):
         """
         Bind the socket and register with the introducer.
 
+        An endpoint can be started again after L{stop} (its connections and
+        sessions are gone; host again).
+
         @return: a Deferred firing with a L{Registration}, or failing with
-            L{IntroducerUnreachable} (or the introducer's refusal).
+            L{IntroducerUnreachable} (or the introducer's refusal), or
+            C{twisted.internet.error.CannotListenError} when the port is
+            taken.
         """
         if self._port is not None:
             return fail(P2PError("endpoint already started"))
-        self._port = self.reactor.listenUDP(self._port_number, self, self._interface)
+        try:
+            self._port = self.reactor.listenUDP(self._port_number, self, self._interface)
+        except CannotListenError as e:
+            return fail(e)
+        self._stopping = False
+        self._cookie = None
+        self.public_address = None
+        self._introducer_lost = False
+        self._reregistering = False
+        self._turn = None
+        self._turn_allocation = None
         self._client = IntroducerClient(
             self.clock,
             self.transport.write,
@@ -286,19 +314,28 @@ class PeerEndpoint(Registering, Relaying, DatagramProtocol):
                 random_bytes=self._random_bytes,
             )
             self._turn.on_data = self._from_turn
+        refusal: list[IntroducerUnreachable] = []
+        reaching = self._reaching(refusal.append)
+
+        def register(_: object = None) -> Deferred:
+            # A closed port found during the NAT check ends the start here.
+            return fail(refusal[0]) if refusal else self._register()
+
         if self.config.nat_check:
             d = self._check_nat()
-            d.addCallback(lambda _: self._register())
+            d.addCallback(register)
         else:
             d = self._register()
 
         def registered(registration: Registration) -> Registration:
+            reaching.stop()
             self._schedule_heartbeat()
             return registration
 
         def failed(reason: Failure) -> Failure:
+            reaching.stop()
             self._shutdown_socket()
-            if reason.check(IntroducerUnreachable) and self._secret is None:
+            if reason.check(IntroducerUnreachable) and (self._secret is None or reason.value.port_closed):
                 return reason
             if reason.check(IntroducerUnreachable):
                 return Failure(
@@ -355,6 +392,7 @@ class PeerEndpoint(Registering, Relaying, DatagramProtocol):
         if self._stopping:
             return succeed(None)
         self._stopping = True
+        self._hosted.clear()
         if self._heartbeat_call is not None and self._heartbeat_call.active():
             self._heartbeat_call.cancel()
         self._heartbeat_call = None
@@ -407,6 +445,9 @@ class PeerEndpoint(Registering, Relaying, DatagramProtocol):
         """
         try:
             self._require_registered()
+            problem = name_problem(name, "the session name", wire.MAX_STRING)
+            if problem is not None:
+                raise ValueError(problem)
             props = tuple(sorted((properties or {}).items()))
             message = wire.HostSession(
                 self.new_txid(),
@@ -429,13 +470,18 @@ class PeerEndpoint(Registering, Relaying, DatagramProtocol):
 
         return self._client.request(message).addCallback(hosted)
 
-    def unhost_session(self, session: HostedSession) -> None:
+    def unhost_session(self, session: HostedSession) -> Deferred:
         """
         Withdraw a hosted session (existing connections stay up).
+
+        @return: a Deferred firing with None once the withdrawal is sent
+            (the introducer does not answer it; a session whose withdrawal
+            is lost ends with our registration); withdrawing a session
+            twice, or one we do not host, does nothing.
         """
-        self._hosted.pop(session.session_id, None)
-        if self._cookie is not None and not self._stopping:
+        if self._hosted.pop(session.session_id, None) is not None and self._cookie is not None and not self._stopping:
             self._client.send(wire.Unhost(self.new_txid(), self.peer_id, self._cookie, session.session_id))
+        return succeed(None)
 
     def list_sessions(self, game_id: str | None = None) -> Deferred:
         """

@@ -29,9 +29,17 @@ class AuthenticationFailed(P2PError):
 
 class IntroducerUnreachable(P2PError):
     """
-    The introducer did not answer our registration in time.  Check its
-    address, that it is running, and that UDP to its port is allowed.
+    The introducer did not answer our registration in time, or its port is
+    closed.  Check its address, that it is running, and that UDP to its
+    port is allowed.
+
+    @ivar port_closed: True when the introducer's host answered that
+        nothing listens on the port (ICMP port unreachable).
     """
+
+    def __init__(self, *args: object, port_closed: bool = False) -> None:
+        super().__init__(*args)
+        self.port_closed = port_closed
 
 
 class IntroducerError(P2PError):

@@ -271,7 +271,8 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             if self.stun_server is not None and len(data) >= 20 and data[0] < 0x40:
                 self._stun(data, addr)
             else:
-                self._drop("not-p2pnet", addr)
+                # (Empty: an endpoint checking that our port is open.)
+                self._drop("not-p2pnet" if data else "empty", addr)
             return
         if data[1:2] == _HEARTBEAT and self.quick_heartbeats and self._quick_heartbeat(data, addr, now):
             return

@@ -16,7 +16,7 @@ from twisted.python import usage
 from p2pnet._options import address as _relay_address
 from p2pnet._options import metrics_options
 from p2pnet._options import non_negative as _non_negative
-from p2pnet._options import parse, read_secret
+from p2pnet._options import ListeningServices, parse, read_secret
 from p2pnet._options import port as _port
 from p2pnet._options import positive as _positive
 from p2pnet._ratelimit import RateLimiter, SourceLimiter
@@ -53,7 +53,8 @@ class Options(usage.Options):
         ["rate", None, 50.0, "Packets per second allowed per source IP.", _positive],
         ["burst", None, 100.0, "Burst size allowed per source IP.", _positive],
         ["relay-port", None, None,
-         "Also run a relay in this process on this UDP port (0: any).", _port],
+         "UDP port of the relay this process runs (default: the introducer's port + 1; "
+         "0: any).", _port],
         ["relay", None, None,
          "Hand out allocations on a separate p2pnet relay at HOST:PORT.", _relay_address],
         ["relay-secret-file", None, None,
@@ -72,6 +73,7 @@ class Options(usage.Options):
     ]
     optFlags = [
         ["no-stun", None, "Do not answer STUN Binding requests."],
+        ["no-relay", None, "Run no relay (peers that cannot go direct then fail)."],
     ]
 
     def postOptions(self) -> None:
@@ -81,6 +83,8 @@ class Options(usage.Options):
             raise usage.UsageError("--burst must be at least 1")
         if self["relay"] is not None and self["relay-port"] is not None:
             raise usage.UsageError("use --relay (a separate relay) or --relay-port (one in this process), not both")
+        if self["no-relay"] and (self["relay"] is not None or self["relay-port"] is not None):
+            raise usage.UsageError("--no-relay contradicts --relay and --relay-port")
         if self["relay"] is not None and self["relay-secret-file"] is None:
             raise usage.UsageError("--relay needs --relay-secret-file (the relay's --secret-file)")
         if self["stun-alternate-ip"] or self["stun-alternate-port"] is not None:
@@ -97,6 +101,8 @@ class Options(usage.Options):
                     Address.parse(self["stun-alternate-ip"], 0)
                 except ValueError as e:
                     raise usage.UsageError(f"--stun-alternate-ip: {e}")
+        if self["relay"] is None and self["relay-port"] is None and not self["no-relay"]:
+            self["relay-port"] = default_relay_port(self["port"], self["stun-alternate-port"])
         relay_secret = self["relay-secret-file"]
         self["relay-secret"] = read_secret(relay_secret, "--relay-secret-file") if relay_secret else None
         for name in ("max-registrations", "max-per-ip", "max-sessions", "max-sessions-per-ip"):
@@ -104,6 +110,20 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--{name} must be at least 1")
         path = self["identity-file"]
         self["identity"] = load_identity(path) if path is not None else None
+
+
+def default_relay_port(port: int, taken: int | None = None) -> int:
+    """
+    The in-process relay's port when none is given: the introducer's port
+    + 1 (+ 2 if that is the STUN alternate port C{taken}); any free port
+    (0) when the introducer's is 0 or there is no next port.
+    """
+    if port == 0:
+        return 0
+    for candidate in (port + 1, port + 2):
+        if candidate <= 65535 and candidate != taken:
+            return candidate
+    return 0
 
 
 def load_identity(path: str) -> X25519PrivateKey:
@@ -176,7 +196,7 @@ def makeService(options: Options, reactor=None) -> MultiService:
     from p2pnet.introducer import RelaySettings, UDPService
     from p2pnet.relay import RelayProtocol
 
-    parent = MultiService()
+    parent = ListeningServices("p2pnet introducer")
     relay = relay_protocol = None
     if options["relay"] is not None:
         relay = RelaySettings(options["relay-secret"], options["relay"])
@@ -246,6 +266,9 @@ def main(argv: list[str]) -> int:
     service = makeService(options, reactor)
     try:
         service.startService()
+    except SystemExit as e:
+        print(e.code, file=sys.stderr)
+        return 1
     except Exception as e:
         print(f"p2pnet introducer: cannot start: {e}", file=sys.stderr)
         return 1

@@ -681,6 +681,10 @@ def _split_target(text: str) -> tuple[str, int]:
         host, port_text = text, "3478"
     if not host or any(c in host for c in "[]:/ ") or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError(f"bad STUN server {text!r}: expected HOST:PORT")
+    if all(c.isdigit() or c == "." for c in host):
+        # Digits and dots mean an IPv4 address (Address.parse refused it),
+        # never a host name to look up.
+        raise ValueError(f"bad STUN server {text!r}: {host!r} is not an IP address")
     return host, int(port_text)
 
 

@@ -16,7 +16,7 @@ from p2pnet._options import metrics_options
 from p2pnet._options import non_negative as _non_negative
 from p2pnet._options import port as _port
 from p2pnet._options import positive as _positive
-from p2pnet._options import read_secret
+from p2pnet._options import ListeningServices, read_secret
 from p2pnet.relay import RelayProtocol
 
 
@@ -83,7 +83,7 @@ def makeService(options: Options, reactor=None) -> MultiService:
     """
     if reactor is None:
         from twisted.internet import reactor  # the tap may use the global reactor
-    parent = MultiService()
+    parent = ListeningServices("p2pnet relay")
     protocol = make_protocol(options, reactor)
     UDPService(reactor, protocol, options["port"], options["interface"], "relay").setServiceParent(parent)
     if options["metrics-port"] is not None:

@@ -344,7 +344,9 @@ class SessionInfo:
     """
     One hosted session, as listed by L{SessionList}.
 
-    Encoded as a nested field list inside the C{SESSION} field.
+    Encoded as a nested field list inside the C{SESSION} field.  Built with
+    C{properties} as C{(key, value)} pairs (as on the wire); read them as a
+    mapping, C{info.properties["map"]}.
     """
 
     session_id: bytes
@@ -354,7 +356,14 @@ class SessionInfo:
     players: int
     max_players: int
     mesh: bool = False
-    properties: tuple[tuple[str, str], ...] = _tuple_of()
+    _properties: tuple[tuple[str, str], ...] = _tuple_of()
+
+    @property
+    def properties(self) -> dict[str, str]:
+        """
+        The session's properties, C{{key: value}} (a fresh dict).
+        """
+        return dict(self._properties)
 
     def encode_value(self) -> bytes:
         parts = [
@@ -366,7 +375,7 @@ class SessionInfo:
             _field(Tag.MAX_PLAYERS, _U16.pack(self.max_players)),
             _field(Tag.FLAGS, bytes([FLAG_MESH if self.mesh else 0])),
         ]
-        parts.extend(_field(Tag.PROPERTY, _enc_property(p)) for p in self.properties)
+        parts.extend(_field(Tag.PROPERTY, _enc_property(p)) for p in self._properties)
         return b"".join(parts)
 
     @classmethod

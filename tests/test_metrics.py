@@ -395,15 +395,20 @@ class TapOptionTests(SynchronousTestCase):
         err = io.StringIO()
         self.patch(sys, "stderr", err)
         self.assertEqual(introducer_tap.main(["--metrics-port", "99999"]), 2)
-        self.assertIn("p2pnet introducer: ", err.getvalue().splitlines()[-1])
-        self.assertIn("99999", err.getvalue().splitlines()[-1])
+        lines = err.getvalue().splitlines()
+        # The mistake, then a hint where the help is.
+        self.assertIn("p2pnet introducer: ", lines[-2])
+        self.assertIn("99999", lines[-2])
+        self.assertIn("--help", lines[-1])
 
     def test_introducer_metrics_service(self):
         """
         C{--metrics-port} on the introducer serves its metrics on that TCP
         port and interface.
         """
-        options, _ = self.both("--port", "0", "--metrics-port", "9100", "--metrics-interface", "127.0.0.2")
+        options = self.introducer(
+            "--port", "0", "--no-relay", "--metrics-port", "9100", "--metrics-interface", "127.0.0.2"
+        )
         reactor = FakeReactor()
         introducer_tap.makeService(options, reactor).startService()
         [(port, site, interface)] = reactor.tcp

@@ -18,7 +18,7 @@ from p2pnet._metrics import MetricsService
 from p2pnet._relayclient import answer_challenge
 from p2pnet.address import Address
 from p2pnet.endpoint import PeerEndpoint
-from p2pnet.introducer import UDPService
+from p2pnet.introducer import IntroducerService, UDPService
 
 SECRET = b"loopback relay secret"
 ALLOCATION = b"L" * 8
@@ -59,7 +59,9 @@ class ScrapeTestCase(TestCase):
         service.startService()
         self.addCleanup(service.stopService)
         [metrics] = [s for s in service if isinstance(s, MetricsService)]
-        udp = [s for s in service if isinstance(s, UDPService)][0]
+        # The introducer's own port (its default relay has one too).
+        udp = ([s for s in service if isinstance(s, IntroducerService)]
+               or [s for s in service if isinstance(s, UDPService)])[0]
         self.url = b"http://127.0.0.1:%d/metrics" % (metrics.port.getHost().port,)
         self.assertEqual(metrics.port.getHost().host, "127.0.0.1")
         return udp.port.getHost().port

@@ -497,7 +497,7 @@ class TraversalScenarios(PeerScenarioMixin, SynchronousTestCase):
     def start_introducer(self) -> LabProcess:
         introducer = self.lab.spawn("introducer", Lab.p2pnet_argv(
             "introducer", "--port", str(INTRODUCER_PORT),
-            "--interface", INTRODUCER_ADDRESS))
+            "--interface", INTRODUCER_ADDRESS, "--no-relay"))
         self.processes.append(introducer)
         self.check(introducer.wait_for_line(lambda line: "listening" in line,
                                             CONNECT_TIMEOUT),
@@ -753,7 +753,7 @@ class LossAndBurstScenarios(PeerScenarioMixin, SynchronousTestCase):
     def start_introducer(self) -> LabProcess:
         introducer = self.lab.spawn("introducer", Lab.p2pnet_argv(
             "introducer", "--port", str(INTRODUCER_PORT),
-            "--interface", INTRODUCER_ADDRESS))
+            "--interface", INTRODUCER_ADDRESS, "--no-relay"))
         self.processes.append(introducer)
         self.check(introducer.wait_for_line(lambda line: "listening" in line,
                                             CONNECT_TIMEOUT),

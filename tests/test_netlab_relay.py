@@ -64,6 +64,8 @@ class RelayScenarios(PeerScenarioMixin, SynchronousTestCase):
                           "--stun-alternate-port", str(ALTERNATE_PORT)]
         if relay:
             arguments += ["--relay-port", str(RELAY_PORT)]
+        elif "--relay" not in options:
+            arguments += ["--no-relay"]
         introducer = self.lab.spawn("introducer", Lab.p2pnet_argv(*arguments))
         self.processes.append(introducer)
         expected = 4 if rfc5780 else 1

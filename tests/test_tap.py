@@ -109,7 +109,9 @@ class MakeServiceTests(SynchronousTestCase):
         lifetime, and stops cleanly.
         """
         options = introducer_tap.Options()
-        options.parseOptions(["--port", "0", "--interface", "127.0.0.1", "--registration-lifetime", "12"])
+        options.parseOptions(
+            ["--port", "0", "--interface", "127.0.0.1", "--registration-lifetime", "12", "--no-relay"]
+        )
         reactor = FakeUDPReactor()
         service = introducer_tap.makeService(options, reactor)
         self.assertIsInstance(service, MultiService)
