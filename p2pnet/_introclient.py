@@ -87,7 +87,7 @@ class Prover:
 
 
 class _Pending:
-    __slots__ = ("deferred", "raw", "timer", "attempt", "rto", "message")
+    __slots__ = ("deferred", "raw", "timer", "attempt", "rto", "message", "max_rto")
 
     def __init__(self, deferred: Deferred, raw: bytes, rto: float, message: wire.Message | None = None) -> None:
         self.deferred = deferred
@@ -96,6 +96,7 @@ class _Pending:
         self.timer: IDelayedCall | None = None
         self.attempt = 1
         self.rto = rto
+        self.max_rto = IntroducerClient.MAX_RTO
 
 
 class IntroducerClient:
@@ -150,13 +151,20 @@ class IntroducerClient:
         """
         self._write(wire.encode(wire.padded(message), self._secret), self.address.as_tuple())
 
-    def request(self, message: wire.Message, attempts: int | None = None) -> Deferred:
+    def request(self, message: wire.Message, attempts: int | None = None, max_rto: float | None = None) -> Deferred:
         """
         Send a request; the Deferred fires with the answer message.
+
+        @param max_rto: the longest gap between retransmits (default
+            L{MAX_RTO}); an introduction, whose other side is already
+            punching, retransmits at the first timeout without backing off:
+            the introducer sends our copy again only when our request pays
+            for it.
         """
         raw = wire.encode(wire.padded(message), self._secret)
         d = Deferred(lambda _: self._forget(message.txid))
         pending = _Pending(d, raw, self._rto, message)
+        pending.max_rto = self.MAX_RTO if max_rto is None else max_rto
         self._pending[message.txid] = pending
         limit = attempts if attempts is not None else self._attempts
         self._transmit(message.txid, pending, limit)
@@ -169,7 +177,7 @@ class IntroducerClient:
             pending.timer = self._clock.callLater(delay, self._give_up, txid, limit)
             return
         delay = pending.rto
-        pending.rto = min(pending.rto * 2, self.MAX_RTO)
+        pending.rto = min(pending.rto * 2, pending.max_rto)
         pending.attempt += 1
         pending.timer = self._clock.callLater(delay, self._transmit, txid, pending, limit)
 

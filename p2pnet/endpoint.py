@@ -97,6 +97,9 @@ class PeerEndpoint(Registering, Relaying, DatagramProtocol):
 
     log = Logger()
 
+    #: Sends of an Introduce (at request_rto apart) before giving up.
+    INTRODUCE_ATTEMPTS = 20
+
     def __init__(
         self,
         reactor,
@@ -551,7 +554,13 @@ class PeerEndpoint(Registering, Relaying, DatagramProtocol):
             if entry is not None:
                 entry[1].errback(reason)
 
-        self._client.request(message).addErrback(refused)
+        # Retransmitted without backing off, for twice the handshake's
+        # patience: the other side is punching already.
+        self._client.request(
+            message,
+            attempts=self.INTRODUCE_ATTEMPTS,
+            max_rto=self.config.request_rto,
+        ).addErrback(refused)
 
         def attach(connection: PeerConnection) -> PeerConnection:
             chosen = protocol

@@ -181,3 +181,35 @@ class ExtraSocketCapTests(SynchronousTestCase):
         connection.close()
         world.run(0.1)
         self.assertEqual((capped.extra_sockets, len(host._ports)), (0, before))
+
+
+class IntroduceRetransmitTests(SynchronousTestCase):
+    def test_introduce_retransmitted_without_backoff(self):
+        """
+        An Introduce whose answers are lost is sent again every request_rto
+        (0.5 s), not with the doubling registration back-off: the introducer
+        sends the requester's copy again only when a request pays for it,
+        and the other side is punching meanwhile.
+        """
+        world = World(self)
+        alice = world.peer("alice", factory=RecordingFactory())
+        bob = world.peer("bob")
+        world.result(alice.start())
+        world.result(bob.start())
+        sent = []
+        original = world.network._send
+
+        def tap(port, data, dst, ttl):
+            if port is bob.transport and data[1:2] == bytes([wire.MessageType.INTRODUCE]):
+                sent.append(world.clock.seconds())
+                return None  # lost
+            return original(port, data, dst, ttl)
+
+        world.network._send = tap
+        bob.connect("alice").addErrback(lambda _: None)
+        world.run(5.0)
+        gaps = [round(b - a, 3) for a, b in zip(sent, sent[1:])]
+        # (The world's clock moves in 0.01 s steps.)
+        self.assertEqual(len(gaps[:6]), 6)
+        self.assertTrue(all(0.49 <= gap <= 0.52 for gap in gaps[:6]), gaps)
+        world.network._send = original
