@@ -225,6 +225,8 @@ class Registry:
         self._unverified: OrderedDict[str, Registration] = OrderedDict()
         self._per_ip: dict[str, int] = {}
         self._challenges: OrderedDict[bytes, PendingChallenge] = OrderedDict()
+        # Proven challenges: value -> (peer id, address, registration, kind).
+        self._answered: OrderedDict[bytes, tuple] = OrderedDict()
         self._challenges_per_peer: dict[str, int] = {}
         self._peak = 0
 
@@ -276,7 +278,11 @@ class Registry:
             owner = cookie is not None and hmac.compare_digest(cookie, existing.cookie)
             same_key = existing.peer_key == peer_key
             here = existing.public == public
-            if same_key and here and (owner or peer_key is None):
+            # The same key from the same address, not yet confirmed: our
+            # own answer was lost and the Register came again; answer it
+            # again (nothing moves, the cookie goes where it went).
+            retransmitted = same_key and here and not existing.verified
+            if same_key and here and (owner or peer_key is None or retransmitted):
                 existing.local = local
                 if nat is not None:
                     existing.nat = nat
@@ -488,6 +494,20 @@ class Registry:
         """
         self._expire_challenges(now)
         entry = self._challenges.get(challenge)
+        if entry is None:
+            done = self._answered.get(challenge)
+            if (
+                done is not None
+                and done[0] == peer_id
+                and done[1] == source
+                and done[2] is self._live(peer_id, now)
+                and done[2].public == source
+            ):
+                # The same proof again (our answer to it was lost): the
+                # result again, nothing changes.
+                key = self._proof_key(done[2], exchange)
+                if hmac.compare_digest(proof, proof_tag(key, challenge, peer_id, source)):
+                    return done[2], done[3]
         if entry is None or entry.peer_id != peer_id or entry.address != source:
             raise RegistryError(ErrorCode.NOT_AUTHORISED, "unknown or expired challenge")
         registration = self._live(peer_id, now)
@@ -504,6 +524,7 @@ class Registry:
             self._confirm(registration)
             registration.refreshed = now
             self._peers.move_to_end(peer_id)
+            self._remember_answered(challenge, peer_id, source, registration, entry.kind)
             return registration, entry.kind
         self._remove(registration)
         fresh = Registration(
@@ -519,7 +540,18 @@ class Registry:
             proof_key=registration.proof_key,
         )
         self._add(fresh)
+        self._remember_answered(challenge, peer_id, source, fresh, entry.kind)
         return fresh, entry.kind
+
+    def _remember_answered(self, challenge: bytes, peer_id: str, source: Address, registration, kind: str) -> None:
+        """
+        Keep a proven challenge's result (capped like the challenges), so
+        that the same proof sent again gets the same answer.
+        """
+        answered = self._answered
+        while len(answered) >= MAX_CHALLENGES:
+            answered.popitem(last=False)
+        answered[challenge] = (peer_id, source, registration, kind)
 
     def _proof_key(self, registration: Registration, exchange: Callable[[bytes], bytes] | None) -> bytes:
         if registration.peer_key is None:

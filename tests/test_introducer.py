@@ -787,6 +787,26 @@ class KeyBoundTests(IntroducerTestCase):
         self.assertEqual(self.exchanges, 1)
         self.assertEqual([s.session_id for s in self.protocol.registry.sessions()], [session_id])
 
+    def test_register_sent_again_before_confirming(self):
+        """
+        A keyed Register sent again from the same address before the
+        registration is confirmed (our answer was lost) gets the same
+        answer again, with the same cookie, and no challenge; once
+        confirmed, a Register without the cookie is a restart: challenged.
+        """
+        first_txid = self.next_txid()
+        self.send(wire.Register(first_txid, "a", (), peer_key=self.alice.public), A)
+        [(first, _)] = self.transport.clear()
+        self.send(wire.Register(self.next_txid(), "a", (), peer_key=self.alice.public), A)
+        [(again, _)] = self.transport.clear()
+        self.assertIsInstance(again, wire.Registered)
+        self.assertEqual(again.cookie, first.cookie)
+        self.send(wire.Heartbeat(self.next_txid(), "a", first.cookie), A)
+        self.transport.clear()
+        self.send(wire.Register(self.next_txid(), "a", (), peer_key=self.alice.public), A)
+        [(challenged, _)] = self.transport.clear()
+        self.assertIsInstance(challenged, wire.Challenge)
+
     def test_proof_single_use_and_bound_to_address(self):
         """
         A proof works once, only from the challenged address, and not after
@@ -806,21 +826,33 @@ class KeyBoundTests(IntroducerTestCase):
         self.send(wire.Proof(self.next_txid(), "a", challenge.challenge, proof), D)
         self.assertEqual(self.where("a"), Address(*D))
         self.transport.clear()
-        # back to A by the same challenge: replayed proof
-        self.send(wire.Heartbeat(self.next_txid(), "a", self.cookies["a"]), D)
+        # the same proof again from D (its answer was lost): the same answer,
+        # nothing changes
         self.send(wire.Proof(self.next_txid(), "a", challenge.challenge, proof), D)
-        [_, (refused, _)] = self.transport.clear()
-        self.assertEqual(refused.code, ErrorCode.NOT_AUTHORISED)
-        # an expired challenge
+        [(again, _)] = self.transport.clear()
+        self.assertNotIsInstance(again, wire.Error)
+        self.assertEqual(self.where("a"), Address(*D))
+        # back at A (a new challenge answered there), the old proof from D
+        # moves nothing back
         self.send(wire.Heartbeat(self.next_txid(), "a", self.cookies["a"]), A)
-        [(late, _)] = self.transport.clear()
-        self.clock.advance(10.5)
-        self.send(wire.Heartbeat(self.next_txid(), "a", self.cookies["a"]), D)
+        [(back, _)] = self.transport.clear()
+        self.prove("a", back, self.alice, A)
+        self.assertEqual(self.where("a"), Address(*A))
         self.transport.clear()
-        self.prove("a", late, self.alice, A)
+        self.send(wire.Proof(self.next_txid(), "a", challenge.challenge, proof), D)
         [(refused, _)] = self.transport.clear()
         self.assertEqual(refused.code, ErrorCode.NOT_AUTHORISED)
-        self.assertEqual(self.where("a"), Address(*D))
+        self.assertEqual(self.where("a"), Address(*A))
+        # an expired challenge
+        self.send(wire.Heartbeat(self.next_txid(), "a", self.cookies["a"]), D)
+        [(late, _)] = self.transport.clear()
+        self.clock.advance(10.5)
+        self.send(wire.Heartbeat(self.next_txid(), "a", self.cookies["a"]), A)
+        self.transport.clear()
+        self.prove("a", late, self.alice, D)
+        [(refused, _)] = self.transport.clear()
+        self.assertEqual(refused.code, ErrorCode.NOT_AUTHORISED)
+        self.assertEqual(self.where("a"), Address(*A))
 
     def test_restarted_host_takes_its_name_back_at_once(self):
         """
