@@ -70,15 +70,13 @@ class GatewayUDP(DatagramProtocol):
         return pending.deferred
 
     def _send(self, pending: _Pending) -> None:
-        if pending.sends > len(self.retransmits):
+        if pending.sends >= len(self.retransmits):
             self._finish(pending)
             pending.deferred.errback(NoAnswer(f"no answer from {self.gateway}:{self.port}"))
             return
-        wait = self.retransmits[min(pending.sends, len(self.retransmits) - 1)]
-        if pending.sends < len(self.retransmits):
-            self.send(pending.data)
+        self.send(pending.data)
+        pending.timer = self.clock.callLater(self.retransmits[pending.sends], self._send, pending)
         pending.sends += 1
-        pending.timer = self.clock.callLater(wait, self._send, pending)
 
     def send(self, data: bytes) -> None:
         """
