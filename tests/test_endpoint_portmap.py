@@ -32,11 +32,16 @@ class ScriptedRouter(DatagramProtocol):
     and that maps every port to 61000 for 7200 s.
     """
 
-    def __init__(self):
+    def __init__(self, clock, delay=0.0):
         self.requests = []
+        self.clock = clock
+        self.delay = delay
 
     def datagramReceived(self, data, addr):
         self.requests.append(data)
+        self.clock.callLater(self.delay, self.answer, data, addr)
+
+    def answer(self, data, addr):
         if data == b"\x00\x00":
             self.transport.write(bytes.fromhex("00 80 0000 00000001 c633644d"), addr)
         elif data[:2] == b"\x00\x01":
@@ -54,7 +59,7 @@ class EndpointPortMappingTests(SynchronousTestCase):
         self.introducer = self.network.add_host(INTRODUCER.host).listenUDP(
             INTRODUCER.port, IntroducerProtocol(self.clock, self.registry, random_bytes)
         )
-        self.router = ScriptedRouter()
+        self.router = ScriptedRouter(self.clock)
         self.network.add_host(ROUTER).listenUDP(5351, self.router)
         nat = self.network.add_nat("nat", "203.0.113.1")
         self.host = self.network.add_host(behind=nat)
@@ -90,6 +95,22 @@ class EndpointPortMappingTests(SynchronousTestCase):
         self.assertEqual(self.router.requests[-1][-6:], bytes(6))
         self.introducer.stopListening()
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_mapped_after_registration(self):
+        """
+        A mapping made after the registration completed is sent to the
+        introducer at once (a Register refreshed with our cookie).
+        """
+        self.router.delay = 0.2
+        endpoint = self.endpoint()
+        endpoint.start()
+        self.pump(0.2)
+        self.assertNotIn(MAPPED, self.registry.lookup("A", self.clock.seconds()).local)
+        self.pump(0.8)
+        self.assertIn(MAPPED, self.registry.lookup("A", self.clock.seconds()).local)
+        endpoint.stop()
+        self.pump(1.0)
+        self.introducer.stopListening()
 
     def test_switched_off(self):
         """
