@@ -74,6 +74,7 @@ class Options(usage.Options):
         ["no-relay", None, "Never fall back to a relay."],
         ["relay-only", None, "Only use relayed paths (hides our addresses from the peer)."],
         ["insecure", None, "No encryption, no replay protection (for benchmarks and debugging only)."],
+        ["no-port-mapping", None, "Do not ask the router for a port mapping (NAT-PMP, PCP, UPnP-IGD)."],
     ]
 
     def postOptions(self) -> None:
@@ -139,6 +140,8 @@ class Printer:
                 fields["detail"] = event.detail
             if event.elapsed is not None:
                 fields["elapsed"] = round(event.elapsed, 4)
+        elif event.kind == "port-mapped":
+            fields = {"protocol": event.detail, "address": str(event.address)}
         elif event.kind in ("lost", "failed", "closed"):
             fields = {"peer": event.peer_id, "reason": event.detail}
         else:
@@ -190,6 +193,7 @@ def run(reactor, options: Options, out: TextIO):
         heartbeat_interval=options["heartbeat"],
         nat_check=options["nat-check"],
         insecure=options["insecure"],
+        port_mapping=not options["no-port-mapping"],
     )
     endpoint = PeerEndpoint(
         reactor,

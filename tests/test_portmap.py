@@ -261,3 +261,24 @@ class PortMapperTests(SynchronousTestCase):
         mapper = PortMapper(reactor, 4000, gateway=None, protocols=("pcp", "nat-pmp"))
         self.assertIsNone(self.successResultOf(mapper.start()))
         self.assertEqual(reactor.sockets, [])
+
+
+class ProbeOnlyTests(SynchronousTestCase):
+    def test_probe_only(self):
+        """
+        In probe-only mode (natcheck) the answers are recorded, with the
+        external address NAT-PMP gave, and nothing is mapped.
+        """
+        reactor = FakeReactor()
+        mapper = PortMapper(
+            reactor, 9, gateway=GATEWAY, local_ip=lambda host: ME, protocols=("pcp", "nat-pmp"), probe_only=True
+        )
+        d = mapper.start()
+        answer(reactor, pcp_answer(0))
+        answer(reactor, pmp_external())
+        self.assertIsNone(self.successResultOf(d))
+        self.assertEqual(
+            mapper.offers, {"pcp": "answered", "nat-pmp": "answered (external address 11.0.0.2)"}
+        )
+        self.assertEqual(len(sent(reactor)), 2)
+        mapper.stop()

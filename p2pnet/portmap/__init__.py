@@ -10,6 +10,6 @@ pure; the rest is Twisted I/O with an injected reactor.
 """
 
 from p2pnet.portmap._gateway import default_gateway, local_address_towards, parse_route_table
-from p2pnet.portmap._mapper import Mapping, PortMapper
+from p2pnet.portmap._mapper import Mapping, PortMapper, probe_router
 
-__all__ = ["Mapping", "PortMapper", "default_gateway", "local_address_towards", "parse_route_table"]
+__all__ = ["Mapping", "PortMapper", "default_gateway", "local_address_towards", "parse_route_table", "probe_router"]

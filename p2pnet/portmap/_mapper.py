@@ -68,6 +68,8 @@ class PortMapper:
     @param on_change: called with the new L{Mapping} when one is made or
         its external address changes, and with None when it is lost.
     @param agent: the HTTP agent for UPnP (tests pass a fake).
+    @param probe_only: only find out what the router offers (for
+        C{p2pnet natcheck}): no mapping is made.
 
     @ivar offers: protocol name -> what the router said to the probe
         (C{"answered"}, C{"no answer"}, C{"refused: ..."}, C{"mapped"}).
@@ -89,6 +91,7 @@ class PortMapper:
         on_change: Callable[[Mapping | None], None] | None = None,
         agent=None,
         ssdp_wait: float = SSDP_WAIT,
+        probe_only: bool = False,
     ) -> None:
         self.reactor = reactor
         self.internal_port = internal_port
@@ -100,6 +103,7 @@ class PortMapper:
         self.on_change = on_change
         self.agent = agent
         self.ssdp_wait = ssdp_wait
+        self.probe_only = probe_only
         self.offers: dict[str, str] = {}
         self.mapping: Mapping | None = None
         self._udp: GatewayUDP | None = None
@@ -164,11 +168,14 @@ class PortMapper:
         found.addTimeout(self.ssdp_wait, self.reactor)
         return found.addErrback(timed_out)
 
-    def _probe_answered(self, _: object, protocol) -> None:
+    def _probe_answered(self, external: object, protocol) -> None:
         self._probing -= 1
         if self._stopping:
             return
-        self.offers[protocol.name] = "answered"
+        self.offers[protocol.name] = f"answered (external address {external})" if external else "answered"
+        if self.probe_only:
+            self._next()
+            return
         self._answered.append(protocol)
         self._next()
 
@@ -187,7 +194,7 @@ class PortMapper:
     def _next(self) -> None:
         if self._stopping or self.mapping is not None or self._mapping_now:
             return
-        if self._answered:
+        if self._answered and not self.probe_only:
             protocol = self._answered.pop(0)
             self._mapping_now = True
             d = protocol.map(self.lifetime)
@@ -289,3 +296,15 @@ class PortMapper:
             self._finish(None)
 
         return deleted.addBoth(close)
+
+
+def probe_router(reactor, gateway: str | None, protocols: Iterable[str] = PROTOCOLS) -> Deferred:
+    """
+    What the router offers, without mapping anything: fires with
+    L{PortMapper.offers} (protocol name -> C{"answered ..."}, C{"no
+    answer"} or C{"refused: ..."}).
+    """
+    mapper = PortMapper(reactor, 9, gateway=gateway, protocols=protocols, probe_only=True)
+    d = mapper.start()
+    d.addCallback(lambda _: mapper.stop())
+    return d.addCallback(lambda _: mapper.offers)
