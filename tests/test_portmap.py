@@ -282,3 +282,85 @@ class ProbeOnlyTests(SynchronousTestCase):
         )
         self.assertEqual(len(sent(reactor)), 2)
         mapper.stop()
+
+
+class FakeResponse:
+    def __init__(self, code: int, body: bytes) -> None:
+        self.code = code
+        self.body = body
+
+    def deliverBody(self, protocol) -> None:
+        from twisted.python.failure import Failure
+        from twisted.web.client import ResponseDone
+
+        protocol.dataReceived(self.body)
+        protocol.connectionLost(Failure(ResponseDone()))
+
+
+class ScriptedIGD:
+    """
+    A fake C{IAgent}: a UPnP gateway at 10.1.0.1:5000 whose first
+    AddPortMapping conflicts (718).
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[bytes, bytes, bytes]] = []
+
+    def request(self, method, uri, headers=None, bodyProducer=None):
+        from twisted.internet.defer import succeed
+
+        from tests.test_portmap_codecs import DESCRIPTION
+
+        action = b""
+        if headers is not None:
+            action = headers.getRawHeaders(b"SOAPAction")[0].split(b"#")[1].strip(b'"')
+        body = bodyProducer.data if bodyProducer is not None else b""
+        self.calls.append((method, uri, action))
+        if method == b"GET":
+            return succeed(FakeResponse(200, DESCRIPTION))
+        if action == b"GetExternalIPAddress":
+            return succeed(FakeResponse(200, soap("GetExternalIPAddressResponse",
+                                                  b"<NewExternalIPAddress>11.0.0.2</NewExternalIPAddress>")))
+        if action == b"AddPortMapping" and b"<NewExternalPort>4000<" in body:
+            return succeed(FakeResponse(500, soap("Fault", b"<detail><UPnPError><errorCode>718</errorCode>"
+                                                  b"<errorDescription>ConflictInMappingEntry</errorDescription>"
+                                                  b"</UPnPError></detail>")))
+        return succeed(FakeResponse(200, soap(action.decode() + "Response", b"")))
+
+
+def soap(element: str, inner: bytes) -> bytes:
+    return (
+        b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>'
+        + f"<u:{element} xmlns:u=\"urn:schemas-upnp-org:service:WANIPConnection:1\">".encode()
+        + inner + f"</u:{element}></s:Body></s:Envelope>".encode()
+    )
+
+
+class UPnPMapperTests(SynchronousTestCase):
+    def test_conflict_takes_another_port(self):
+        """
+        SSDP answer, description, external address, then AddPortMapping:
+        a 718 conflict on our own port number is retried on another port;
+        stop() deletes that port.
+        """
+        reactor = FakeReactor()
+        igd = ScriptedIGD()
+        changes = []
+        mapper = PortMapper(reactor, 4000, gateway=None, local_ip=lambda host: ME, protocols=("upnp",),
+                            random_bytes=seeded_bytes(1), agent=igd, on_change=changes.append)
+        d = mapper.start()
+        search, transport = reactor.sockets[0]
+        self.assertEqual(transport.written[0][1], ("239.255.255.250", 1900))
+        search.datagramReceived(b"HTTP/1.1 200 OK\r\nLOCATION: http://10.1.0.1:5000/rootDesc.xml\r\n\r\n",
+                                (GATEWAY, 1900))
+        mapping = self.successResultOf(d)
+        self.assertEqual(mapping.protocol, "upnp")
+        self.assertEqual(mapping.external.host, "11.0.0.2")
+        self.assertNotEqual(mapping.external.port, 4000)
+        self.assertEqual([c[2] for c in igd.calls],
+                         [b"", b"GetExternalIPAddress", b"AddPortMapping", b"AddPortMapping"])
+        self.assertEqual(igd.calls[1][1], b"http://10.1.0.1:5000/ctl/IPConn")
+        self.successResultOf(mapper.stop())
+        self.assertEqual(igd.calls[-1][2], b"DeletePortMapping")
+        self.assertEqual(changes, [mapping])
+        self.assertEqual(reactor.getDelayedCalls(), [])
