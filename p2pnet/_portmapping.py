@@ -25,6 +25,13 @@ from p2pnet._registry import MAX_LOCAL_ADDRESSES
 from p2pnet.address import Address
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 class PortMapping:
     """
     Port mapping for L{p2pnet.endpoint.PeerEndpoint}.
@@ -52,8 +59,10 @@ class PortMapping:
         if not self.config.port_mapping or not IReactorMulticast.providedBy(self.reactor):
             # Switched off, or a simulated host (no router to ask).
             return
-        if not self.local_addresses or ipaddress.ip_address(self.local_addresses[0].host).is_loopback:
-            # Bound to loopback (or talking to a loopback introducer):
+        if not self.local_addresses or any(
+            _is_loopback(host) for host in (self.local_addresses[0].host, self.introducer.host)
+        ):
+            # Bound to loopback, or talking to a loopback introducer:
             # nothing outside this machine could use a mapping.
             return
         from p2pnet.portmap import PortMapper, default_gateway
