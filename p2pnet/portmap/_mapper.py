@@ -12,11 +12,14 @@ import os
 from typing import Callable, Iterable
 
 from attrs import frozen
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
+from twisted.internet.error import ConnectError, ConnectionLost
+from twisted.web.client import ResponseFailed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from p2pnet.address import Address
+from p2pnet.errors import P2PError
 from p2pnet.portmap import _upnp
 from p2pnet.portmap._gateway import local_address_towards
 from p2pnet.portmap._natpmp import SERVER_PORT
@@ -28,6 +31,10 @@ PROTOCOLS = ("pcp", "nat-pmp", "upnp")
 
 #: Seconds asked for (RFC 6886 recommends 7200, as Tailscale asks).
 DEFAULT_LIFETIME = 7200
+
+#: What a router that is not there, not listening, or not making sense
+#: produces; anything else is a bug and is logged as one.
+_NETWORK_ERRORS = (P2PError, ConnectError, ConnectionLost, TimeoutError, CancelledError, ResponseFailed, OSError)
 
 #: Seconds the SSDP search waits for an answer.
 SSDP_WAIT = 2.0
@@ -186,9 +193,12 @@ class PortMapper:
         if reason.check(MappingRefused):
             self.offers[protocol.name] = f"refused: {reason.value}"
             self.log.info("the router refused port mapping: {why}", why=str(reason.value))
-        else:
+        elif reason.check(*_NETWORK_ERRORS):
             self.offers[protocol.name] = "no answer"
             self.log.debug("no {protocol} answer: {why}", protocol=protocol.name, why=str(reason.value))
+        else:
+            self.offers[protocol.name] = "no answer"
+            self.log.failure("bug: port mapping probe ({protocol}) failed", reason, protocol=protocol.name)
         self._next()
 
     def _next(self) -> None:
@@ -222,7 +232,10 @@ class PortMapper:
         if self._stopping:
             return
         self.offers[protocol.name] = f"refused: {reason.value}"
-        self.log.info("the router refused port mapping: {why}", why=str(reason.value))
+        if reason.check(*_NETWORK_ERRORS):
+            self.log.info("the router refused port mapping: {why}", why=str(reason.value))
+        else:
+            self.log.failure("bug: port mapping ({protocol}) failed", reason, protocol=protocol.name)
         self._next()
 
     def _finish(self, result: Mapping | None) -> None:
