@@ -123,3 +123,33 @@ class EndpointPortMappingTests(SynchronousTestCase):
         self.assertNotIn("port-mapped", [e.kind for e in self.events])
         endpoint.stop()
         self.pump(1.0)
+
+
+class CommandLineTests(SynchronousTestCase):
+    def parse(self, *argv):
+        from p2pnet._peercli import Options
+
+        options = Options()
+        options.parseOptions(["--introducer", "192.0.2.10:9000", "--name", "a", *argv])
+        return options
+
+    def test_defaults(self):
+        """
+        By default every protocol is tried and port mapping is on.
+        """
+        options = self.parse()
+        self.assertEqual((options["no-port-mapping"], options["port-mapping-protocols"]),
+                         (False, ("pcp", "nat-pmp", "upnp")))
+
+    def test_choices(self):
+        """
+        C{--no-port-mapping} and a protocol list are read; unknown
+        protocol names are refused.
+        """
+        options = self.parse("--no-port-mapping", "--port-mapping-protocols", "nat-pmp, upnp")
+        self.assertEqual((options["no-port-mapping"], options["port-mapping-protocols"]),
+                         (True, ("nat-pmp", "upnp")))
+        from twisted.python.usage import UsageError
+
+        self.assertRaises(UsageError, self.parse, "--port-mapping-protocols", "pcp,igd")
+        self.assertRaises(UsageError, self.parse, "--port-mapping-protocols", ",")
