@@ -364,3 +364,22 @@ class UPnPMapperTests(SynchronousTestCase):
         self.assertEqual(igd.calls[-1][2], b"DeletePortMapping")
         self.assertEqual(changes, [mapping])
         self.assertEqual(reactor.getDelayedCalls(), [])
+
+
+class UnusableAddressTests(SynchronousTestCase):
+    def test_unspecified_external_address(self):
+        """
+        A mapping whose external address is 0.0.0.0 (a router without a
+        WAN address yet, or a forged answer) is not used, and is deleted.
+        """
+        reactor = FakeReactor()
+        changes = []
+        mapper = PortMapper(reactor, 4000, gateway=GATEWAY, local_ip=lambda host: ME, protocols=("nat-pmp",),
+                            on_change=changes.append)
+        d = mapper.start()
+        answer(reactor, bytes.fromhex("00 80 0000 00000010 00000000"))
+        answer(reactor, pmp_mapped())
+        self.assertIsNone(self.successResultOf(d))
+        self.assertEqual(changes, [])
+        self.assertEqual(sent(reactor)[-1], bytes.fromhex("00 01 0000 0fa0 0000 00000000"))
+        mapper.stop()

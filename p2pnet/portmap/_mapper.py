@@ -8,6 +8,7 @@ debug level.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Callable, Iterable
 
@@ -38,6 +39,14 @@ _NETWORK_ERRORS = (P2PError, ConnectError, ConnectionLost, TimeoutError, Cancell
 
 #: Seconds the SSDP search waits for an answer.
 SSDP_WAIT = 2.0
+
+
+def _usable(host: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not (ip.is_unspecified or ip.is_loopback or ip.is_multicast or ip.is_link_local)
 
 
 @frozen
@@ -217,6 +226,13 @@ class PortMapper:
         external, lifetime = result
         if self._stopping:
             protocol.delete()
+            return
+        if not _usable(external.host):
+            # A router with no external address yet (0.0.0.0), or a
+            # forged answer: nothing anyone could send to.
+            protocol.delete()
+            self._map_failed(Failure(MappingRefused(f"{protocol.name}: unusable external address {external}")),
+                             protocol)
             return
         self.offers[protocol.name] = "mapped"
         self._current = protocol
