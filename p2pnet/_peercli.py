@@ -83,6 +83,8 @@ class Options(usage.Options):
         ["turn-password-file", None, None, "File holding the TURN password."],
         ["identity", None, None,
          "Our key pair's file (created, mode 0600, if missing): keep it to keep our name and key across restarts."],
+        ["port-mapping-protocols", None, "pcp,nat-pmp,upnp",
+         "Port mapping protocols to try, comma-separated (pcp, nat-pmp, upnp)."],
         ["trust-file", None, None,
          "Known peers' keys (created if missing): pin each peer's key on first use, refuse a changed one."],
     ]
@@ -94,6 +96,7 @@ class Options(usage.Options):
         ["no-relay", None, "Never fall back to a relay."],
         ["relay-only", None, "Only use relayed paths (hides our addresses from the peer)."],
         ["insecure", None, "No encryption, no replay protection (for benchmarks and debugging only)."],
+        ["no-port-mapping", None, "Do not ask the router for a port mapping (NAT-PMP, PCP, UPnP-IGD)."],
     ]
 
     def postOptions(self) -> None:
@@ -123,6 +126,10 @@ class Options(usage.Options):
             from p2pnet.endpoint import TurnSettings
 
             self["turn-settings"] = TurnSettings(self["turn"], self["turn-user"], password)
+        protocols = tuple(p.strip() for p in self["port-mapping-protocols"].split(",") if p.strip())
+        if not protocols or not set(protocols) <= {"pcp", "nat-pmp", "upnp"}:
+            raise usage.UsageError("--port-mapping-protocols takes pcp, nat-pmp and/or upnp")
+        self["port-mapping-protocols"] = protocols
         if self["relay-only"] and self["no-relay"]:
             raise usage.UsageError("--relay-only and --no-relay contradict each other")
         self["secret"] = None
@@ -181,6 +188,8 @@ class Printer:
                 fields["detail"] = event.detail
             if event.elapsed is not None:
                 fields["elapsed"] = round(event.elapsed, 4)
+        elif event.kind == "port-mapped":
+            fields = {"protocol": event.detail, "address": str(event.address)}
         elif event.kind in ("lost", "failed", "closed"):
             fields = {"peer": event.peer_id, "reason": event.detail}
         else:
@@ -260,6 +269,8 @@ def run(reactor, options: Options, out: TextIO):
         heartbeat_interval=options["heartbeat"],
         nat_check=options["nat-check"],
         insecure=options["insecure"],
+        port_mapping=not options["no-port-mapping"],
+        port_mapping_protocols=options["port-mapping-protocols"],
     )
     endpoint = PeerEndpoint(
         reactor,

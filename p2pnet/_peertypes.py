@@ -39,7 +39,9 @@ class StatusEvent:
         C{public-changed},
         C{introducer-lost}, C{introducer-back}, C{introduced}, C{warming},
         C{punching}, C{reversal}, C{relaying}, C{connected},
-        C{path-changed}, C{failed}, C{lost}, C{closed}.
+        C{path-changed}, C{failed}, C{lost}, C{closed}, C{port-mapped}
+        (C{address}: the mapped external address, C{detail}: the
+        protocol), C{port-mapping-lost}.
     @ivar peer_id: the peer concerned, or None for endpoint-wide events.
     @ivar path: the path, for C{connected} and C{path-changed}.
     @ivar address: the peer's (or, for registration events, our public)
@@ -140,6 +142,15 @@ class PeerConfig:
         replay protection, no peer keys (the p2pnet of before; for
         benchmarks and debugging only).  Both ends must agree.  Every log
         line about such a connection says INSECURE.
+    @ivar port_mapping: at start, ask the home router for a port mapping
+        (NAT-PMP, PCP, UPnP-IGD, see L{p2pnet.portmap}) in parallel with
+        the registration, and advertise the mapped address as a local
+        candidate (status event C{port-mapped}).  Nothing happens when no
+        router answers.
+    @ivar port_mapping_protocols: which of C{"pcp"}, C{"nat-pmp"},
+        C{"upnp"} to try.
+    @ivar port_mapping_gateway: where NAT-PMP and PCP requests go
+        (default: the default gateway from the routing table).
     """
 
     handshake: HandshakeConfig = HandshakeConfig()
@@ -155,6 +166,9 @@ class PeerConfig:
     max_extra_sockets: int = 1024
     channels: tuple[Channel, ...] = DEFAULT_CHANNELS
     max_message: int = MAX_MESSAGE
+    port_mapping: bool = True
+    port_mapping_protocols: tuple[str, ...] = ("pcp", "nat-pmp", "upnp")
+    port_mapping_gateway: str | None = None
 
     def __attrs_post_init__(self) -> None:
         ids = [channel.id for channel in self.channels]

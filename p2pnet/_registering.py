@@ -62,10 +62,11 @@ class Registering:
         identity = self.identity
         if self._client.prover is None:
             self._client.prover = Prover(self.peer_id, identity)
+        self._registered_local = self.advertised_local()
         message = wire.Register(
             self.new_txid(),
             self.peer_id,
-            self.local_addresses,
+            self._registered_local,
             self._cookie,
             self._nat,
             peer_key=identity.public if identity is not None else None,

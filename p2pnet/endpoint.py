@@ -29,6 +29,7 @@ from p2pnet import wire
 from p2pnet._eventual import EventualQueue
 from p2pnet._introclient import IntroducerClient
 from p2pnet._names import name_problem
+from p2pnet._portmapping import PortMapping
 from p2pnet._registering import Registering
 from p2pnet._relaying import Relaying
 from p2pnet._ratelimit import LogBudget
@@ -70,7 +71,7 @@ __all__ = [
 ]
 
 
-class PeerEndpoint(Registering, Relaying, DatagramProtocol):
+class PeerEndpoint(Registering, Relaying, PortMapping, DatagramProtocol):
     """
     One UDP socket that talks to an introducer and to peers.
 
@@ -206,7 +207,7 @@ class PeerEndpoint(Registering, Relaying, DatagramProtocol):
         return self._random_bytes(wire.TXID_SIZE)
 
     def own_candidates(self) -> tuple[Address, ...]:
-        candidates = list(self.local_addresses)
+        candidates = list(self.advertised_local())
         if self.public_address is not None and self.public_address not in candidates:
             candidates.append(self.public_address)
         return tuple(candidates[:MAX_CANDIDATES])
@@ -308,6 +309,8 @@ class PeerEndpoint(Registering, Relaying, DatagramProtocol):
             attempts=self.config.request_attempts,
         )
         self.local_addresses = self._discover_local()
+        # In parallel with the registration (adds no connect time).
+        self._start_port_mapping()
         if self.config.turn is not None:
             from p2pnet.turn import TurnClient
 
@@ -333,10 +336,12 @@ class PeerEndpoint(Registering, Relaying, DatagramProtocol):
         def registered(registration: Registration) -> Registration:
             reaching.stop()
             self._schedule_heartbeat()
+            self._refresh_local()
             return registration
 
         def failed(reason: Failure) -> Failure:
             reaching.stop()
+            self._stop_port_mapping()
             self._shutdown_socket()
             if reason.check(IntroducerUnreachable) and (self._secret is None or reason.value.port_closed):
                 return reason
@@ -410,6 +415,8 @@ class PeerEndpoint(Registering, Relaying, DatagramProtocol):
                 self._client.send(wire.Unregister(self.new_txid(), self.peer_id, self._cookie))
             self._client.cancel_all(closed)
         d = Deferred()
+        # Fire once the mapping is deleted too.
+        d.addCallback(lambda _, unmapped=self._stop_port_mapping(): unmapped)
         if self._turn is not None:
             # Release the allocation before the socket closes.
             closing = self._turn.close()

@@ -648,6 +648,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a report")
     parser.add_argument(
+        "--no-router",
+        action="store_true",
+        help="do not ask the router which port mapping protocols (NAT-PMP, PCP, UPnP-IGD) it offers",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=DEFAULT_TIMEOUT,
@@ -725,12 +730,16 @@ def run(
     out: TextIO | None = None,
     err: TextIO | None = None,
     local_host_for: Callable[[str, int], str | None] = _route_source,
+    router_probe: Callable[[object], Deferred] | None = None,
 ) -> Deferred:
     """
     Run the check and print the result: the body of C{p2pnet natcheck}.
 
     @param targets: C{(host, port)} pairs; host names are resolved.
     @param local_host_for: finds our local IP towards a server.
+    @param router_probe: C{reactor -> Deferred} firing with what the
+        router offers for port mapping (protocol -> answer, see
+        L{p2pnet.portmap.probe_router}); None to skip.
     @return: a Deferred firing with the exit status: 0 after printing a
         report, 1 after printing a one-line error.
     """
@@ -747,10 +756,17 @@ def run(
         except NatCheckFailed as e:
             print(f"p2pnet natcheck: {e}", file=err)
             return 1
+        offers = await router_probe(reactor) if router_probe is not None else None
         if json_output:
-            print(json.dumps(report.as_dict()), file=out)
+            record = report.as_dict()
+            if offers is not None:
+                record["port_mapping"] = offers
+            print(json.dumps(record), file=out)
         else:
             print(report.format(), file=out)
+            if offers is not None:
+                for protocol, answer in offers.items():
+                    print(f"port mapping ({protocol}): {answer}", file=out)
         return 0
 
     return Deferred.fromCoroutine(go())
@@ -787,6 +803,11 @@ def main(argv: list[str] | None = None) -> int:
 
     status: list[int] = []
 
+    def router_probe(reactor) -> Deferred:
+        from p2pnet.portmap import default_gateway, probe_router
+
+        return probe_router(reactor, default_gateway())
+
     def body(reactor) -> Deferred:
         return run(
             reactor,
@@ -794,6 +815,7 @@ def main(argv: list[str] | None = None) -> int:
             json_output=options.json,
             timeout=options.timeout,
             retries=options.retries,
+            router_probe=None if options.no_router else router_probe,
         ).addCallback(status.append)
 
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 
+from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -572,6 +573,19 @@ class CommandLineTests(SynchronousTestCase):
         self.assertEqual(status, 0)
         self.assertIn("mapping:         endpoint-independent", out)
         self.assertTrue(out.rstrip().endswith("verdict: direct connections should work with most peers"))
+
+    def test_router_offers(self) -> None:
+        """
+        With a router probe, the report ends with what the router offers
+        for port mapping, and --json carries it as C{port_mapping}.
+        """
+        offers = {"pcp": "answered", "nat-pmp": "no answer"}
+        probe = lambda reactor: succeed(offers)  # noqa: E731
+        status, out, _ = self.run_command(Nat(), [(STUN_A1, 3478)], router_probe=probe)
+        self.assertEqual(status, 0)
+        self.assertTrue(out.rstrip().endswith("port mapping (pcp): answered\nport mapping (nat-pmp): no answer"))
+        status, out, _ = self.run_command(Nat(), [(STUN_A1, 3478)], router_probe=probe, json_output=True)
+        self.assertEqual(json.loads(out)["port_mapping"], offers)
 
     def test_failure_is_one_line(self) -> None:
         """
