@@ -10,7 +10,7 @@ import random
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.error import CannotListenError
+from twisted.internet.error import CannotListenError, InvalidAddressError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -204,7 +204,7 @@ class PeerConnection:
             return
         via = self._via.get(to)
         if via is not None and via.transport is not None:
-            via.transport.write(raw, to.as_tuple())
+            self._write_from(via, raw, to)
         else:
             self._endpoint.write(raw, to)
 
@@ -228,6 +228,17 @@ class PeerConnection:
         self._extra.append(extra)
         return extra
 
+    def _write_from(self, extra: _ExtraSocket, raw: bytes, to: Address) -> None:
+        """
+        Send from one of our extra sockets; a destination it cannot send
+        to (the kernel's refusal, an IPv6 address on this IPv4 socket) is
+        counted like the endpoint's own (C{send-failed}).
+        """
+        try:
+            extra.transport.write(raw, to.as_tuple())
+        except (OSError, InvalidAddressError) as e:
+            self._endpoint._send_failed(to, e)
+
     def open_birthday_sockets(self, count: int, to: Address) -> None:
         for _ in range(count):
             try:
@@ -237,7 +248,7 @@ class PeerConnection:
                 break
             # Each socket's hello has its own transaction id: the peer
             # answers each (a hello seen twice is a replay).
-            extra.transport.write(self._encode_hello(()), to.as_tuple())
+            self._write_from(extra, self._encode_hello(()), to)
         self.log.info(
             "opened {n} extra sockets towards {to} (birthday search)", n=len(self._extra), to=str(to)
         )
@@ -501,7 +512,7 @@ class PeerConnection:
             return
         for extra in self._extra:
             if extra.port is not None and extra.port.getHost().port == port and extra.transport is not None:
-                extra.transport.write(self._encode_hello(self._endpoint.own_candidates()), to.as_tuple())
+                self._write_from(extra, self._encode_hello(self._endpoint.own_candidates()), to)
                 return
 
     def status(self, kind: str) -> None:

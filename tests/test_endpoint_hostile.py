@@ -213,3 +213,20 @@ class IntroduceRetransmitTests(SynchronousTestCase):
         self.assertEqual(len(gaps[:6]), 6)
         self.assertTrue(all(0.49 <= gap <= 0.52 for gap in gaps[:6]), gaps)
         world.network._send = original
+
+    def test_extra_socket_refused_destination_counted(self):
+        """
+        A hello from an extra socket to an address it cannot send to (IPv6
+        on this IPv4 socket: found by benchmarks.fuzz, it raised from a
+        re-punch timer) is counted as send-failed, not raised.
+        """
+        world = World(self)
+        one = world.peer("one")
+        other = world.peer("other", factory=RecordingFactory())
+        world.result(one.start())
+        world.result(other.start())
+        connection = world.result(one.connect("other", Recorder()))
+        connection.open_rescue_socket(40000)
+        before = one.stats.get("send-failed", 0)
+        connection.send_rescue_hello(40000, Address("::1", 5000))
+        self.assertEqual(one.stats.get("send-failed", 0), before + 1)
