@@ -11,6 +11,8 @@ settings.register_profile(
     derandomize=True,
     deadline=None,
     max_examples=200,
-    suppress_health_check=[HealthCheck.too_slow],
+    # differing_executors: mutmut runs the same tests through pytest
+    # several times in one process, each time on a new TestCase instance.
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors],
 )
 settings.load_profile("p2pnet")
