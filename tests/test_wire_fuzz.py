@@ -512,3 +512,25 @@ class AuthenticationTests(SynchronousTestCase):
         for size in (0, 1, 63, 64, 65, 200):
             key = bytes(i % 251 for i in range(size))
             self.assertEqual(wire.Mac(key).digest(b"message"), hmac.digest(key, b"message", "sha256"), size)
+
+
+class HelperTests(SynchronousTestCase):
+    def test_peek_type(self):
+        """
+        L{wire.peek_type} names the type byte of anything that starts with
+        the p2pnet marker and is at least two bytes long, else None.
+        """
+        self.assertEqual(wire.peek_type(b"\xd1\x40"), 0x40)
+        self.assertEqual(wire.peek_type(b"\xd1\x03" + T), 0x03)
+        self.assertEqual(wire.peek_type(b"\xd1\xff"), 0xFF)
+        self.assertIsNone(wire.peek_type(b"\xd1"))
+        self.assertIsNone(wire.peek_type(b""))
+        self.assertIsNone(wire.peek_type(b"\xd2\x03"))
+        self.assertIsNone(wire.peek_type(b"\x00\x01\x00\x00"))
+
+    def test_message_encode_method(self):
+        """
+        C{message.encode()} is L{wire.encode} without a key.
+        """
+        message = wire.Heartbeat(T, "alice", b"c" * 8)
+        self.assertEqual(message.encode(), control(0x03, PEER, COOKIE))
