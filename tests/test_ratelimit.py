@@ -304,6 +304,41 @@ class CapAndRefillTests(SynchronousTestCase):
         self.assertIsNone(limiter.refused("a", 1.0, 100))
         self.assertEqual(limiter.refused("a", 1.0, 0), SourceLimiter.PACKETS)
 
+    def test_refill_since_last_call(self):
+        """
+        A refill counts only the time since the source's last call, not
+        since time 0: 0.25 s at 4 per second after a late call is one
+        token.
+        """
+        limiter = RateLimiter(rate=4.0, burst=8.0)
+        self.assertTrue(limiter.allow("a", 100.0, 8))
+        self.assertTrue(limiter.allow("a", 100.25, 1))
+        self.assertFalse(limiter.allow("a", 100.25, 1))
+        sources = SourceLimiter(packet_rate=4.0, byte_rate=400.0, burst_seconds=2.0)
+        self.assertIsNone(sources.refused("a", 100.0, 800))
+        self.assertEqual(sources.refused("a", 100.25, 101), SourceLimiter.BYTES)
+        self.assertIsNone(sources.refused("a", 100.25, 100))
+        # 8 packets - 2 + 1 refilled = 7: spend them, then 0.25 s gives one.
+        self.assertEqual([sources.refused("a", 100.25, 0) for _ in range(8)], [None] * 7 + [SourceLimiter.PACKETS])
+        self.assertEqual([sources.refused("a", 100.5, 0) for _ in range(2)], [None, SourceLimiter.PACKETS])
+
+    def test_messages(self):
+        """
+        Refused settings say which.
+        """
+        self.assertIn("burst", str(self.assertRaises(ValueError, RateLimiter, 1.0, 0.5)))
+        self.assertIn("rate", str(self.assertRaises(ValueError, RateLimiter, 0.0, 5.0)))
+        self.assertIn("burst_seconds", str(self.assertRaises(ValueError, SourceLimiter, 1.0, 5.0, 0.0)))
+        self.assertIn("packet burst", str(self.assertRaises(ValueError, SourceLimiter, 1.0, 5.0, 0.5)))
+
+    def test_defaults(self):
+        """
+        By default a source's burst is two seconds' worth.
+        """
+        sources = SourceLimiter(packet_rate=2.0, byte_rate=100.0)
+        self.assertEqual([sources.refused("a", 0.0, 1) for _ in range(5)], [None] * 4 + [SourceLimiter.PACKETS])
+        self.assertEqual(sources.refused("b", 0.0, 201), SourceLimiter.BYTES)
+
     def test_first_call_over_burst(self):
         """
         A new source whose first cost is above the burst is refused and
@@ -326,6 +361,7 @@ class CapAndRefillTests(SynchronousTestCase):
         self.assertRaises(ValueError, SourceLimiter, -1.0, 5.0)
         self.assertRaises(ValueError, SourceLimiter, 1.0, -5.0)
         self.assertRaises(ValueError, SourceLimiter, 1.0, 5.0, -1.0)
+        self.assertRaises(ValueError, SourceLimiter, 0.0, 5.0, 2.0)
 
     def test_table_size(self):
         """
