@@ -331,6 +331,20 @@ class CapAndRefillTests(SynchronousTestCase):
         self.assertIn("burst_seconds", str(self.assertRaises(ValueError, SourceLimiter, 1.0, 5.0, 0.0)))
         self.assertIn("packet burst", str(self.assertRaises(ValueError, SourceLimiter, 1.0, 5.0, 0.5)))
 
+    def test_default_table_size(self):
+        """
+        By default the tables hold 65536 sources.
+        """
+        limiter = RateLimiter(rate=1.0, burst=1.0)
+        sources = SourceLimiter(1.0, 1.0, 1.0)
+        for n in range(65537):
+            limiter.allow(n, 0.0)
+            sources.refused(n, 0.0, 0)
+        self.assertEqual((len(limiter), len(sources)), (65536, 65536))
+        # Source 0 went first: it has a full bucket again.
+        self.assertTrue(limiter.allow(0, 0.0))
+        self.assertIsNone(sources.refused(0, 0.0, 0))
+
     def test_defaults(self):
         """
         By default a source's burst is two seconds' worth.
@@ -413,5 +427,5 @@ class LogBudgetTests(SynchronousTestCase):
         off = LogBudget(rate=0.0)
         self.assertTrue(all(off.allow("x", 0.0) for _ in range(100)))
         self.assertEqual(off.take_held(), {})
-        self.assertRaises(ValueError, LogBudget, -1.0)
+        self.assertIn("rate", str(self.assertRaises(ValueError, LogBudget, -1.0)))
         self.assertEqual(LogBudget(rate=0.0, burst=None).burst, 1.0)
