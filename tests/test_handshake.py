@@ -506,6 +506,41 @@ class RelayFallbackTests(SynchronousTestCase):
         self.assertEqual(log[:2], [("path_changed", ROUTE), ("send_keepalive", ROUTE)])
         machine.close()
 
+    def test_after_fall_back(self):
+        """
+        After falling back, the first packet heard through the relay is
+        answered with a keepalive (the relay forwards only once both
+        members are bound, so ours may have died there), later ones are
+        not; the direct candidates are retried from the start of the
+        schedule (2 s, then 4 s later), even after earlier upgrade tries.
+        """
+        clock, out, core, machine = build(HandshakeConfig(), [PUBLIC, LOCAL], [LOCAL])
+        machine.start()
+        clock.advance(0.02)
+        machine.relay_offered(ROUTE)
+        machine.answer_received(ROUTE)
+        for _ in range(8):
+            clock.advance(1.0)
+            machine.traffic_received(ROUTE)
+        machine.answer_received(PUBLIC)
+        self.assertIn(("path_changed", PUBLIC), out.take())
+        for _ in range(30):
+            clock.advance(1.0)
+        self.assertIn(("path_changed", ROUTE), out.take())
+        fell_back_at = clock.seconds()
+        machine.traffic_received(ROUTE)
+        self.assertEqual(out.take(), [("send_keepalive", ROUTE)])
+        machine.traffic_received(ROUTE)
+        self.assertEqual(out.take(), [])
+        retries = []
+        for _ in range(16):
+            clock.advance(0.5)
+            machine.traffic_received(ROUTE)
+            if hellos_to(out.take(), PUBLIC):
+                retries.append(round(clock.seconds() - fell_back_at, 3))
+        self.assertEqual(retries, [2.0, 6.0])
+        machine.close()
+
     def test_late_relay_offer_falls_back_at_once(self):
         """
         A relay route offered when the direct path has been silent for a
