@@ -13,6 +13,8 @@ import hashlib
 import hmac
 import struct
 
+from attrs import evolve as attrs_evolve
+
 from hypothesis import given, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -534,3 +536,62 @@ class HelperTests(SynchronousTestCase):
         """
         message = wire.Heartbeat(T, "alice", b"c" * 8)
         self.assertEqual(message.encode(), control(0x03, PEER, COOKIE))
+
+
+class PaddedTests(SynchronousTestCase):
+    """
+    L{wire.padded}: requests padded so that the introducer's answer is
+    never larger than the request.
+    """
+
+    def test_default_sizes(self):
+        """
+        Each padded request type has its own encoded size (docs/protocol.md).
+        """
+        cases = [
+            (wire.Register(T, "alice"), 64),
+            (wire.Heartbeat(T, "alice", b"c" * 8), 48),
+            (wire.HostSession(T, "alice", b"c" * 8, "game", "g", 4), 64),
+            (wire.Introduce(T, "alice", b"c" * 8, target="bob"), 340),
+            (wire.ListSessions(T), 1200),
+            (wire.RelayRequest(T, "alice", b"c" * 8, "bob", b"i" * 8), 80),
+        ]
+        for message, size in cases:
+            raw = wire.encode(wire.padded(message))
+            self.assertEqual(len(raw), size, type(message).__name__)
+            self.assertEqual(raw[-size + len(wire.encode(message)) :][:1], b"\x17")
+            self.assertEqual(attrs_evolve(wire.decode(raw), padding=None), message)
+
+    def test_explicit_size_and_limits(self):
+        """
+        With an explicit size: exactly that size when at least a field
+        header (3 bytes) is missing; no padding when nothing is missing
+        or the message is already longer (an old padding is dropped); an
+        empty padding field when fewer than 3 bytes are missing.
+        """
+        message = wire.Heartbeat(T, "alice", b"c" * 8)
+        self.assertEqual(len(wire.encode(message)), 29)
+        self.assertEqual(len(wire.encode(wire.padded(message, 40))), 40)
+        self.assertEqual(len(wire.encode(wire.padded(message, 32))), 32)
+        self.assertEqual(wire.padded(message, 32).padding, b"")
+        self.assertEqual(wire.padded(message, 30).padding, b"")
+        self.assertEqual(wire.padded(message, 29), message)
+        self.assertIsNone(wire.padded(message, 29).padding)
+        self.assertIsNone(wire.padded(attrs_evolve(message, padding=b"x" * 50), 20).padding)
+        self.assertEqual(wire.padded(attrs_evolve(message, padding=b"x" * 50), 40).padding, bytes(8))
+
+    def test_without_padding_field(self):
+        """
+        Messages without a padding field come back unchanged; types
+        without a default size are not padded.
+        """
+        answer = wire.Registered(T, Address("192.0.2.1", 80), 60, b"c" * 8)
+        self.assertIs(wire.padded(answer, 500), answer)
+        probe = wire.Probe(T, b"i" * 8)
+        self.assertIs(wire.padded(probe), probe)
+        unregister = wire.Unregister(T, "alice", b"c" * 8)
+        self.assertIs(wire.padded(unregister), unregister)
+        hello = wire.Hello(T, b"i" * 8, "alice", 1)
+        self.assertIs(wire.padded(hello), hello)
+        offer = wire.CandidateOffer(T, "alice", b"c" * 8, "bob", b"i" * 8, Address("192.0.2.1", 80), b"old")
+        self.assertEqual(wire.padded(offer), attrs_evolve(offer, padding=None))
