@@ -530,6 +530,19 @@ class HelperTests(SynchronousTestCase):
         self.assertIsNone(wire.peek_type(b"\xd2\x03"))
         self.assertIsNone(wire.peek_type(b"\x00\x01\x00\x00"))
 
+    def test_lists_become_tuples(self):
+        """
+        Repeated fields given as lists are stored as tuples, so messages
+        stay hashable and compare equal to decoded ones.
+        """
+        address = Address("192.0.2.1", 80)
+        message = wire.Register(T, "alice", [address])
+        self.assertEqual(type(message.local), tuple)
+        self.assertEqual(message, wire.Register(T, "alice", (address,)))
+        self.assertEqual(hash(message), hash(wire.Register(T, "alice", (address,))))
+        self.assertEqual(wire.Register(T, "alice").local, ())
+        self.assertEqual(type(wire.SessionList(T, [], 0, 0).sessions), tuple)
+
     def test_message_encode_method(self):
         """
         C{message.encode()} is L{wire.encode} without a key.
