@@ -543,6 +543,20 @@ class HelperTests(SynchronousTestCase):
         self.assertEqual(wire.Register(T, "alice").local, ())
         self.assertEqual(type(wire.SessionList(T, [], 0, 0).sessions), tuple)
 
+    def test_session_entry_encoding(self):
+        """
+        A session entry encodes every field, the mesh flag included, in
+        the order the corpus uses.
+        """
+        info = wire.SessionInfo(b"s" * 8, "n", "g", "h", 1, 4, True, (("map", "dust"),))
+        self.assertEqual(
+            info.encode_value(),
+            GOOD_ENTRY.replace(tlv(0x12, b"\x00"), tlv(0x12, b"\x01")) + tlv(0x09, b"map\0dust"),
+        )
+        self.assertEqual(wire.SessionInfo(b"s" * 8, "n", "g", "h", 1, 4).encode_value(), GOOD_ENTRY)
+        raw = wire.encode(wire.SessionList(T, (info,), 1, 1))
+        self.assertEqual(wire.decode(raw).sessions, (info,))
+
     def test_message_encode_method(self):
         """
         C{message.encode()} is L{wire.encode} without a key.
