@@ -462,6 +462,8 @@ class RelayFallbackTests(SynchronousTestCase):
         out.take()
         machine.answer_received(PUBLIC)
         self.assertEqual(out.take(), [("path_changed", PUBLIC)])
+        # Keepalive, dead-path and silence timers; no upgrade timer.
+        self.assertEqual(len(clock.getDelayedCalls()), 3)
         for _ in range(60):
             clock.advance(1.0)
             machine.traffic_received(PUBLIC)
@@ -533,13 +535,45 @@ class RelayFallbackTests(SynchronousTestCase):
         machine.traffic_received(ROUTE)
         self.assertEqual(out.take(), [])
         retries = []
+        keepalives = []
+        for _ in range(32):
+            clock.advance(0.5)
+            machine.traffic_received(ROUTE)
+            log = out.take()
+            if hellos_to(log, PUBLIC):
+                retries.append(round(clock.seconds() - fell_back_at, 3))
+            keepalives += [round(clock.seconds() - fell_back_at, 3) for e in log if e == ("send_keepalive", ROUTE)]
+        self.assertEqual(retries, [2.0, 6.0, 14.0])
+        # The direct retries count as traffic sent: no keepalive is due yet.
+        self.assertEqual(keepalives, [])
+        machine.close()
+
+    def test_relayed_packet_while_direct(self):
+        """
+        A relayed packet while the direct path is fresh is a late one and
+        changes nothing; once the direct path has been silent for a
+        keepalive interval (15 s), the peer has moved to the relay: so do
+        we, and retry direct from the start of the schedule.
+        """
+        clock, out, core, machine = RelayFallbackTests.connect_direct(self)
+        machine.relay_offered(ROUTE)
+        connected_at = clock.seconds()
+        clock.advance(14.5)
+        machine.traffic_received(ROUTE)
+        self.assertNotIn(("path_changed", ROUTE), out.take())
+        clock.advance(0.5)
+        machine.traffic_received(ROUTE)
+        self.assertEqual(clock.seconds() - connected_at, 15.0)
+        self.assertIn(("path_changed", ROUTE), out.take())
+        retries = []
         for _ in range(16):
             clock.advance(0.5)
             machine.traffic_received(ROUTE)
             if hellos_to(out.take(), PUBLIC):
-                retries.append(round(clock.seconds() - fell_back_at, 3))
+                retries.append(round(clock.seconds() - connected_at - 15.0, 3))
         self.assertEqual(retries, [2.0, 6.0])
         machine.close()
+        self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_late_relay_offer_falls_back_at_once(self):
         """
