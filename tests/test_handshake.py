@@ -548,6 +548,47 @@ class RelayFallbackTests(SynchronousTestCase):
         self.assertEqual(keepalives, [])
         machine.close()
 
+    def test_silence_counts_from_last_packet(self):
+        """
+        The 30 s of silence count from the last packet heard on the path:
+        a packet 1 s after connecting moves the fall-back to 31 s.
+        """
+        clock, out, core, machine = self.connect_direct()
+        connected_at = clock.seconds()
+        machine.relay_offered(ROUTE)
+        clock.advance(1.0)
+        machine.traffic_received(PUBLIC)
+        moved_at = None
+        for _ in range(40):
+            clock.advance(1.0)
+            if ("path_changed", ROUTE) in out.take():
+                moved_at = round(clock.seconds() - connected_at, 3)
+                break
+        self.assertEqual(moved_at, 31.0)
+        machine.close()
+
+    def test_silence_watched_after_relay_request(self):
+        """
+        After a silence that asked for a relay, the path stays watched: if
+        traffic resumes, the relay is offered, and the path goes silent
+        again, the connection falls back 30 s after the last packet
+        instead of being lost.
+        """
+        clock, out, core, machine = self.connect_direct()
+        connected_at = clock.seconds()
+        for _ in range(35):
+            clock.advance(1.0)
+        self.assertIn(("request_relay",), out.take())
+        machine.traffic_received(PUBLIC)
+        clock.advance(1.0)
+        machine.relay_offered(ROUTE)
+        events = []
+        for _ in range(60):
+            clock.advance(1.0)
+            events += [(round(clock.seconds() - connected_at, 3), e[0]) for e in out.take() if e[0] in ("path_changed", "lost")]
+        self.assertEqual(events[0], (65.0, "path_changed"))
+        machine.close()
+
     def test_relayed_packet_while_direct(self):
         """
         A relayed packet while the direct path is fresh is a late one and
