@@ -673,6 +673,66 @@ class RelayFallbackTests(SynchronousTestCase):
         machine.close()
 
 
+class BookkeepingTests(SynchronousTestCase):
+    """
+    What the machine remembers about who it heard and what it asked for.
+    """
+
+    def test_timeout_names_heard_sources_once(self):
+        """
+        The timeout error lists each source heard, once, in the order
+        first heard, and every candidate tried.
+        """
+        config = HandshakeConfig(timeout=3.0, relay_after=None, hello_intervals=(0.5,))
+        clock, out, core, machine = build(config, [PUBLIC, LOCAL], [LOCAL])
+        machine.start()
+        clock.advance(0.02)
+        machine.hello_received(REFLEXIVE, b"h" * 8)
+        machine.hello_received(PUBLIC, b"h" * 8)
+        machine.hello_received(REFLEXIVE, b"h" * 8)
+        failed = []
+        for _ in range(200):
+            clock.advance(0.1)
+            failed += [e[1] for e in out.take() if e[0] == "failed"]
+        self.assertEqual(len(failed), 1)
+        self.assertIsInstance(failed[0], HandshakeTimeout)
+        self.assertEqual(failed[0].heard, (REFLEXIVE, PUBLIC))
+        self.assertEqual(failed[0].tried, (PUBLIC, LOCAL, REFLEXIVE))
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_other_sources_do_not_keep_the_path(self):
+        """
+        Late hellos from another address prove the peer alive but not the
+        path: the path still falls back to the relay after 30 s.
+        """
+        clock, out, core, machine = RelayFallbackTests.connect_direct(self)
+        connected_at = clock.seconds()
+        machine.relay_offered(ROUTE)
+        moved_at = None
+        for _ in range(40):
+            clock.advance(1.0)
+            machine.hello_received(REFLEXIVE, b"h" * 8)
+            if ("path_changed", ROUTE) in out.take():
+                moved_at = round(clock.seconds() - connected_at, 3)
+                break
+        self.assertEqual(moved_at, 30.0)
+        machine.close()
+
+    def test_relay_asked_once(self):
+        """
+        The relay is asked for once per connection, however often it
+        falls due.
+        """
+        clock, out, core, machine = build(HandshakeConfig(relay_after=1.0), [PUBLIC])
+        machine.start()
+        clock.advance(1.0)
+        self.assertEqual([e for e in out.take() if e == ("request_relay",)], [("request_relay",)])
+        machine.relay_due()
+        machine.relay_due()
+        self.assertEqual([e for e in out.take() if e == ("request_relay",)], [])
+        machine.close()
+
+
 class PredictionWindowTests(SynchronousTestCase):
     """
     The easy side of an easy <-> hard pair also sends hellos to the ports

@@ -29,6 +29,10 @@ class RoleTests(SynchronousTestCase):
         self.assertIsNone(hard_nat_role(cone, cone))
         self.assertIsNone(hard_nat_role(unknown, symmetric))
         self.assertIsNone(hard_nat_role(symmetric, unknown))
+        # The mapping behaviour decides; a known filtering does not make an
+        # unknown mapping known.
+        self.assertIsNone(hard_nat_role(("unknown", "address-dependent"), symmetric))
+        self.assertIsNone(hard_nat_role(symmetric, ("unknown", "endpoint-independent")))
 
 
 class PredictionTests(SynchronousTestCase):
