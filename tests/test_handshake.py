@@ -589,6 +589,23 @@ class RelayFallbackTests(SynchronousTestCase):
         self.assertEqual(events[0], (65.0, "path_changed"))
         machine.close()
 
+    def test_rebinding_between_relay_routes(self):
+        """
+        While relayed, traffic arriving through another relay route moves
+        the path there at once (the peer chose that route).
+        """
+        other = RelayRoute(Address("192.0.2.21", 3479), b"b" * 8, 1, b"k" * 16)
+        clock, out, core, machine = build(HandshakeConfig(), [PUBLIC])
+        machine.start()
+        clock.advance(0.02)
+        machine.relay_offered(ROUTE)
+        machine.answer_received(ROUTE)
+        out.take()
+        clock.advance(1.0)
+        machine.traffic_received(other)
+        self.assertIn(("path_changed", other), out.take())
+        machine.close()
+
     def test_relayed_packet_while_direct(self):
         """
         A relayed packet while the direct path is fresh is a late one and
