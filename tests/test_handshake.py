@@ -439,12 +439,17 @@ class RelayFallbackTests(SynchronousTestCase):
         connected_at = clock.seconds()
         out.take()
         retries = []
+        to_relay = []
         for _ in range(2 * 130):
             clock.advance(0.5)
             machine.traffic_received(ROUTE)
-            if hellos_to(out.take(), PUBLIC):
+            log = out.take()
+            if hellos_to(log, PUBLIC):
                 retries.append(round(clock.seconds() - connected_at, 3))
+            to_relay += hellos_to(log, ROUTE)
         self.assertEqual(retries, [2.0, 6.0, 14.0, 30.0, 60.0, 90.0, 120.0])
+        # The retries go to the direct candidates only.
+        self.assertEqual(to_relay, [])
         machine.close()
         self.assertEqual(clock.getDelayedCalls(), [])
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from p2pnet._handshake import HandshakeConfig, hard_nat_role
+from p2pnet._handshake import HandshakeConfig, direct_hopeless, hard_nat_role
 from p2pnet.errors import HandshakeTimeout
 from p2pnet.testing.scenarios import run_pair
 
@@ -33,6 +33,21 @@ class RoleTests(SynchronousTestCase):
         # unknown mapping known.
         self.assertIsNone(hard_nat_role(("unknown", "address-dependent"), symmetric))
         self.assertIsNone(hard_nat_role(symmetric, ("unknown", "endpoint-independent")))
+
+    def test_hopeless(self):
+        """
+        Plain punching is hopeless when one side maps per destination and
+        the other filters by address and port or also maps per destination
+        (whatever its filtering); unknown behaviour rules nothing out.
+        """
+        symmetric = ("address-and-port-dependent", "address-and-port-dependent")
+        self.assertTrue(direct_hopeless(symmetric, ("address-dependent", "endpoint-independent")))
+        self.assertTrue(direct_hopeless(("endpoint-independent", "address-and-port-dependent"), symmetric))
+        self.assertFalse(direct_hopeless(symmetric, ("endpoint-independent", "address-dependent")))
+        self.assertFalse(direct_hopeless(symmetric, ("endpoint-independent", "endpoint-independent")))
+        self.assertFalse(direct_hopeless(symmetric, ("unknown", "unknown")))
+        cone = ("endpoint-independent", "address-and-port-dependent")
+        self.assertFalse(direct_hopeless(cone, cone))
 
 
 class PredictionTests(SynchronousTestCase):
