@@ -557,6 +557,18 @@ class HelperTests(SynchronousTestCase):
         raw = wire.encode(wire.SessionList(T, (info,), 1, 1))
         self.assertEqual(wire.decode(raw).sessions, (info,))
 
+    def test_property_names_without_nul(self):
+        """
+        A property name with a NUL cannot be encoded: the decoder would
+        split the property at it, giving a different name and value.
+        """
+        message = wire.HostSession(T, "alice", b"c" * 8, "game", "g", 4, properties=(("a\0b", "c"),))
+        error = self.assertRaises(ValueError, wire.encode, message)
+        self.assertIn("property names cannot contain NUL", str(error))
+        # A NUL in the value is fine: only the first one separates.
+        message = wire.HostSession(T, "alice", b"c" * 8, "game", "g", 4, properties=(("a", "b\0c"),))
+        self.assertEqual(wire.decode(wire.encode(message)), message)
+
     def test_message_encode_method(self):
         """
         C{message.encode()} is L{wire.encode} without a key.
