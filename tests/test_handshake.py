@@ -611,6 +611,24 @@ class RelayFallbackTests(SynchronousTestCase):
         self.assertIn(("path_changed", other), out.take())
         machine.close()
 
+    def test_direct_traffic_while_relayed(self):
+        """
+        Traffic from a direct address while relayed moves the path there
+        and stops the upgrade retries (no upgrade timer is left).
+        """
+        clock, out, core, machine = build(HandshakeConfig(), [PUBLIC])
+        machine.start()
+        clock.advance(0.02)
+        machine.relay_offered(ROUTE)
+        machine.answer_received(ROUTE)
+        clock.advance(1.0)
+        out.take()
+        machine.traffic_received(PUBLIC)
+        self.assertEqual(out.take(), [("path_changed", PUBLIC)])
+        # Keepalive, dead-path and silence timers; no upgrade timer.
+        self.assertEqual(len(clock.getDelayedCalls()), 3)
+        machine.close()
+
     def test_relayed_packet_while_direct(self):
         """
         A relayed packet while the direct path is fresh is a late one and
@@ -619,6 +637,11 @@ class RelayFallbackTests(SynchronousTestCase):
         we, and retry direct from the start of the schedule.
         """
         clock, out, core, machine = RelayFallbackTests.connect_direct(self)
+        # Well into the connection (the silence is measured from the last
+        # packet, not from time 0).
+        for _ in range(60):
+            clock.advance(1.0)
+            machine.traffic_received(PUBLIC)
         machine.relay_offered(ROUTE)
         connected_at = clock.seconds()
         clock.advance(14.5)
