@@ -569,6 +569,31 @@ class HelperTests(SynchronousTestCase):
         message = wire.HostSession(T, "alice", b"c" * 8, "game", "g", 4, properties=(("a", "b\0c"),))
         self.assertEqual(wire.decode(wire.encode(message)), message)
 
+    def test_encoder_limits(self):
+        """
+        The encoder takes strings up to 255 bytes and refuses longer ones,
+        and refuses fixed-size values of the wrong size, saying which.
+        """
+        raw = wire.encode(wire.Heartbeat(T, "a" * 255, b"c" * 8))
+        self.assertEqual(raw[10:13], b"\x01\x00\xff")
+        error = self.assertRaises(ValueError, wire.encode, wire.Heartbeat(T, "a" * 256, b"c" * 8))
+        self.assertIn("longer than 255 bytes", str(error))
+        error = self.assertRaises(ValueError, wire.encode, wire.Heartbeat(T, "alice", b"c" * 9))
+        self.assertIn("cookie must be 8 bytes", str(error))
+
+    def test_address_encoding(self):
+        """
+        Addresses encode as family (4 or 6), port, packed address; a scoped
+        IPv6 literal (which C{inet_pton} refuses) encodes without its scope.
+        """
+        def public_field(address):
+            raw = wire.encode(wire.HeartbeatAck(T, address, 60))
+            return raw[13 : 13 + raw[12]]
+
+        self.assertEqual(public_field(Address("192.0.2.1", 80)), IPV4)
+        self.assertEqual(public_field(Address("::1", 65535)), b"\x06\xff\xff" + bytes(15) + b"\x01")
+        self.assertEqual(public_field(Address("fe80::1%eth0", 80)), b"\x06\x00\x50\xfe\x80" + bytes(13) + b"\x01")
+
     def test_message_encode_method(self):
         """
         C{message.encode()} is L{wire.encode} without a key.
