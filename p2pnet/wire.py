@@ -224,39 +224,73 @@ def _dec_addr(raw: bytes) -> Address:
     return address
 
 
-def _fixed(size: int, what: str):
-    def decode(raw: bytes) -> bytes:
-        if len(raw) != size:
-            raise MalformedMessage(f"{what} must be {size} bytes, got {len(raw)}")
+class _Fixed:
+    """
+    The codec of a fixed-size byte string (an id, a cookie, a key).
+
+    The codecs are small classes rather than closures so that their checks
+    run in methods a mutation-testing tool can switch (docs/testing.md).
+    """
+
+    __slots__ = ("size", "what")
+
+    def __init__(self, size: int, what: str) -> None:
+        self.size = size
+        self.what = what
+
+    def decode(self, raw: bytes) -> bytes:
+        if len(raw) != self.size:
+            raise MalformedMessage(f"{self.what} must be {self.size} bytes, got {len(raw)}")
         return raw
 
-    def encode(value: bytes) -> bytes:
-        if len(value) != size:
-            raise ValueError(f"{what} must be {size} bytes")
+    def encode(self, value: bytes) -> bytes:
+        if len(value) != self.size:
+            raise ValueError(f"{self.what} must be {self.size} bytes")
         return value
 
-    return encode, decode
+
+def _fixed(size: int, what: str):
+    codec = _Fixed(size, what)
+    return codec.encode, codec.decode
+
+
+class _UInt:
+    """
+    The codec of a big-endian unsigned integer of one C{struct} size.
+    """
+
+    __slots__ = ("struct", "what")
+
+    def __init__(self, struct_: struct.Struct, what: str) -> None:
+        self.struct = struct_
+        self.what = what
+
+    def decode(self, raw: bytes) -> int:
+        if len(raw) != self.struct.size:
+            raise MalformedMessage(f"{self.what} must be {self.struct.size} bytes")
+        return self.struct.unpack(raw)[0]
+
+    def encode(self, value: int) -> bytes:
+        return self.struct.pack(value)
 
 
 def _uint(struct_: struct.Struct, what: str):
-    def decode(raw: bytes) -> int:
-        if len(raw) != struct_.size:
-            raise MalformedMessage(f"{what} must be {struct_.size} bytes")
-        return struct_.unpack(raw)[0]
+    codec = _UInt(struct_, what)
+    return codec.encode, codec.decode
 
-    def encode(value: int) -> bytes:
-        return struct_.pack(value)
 
-    return encode, decode
+def _dec_u8(raw: bytes) -> int:
+    if len(raw) != 1:
+        raise MalformedMessage("flags must be 1 byte")
+    return raw[0]
+
+
+def _enc_u8(value: int) -> bytes:
+    return bytes((value,))
 
 
 def _u8():
-    def decode(raw: bytes) -> int:
-        if len(raw) != 1:
-            raise MalformedMessage("flags must be 1 byte")
-        return raw[0]
-
-    return (lambda value: bytes([value])), decode
+    return _enc_u8, _dec_u8
 
 
 def _enc_property(value: tuple[str, str]) -> bytes:

@@ -8,7 +8,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pnet._handshake import HandshakeConfig, HandshakeCore, make_handshake
-from p2pnet.address import Address
+from p2pnet.address import Address, RelayRoute
 from p2pnet.errors import HandshakeTimeout
 
 PUBLIC = Address("203.0.113.7", 4000)
@@ -602,3 +602,514 @@ class RePunchTests(SynchronousTestCase):
         self.assertRaises(ValueError, HandshakeConfig, rescue_after=(1.0, 0.5))
         self.assertRaises(ValueError, HandshakeConfig, rescue_after=(0.0,))
         self.assertEqual(HandshakeConfig(rescue_after=()).rescue_after, ())
+
+
+ROUTE = RelayRoute(Address("192.0.2.20", 3479), b"a" * 8, 0, b"k" * 16)
+CONE = ("endpoint-independent", "address-and-port-dependent")
+SYMMETRIC = ("address-and-port-dependent", "address-and-port-dependent")
+
+
+def hellos_to(log, address):
+    return [entry for entry in log if entry == ("send_hello", address)]
+
+
+class RelayFallbackTests(SynchronousTestCase):
+    """
+    Moving between a direct path and the relay, with the default timings
+    (keepalive 15 s, dead after 45 s, fall back after 30 s of silence,
+    upgrade retries after 2, 4, 8, 16 then every 30 s).
+    """
+
+    def connect_direct(self):
+        clock, out, core, machine = build(HandshakeConfig(), [PUBLIC, LOCAL], [LOCAL])
+        machine.start()
+        clock.advance(0.02)
+        machine.answer_received(PUBLIC)
+        self.assertEqual(out.take()[-3:-1], [("connected", PUBLIC), ("send_keepalive", PUBLIC)])
+        return clock, out, core, machine
+
+    def test_upgrade_retries_back_off(self):
+        """
+        While relayed, the direct candidates are retried after 2, 4, 8, 16
+        and then every 30 seconds, not at a fixed pace.
+        """
+        clock, out, core, machine = build(HandshakeConfig(), [PUBLIC, LOCAL], [LOCAL])
+        machine.start()
+        clock.advance(0.02)
+        machine.relay_offered(ROUTE)
+        machine.answer_received(ROUTE)
+        connected_at = clock.seconds()
+        out.take()
+        retries = []
+        to_relay = []
+        for _ in range(2 * 130):
+            clock.advance(0.5)
+            machine.traffic_received(ROUTE)
+            log = out.take()
+            if hellos_to(log, PUBLIC):
+                retries.append(round(clock.seconds() - connected_at, 3))
+            to_relay += hellos_to(log, ROUTE)
+        self.assertEqual(retries, [2.0, 6.0, 14.0, 30.0, 60.0, 90.0, 120.0])
+        # The retries go to the direct candidates only.
+        self.assertEqual(to_relay, [])
+        machine.close()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_direct_answer_ends_retries(self):
+        """
+        A direct answer while relayed moves the path there and stops the
+        upgrade retries.
+        """
+        clock, out, core, machine = build(HandshakeConfig(), [PUBLIC, LOCAL], [LOCAL])
+        machine.start()
+        clock.advance(0.02)
+        machine.relay_offered(ROUTE)
+        machine.answer_received(ROUTE)
+        clock.advance(2.0)
+        out.take()
+        machine.answer_received(PUBLIC)
+        self.assertEqual(out.take(), [("path_changed", PUBLIC)])
+        # Keepalive, dead-path and silence timers; no upgrade timer.
+        self.assertEqual(len(clock.getDelayedCalls()), 3)
+        for _ in range(60):
+            clock.advance(1.0)
+            machine.traffic_received(PUBLIC)
+        self.assertEqual(hellos_to(out.take(), PUBLIC), [])
+        machine.close()
+
+    def test_fall_back_after_silence(self):
+        """
+        A direct path silent for 30 s moves to the relay route offered
+        earlier, with a keepalive on it; the relayed path then gets a full
+        45 s of its own before it is declared lost (the silence on the
+        direct path does not count against it).
+        """
+        clock, out, core, machine = self.connect_direct()
+        connected_at = clock.seconds()
+        machine.relay_offered(ROUTE)
+        self.assertEqual(out.take(), [])
+        moved_at = lost_at = None
+        for _ in range(100):
+            clock.advance(1.0)
+            for entry in out.take():
+                if entry == ("path_changed", ROUTE):
+                    moved_at = round(clock.seconds() - connected_at, 3)
+                elif entry[0] == "lost":
+                    lost_at = round(clock.seconds() - connected_at, 3)
+            if lost_at is not None:
+                break
+        self.assertEqual(moved_at, 30.0)
+        self.assertEqual(lost_at, 75.0)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_fall_back_sends_keepalive(self):
+        """
+        Falling back tells the peer through the relay at once.
+        """
+        clock, out, core, machine = self.connect_direct()
+        machine.relay_offered(ROUTE)
+        clock.advance(29.0)
+        out.take()
+        clock.advance(1.0)
+        log = out.take()
+        self.assertEqual(log[:2], [("path_changed", ROUTE), ("send_keepalive", ROUTE)])
+        machine.close()
+
+    def test_after_fall_back(self):
+        """
+        After falling back, the first packet heard through the relay is
+        answered with a keepalive (the relay forwards only once both
+        members are bound, so ours may have died there), later ones are
+        not; the direct candidates are retried from the start of the
+        schedule (2 s, then 4 s later), even after earlier upgrade tries.
+        """
+        clock, out, core, machine = build(HandshakeConfig(), [PUBLIC, LOCAL], [LOCAL])
+        machine.start()
+        clock.advance(0.02)
+        machine.relay_offered(ROUTE)
+        machine.answer_received(ROUTE)
+        for _ in range(8):
+            clock.advance(1.0)
+            machine.traffic_received(ROUTE)
+        machine.answer_received(PUBLIC)
+        self.assertIn(("path_changed", PUBLIC), out.take())
+        for _ in range(30):
+            clock.advance(1.0)
+        self.assertIn(("path_changed", ROUTE), out.take())
+        fell_back_at = clock.seconds()
+        machine.traffic_received(ROUTE)
+        self.assertEqual(out.take(), [("send_keepalive", ROUTE)])
+        machine.traffic_received(ROUTE)
+        self.assertEqual(out.take(), [])
+        retries = []
+        keepalives = []
+        for _ in range(32):
+            clock.advance(0.5)
+            machine.traffic_received(ROUTE)
+            log = out.take()
+            if hellos_to(log, PUBLIC):
+                retries.append(round(clock.seconds() - fell_back_at, 3))
+            keepalives += [round(clock.seconds() - fell_back_at, 3) for e in log if e == ("send_keepalive", ROUTE)]
+        self.assertEqual(retries, [2.0, 6.0, 14.0])
+        # The direct retries count as traffic sent: no keepalive is due yet.
+        self.assertEqual(keepalives, [])
+        machine.close()
+
+    def test_silence_counts_from_last_packet(self):
+        """
+        The 30 s of silence count from the last packet heard on the path:
+        a packet 1 s after connecting moves the fall-back to 31 s.
+        """
+        clock, out, core, machine = self.connect_direct()
+        connected_at = clock.seconds()
+        machine.relay_offered(ROUTE)
+        clock.advance(1.0)
+        machine.traffic_received(PUBLIC)
+        moved_at = None
+        for _ in range(40):
+            clock.advance(1.0)
+            if ("path_changed", ROUTE) in out.take():
+                moved_at = round(clock.seconds() - connected_at, 3)
+                break
+        self.assertEqual(moved_at, 31.0)
+        machine.close()
+
+    def test_silence_watched_after_relay_request(self):
+        """
+        After a silence that asked for a relay, the path stays watched: if
+        traffic resumes, the relay is offered, and the path goes silent
+        again, the connection falls back 30 s after the last packet
+        instead of being lost.
+        """
+        clock, out, core, machine = self.connect_direct()
+        connected_at = clock.seconds()
+        for _ in range(35):
+            clock.advance(1.0)
+        self.assertIn(("request_relay",), out.take())
+        machine.traffic_received(PUBLIC)
+        clock.advance(1.0)
+        machine.relay_offered(ROUTE)
+        events = []
+        for _ in range(60):
+            clock.advance(1.0)
+            events += [(round(clock.seconds() - connected_at, 3), e[0]) for e in out.take() if e[0] in ("path_changed", "lost")]
+        self.assertEqual(events[0], (65.0, "path_changed"))
+        machine.close()
+
+    def test_rebinding_between_relay_routes(self):
+        """
+        While relayed, traffic arriving through another relay route moves
+        the path there at once (the peer chose that route).
+        """
+        other = RelayRoute(Address("192.0.2.21", 3479), b"b" * 8, 1, b"k" * 16)
+        clock, out, core, machine = build(HandshakeConfig(), [PUBLIC])
+        machine.start()
+        clock.advance(0.02)
+        machine.relay_offered(ROUTE)
+        machine.answer_received(ROUTE)
+        out.take()
+        clock.advance(1.0)
+        machine.traffic_received(other)
+        self.assertIn(("path_changed", other), out.take())
+        machine.close()
+
+    def test_direct_traffic_while_relayed(self):
+        """
+        Traffic from a direct address while relayed moves the path there
+        and stops the upgrade retries (no upgrade timer is left).
+        """
+        clock, out, core, machine = build(HandshakeConfig(), [PUBLIC])
+        machine.start()
+        clock.advance(0.02)
+        machine.relay_offered(ROUTE)
+        machine.answer_received(ROUTE)
+        clock.advance(1.0)
+        out.take()
+        machine.traffic_received(PUBLIC)
+        self.assertEqual(out.take(), [("path_changed", PUBLIC)])
+        # Keepalive, dead-path and silence timers; no upgrade timer.
+        self.assertEqual(len(clock.getDelayedCalls()), 3)
+        machine.close()
+
+    def test_relayed_packet_while_direct(self):
+        """
+        A relayed packet while the direct path is fresh is a late one and
+        changes nothing; once the direct path has been silent for a
+        keepalive interval (15 s), the peer has moved to the relay: so do
+        we, and retry direct from the start of the schedule.
+        """
+        clock, out, core, machine = RelayFallbackTests.connect_direct(self)
+        # Well into the connection (the silence is measured from the last
+        # packet, not from time 0).
+        for _ in range(60):
+            clock.advance(1.0)
+            machine.traffic_received(PUBLIC)
+        machine.relay_offered(ROUTE)
+        connected_at = clock.seconds()
+        clock.advance(14.5)
+        machine.traffic_received(ROUTE)
+        self.assertNotIn(("path_changed", ROUTE), out.take())
+        clock.advance(0.5)
+        machine.traffic_received(ROUTE)
+        self.assertEqual(clock.seconds() - connected_at, 15.0)
+        self.assertIn(("path_changed", ROUTE), out.take())
+        retries = []
+        for _ in range(16):
+            clock.advance(0.5)
+            machine.traffic_received(ROUTE)
+            if hellos_to(out.take(), PUBLIC):
+                retries.append(round(clock.seconds() - connected_at - 15.0, 3))
+        self.assertEqual(retries, [2.0, 6.0])
+        machine.close()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_late_relay_offer_falls_back_at_once(self):
+        """
+        A relay route offered when the direct path has been silent for a
+        keepalive interval (15 s) is used at once; offered earlier, it is
+        kept for later.
+        """
+        clock, out, core, machine = self.connect_direct()
+        clock.advance(14.0)
+        out.take()
+        machine.relay_offered(ROUTE)
+        self.assertEqual(hellos_to(out.take(), ROUTE) + [e for e in out.take() if e[0] == "path_changed"], [])
+        machine.close()
+        clock, out, core, machine = self.connect_direct()
+        clock.advance(15.0)
+        out.take()
+        machine.relay_offered(ROUTE)
+        self.assertEqual(out.take()[:2], [("path_changed", ROUTE), ("send_keepalive", ROUTE)])
+        machine.close()
+
+    def test_silence_without_route_asks_for_relay(self):
+        """
+        A direct path silent for 30 s with no relay route yet asks the
+        introducer for one (once); a path that keeps hearing traffic never
+        does.
+        """
+        clock, out, core, machine = self.connect_direct()
+        asked = []
+        for _ in range(40):
+            clock.advance(1.0)
+            asked += [round(clock.seconds(), 2) for e in out.take() if e == ("request_relay",)]
+        self.assertEqual(len(asked), 1)
+        self.assertAlmostEqual(asked[0], 30.02, places=6)
+        machine.close()
+        clock, out, core, machine = self.connect_direct()
+        for _ in range(100):
+            clock.advance(1.0)
+            machine.traffic_received(PUBLIC)
+        self.assertNotIn(("request_relay",), out.take())
+        machine.close()
+
+    def test_fallback_after_setting(self):
+        """
+        C{fallback_after} sets how long a direct path may be silent.
+        """
+        clock, out, core, machine = build(HandshakeConfig(fallback_after=20.0), [PUBLIC])
+        machine.start()
+        clock.advance(0.02)
+        machine.answer_received(PUBLIC)
+        machine.relay_offered(ROUTE)
+        out.take()
+        clock.advance(19.0)
+        self.assertNotIn(("path_changed", ROUTE), out.take())
+        clock.advance(1.0)
+        self.assertIn(("path_changed", ROUTE), out.take())
+        machine.close()
+
+
+class BookkeepingTests(SynchronousTestCase):
+    """
+    What the machine remembers about who it heard and what it asked for.
+    """
+
+    def test_timeout_names_heard_sources_once(self):
+        """
+        The timeout error lists each source heard, once, in the order
+        first heard, and every candidate tried.
+        """
+        config = HandshakeConfig(timeout=3.0, relay_after=None, hello_intervals=(0.5,))
+        clock, out, core, machine = build(config, [PUBLIC, LOCAL], [LOCAL])
+        machine.start()
+        clock.advance(0.02)
+        machine.hello_received(REFLEXIVE, b"h" * 8)
+        machine.hello_received(PUBLIC, b"h" * 8)
+        machine.hello_received(REFLEXIVE, b"h" * 8)
+        failed = []
+        for _ in range(200):
+            clock.advance(0.1)
+            failed += [e[1] for e in out.take() if e[0] == "failed"]
+        self.assertEqual(len(failed), 1)
+        self.assertIsInstance(failed[0], HandshakeTimeout)
+        self.assertEqual(failed[0].heard, (REFLEXIVE, PUBLIC))
+        self.assertEqual(failed[0].tried, (PUBLIC, LOCAL, REFLEXIVE))
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_other_sources_do_not_keep_the_path(self):
+        """
+        Late hellos from another address prove the peer alive but not the
+        path: the path still falls back to the relay after 30 s.
+        """
+        clock, out, core, machine = RelayFallbackTests.connect_direct(self)
+        connected_at = clock.seconds()
+        machine.relay_offered(ROUTE)
+        moved_at = None
+        for _ in range(40):
+            clock.advance(1.0)
+            machine.hello_received(REFLEXIVE, b"h" * 8)
+            if ("path_changed", ROUTE) in out.take():
+                moved_at = round(clock.seconds() - connected_at, 3)
+                break
+        self.assertEqual(moved_at, 30.0)
+        machine.close()
+
+    def test_relay_asked_once(self):
+        """
+        The relay is asked for once per connection, however often it
+        falls due.
+        """
+        clock, out, core, machine = build(HandshakeConfig(relay_after=1.0), [PUBLIC])
+        machine.start()
+        clock.advance(1.0)
+        self.assertEqual([e for e in out.take() if e == ("request_relay",)], [("request_relay",)])
+        machine.relay_due()
+        machine.relay_due()
+        self.assertEqual([e for e in out.take() if e == ("request_relay",)], [])
+        machine.close()
+
+
+class PredictionWindowTests(SynchronousTestCase):
+    """
+    The easy side of an easy <-> hard pair also sends hellos to the ports
+    after the hard side's public port.
+    """
+
+    def first_hellos(self, config, public=PUBLIC, own=CONE, peer=SYMMETRIC, rng=None):
+        clock, out, core, machine = build(config, [public], own_nat=own, peer_nat=peer, rng=rng)
+        machine.start()
+        out.take()
+        clock.advance(config.warmup_delay)
+        log = out.take()
+        machine.close()
+        return log
+
+    def test_window(self):
+        """
+        The next C{predict_ports} ports get hellos (8 by default), no more.
+        """
+        log = self.first_hellos(HandshakeConfig(birthday_probes=0))
+        self.assertEqual(
+            [e[1].port for e in log if e[0] == "send_hello"], [4000, 4001, 4002, 4003, 4004, 4005, 4006, 4007, 4008]
+        )
+        log = self.first_hellos(HandshakeConfig(predict_ports=2, birthday_probes=0))
+        self.assertEqual([e[1].port for e in log if e[0] == "send_hello"], [4000, 4001, 4002])
+        log = self.first_hellos(HandshakeConfig(predict_ports=0, birthday_probes=0))
+        self.assertEqual([e[1].port for e in log if e[0] == "send_hello"], [4000])
+
+    def test_window_stops_at_65535(self):
+        """
+        No hello goes to a port past 65535.
+        """
+        log = self.first_hellos(HandshakeConfig(birthday_probes=0), public=Address("203.0.113.7", 65533))
+        self.assertEqual([e[1].port for e in log if e[0] == "send_hello"], [65533, 65534, 65535])
+
+    def test_only_the_easy_side(self):
+        """
+        The hard side, either side with the strategies off, and pairs
+        without a clear role predict nothing.
+        """
+        for config, own, peer in [
+            (HandshakeConfig(birthday_sockets=0), SYMMETRIC, CONE),
+            (HandshakeConfig(hard_nat=False), CONE, SYMMETRIC),
+            (HandshakeConfig(), CONE, CONE),
+            (HandshakeConfig(), ("unknown", "unknown"), SYMMETRIC),
+        ]:
+            log = self.first_hellos(config, own=own, peer=peer)
+            self.assertEqual([e for e in log if e[0] == "send_hello"], [("send_hello", PUBLIC)], (own, peer))
+            self.assertNotIn(("status", "birthday"), log)
+
+    def test_hard_side_opens_sockets(self):
+        """
+        The hard side opens C{birthday_sockets} sockets towards the easy
+        side's public address; none when that is 0.
+        """
+        log = self.first_hellos(HandshakeConfig(birthday_sockets=16), own=SYMMETRIC, peer=CONE)
+        self.assertIn(("open_birthday_sockets", 16, PUBLIC), log)
+        self.assertIn(("status", "birthday"), log)
+        log = self.first_hellos(HandshakeConfig(birthday_sockets=0), own=SYMMETRIC, peer=CONE)
+        self.assertFalse([e for e in log if e[0] == "open_birthday_sockets"])
+
+    def test_birthday_probes_bounded(self):
+        """
+        The easy side sends random probes in batches of C{birthday_rate}
+        x 20 ms to the hard side's host, at most C{birthday_probes}.
+        """
+        import random
+
+        config = HandshakeConfig(birthday_probes=12, birthday_rate=250.0, relay_after=None)
+        clock, out, core, machine = build(config, [PUBLIC], own_nat=CONE, peer_nat=SYMMETRIC, rng=random.Random(3))
+        machine.start()
+        clock.advance(config.warmup_delay)
+        batches = []
+        for _ in range(10):
+            hellos = [e[1] for e in out.take() if e[0] == "send_hello"]
+            batches.append([a for a in hellos if a.port not in range(4000, 4009)])
+            clock.advance(0.02)
+        self.assertEqual([len(b) for b in batches[:4]], [5, 5, 2, 0])
+        probes = [a for batch in batches for a in batch]
+        self.assertEqual(len(probes), 12)
+        self.assertTrue(all(a.host == PUBLIC.host and 1024 <= a.port <= 65535 for a in probes))
+        machine.close()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class ConfigLimitTests(SynchronousTestCase):
+    def test_fallback_after(self):
+        """
+        C{fallback_after} must lie strictly between 0 and C{dead_after};
+        unset, it is two thirds of C{dead_after}.
+        """
+        for value in (0.0, -1.0, 45.0, 50.0):
+            error = self.assertRaises(ValueError, HandshakeConfig, fallback_after=value)
+            self.assertIn("fallback_after", str(error))
+        self.assertEqual(HandshakeConfig(fallback_after=44.5).fallback, 44.5)
+        self.assertEqual(HandshakeConfig(fallback_after=0.5).fallback, 0.5)
+        self.assertEqual(HandshakeConfig().fallback, 30.0)
+        self.assertEqual(HandshakeConfig(dead_after=60.0).fallback, 40.0)
+
+    def test_limits(self):
+        """
+        Each setting's limit: what is refused and what is just allowed.
+        """
+        refused = [
+            dict(relay_after=0.0),
+            dict(relay_after=-1.0),
+            dict(upgrade_intervals=()),
+            dict(upgrade_intervals=(1.0, 0.0)),
+            dict(hello_intervals=(0.1, 0.0)),
+            dict(hello_intervals=(-0.1,)),
+            dict(keepalive_interval=45.0),
+            dict(warmup_ttl=0),
+            dict(warmup_packets=0),
+            dict(warmup_delay=-0.001),
+            dict(timeout=0.0),
+            dict(reversal_after=0.0),
+            dict(birthday_rate=0.0),
+            dict(predict_ports=-1),
+        ]
+        for settings in refused:
+            error = self.assertRaises(ValueError, HandshakeConfig, **settings)
+            self.assertIn(next(iter(settings)).split("_")[0], str(error), settings)
+        allowed = [
+            dict(relay_after=None),
+            dict(relay_after=0.001),
+            dict(upgrade_intervals=(0.001,)),
+            dict(hello_intervals=(0.001,)),
+            dict(keepalive_interval=44.9),
+            dict(warmup_delay=0.0, warmup_margin=0.0, warmup_max=0.0),
+            dict(predict_ports=0, birthday_sockets=0, birthday_probes=0),
+        ]
+        for settings in allowed:
+            HandshakeConfig(**settings)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from p2pnet._handshake import HandshakeConfig, hard_nat_role
+from p2pnet._handshake import HandshakeConfig, direct_hopeless, hard_nat_role
+from p2pnet.errors import HandshakeTimeout
 from p2pnet.testing.scenarios import run_pair
 
 NO_BIRTHDAY = HandshakeConfig(birthday_probes=0, birthday_sockets=0)
@@ -28,6 +29,25 @@ class RoleTests(SynchronousTestCase):
         self.assertIsNone(hard_nat_role(cone, cone))
         self.assertIsNone(hard_nat_role(unknown, symmetric))
         self.assertIsNone(hard_nat_role(symmetric, unknown))
+        # The mapping behaviour decides; a known filtering does not make an
+        # unknown mapping known.
+        self.assertIsNone(hard_nat_role(("unknown", "address-dependent"), symmetric))
+        self.assertIsNone(hard_nat_role(symmetric, ("unknown", "endpoint-independent")))
+
+    def test_hopeless(self):
+        """
+        Plain punching is hopeless when one side maps per destination and
+        the other filters by address and port or also maps per destination
+        (whatever its filtering); unknown behaviour rules nothing out.
+        """
+        symmetric = ("address-and-port-dependent", "address-and-port-dependent")
+        self.assertTrue(direct_hopeless(symmetric, ("address-dependent", "endpoint-independent")))
+        self.assertTrue(direct_hopeless(("endpoint-independent", "address-and-port-dependent"), symmetric))
+        self.assertFalse(direct_hopeless(symmetric, ("endpoint-independent", "address-dependent")))
+        self.assertFalse(direct_hopeless(symmetric, ("endpoint-independent", "endpoint-independent")))
+        self.assertFalse(direct_hopeless(symmetric, ("unknown", "unknown")))
+        cone = ("endpoint-independent", "address-and-port-dependent")
+        self.assertFalse(direct_hopeless(cone, cone))
 
 
 class PredictionTests(SynchronousTestCase):
@@ -47,7 +67,7 @@ class PredictionTests(SynchronousTestCase):
         With hard_nat=False the same pairs fail: prediction is what works.
         """
         result = run_pair("port-restricted", "sequential", nat_check=True, handshake=OFF)
-        self.assertIsNone(result.path)
+        assert_switched_off(self, result)
 
 
 class BirthdayTests(SynchronousTestCase):
@@ -92,4 +112,32 @@ class BirthdayTests(SynchronousTestCase):
         With hard_nat=False the birthday pair fails (no relay here).
         """
         result = run_pair("port-restricted", "symmetric", nat_check=True, handshake=OFF)
-        self.assertIsNone(result.path)
+        assert_switched_off(self, result)
+
+
+def assert_switched_off(case: SynchronousTestCase, result) -> None:
+    """
+    What an easy <-> hard pair does with the hard-NAT strategies off: both
+    sides ask for the relay at once (plain punching is hopeless), send
+    hellos only to the two candidates of the introduction (no predicted
+    ports, no birthday probes or sockets), and fail with
+    L{HandshakeTimeout} after the configured 10 s, cleaning up every timer
+    and socket.
+    """
+    case.assertIsNone(result.path)
+    case.assertEqual(result.incoming_b, [])
+    error = result.outcome_a.trap(HandshakeTimeout) and result.outcome_a.value
+    case.assertEqual(len(error.tried), 2)
+    case.assertEqual(error.heard, ())
+    case.assertAlmostEqual(error.elapsed, 10.0, places=6)
+    kinds = {side: [e.kind for t, s, e in result.events if s == side] for side in "AB"}
+    for side in "AB":
+        case.assertNotIn("birthday", kinds[side])
+        case.assertEqual(kinds[side][-1], "failed")
+        # The relay is asked for on the introduction's turn, not after
+        # relay_after (3 s).
+        introduced = next(t for t, s, e in result.events if s == side and e.kind == "introduced")
+        relaying = next(t for t, s, e in result.events if s == side and e.kind == "relaying")
+        case.assertLess(relaying - introduced, 0.05)
+    case.assertEqual(result.leftover_calls, 0)
+    case.assertEqual(result.bound_ports_after, 0)

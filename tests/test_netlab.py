@@ -53,7 +53,13 @@ except OSError as e:
 """
 
 
+# The child sets its own SIGINT and SIGTERM dispositions before the lab
+# starts: a runner started with SIGINT ignored (a background job, nohup)
+# passes SIG_IGN on, and Python then installs no KeyboardInterrupt handler.
 _SIGNAL_PROGRAM = """
+import signal
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
 import time
 from p2pnet.testing.netlab import Lab
 try:
@@ -72,6 +78,13 @@ def _root_links() -> list[str]:
                             text=True, check=True)
     return sorted(line.split(":")[1].strip() for line in
                   result.stdout.splitlines())
+
+
+def _delete_namespaces(names: list[str]) -> None:
+    leftover = set(names) & _ip_netns()
+    for name in leftover:
+        if name.startswith(netlab.PREFIX):
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True)
 
 
 def _ip_netns() -> set[str]:
@@ -234,13 +247,21 @@ class LabSelfTests(LabTestMixin, SynchronousTestCase):
                 [sys.executable, "-c", _SIGNAL_PROGRAM],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                 env=Lab._environment(None))
+            created: list[str] = []
+            # Cleanups run last first: kill the program, then remove what
+            # it left (only if the test already failed).
+            self.addCleanup(_delete_namespaces, created)
             self.addCleanup(program.kill)
             line = program.stdout.readline().split()
             self.assertTrue(line and line[0].startswith(netlab.PREFIX), line)
+            created.extend(line)
             self.assertTrue(set(line) <= _ip_netns())
             program.send_signal(signum)
             _, errors = program.communicate(timeout=CONNECT_TIMEOUT)
             self.assertEqual(set(line) & _ip_netns(), set(), errors)
+            # SIGTERM: the lab's handler re-raises it; SIGINT: the program
+            # catches KeyboardInterrupt and exits normally.
+            self.assertEqual(program.returncode, -signal.SIGTERM if signum == signal.SIGTERM else 0, errors)
 
     def test_cleanup_stale(self) -> None:
         """

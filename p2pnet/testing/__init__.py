@@ -7,6 +7,7 @@ firewalls and hosts, and use each host as the C{reactor} of the code under
 test.  See C{docs/testing.md}.
 """
 
+from p2pnet.testing._heapclock import HeapClock
 from p2pnet.testing._simnet import (
     DEFAULT_TTL,
     DROP_REASONS,
@@ -28,6 +29,7 @@ __all__ = [
     "Allocation",
     "FirewallBox",
     "Filtering",
+    "HeapClock",
     "Mapping",
     "NatBox",
     "NatMapping",

@@ -13,7 +13,6 @@ import random
 from typing import Callable
 
 from attrs import define, field
-from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from p2pnet._handshake import HandshakeConfig
@@ -23,6 +22,7 @@ from p2pnet.endpoint import PeerConfig, PeerConnection, PeerEndpoint, PeerFactor
 from p2pnet.introducer import IntroducerProtocol, RelaySettings
 from p2pnet.relay import RelayProtocol
 from p2pnet._stunserver import StunResponder, StunServerProtocol
+from p2pnet.testing._heapclock import HeapClock
 from p2pnet.testing._simnet import Allocation, Filtering, Mapping, Network, SimHost
 
 #: Site kinds, each a host and what stands between it and the internet.
@@ -144,7 +144,7 @@ class PairContext:
         C{received}, a list of datagrams).
     """
 
-    clock: Clock
+    clock: HeapClock
     network: Network
     peer_a: PeerEndpoint
     peer_b: PeerEndpoint
@@ -192,7 +192,7 @@ def run_pair(
     @param then: called with a L{PairContext} once the connection attempt
         ended, before shutting down (to change the network and run on).
     """
-    clock = Clock()
+    clock = HeapClock()
     network = Network(clock, seed=seed, trace=trace)
     rng = random.Random(seed)
     random_bytes = seeded_bytes(rng)
@@ -295,13 +295,13 @@ def run_pair(
 
 
 
-def _run_until(clock: Clock, step: float, limit: float, done: Callable[[], bool]) -> None:
+def _run_until(clock: HeapClock, step: float, limit: float, done: Callable[[], bool]) -> None:
     deadline = clock.seconds() + limit
     while not done() and clock.seconds() < deadline:
         clock.advance(step)
 
 
-def _shutdown(clock: Clock, step: float, peer_a, peer_b, introducer_port) -> None:
+def _shutdown(clock: HeapClock, step: float, peer_a, peer_b, introducer_port) -> None:
     peer_a.stop()
     peer_b.stop()
     _run_until(clock, step, 1.0, lambda: False)
