@@ -1128,7 +1128,7 @@ class MeshJoinAmplificationTests(IntroducerTestCase):
         151 x 8; without the secret, only the retransmits its request pays
         for.
         """
-        raw = self.send(wire.Introduce(self.next_txid(), "joiner", self.cookies["joiner"], session_id=self.session), B)
+        self.send(wire.Introduce(self.next_txid(), "joiner", self.cookies["joiner"], session_id=self.session), B)
         total, packets, distinct = self.bytes_to(B)
         self.assertEqual(distinct, 16)
         self.assertLessEqual(packets, 128 if self.secret else 16 + 4)

@@ -779,7 +779,7 @@ class FallbackTests(SynchronousTestCase):
             context.run(0.2)
             seen["b"] = list(theirs.received)
 
-        result = run_pair("symmetric", "symmetric", relay=True, then=then)
+        run_pair("symmetric", "symmetric", relay=True, then=then)
         self.assertEqual(seen["b"], [b"to B via relay"])
 
     def test_forged_forward_dropped_by_member(self):

@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from p2pnet import wire
 from p2pnet.address import Address
-from p2pnet.endpoint import Path, PeerConfig
+from p2pnet.endpoint import Path, PeerProtocol
 from p2pnet.errors import PeerKeyMismatch
 from p2pnet.secure.identity import Identity
 from p2pnet.secure.trust import TrustStore
@@ -18,7 +18,6 @@ from p2pnet.testing import Filtering
 
 from tests.test_endpoint import Recorder, RecordingFactory, World
 from tests.test_endpoint import _Silent
-from p2pnet.endpoint import PeerProtocol
 
 GAME_BYTES = b"move knight to f3"
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-import attrs
 from hypothesis import given, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
