@@ -109,6 +109,25 @@ class LogBudget:
         held, self.held = self.held, {}
         return held
 
+    def report_held(self, log, about: str = "") -> None:
+        """
+        If lines were held back, log one summary of them with C{log} (a
+        L{twisted.logger.Logger}) and start counting again.
+
+        @param about: what the lines were about (e.g. C{"about
+            introductions"}), for the summary.
+        """
+        held = self.take_held()
+        if held:
+            log.info(
+                "held back {count} log lines{about} ({kinds}) to stay under {rate:g} per second; "
+                "the statistics counters still count every event",
+                count=sum(held.values()),
+                about=f" {about}" if about else "",
+                kinds=", ".join(f"{kind}: {n}" for kind, n in sorted(held.items())),
+                rate=self.rate,
+            )
+
 
 class SourceLimiter:
     """

@@ -222,13 +222,7 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
             return
         if budget.held and now - self._held_reported >= 60.0:
             self._held_reported = now
-            held = budget.take_held()
-            self.log.info(
-                "held back {count} log lines about introductions ({kinds}) to stay under {rate:g} per second",
-                count=sum(held.values()),
-                kinds=", ".join(f"{k}: {n}" for k, n in sorted(held.items())),
-                rate=budget.rate,
-            )
+            budget.report_held(self.log, "about introductions")
         log(line, **fields)
 
     def write(self, raw: bytes, to: Address) -> None:

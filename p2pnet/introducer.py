@@ -211,15 +211,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
                     peer_id=registration.peer_id,
                     public=str(registration.public),
                 )
-        held = self._log_budget.take_held()
-        if held:
-            self.log.info(
-                "held back {count} log lines ({kinds}) to stay under {rate:g} per second; "
-                "the statistics counters still count every event",
-                count=sum(held.values()),
-                kinds=", ".join(f"{kind}: {n}" for kind, n in sorted(held.items())),
-                rate=self._log_budget.rate,
-            )
+        self._log_budget.report_held(self.log)
         if self._stats_interval and now - self._last_stats >= self._stats_interval:
             self._last_stats = now
             self.log.info(
