@@ -131,4 +131,10 @@ def add_upnp_site(
         host.name,
         [MINIUPNPD, "-d", "-f", path, "-P", os.path.join(directory, "pid"), "-4"],
     )
+    # Peers start once the daemon has set up its tables and sockets: its
+    # start-up rewrites nftables state on the router, and a mapping made
+    # through it meanwhile can be lost (a peer's first registration
+    # answer then never arrives).  Its last start-up line says it listens.
+    ready = "HTTP listening" if upnp else "Listening for NAT-PMP/PCP"
+    daemon.wait_for_line(lambda line: ready in line, 10.0)
     return site, daemon
