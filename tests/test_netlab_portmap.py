@@ -112,3 +112,20 @@ class PortMappingScenarios(PeerScenarioMixin, SynchronousTestCase):
         self.build()
         mapped = self.mapped_connect(None)
         self.assertIn(mapped["protocol"], ("pcp", "nat-pmp"))
+
+    def test_router_refuses(self) -> None:
+        """
+        A router whose rules deny every mapping: no port-mapped event, no
+        error, and the peers still connect (through the relay, as two
+        symmetric NATs without a mapping must).  UPnP only: miniupnpd
+        2.3.1 answers one denied PCP MAP by trying external ports one by
+        one, logging "port mapping rejected" for each (thousands a
+        second, for tens of seconds), which starves this 2-core machine.
+        """
+        self.build(refuse=True, natpmp=False)
+        alice = self.start_peer("alice")
+        bob = self.start_peer("bob", "--no-port-mapping", "--connect", "alice")
+        on_bob = bob.wait_for_event("connected", CONNECT_TIMEOUT, peer="alice")
+        self.check(on_bob, "no connection after the refusal")
+        self.assertEqual(on_bob["path"], "relayed", self.transcripts())
+        self.assertEqual([e for e in alice.events if e["event"] in ("port-mapped", "error")], [])

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 
 from p2pnet.testing.netlab import Lab, LabProcess, Site
 
@@ -135,6 +136,9 @@ def add_upnp_site(
     # start-up rewrites nftables state on the router, and a mapping made
     # through it meanwhile can be lost (a peer's first registration
     # answer then never arrives).  Its last start-up line says it listens.
+    # (miniupnpd logs to its standard error.)
     ready = "HTTP listening" if upnp else "Listening for NAT-PMP/PCP"
-    daemon.wait_for_line(lambda line: ready in line, 10.0)
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline and not any(ready in line for line in daemon.errors):
+        time.sleep(0.02)
     return site, daemon
