@@ -119,7 +119,7 @@ class PortMappingScenarios(PeerScenarioMixin, SynchronousTestCase):
         error, and the peers still connect (through the relay, as two
         symmetric NATs without a mapping must).  UPnP only: miniupnpd
         2.3.1 answers one denied PCP MAP by trying external ports one by
-        one, logging "port mapping rejected" for each (thousands a
+        one, logging "port mapping rejected" for each (hundreds a
         second, for tens of seconds), which starves this 2-core machine.
         """
         self.build(refuse=True, natpmp=False)
