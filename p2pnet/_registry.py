@@ -278,9 +278,8 @@ class Registry:
             owner = cookie is not None and hmac.compare_digest(cookie, existing.cookie)
             same_key = existing.peer_key == peer_key
             here = existing.public == public
-            # The same key from the same address, not yet confirmed: our
-            # own answer was lost and the Register came again; answer it
-            # again (nothing moves, the cookie goes where it went).
+            # The same key and address, not yet confirmed: our answer was
+            # lost; answer again (nothing moves).
             retransmitted = same_key and here and not existing.verified
             if same_key and here and (owner or peer_key is None or retransmitted):
                 existing.local = local
