@@ -740,6 +740,7 @@ class LabProcess:
         self._errors: list[str] = []
         self._changed = threading.Condition()
         self._stdout_closed = False
+        self._stderr_closed = False
         for stream, sink in ((process.stdout, self._lines),
                              (process.stderr, self._errors)):
             thread = threading.Thread(target=self._read, args=(stream, sink),
@@ -757,6 +758,8 @@ class LabProcess:
         with self._changed:
             if sink is self._lines:
                 self._stdout_closed = True
+            else:
+                self._stderr_closed = True
             self._changed.notify_all()
 
     @property
@@ -791,23 +794,26 @@ class LabProcess:
         return events
 
     def wait_for_line(self, predicate: Callable[[str], bool],
-                      timeout: float, start: int = 0) -> str | None:
+                      timeout: float, start: int = 0,
+                      stderr: bool = False) -> str | None:
         """
-        Wait until an output line from index C{start} on satisfies
-        C{predicate}; return it, or C{None} after C{timeout} seconds or
-        once the process's output has ended without one.
+        Wait until an output line (a standard error line, with C{stderr})
+        from index C{start} on satisfies C{predicate}; return it, or
+        C{None} after C{timeout} seconds or once that output has ended
+        without one.
         """
         deadline = time.monotonic() + timeout
         index = start
+        lines = self._errors if stderr else self._lines
         with self._changed:
             while True:
-                while index < len(self._lines):
-                    line = self._lines[index]
+                while index < len(lines):
+                    line = lines[index]
                     index += 1
                     if predicate(line):
                         return line
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._stdout_closed:
+                if remaining <= 0 or (self._stderr_closed if stderr else self._stdout_closed):
                     return None
                 self._changed.wait(remaining)
 

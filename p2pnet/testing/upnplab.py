@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 
 from p2pnet.testing.netlab import Lab, LabProcess, Site
 
@@ -138,7 +137,5 @@ def add_upnp_site(
     # answer then never arrives).  Its last start-up line says it listens.
     # (miniupnpd logs to its standard error.)
     ready = "HTTP listening" if upnp else "Listening for NAT-PMP/PCP"
-    deadline = time.monotonic() + 10.0
-    while time.monotonic() < deadline and not any(ready in line for line in daemon.errors):
-        time.sleep(0.02)
+    daemon.wait_for_line(lambda line: ready in line, 10.0, stderr=True)
     return site, daemon
