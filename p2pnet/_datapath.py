@@ -54,6 +54,8 @@ class PlainPath:
     """
 
     secure = False
+    #: No channels without a secure session.
+    messages = None
 
     def messaging(self):
         raise P2PError("channels need a secure session: they are not available with insecure=True")
@@ -130,15 +132,16 @@ class SecurePath:
         self.session = session
         self._pending: dict = {}
         self._retransmit = None
-        self._messaging: Messaging | None = None
+        #: The connection's channels, once used (see L{messaging}).
+        self.messages: Messaging | None = None
 
     def messaging(self) -> Messaging:
         """
         The connection's channels (made on first use).
         """
-        if self._messaging is None:
-            self._messaging = Messaging(self._connection, self._seal_to)
-        return self._messaging
+        if self.messages is None:
+            self.messages = Messaging(self._connection, self._seal_to)
+        return self.messages
 
     # -- the handshake, in hellos and answers --------------------------------
 
@@ -322,8 +325,8 @@ class SecurePath:
         if self._retransmit is not None and self._retransmit.active():
             self._retransmit.cancel()
         self._retransmit = None
-        if self._messaging is not None:
-            self._messaging.close()
+        if self.messages is not None:
+            self.messages.close()
 
     def answer_allowed(self, source) -> bool:
         """

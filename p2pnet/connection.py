@@ -174,7 +174,7 @@ class PeerConnection:
         bytes in flight, queues (a L{p2pnet.channels.ConnectionStats}), or
         None before any message was sent or received.
         """
-        messaging = getattr(self._path, "_messaging", None)
+        messaging = self._path.messages
         return None if messaging is None else messaging.stats()
 
     def sent_now(self, now: float) -> None:
@@ -291,7 +291,7 @@ class PeerConnection:
             if self.protocol is not protocol or self.ended:
                 break
             protocol.datagram_received(payload)
-        messaging = getattr(self._path, "_messaging", None)
+        messaging = self._path.messages
         if messaging is not None and self.protocol is protocol and not self.ended:
             messaging.attached(protocol)
 
@@ -556,7 +556,7 @@ class PeerConnection:
         self._pump_messages()
 
     def _pump_messages(self) -> None:
-        messaging = getattr(self._path, "_messaging", None)
+        messaging = self._path.messages
         if messaging is not None:
             messaging.pump()
 
