@@ -40,6 +40,7 @@ from p2pnet.channels import Channel, ConnectionStats, Delivery
 from p2pnet.secure.identity import Identity
 from p2pnet.secure.trust import TrustStore
 from p2pnet.introducer import IntroducerProtocol, IntroducerService
+from p2pnet.service import LobbyWatch, PeerService, SessionSpec
 from p2pnet._registry import Registry
 from p2pnet.wire import SessionInfo
 
@@ -56,6 +57,9 @@ __all__ = [
     "TrustStore",
     "IntroducerProtocol",
     "IntroducerService",
+    "LobbyWatch",
+    "PeerService",
+    "SessionSpec",
     "Path",
     "PeerConfig",
     "PeerConnection",

@@ -420,6 +420,22 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
 
     # -- sessions and connections -----------------------------------------
 
+    @property
+    def is_registered(self) -> bool:
+        """
+        Whether the introducer has confirmed our registration and the
+        endpoint is not stopping.
+        """
+        return self._cookie is not None and not self._stopping
+
+    @property
+    def hosted_sessions(self) -> tuple[HostedSession, ...]:
+        """
+        The sessions we host now (as the introducer knows them: a session
+        hosted again after an introducer restart has a new id).
+        """
+        return tuple(self._hosted.values())
+
     def _require_registered(self) -> None:
         if self._cookie is None or self._stopping:
             raise P2PError("the endpoint is not registered: call start() first")
