@@ -63,6 +63,7 @@ class Registering:
         if self._client.prover is None:
             self._client.prover = Prover(self.peer_id, identity)
         self._registered_local = self.advertised_local()
+        self._registered_nat = self._nat
         message = wire.Register(
             self.new_txid(),
             self.peer_id,

@@ -28,6 +28,7 @@ from p2pnet import wire
 from p2pnet._eventual import EventualQueue
 from p2pnet._introclient import IntroducerClient
 from p2pnet._introductions import Introductions
+from p2pnet._natchecking import NatChecking
 from p2pnet._names import name_problem
 from p2pnet._portmapping import PortMapping
 from p2pnet._registering import Registering
@@ -45,6 +46,7 @@ from p2pnet._peertypes import (
 )
 from p2pnet.address import Address, RelayRoute, is_relayed
 from p2pnet.connection import MAX_CANDIDATES, PeerConnection
+from p2pnet.natcache import NatCache
 from p2pnet.errors import ConnectionClosed, IntroducerUnreachable, MalformedMessage, P2PError
 from p2pnet.secure.identity import Identity
 from p2pnet.secure.trust import TrustStore
@@ -63,7 +65,7 @@ __all__ = [
 ]
 
 
-class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramProtocol):
+class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introductions, DatagramProtocol):
     """
     One UDP socket that talks to an introducer and to peers.
 
@@ -86,6 +88,8 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
     @param trust: a L{p2pnet.secure.trust.TrustStore}: every peer's key
         is pinned on first use, and a peer whose key changed is refused
         with L{PeerKeyMismatch}.
+    @param nat_cache: a L{p2pnet.natcache.NatCache} (several endpoints
+        may share one); default: the endpoint's own.
     """
 
     log = Logger()
@@ -108,6 +112,7 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
         local_addresses: Iterable[Address] | None = None,
         identity: Identity | None = None,
         trust: TrustStore | None = None,
+        nat_cache: NatCache | None = None,
     ) -> None:
         if isinstance(introducer, str):
             introducer = Address.parse(introducer)
@@ -141,6 +146,14 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
         self._turn_allocation: Deferred | None = None
         self.nat_report = None
         self._nat: int | None = None
+        self._registered_nat: int | None = None
+        #: NAT check results by local address and STUN servers (a new
+        #: start within C{config.nat_check_lifetime} checks no more).
+        self.nat_cache = nat_cache if nat_cache is not None else NatCache()
+        self._nat_checking = None
+        self._nat_mapped = True
+        self._nat_answered = False
+        self._nat_waiters: list = []
         self.local_addresses: tuple[Address, ...] = ()
         self._by_intro: dict[bytes, PeerConnection] = {}
         self._by_conn_id: dict[int, PeerConnection] = {}
@@ -306,27 +319,23 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
                 random_bytes=self._random_bytes,
             )
             self._turn.on_data = self._from_turn
-        refusal: list[IntroducerUnreachable] = []
-        reaching = self._reaching(refusal.append)
+        reaching = self._reaching(lambda error: None)
+        # In parallel with the registration too; its facts follow it.
+        self._start_nat_check()
+        d = self._register()
 
-        def register(_: object = None) -> Deferred:
-            # A closed port found during the NAT check ends the start here.
-            return fail(refusal[0]) if refusal else self._register()
-
-        if self.config.nat_check:
-            d = self._check_nat()
-            d.addCallback(register)
-        else:
-            d = self._register()
-
-        def registered(registration: Registration) -> Registration:
+        def registered(registration: Registration) -> Deferred:
             reaching.stop()
             self._schedule_heartbeat()
-            self._refresh_local()
-            return registration
+            # Our NAT facts reach the introducer before start() fires, so
+            # that our introductions carry them.
+            d = self._when_nat_mapped()
+            d.addCallback(lambda _: self._refresh_local())
+            return d.addCallback(lambda _: registration)
 
         def failed(reason: Failure) -> Failure:
             reaching.stop()
+            self._stop_nat_check()
             self._stop_port_mapping()
             self._shutdown_socket()
             if reason.check(IntroducerUnreachable) and (self._secret is None or reason.value.port_closed):
@@ -359,24 +368,6 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
         finally:
             probe.close()
 
-    def _check_nat(self) -> Deferred:
-        from p2pnet.natcheck import check_nat
-
-        servers = list(self.config.stun_servers) or [self.introducer]
-        d = check_nat(self.reactor, servers)
-
-        def checked(report) -> None:
-            self.nat_report = report
-            self._nat = wire.pack_nat(report.mapping.value, report.filtering.value)
-            self.log.info("NAT check: {verdict}", verdict=report.verdict)
-            self.emit(StatusEvent("nat-checked", detail=report.verdict))
-
-        def failed(reason: Failure) -> None:
-            self.log.info("NAT check failed, going on without: {error}", error=str(reason.value))
-            self.emit(StatusEvent("nat-checked", detail=f"check failed: {reason.value}"))
-
-        return d.addCallbacks(checked, failed)
-
     def stop(self) -> Deferred:
         """
         Close every connection, unregister, and close the socket.
@@ -386,6 +377,7 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
         if self._stopping:
             return succeed(None)
         self._stopping = True
+        self._stop_nat_check()
         self._hosted.clear()
         if self._heartbeat_call is not None and self._heartbeat_call.active():
             self._heartbeat_call.cancel()

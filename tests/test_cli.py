@@ -199,10 +199,11 @@ class DefaultRelayTests(SynchronousTestCase):
 
     def test_relay_by_default(self):
         """
-        A default introducer runs a relay on its port + 1 and offers it.
+        A default introducer runs a relay on its port + 1 and offers it
+        (and a second STUN port on port + 2).
         """
         listened, introducer = self.service("--port", "3478")
-        self.assertEqual(sorted(port for port, _, _ in listened), [3478, 3479])
+        self.assertEqual(sorted(port for port, _, _ in listened), [3478, 3479, 3480])
         self.assertIsNotNone(introducer.relay)
         self.assertEqual(introducer.relay.offer_address().port, 3479)
 
@@ -218,7 +219,7 @@ class DefaultRelayTests(SynchronousTestCase):
         """
         --no-relay runs none and offers none.
         """
-        listened, introducer = self.service("--port", "3478", "--no-relay")
+        listened, introducer = self.service("--port", "3478", "--no-relay", "--no-stun-alternate")
         self.assertEqual([port for port, _, _ in listened], [3478])
         self.assertIsNone(introducer.relay)
 

@@ -188,7 +188,8 @@ def run_pair(
     @param relay: run a p2pnet relay the introducer hands out.
     @param block: the internet drops UDP between A's and B's sites.
     @param nat_check: peers check their NAT at start, against the
-        introducer's STUN service made an RFC 5780 server.
+        introducer's STUN service made an RFC 5780 server; A connects once
+        both checks ended.
     @param then: called with a L{PairContext} once the connection attempt
         ended, before shutting down (to change the network and run on).
     """
@@ -260,6 +261,10 @@ def run_pair(
             result.outcome_a = outcome
             _shutdown(clock, step, peer_a, peer_b, introducer_port)
             return result
+    if nat_check:
+        # The check runs beside the registration and its filtering tests
+        # end later: connect once both know all their facts.
+        _run_until(clock, step, 10.0, lambda: all(p.nat_report is not None for p in (peer_a, peer_b)))
     if block:
         network.block(peer_a.public_address.host, peer_b.public_address.host)
     if loss:
