@@ -33,6 +33,7 @@ class NatChecking:
         self._nat_answered = False
         self._nat_mapped = not self.config.nat_check
         self._nat_waiters: list[Deferred] = []
+        self._nat_started = False
         if not self.config.nat_check:
             return
         servers = tuple(self.config.stun_servers) or (self.introducer,)
@@ -69,12 +70,8 @@ class NatChecking:
 
     def _nat_mapping(self, mapping, port_dependent) -> None:
         self._nat = wire.pack_nat(*nat_facts(mapping, port_dependent=port_dependent))
-        if self._nat_waiters:
-            # start() is waiting: it sends them and waits for the answer.
-            self._nat_facts_known()
-        else:
-            self._nat_facts_known()
-            self._refresh_local()
+        self._nat_facts_known()
+        self._send_nat_facts()
 
     def _nat_checked(self, report, how: str) -> None:
         self.nat_report = report
@@ -83,7 +80,13 @@ class NatChecking:
         detail = report.verdict if how == "checked" else f"{report.verdict} ({how})"
         self.emit(StatusEvent("nat-checked", detail=detail))
         self._nat_facts_known()
-        self._refresh_local()
+        self._send_nat_facts()
+
+    def _send_nat_facts(self) -> None:
+        # Until start() has fired, it sends them itself (and waits for
+        # the answer).
+        if self._nat_started:
+            self._refresh_local()
 
     def _nat_facts_known(self) -> None:
         self._nat_mapped = True
@@ -95,8 +98,17 @@ class NatChecking:
         """
         Fires once our mapping facts are known, at once if they are or if
         no STUN server has answered yet (a server that does not speak STUN
-        costs no time), and after L{MAPPING_WAIT} at the latest.
+        costs no time), and after L{MAPPING_WAIT} at the latest; then
+        sends the facts we have (and our local addresses) if the
+        registration lacks them, and waits for the answer.  Facts found
+        later are sent when found.
         """
+        d = self._when_nat_waited()
+        d.addCallback(lambda _: setattr(self, "_nat_started", True))
+        d.addCallback(lambda _: self._refresh_local())
+        return d
+
+    def _when_nat_waited(self) -> Deferred:
         if self._nat_mapped or not self._nat_answered:
             return succeed(None)
         d = Deferred()

@@ -154,6 +154,7 @@ class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introduction
         self._nat_mapped = True
         self._nat_answered = False
         self._nat_waiters: list = []
+        self._nat_started = False
         self.local_addresses: tuple[Address, ...] = ()
         self._by_intro: dict[bytes, PeerConnection] = {}
         self._by_conn_id: dict[int, PeerConnection] = {}
@@ -329,9 +330,7 @@ class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introduction
             self._schedule_heartbeat()
             # Our NAT facts reach the introducer before start() fires, so
             # that our introductions carry them.
-            d = self._when_nat_mapped()
-            d.addCallback(lambda _: self._refresh_local())
-            return d.addCallback(lambda _: registration)
+            return self._when_nat_mapped().addCallback(lambda _: registration)
 
         def failed(reason: Failure) -> Failure:
             reaching.stop()
