@@ -92,7 +92,8 @@ class Options(usage.Options):
         ["json", "j", "Print one JSON object per line per event."],
         ["no-warmup", None, "Skip the short-TTL warm-up (to show why it matters)."],
         ["mesh", None, "Host a mesh session (everyone connects to everyone)."],
-        ["nat-check", None, "Check our NAT at start (STUN against the introducer) and tell it."],
+        ["nat-check", None, "Check our NAT at start (the default; kept for old scripts)."],
+        ["no-nat-check", None, "Do not check our NAT at start (no birthday search against symmetric NATs)."],
         ["no-relay", None, "Never fall back to a relay."],
         ["relay-only", None, "Only use relayed paths (hides our addresses from the peer)."],
         ["insecure", None, "No encryption, no replay protection (for benchmarks and debugging only)."],
@@ -130,6 +131,8 @@ class Options(usage.Options):
         if not protocols or not set(protocols) <= {"pcp", "nat-pmp", "upnp"}:
             raise usage.UsageError("--port-mapping-protocols takes pcp, nat-pmp and/or upnp")
         self["port-mapping-protocols"] = protocols
+        if self["nat-check"] and self["no-nat-check"]:
+            raise usage.UsageError("--nat-check and --no-nat-check contradict each other")
         if self["relay-only"] and self["no-relay"]:
             raise usage.UsageError("--relay-only and --no-relay contradict each other")
         self["secret"] = None
@@ -267,7 +270,7 @@ def run(reactor, options: Options, out: TextIO):
         ),
         turn=options["turn-settings"],
         heartbeat_interval=options["heartbeat"],
-        nat_check=options["nat-check"],
+        nat_check=not options["no-nat-check"],
         insecure=options["insecure"],
         port_mapping=not options["no-port-mapping"],
         port_mapping_protocols=options["port-mapping-protocols"],
