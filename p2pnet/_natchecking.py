@@ -27,7 +27,7 @@ class NatChecking:
     MAPPING_WAIT = 1.0
 
     def _start_nat_check(self) -> None:
-        self._nat = None
+        self._nat = self._nat_found = None
         self.nat_report = None
         self._nat_checking = None
         self._nat_answered = False
@@ -69,18 +69,30 @@ class NatChecking:
         d.addCallbacks(checked, failed)
 
     def _nat_mapping(self, mapping, port_dependent) -> None:
-        self._nat = wire.pack_nat(*nat_facts(mapping, port_dependent=port_dependent))
+        self._nat_found = wire.pack_nat(*nat_facts(mapping, port_dependent=port_dependent))
+        self._nat_update()
         self._nat_facts_known()
         self._send_nat_facts()
 
     def _nat_checked(self, report, how: str) -> None:
         self.nat_report = report
-        self._nat = wire.pack_nat(*nat_facts(report.mapping, report.filtering, report.mapping_port_dependent))
+        self._nat_found = wire.pack_nat(*nat_facts(report.mapping, report.filtering, report.mapping_port_dependent))
+        self._nat_update()
         self.log.info("NAT check ({how}): {verdict}", how=how, verdict=report.verdict)
         detail = report.verdict if how == "checked" else f"{report.verdict} ({how})"
         self.emit(StatusEvent("nat-checked", detail=detail))
         self._nat_facts_known()
         self._send_nat_facts()
+
+    def _nat_update(self) -> None:
+        """
+        The facts we tell: unknown while the router maps a port for us (what
+        the check saw of the NAT does not hold for the mapped port, which
+        takes packets from anyone: plain punching to it works).
+        """
+        mapped = self.port_mapping is not None and self._nat_found is not None
+        # "unknown" explicitly: an absent value would leave the old facts.
+        self._nat = wire.pack_nat("unknown", "unknown") if mapped else self._nat_found
 
     def _send_nat_facts(self) -> None:
         # Until start() has fired, it sends them itself (and waits for

@@ -85,6 +85,7 @@ class PortMapping:
             self.emit(StatusEvent("port-mapped", address=mapping.external, detail=mapping.protocol))
         else:
             self.emit(StatusEvent("port-mapping-lost"))
+        self._nat_update()
         self._refresh_local()
 
     def _refresh_local(self) -> Deferred | None:

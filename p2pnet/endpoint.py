@@ -146,6 +146,7 @@ class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introduction
         self._turn_allocation: Deferred | None = None
         self.nat_report = None
         self._nat: int | None = None
+        self._nat_found: int | None = None
         self._registered_nat: int | None = None
         #: NAT check results by local address and STUN servers (a new
         #: start within C{config.nat_check_lifetime} checks no more).

@@ -292,3 +292,37 @@ class DefaultsOnlyPairsTests(SynchronousTestCase):
         r = run_pair("port-restricted", "symmetric", seed=0, defaults=True, peer_config=PeerConfig(nat_check=False))
         self.assertEqual(r.path, "relayed")
         self.assertNotIn("birthday", {e.kind for _, side, e in r.events})
+
+
+class PortMappedTests(SynchronousTestCase):
+    def test_no_facts_while_mapped(self):
+        """
+        Behind a symmetric NAT that maps a port for us (NAT-PMP), the
+        introducer gets no NAT facts while the mapping lasts: the mapped
+        port takes packets from anyone, so the facts must not make peers
+        give up on a direct path.  Before the mapping came, they were
+        registered.
+        """
+        from zope.interface import directlyProvides
+        from twisted.internet.interfaces import IReactorMulticast
+
+        from .test_endpoint_portmap import ROUTER, ScriptedRouter
+
+        world = OneIPWorld(self)
+        router = ScriptedRouter(world.clock, delay=0.5)
+        world.ports.append(world.network.add_host(ROUTER).listenUDP(5351, router))
+        box = world.network.add_nat("nat", "203.0.113.50", mapping=Mapping.ADDRESS_AND_PORT_DEPENDENT,
+                                    allocation=Allocation.RANDOM)
+        host = world.network.add_host(behind=box)
+        directlyProvides(host, IReactorMulticast)
+        config = PeerConfig(port_mapping_gateway=ROUTER, port_mapping_protocols=("nat-pmp",))
+        peer = PeerEndpoint(host, INTRODUCER, "mapped", config=config, random_bytes=world.random_bytes)
+        world.endpoints.append(peer)
+        world.started(peer)
+        self.assertEqual(world.facts("mapped"), ("address-and-port-dependent", "unknown"))
+        world.run(1.0, step=0.01)
+        self.assertIsNotNone(peer.port_mapping)
+        self.assertEqual(world.facts("mapped"), ("unknown", "unknown"))
+        world.run(4.0, step=0.01)
+        self.assertEqual(world.facts("mapped"), ("unknown", "unknown"))
+        self.assertIsNotNone(peer.nat_report)
