@@ -7,11 +7,14 @@ L{LobbyWatch} refreshes a lobby.
 
 from __future__ import annotations
 
+from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from p2pnet import PeerConfig, PeerService, SessionSpec
+from p2pnet import PeerConfig, PeerEndpoint, PeerService, SessionSpec
 from p2pnet.errors import P2PError
+
+from p2pnet.testing.scenarios import INTRODUCER
 
 from .test_endpoint import World
 
@@ -90,6 +93,32 @@ class StartTests(SynchronousTestCase):
         world.start_introducer()
         world.run(3.0)
         self.assertTrue(service.registered)
+        world.result(service.stopService())
+
+
+    def test_port_taken_retried(self):
+        """
+        A taken local port is a start failure like the others: logged
+        (naming the error) and retried, and once the port is free the
+        service registers.
+        """
+        world = World(self)
+        endpoint = world.peer("server")
+        host = endpoint.reactor
+        blocker = host.listenUDP(4000, DatagramProtocol())
+        endpoint = PeerEndpoint(host, INTRODUCER, "server", port=4000, random_bytes=world.random_bytes)
+        world.endpoints.append(endpoint)
+        service = PeerService(endpoint, retry_delay=lambda attempt: 5.0)
+        with capturedLogs() as events:
+            service.startService()
+            world.run(1.0)
+        retries = [e for e in events if "retrying in" in e.get("log_format", "")]
+        self.assertEqual(len(retries), 1)
+        self.assertIn("4000", retries[0]["error"])
+        blocker.stopListening()
+        world.run(4.5)
+        self.assertTrue(service.registered)
+        self.assertEqual(endpoint.transport.getHost().port, 4000)
         world.result(service.stopService())
 
 
