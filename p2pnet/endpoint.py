@@ -479,19 +479,42 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
             self._client.send(wire.Unhost(self.new_txid(), self.peer_id, self._cookie, session.session_id))
         return succeed(None)
 
-    def list_sessions(self, game_id: str | None = None) -> Deferred:
+    def list_sessions(
+        self,
+        game_id: str | None = None,
+        *,
+        properties=None,
+        name_prefix: str | None = None,
+        open_only: bool = False,
+        limit: int | None = None,
+        cursor: bytes | None = None,
+        all_pages: bool = True,
+    ) -> Deferred:
         """
-        Every hosted session (of C{game_id}, if given), fetched page by page.
+        Hosted sessions (of C{game_id}, if given) that match every filter
+        given: C{properties} (a mapping or C{(key, value)} pairs, at most
+        4, that each session has), C{name_prefix}, C{open_only} (a free
+        slot).  The introducer applies the filters.
 
-        @return: a Deferred firing with a list of L{wire.SessionInfo}.
+        @param limit: at most this many sessions.
+        @param cursor: start after this page (a L{LobbyPage.cursor}).
+        @param all_pages: fetch page after page until the last (or the
+            limit); False fetches one page.
+        @return: a Deferred firing with a list of L{wire.SessionInfo}, or
+            with one L{p2pnet._lobby.LobbyPage} (C{sessions}, C{cursor} of
+            the next page or None, C{total}) if not C{all_pages}.
+        @raise ValueError: for filters the introducer would refuse.
         """
         if self._client is None:
             return fail(P2PError("the endpoint is not started: call start() first"))
         # Paced within the introducer's rate limit; refusals are retried or
         # reported, never taken for the end of the list.
-        from p2pnet._introclient import SessionLister
+        from p2pnet._lister import SessionLister, make_query
 
-        return SessionLister(self.clock, self._client.request, self.new_txid).list(game_id)
+        page_limit = None if all_pages or limit is None else min(limit, 1024)
+        query = make_query(game_id, properties, name_prefix, open_only, page_limit, cursor)
+        lister = SessionLister(self.clock, self._client.request, self.new_txid)
+        return lister.list(query, limit) if all_pages else lister.page(query)
 
     def connect(
         self, peer_id: str, protocol: PeerProtocol | None = None, *, expect_key: bytes | None = None

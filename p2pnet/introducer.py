@@ -23,7 +23,7 @@ from twisted.logger import Logger
 
 from p2pnet import wire
 from p2pnet._intromemory import IntroductionMemory
-from p2pnet._lobby import session_page
+from p2pnet._lobby import LobbyError, list_answer
 from p2pnet._pushes import Budget, Pusher
 from p2pnet._ratelimit import LogBudget, RateLimiter
 from p2pnet._registry import ChallengeNeeded, Registration, Registry, RegistryError
@@ -37,7 +37,8 @@ from p2pnet.wire import ErrorCode
 #: The largest answer the introducer sends (fits any path's MTU).
 MAX_ANSWER = wire.MAX_DATAGRAM
 
-_SESSION_LIST_FIXED = wire.HEADER_SIZE + 2 * (3 + 4)
+#: A SessionList's header, TOTAL and longest CURSOR.
+_SESSION_LIST_FIXED = wire.HEADER_SIZE + (3 + 4) + (3 + wire.MAX_CURSOR)
 _HEARTBEAT = bytes((wire.MessageType.HEARTBEAT,))
 
 
@@ -565,8 +566,19 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         budget -= _SESSION_LIST_FIXED
         if self._secret is not None:
             budget -= 3 + wire.AUTH_SIZE
-        page, position, total = session_page(self.registry, message.game_id, message.offset or 0, budget)
-        self._send(wire.SessionList(message.txid, page, position, total), source, size, authenticated)
+        try:
+            answer = list_answer(self.registry.lobby, message, budget, now)
+        except LobbyError as e:
+            raise RegistryError(e.code, e.reason) from None
+        if isinstance(answer, wire.SessionList):
+            self._send(answer, source, size, authenticated)
+            return
+        # A shared lobby answers later, still paid by this request's size.
+        answer.addCallback(self._send, source, size, authenticated)
+        answer.addErrback(lambda f: f.trap(LobbyError) and self._error(
+            message.txid, f.value.code, f.value.reason, source, size, authenticated
+        ))
+        answer.addErrback(lambda f: self.log.failure("bug: the lobby failed a page", f))
 
     def _on_introduce(self, message: wire.Introduce, source, size, authenticated, now) -> None:
         requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)

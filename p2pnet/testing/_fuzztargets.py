@@ -269,7 +269,7 @@ class IntroducerTarget(Target):
         for name, addr in (("host", HOST), ("guest", GUEST)):
             if not self._heartbeat(name, addr):
                 problems.append(f"{name}'s heartbeat is not answered")
-        answers = self._request(wire.ListSessions(_txid(self._rng), "legit", 0, None), GUEST)
+        answers = self._request(wire.ListSessions(_txid(self._rng), "legit"), GUEST)
         listed = [s for a in answers if isinstance(a, wire.SessionList) for s in a.sessions]
         if not any(s.session_id == self.session_id and s.host == "host" for s in listed):
             problems.append(f"the host's session is not listed: {answers}")
@@ -337,8 +337,8 @@ class IntroducerTarget(Target):
             ("host-session", wire.padded(wire.HostSession(_txid(rng), "mallory", cookie, "fuzz game", "fuzz", 16,
                                                          wire.FLAG_MESH, (("k", "v"), ("mode", "ctf"))))),
             ("unhost", wire.Unhost(_txid(rng), "mallory", cookie, self.session_id)),
-            ("list", wire.padded(wire.ListSessions(_txid(rng), None, 0))),
-            ("list-game", wire.padded(wire.ListSessions(_txid(rng), "legit", 1))),
+            ("list", wire.padded(wire.ListSessions(_txid(rng), None))),
+            ("list-game", wire.padded(wire.ListSessions(_txid(rng), "legit", b"\0" * 7 + b"\1", (("map", "dust"),), "K", wire.FLAG_OPEN, 5))),
             ("introduce", wire.padded(wire.Introduce(_txid(rng), "mallory", cookie, target="host"))),
             ("join", wire.padded(wire.Introduce(_txid(rng), "mallory", cookie, session_id=self.session_id))),
             ("reverse", wire.ReverseRequest(_txid(rng), "mallory", cookie, "host", rng.randbytes(8))),
