@@ -762,6 +762,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         path to it, see docs/operations.md).
         """
         now = self._clock.seconds()
+        relay.alive = False
         moved = 0
         for record in self.relays.take_records(relay):
             members = [self.registry.lookup(peer_id, now) for peer_id in record.peers]

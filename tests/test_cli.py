@@ -222,6 +222,29 @@ class DefaultRelayTests(SynchronousTestCase):
         self.assertEqual([port for port, _, _ in listened], [3478])
         self.assertIsNone(introducer.relay)
 
+    def test_several_relays(self):
+        """
+        --relay given twice hands out allocations on both (no relay in this
+        process unless --relay-port asks for one alongside), and a monitor
+        socket probes them; the same relay twice is a usage error.
+        """
+        secret = self.mktemp()
+        with open(secret, "wb") as f:
+            f.write(b"relay fleet secret")
+        relays = ["--relay", "192.0.2.41:3479", "--relay", "192.0.2.42:3479", "--relay-secret-file", secret]
+        listened, introducer = self.service("--port", "3478", *relays)
+        self.assertEqual(sorted(port for port, _, _ in listened), [0, 3478])
+        offered = [relay.settings.offer_address() for relay in introducer.relays.relays]
+        self.assertEqual([str(a) for a in offered], ["192.0.2.41:3479", "192.0.2.42:3479"])
+        listened, introducer = self.service("--port", "3478", "--relay-port", "3479", *relays)
+        self.assertEqual(sorted(port for port, _, _ in listened), [0, 3478, 3479])
+        self.assertEqual([r.settings.offer_address().port for r in introducer.relays.relays], [3479, 3479, 3479])
+        error = self.assertRaises(
+            UsageError, introducer_tap.Options().parseOptions,
+            ["--relay", "192.0.2.41:3479", "--relay", "192.0.2.41:3479", "--relay-secret-file", secret],
+        )
+        self.assertIn("same relay twice", str(error))
+
     def test_no_relay_contradictions(self):
         """
         --no-relay with --relay-port or --relay is a usage error.
