@@ -270,3 +270,125 @@ class MoveTests(SynchronousTestCase):
         self.send(wire.RelayRequest(self.next_txid(), "a", self.cookies["a"], "b", intro.intro_id), A)
         [error] = [m for m, to in self.transport.clear() if to == A]
         self.assertEqual((error.code, error.reason), (wire.ErrorCode.BAD_REQUEST, "no relay is answering"))
+
+
+class SimulatedFailoverTests(SynchronousTestCase):
+    """
+    The whole move on the simulated network (p2pnet.testing), on a clock:
+    two relays, a relay-only pair, one relay unplugged.
+    """
+
+    def test_pair_moves_to_the_other_relay(self):
+        """
+        A relay-only pair relayed by the first relay is, once that relay
+        stops (its port closed: nothing answers, nothing is forwarded),
+        relayed by the second within the fallback time on both sides: the
+        connection objects stay up, each side saw one path change, and a
+        datagram goes each way through the second relay.
+        """
+        from p2pnet._handshake import HandshakeConfig
+
+        handshake = HandshakeConfig(relay_only=True, timeout=5.0, keepalive_interval=1.0, dead_after=6.0)
+        self.assertLessEqual(self.move(handshake, handshake.fallback), handshake.fallback)
+
+    def test_both_sides_move_at_once(self):
+        """
+        With the default 15 s keepalive interval, the second side does not
+        wait for a keepalive: the first side to move tells it at once, and
+        both have moved within 1.5 s of the relay being taken for dead
+        (1 s after its last answer here).
+        """
+        from p2pnet._handshake import HandshakeConfig
+
+        self.assertLessEqual(self.move(HandshakeConfig(relay_only=True), 3.0), 2.5)
+
+    def move(self, handshake, within: float) -> float:
+        import random as _random
+
+        from p2pnet._handshake import HandshakeConfig
+        from p2pnet.address import RelayRoute
+        from p2pnet.endpoint import PeerConfig, PeerEndpoint, PeerFactory, PeerProtocol
+        from p2pnet.testing._heapclock import HeapClock
+        from p2pnet.testing._simnet import Network
+
+        clock = HeapClock()
+        network = Network(clock, seed=18)
+        rng = _random.Random(18)
+
+        def random_bytes(n):
+            return rng.randbytes(n)
+
+        introducer_at = Address("192.0.2.10", 3478)
+        relays = [RelaySettings(b"sim relay one", Address("192.0.2.51", 3479)),
+                  RelaySettings(b"sim relay two", Address("192.0.2.52", 3479))]
+        relay_ports = []
+        for settings in relays:
+            host = network.add_host(settings.address.host)
+            relay_ports.append(host.listenUDP(3479, RelayProtocol(clock, settings.secret)))
+        pool = RelayPool(relays, dead_after=1.0)
+        introducer_host = network.add_host(introducer_at.host)
+        introducer = IntroducerProtocol(clock, Registry(60.0, random_bytes), random_bytes, relay=pool)
+        introducer_port = introducer_host.listenUDP(3478, introducer)
+        monitor_port = introducer_host.listenUDP(
+            40000, RelayMonitor(clock, pool, random_bytes, introducer.relay_died, interval=0.25)
+        )
+
+        class Recording(PeerProtocol):
+            def __init__(self):
+                self.received = []
+
+            def datagram_received(self, data):
+                self.received.append(data)
+
+        class Factory(PeerFactory):
+            def __init__(self):
+                self.built = []
+
+            def build_protocol(self, peer_id):
+                self.built.append(Recording())
+                return self.built[-1]
+
+        config = PeerConfig(handshake=handshake)
+        factory = Factory()
+        host = PeerEndpoint(network.add_host("198.51.100.20"), introducer_at, "host", config=config,
+                            random_bytes=random_bytes, factory=factory)
+        player = PeerEndpoint(network.add_host("203.0.113.20"), introducer_at, "player", config=config,
+                              random_bytes=random_bytes)
+        changes = []
+        host.add_observer(lambda e: e.kind == "path-changed" and changes.append(("host", clock.seconds())))
+        player.add_observer(lambda e: e.kind == "path-changed" and changes.append(("player", clock.seconds())))
+        host.start()
+        player.start()
+        for _ in range(200):
+            clock.advance(0.01)
+        protocol = Recording()
+        connecting = player.connect("host", protocol)
+        for _ in range(500):
+            clock.advance(0.01)
+        connection = self.successResultOf(connecting)
+        [host_side] = host.connections
+        self.assertIsInstance(connection.address, RelayRoute)
+        self.assertEqual(connection.address.relay, relays[0].address)
+        self.assertEqual(host_side.address.relay, relays[0].address)
+        del changes[:]
+        relay_ports[0].stopListening()
+        killed = clock.seconds()
+        for _ in range(int(within / 0.01)):
+            clock.advance(0.01)
+        self.assertEqual(connection.address.relay, relays[1].address)
+        self.assertEqual(host_side.address.relay, relays[1].address)
+        self.assertEqual(sorted(who for who, _ in changes), ["host", "player"])
+        moved_after = max(when for _, when in changes) - killed
+        self.assertFalse(connection.ended or host_side.ended)
+        connection.send(b"after")
+        host_side.send(b"back")
+        for _ in range(50):
+            clock.advance(0.01)
+        self.assertEqual((protocol.received, factory.built[0].received), ([b"back"], [b"after"]))
+        for port in (introducer_port, monitor_port, relay_ports[1]):
+            port.stopListening()
+        host.stop()
+        player.stop()
+        for _ in range(300):
+            clock.advance(0.01)
+        return moved_after
