@@ -39,6 +39,10 @@ shared one, for example on Redis):
    with C{BAD_REQUEST} (an empty page would read as "nothing matched").
  - C{total} is the number of sessions of the game (or of all games),
    before filtering.
+ - Entries are current: a listed session's player count is the one at
+   the time of the page (it changes as players join and leave; the
+   in-memory lobby reads it from the session, a shared one must store
+   it).
 """
 
 from __future__ import annotations

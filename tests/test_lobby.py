@@ -61,6 +61,31 @@ class OrderedIndexTests(SynchronousTestCase):
         self.assertRaises(ValueError, OrderedIndex, 1)
 
 
+class EntryTests(SynchronousTestCase):
+    @given(
+        st.text(min_size=1, max_size=60),
+        st.text(max_size=60),
+        st.text(min_size=1, max_size=64),
+        st.integers(0, 1023),
+        st.booleans(),
+        st.lists(st.tuples(st.text(alphabet="abc", max_size=5), st.text(max_size=20)), max_size=4),
+    )
+    def test_entry_as_if_encoded_now(self, name, game, host, members, mesh, properties):
+        """
+        A page's entry, made once when the session is listed with only the
+        player count filled in later, is the encoding of the session as it
+        is at the time of the page.
+        """
+        lobby = MemoryLobby()
+        listed = Session(b"s" * 8, host, name, game, 1024, mesh, tuple(properties))
+        lobby.add(listed)
+        listed.members.extend(f"m{n}" for n in range(members))
+        [entry] = lobby.page(LobbyQuery(game), 1200, 0.0).sessions
+        expected = wire.SessionInfo(b"s" * 8, name, game, host, 1 + members, 1024, mesh, tuple(properties))
+        self.assertEqual(entry.encode_value(), expected.encode_value())
+        self.assertEqual(entry.info, expected)
+
+
 class MemoryLobbyTests(SynchronousTestCase):
     def page_all(self, lobby, query, budget=1100):
         names, cursor, pages = [], None, 0
