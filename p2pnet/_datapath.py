@@ -109,7 +109,7 @@ class PlainPath:
                 return
             payload = raw[wire.DATA_HEADER_SIZE :]
             connection._core.last_heard = connection._clock.seconds()
-        connection.deliver(payload)
+        connection._deliver(payload)
 
     def sealed_received(self, raw: bytes, source) -> None:
         self._connection._endpoint.count("dropped-sealed-insecure")
@@ -195,7 +195,7 @@ class SecurePath:
             # The initiator may not have our handshake message 2 yet (our
             # answer to its hello can be lost, or we validated through its
             # answer to ours): send it once more in a hello.
-            connection.send_hello(to)
+            connection._send_hello(to)
         self._seal_to(frames.encode_frames([frames.Ping()]), to)
 
     def send_close(self, to) -> None:
@@ -254,7 +254,7 @@ class SecurePath:
                 endpoint.count("dropped-malformed-frames")
             return
         if decoded is None:
-            connection.deliver(datagram)
+            connection._deliver(datagram)
             return
         for frame in decoded:
             if connection.ended:
@@ -264,7 +264,7 @@ class SecurePath:
     def _frame(self, frame, source, now: float) -> None:
         connection = self._connection
         if isinstance(frame, frames.Datagram):
-            connection.deliver(frame.data)
+            connection._deliver(frame.data)
         elif isinstance(frame, frames.PathChallenge):
             # Answer where it came from: that is what proves the path.
             self._seal_to(frames.encode_frames([frames.PathResponse(frame.data)]), source)

@@ -66,7 +66,7 @@ class Introductions:
             del self._awaiting[intro.txid]
             entry[1].callback(connection)
         else:
-            connection.when_connected().addCallbacks(self._incoming, lambda _: None)
+            connection._when_connected().addCallbacks(self._incoming, lambda _: None)
         connection.machine.start()
 
     def _key_refusal(self, intro: wire.Introduction, expect_key: bytes | None) -> P2PError | None:

@@ -48,7 +48,7 @@ class Relaying:
                 return None
             connection.log.info("TURN allocation {relayed} for {peer_id}", relayed=str(relayed), peer_id=connection.peer_id)
             d = self._turn.create_permission(peer_public)
-            d.addCallback(lambda _: connection.turn_ready(TurnRoute(peer_public)))
+            d.addCallback(lambda _: connection._turn_ready(TurnRoute(peer_public)))
             offer = wire.CandidateOffer(
                 self.new_txid(), self.peer_id, self._cookie, connection.peer_id, connection.intro_id, relayed
             )
@@ -94,7 +94,7 @@ class Relaying:
 
         def offered(offer: wire.Message) -> None:
             if isinstance(offer, wire.RelayOffer) and not connection.ended:
-                connection.relay_offered(offer, answer=True)
+                connection._relay_offered(offer, answer=True)
 
         def refused(reason: Failure) -> None:
             if self._stopping or reason.check(ConnectionClosed):
@@ -152,7 +152,7 @@ class Relaying:
                 if connection.address is None and not connection.ended:
                     # The relay did not forward the hello that drew the
                     # challenge: send one now rather than at the next retry.
-                    connection.send_hello(route)
+                    connection._send_hello(route)
             return
         inner = wire.verify_relayed(data, route.key)
         if inner is None:

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from p2pnet import wire
+from p2pnet._connoutputs import ConnectionOutputs
 from p2pnet._datapath import PlainPath, SecurePath
 from p2pnet._handshake import HandshakeCore, make_handshake
 from p2pnet._peertypes import Path, PeerProtocol, StatusEvent
@@ -87,7 +88,7 @@ class PeerConnection:
         candidates = [c for c in (intro.public, *intro.local) if self._plausible(c)][:MAX_CANDIDATES]
         self._core = HandshakeCore(
             clock=self._clock,
-            outputs=self,
+            outputs=ConnectionOutputs(self),
             config=endpoint.config.handshake,
             peer_id=self.peer_id,
             candidates=list(dict.fromkeys(candidates)),
@@ -239,7 +240,7 @@ class PeerConnection:
         except (OSError, InvalidAddressError) as e:
             self._endpoint._send_failed(to, e)
 
-    def open_birthday_sockets(self, count: int, to: Address) -> None:
+    def _open_birthday_sockets(self, count: int, to: Address) -> None:
         for _ in range(count):
             try:
                 extra = self._open_extra(0)
@@ -253,7 +254,7 @@ class PeerConnection:
             "opened {n} extra sockets towards {to} (birthday search)", n=len(self._extra), to=str(to)
         )
 
-    def heard_via(self, source, via) -> None:
+    def _heard_via(self, source, via) -> None:
         if via is None:
             self._via.pop(source, None)
         else:
@@ -296,6 +297,15 @@ class PeerConnection:
             messaging.attached(protocol)
 
     @property
+    def is_open(self) -> bool:
+        """
+        Whether the connection is up: a path is validated (and, for a
+        joiner, the host accepted us) and it has not ended.  C{send} works
+        exactly while this is true.
+        """
+        return self.address is not None and not self.ended
+
+    @property
     def peer_public(self) -> Address:
         """
         The peer's public address, as the introducer saw it.
@@ -308,7 +318,7 @@ class PeerConnection:
 
     # -- for the endpoint -------------------------------------------------
 
-    def when_connected(self) -> Deferred:
+    def _when_connected(self) -> Deferred:
         if self.address is not None and not self.ended:
             return succeed(self)
         if self._failure is not None:
@@ -335,7 +345,7 @@ class PeerConnection:
             return True
         return False
 
-    def message_received(self, message: wire.Message, source: Address) -> None:
+    def _message_received(self, message: wire.Message, source: Address) -> None:
         if self._refused(source):
             return
         if isinstance(message, wire.Hello):
@@ -368,21 +378,21 @@ class PeerConnection:
         else:
             self._path.control_received(message, source)
 
-    def data_received(self, raw: bytes, source: Address) -> None:
+    def _data_received(self, raw: bytes, source: Address) -> None:
         """
         A C{DATA} datagram (the insecure framing).
         """
         if not self._refused(source):
             self._path.data_received(raw, source)
 
-    def sealed_received(self, raw: bytes, source: Address) -> None:
+    def _sealed_received(self, raw: bytes, source: Address) -> None:
         """
         A C{SEALED} datagram.
         """
         if not self._refused(source):
             self._path.sealed_received(raw, source)
 
-    def deliver(self, payload: bytes) -> None:
+    def _deliver(self, payload: bytes) -> None:
         """
         Hand one application datagram to the protocol (or keep it until
         one is attached).
@@ -398,20 +408,20 @@ class PeerConnection:
         else:
             self._endpoint.count("dropped-data-no-protocol")
 
-    def reverse_received(self, public: Address) -> None:
+    def _reverse_received(self, public: Address) -> None:
         self._core.add_candidate(public)
         self.machine.reverse_received()
 
     # -- HandshakeOutputs -------------------------------------------------
 
-    def send_probe(self, to: Address, ttl: int) -> None:
+    def _send_probe(self, to: Address, ttl: int) -> None:
         if is_relayed(to):
             return
         self._endpoint.write_with_ttl(
             wire.encode(wire.Probe(self._endpoint.new_txid(), self.intro_id)), to, ttl
         )
 
-    def send_hello(self, to: Address) -> None:
+    def _send_hello(self, to: Address) -> None:
         self._send_to(self._encode_hello(self._endpoint.own_candidates()), to)
 
     def _encode_hello(self, candidates: tuple[Address, ...]) -> bytes:
@@ -423,7 +433,7 @@ class PeerConnection:
         )
         return wire.encode(hello, self.key)
 
-    def send_answer(self, to: Address, txid: bytes) -> None:
+    def _send_answer(self, to: Address, txid: bytes) -> None:
         observed = (
             to.relay if isinstance(to, RelayRoute)
             else to.peer if isinstance(to, TurnRoute)
@@ -435,38 +445,38 @@ class PeerConnection:
         )
         self._send_to(wire.encode(answer, self.key), to)
 
-    def send_keepalive(self, to: Address) -> None:
+    def _send_keepalive(self, to: Address) -> None:
         self._path.send_keepalive(to)
 
-    def send_close(self, to: Address) -> None:
+    def _send_close(self, to: Address) -> None:
         self._path.send_close(to)
 
-    def request_reversal(self) -> None:
+    def _request_reversal(self) -> None:
         self._endpoint.request_reversal(self)
 
-    def request_relay(self) -> None:
+    def _request_relay(self) -> None:
         self._endpoint.request_relay(self)
 
-    def turn_ready(self, route: TurnRoute) -> None:
+    def _turn_ready(self, route: TurnRoute) -> None:
         """
         Our TURN allocation can reach the peer: offer it as a relay path.
         """
         self.machine.relay_offered(route)
 
-    def turn_candidate(self, relayed: Address) -> None:
+    def _turn_candidate(self, relayed: Address) -> None:
         """
         The peer's TURN relayed address: we send to it directly.
         """
         self._relayed_sources[relayed] = RelayedAddress(relayed)
         self.machine.relay_offered(self._relayed_sources[relayed])
 
-    def normalise(self, source):
+    def _normalise(self, source):
         """
         What arrives from the peer's TURN relayed address is relayed.
         """
         return self._relayed_sources.get(source, source)
 
-    def relay_offered(self, offer: wire.RelayOffer, answer: bool = False) -> None:
+    def _relay_offered(self, offer: wire.RelayOffer, answer: bool = False) -> None:
         """
         A relay offer for this connection: the answer to our own relay
         request (C{answer}), or one the introducer pushed because the peer
@@ -490,7 +500,7 @@ class PeerConnection:
             return
         self.machine.relay_offered(route)
 
-    def open_rescue_socket(self, port: int) -> None:
+    def _open_rescue_socket(self, port: int) -> None:
         """
         Open the extra socket a re-punch sends from (on a port both sides
         derived from the introduction); closed with the other extra
@@ -504,7 +514,7 @@ class PeerConnection:
                 port=port, error=str(e),
             )
 
-    def send_rescue_hello(self, port: int, to: Address) -> None:
+    def _send_rescue_hello(self, port: int, to: Address) -> None:
         """
         A hello from the re-punch socket on C{port}.
         """
@@ -515,10 +525,10 @@ class PeerConnection:
                 self._write_from(extra, self._encode_hello(self._endpoint.own_candidates()), to)
                 return
 
-    def status(self, kind: str) -> None:
+    def _status(self, kind: str) -> None:
         self._endpoint.emit(StatusEvent(kind, self.peer_id, candidates=self.candidates))
 
-    def connected(self, address: Address) -> None:
+    def _connected(self, address: Address) -> None:
         self.address = address
         self.path = self._path_for(address)
         if self._extra:
@@ -541,7 +551,7 @@ class PeerConnection:
             self._endpoint.eventually(d.callback, self)
         self._pump_messages()
 
-    def path_changed(self, address: Address) -> None:
+    def _path_changed(self, address: Address) -> None:
         self.address = address
         self.path = self._path_for(address)
         self.log.info(
@@ -560,13 +570,13 @@ class PeerConnection:
         if messaging is not None:
             messaging.pump()
 
-    def failed(self, error: Exception) -> None:
+    def _failed(self, error: Exception) -> None:
         # Within the endpoint's budget: spoofed introductions fail too.
         self._endpoint.note("failed", self.log.info, "{error}", error=str(error))
         self._endpoint.emit(StatusEvent("failed", self.peer_id, detail=str(error)))
         self._end(Failure(error), None)
 
-    def lost(self, reason: str) -> None:
+    def _lost(self, reason: str) -> None:
         self.log.info("lost {peer_id}: {reason}", peer_id=self.peer_id, reason=reason)
         self._end(Failure(PeerLost(f"connection to {self.peer_id!r} lost: {reason}")), "lost", reason)
 

@@ -563,7 +563,7 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
                 connection.set_protocol(chosen)
             return connection
 
-        return waiter.addCallback(lambda connection: connection.when_connected()).addCallback(attach)
+        return waiter.addCallback(lambda connection: connection._when_connected()).addCallback(attach)
 
     def request_reversal(self, connection: PeerConnection) -> None:
         if self._cookie is None or self._stopping:
@@ -657,12 +657,12 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
             self.count("dropped-data-unknown-connection")
             return
         if not is_relayed(source):
-            connection.heard_via(source, via)
-            source = connection.normalise(source)
+            connection._heard_via(source, via)
+            source = connection._normalise(source)
         if data[1] == wire.MessageType.SEALED:
-            connection.sealed_received(data, source)
+            connection._sealed_received(data, source)
         else:
-            connection.data_received(data, source)
+            connection._data_received(data, source)
 
     def _peer_message(self, data: bytes, source, via=None) -> None:
         if data[1] < wire.MessageType.PROBE or data[1] >= wire.MessageType.DATA:
@@ -676,9 +676,9 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
             self.count("dropped-unauthenticated")
             return
         if not is_relayed(source):
-            connection.heard_via(source, via)
-            source = connection.normalise(source)
-        connection.message_received(message, source)
+            connection._heard_via(source, via)
+            source = connection._normalise(source)
+        connection._message_received(message, source)
 
     def _from_introducer(self, data: bytes, source: Address) -> None:
         if source != self.introducer or self._client is None:
@@ -696,17 +696,17 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
             self._client.send(wire.IntroAck(self.new_txid(), message.allocation))
             connection = self._by_intro.get(message.intro_id)
             if connection is not None and connection.peer_id == message.peer_id and not connection.ended:
-                connection.turn_candidate(message.candidate)
+                connection._turn_candidate(message.candidate)
         elif isinstance(message, wire.RelayOffer):
             self._client.send(wire.IntroAck(self.new_txid(), message.allocation))
             if not self._client.answer(message):
                 connection = self._by_intro.get(message.intro_id)
                 if connection is not None:
-                    connection.relay_offered(message)
+                    connection._relay_offered(message)
         elif isinstance(message, wire.Reverse):
             connection = self._by_intro.get(message.intro_id)
             if connection is not None and connection.peer_id == message.peer_id:
                 self.note("reverse", self.log.info, "{peer_id} cannot reach us; sending first", peer_id=message.peer_id)
-                connection.reverse_received(message.public)
+                connection._reverse_received(message.public)
         elif not self._client.answer(message):
             self.count("dropped-unmatched-answer")
