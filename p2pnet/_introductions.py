@@ -51,7 +51,7 @@ class Introductions:
                 del self._awaiting[intro.txid]
                 entry[1].errback(Failure(refusal))
             return
-        connection = PeerConnection(self, intro, conn_id)
+        connection = PeerConnection(self, intro, conn_id, entry[3] if ours else b"")
         self._by_intro[intro.intro_id] = connection
         self._by_conn_id[conn_id] = connection
         self.note(
@@ -67,7 +67,7 @@ class Introductions:
             entry[1].callback(connection)
         else:
             connection._when_connected().addCallbacks(self._incoming, lambda _: None)
-        connection.machine.start()
+        connection._machine.start()
 
     def _key_refusal(self, intro: wire.Introduction, expect_key: bytes | None) -> P2PError | None:
         """

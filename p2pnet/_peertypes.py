@@ -48,6 +48,8 @@ class StatusEvent:
         address.
     @ivar detail: a human-readable explanation.
     @ivar elapsed: seconds since the introduction (connection events).
+    @ivar code: for C{lost} and C{closed}, the close code (a
+        L{p2pnet.errors.CloseCode} or the game's own), or None (silence).
     """
 
     kind: str
@@ -57,6 +59,7 @@ class StatusEvent:
     detail: str = ""
     elapsed: float | None = None
     candidates: tuple[Address, ...] = ()
+    code: int | None = None
 
 
 @frozen

@@ -45,7 +45,15 @@ from p2pnet._peertypes import (
 )
 from p2pnet.address import Address, RelayRoute, is_relayed
 from p2pnet.connection import MAX_CANDIDATES, PeerConnection
-from p2pnet.errors import ConnectionClosed, IntroducerUnreachable, MalformedMessage, P2PError
+from p2pnet.errors import (
+    CloseCode,
+    ConnectionClosed,
+    IntroducerUnreachable,
+    MalformedMessage,
+    P2PError,
+    PayloadTooLarge,
+)
+from p2pnet.secure._frames import MAX_CONNECT_PAYLOAD
 from p2pnet.secure.identity import Identity
 from p2pnet.secure.trust import TrustStore
 
@@ -391,9 +399,9 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
             self._heartbeat_call.cancel()
         self._heartbeat_call = None
         for connection in list(self._by_intro.values()):
-            connection.close()
-        closed = ConnectionClosed("the endpoint was stopped")
-        for _, d, _ in list(self._awaiting.values()):
+            connection.close(CloseCode.STOPPED, "the endpoint was stopped")
+        closed = ConnectionClosed("the endpoint was stopped", code=CloseCode.STOPPED)
+        for _, d, _, _ in list(self._awaiting.values()):
             self.eventually(d.errback, Failure(closed))
         self._awaiting.clear()
         if self._client is not None:
@@ -494,7 +502,12 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
         return SessionLister(self.clock, self._client.request, self.new_txid).list(game_id)
 
     def connect(
-        self, peer_id: str, protocol: PeerProtocol | None = None, *, expect_key: bytes | None = None
+        self,
+        peer_id: str,
+        protocol: PeerProtocol | None = None,
+        *,
+        expect_key: bytes | None = None,
+        payload: bytes = b"",
     ) -> Deferred:
         """
         Ask the introducer to introduce us to C{peer_id} and punch a path.
@@ -505,18 +518,37 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
             (pinned): an introduction with another key fails with
             L{PeerKeyMismatch}, so not even a malicious introducer can put
             someone else in the peer's place.
+        @param payload: at most 256 bytes (a join token, a player name)
+            for the peer's C{PeerFactory.accept_connection}; it travels
+            sealed, inside the secure session (not with C{insecure=True}).
         @return: a Deferred firing with the L{PeerConnection}, or failing
-            with L{HandshakeTimeout}, L{UnknownPeer}, L{IntroducerUnreachable}.
+            with L{HandshakeTimeout}, L{ConnectionRefused} (the peer said
+            no), L{UnknownPeer}, L{IntroducerUnreachable}; at once with
+            L{PayloadTooLarge}.
         """
         try:
             self._require_registered()
+            self._check_payload(payload)
         except P2PError as e:
             return fail(e)
         message = wire.Introduce(self.new_txid(), self.peer_id, self._cookie, target=peer_id)
-        return self._introduce(message, peer_id, protocol, expect_key)
+        return self._introduce(message, peer_id, protocol, expect_key, payload)
+
+    def _check_payload(self, payload: bytes) -> None:
+        if not isinstance(payload, bytes):
+            raise P2PError(f"a connect payload is bytes, not {type(payload).__name__}")
+        if len(payload) > MAX_CONNECT_PAYLOAD:
+            raise PayloadTooLarge(len(payload), MAX_CONNECT_PAYLOAD)
+        if payload and self.config.insecure:
+            raise P2PError("a connect payload needs a secure session: not with insecure=True")
 
     def join(
-        self, session: wire.SessionInfo, protocol: PeerProtocol | None = None, *, expect_key: bytes | None = None
+        self,
+        session: wire.SessionInfo,
+        protocol: PeerProtocol | None = None,
+        *,
+        expect_key: bytes | None = None,
+        payload: bytes = b"",
     ) -> Deferred:
         """
         Join a listed session: connect to its host (and, in a mesh session,
@@ -524,23 +556,32 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
         The connection's C{peer_key} is the host's key (pin it, and pass
         it as C{expect_key} next time).
 
+        @param payload: as for L{connect}: for the host's
+            C{accept_connection} (mesh members get an empty one).
         @return: a Deferred firing with the L{PeerConnection} to the host,
-            or failing with L{SessionFull}, L{UnknownPeer}, ...
+            or failing with L{SessionFull}, L{ConnectionRefused},
+            L{UnknownPeer}, ...
         """
         try:
             self._require_registered()
+            self._check_payload(payload)
         except P2PError as e:
             return fail(e)
         message = wire.Introduce(
             self.new_txid(), self.peer_id, self._cookie, session_id=session.session_id
         )
-        return self._introduce(message, session.host, protocol, expect_key)
+        return self._introduce(message, session.host, protocol, expect_key, payload)
 
     def _introduce(
-        self, message: wire.Introduce, expected: str, protocol: PeerProtocol | None, expect_key: bytes | None
+        self,
+        message: wire.Introduce,
+        expected: str,
+        protocol: PeerProtocol | None,
+        expect_key: bytes | None,
+        payload: bytes,
     ) -> Deferred:
         waiter = Deferred()
-        self._awaiting[message.txid] = (expected, waiter, expect_key)
+        self._awaiting[message.txid] = (expected, waiter, expect_key, payload)
 
         def refused(reason: Failure) -> None:
             entry = self._awaiting.pop(message.txid, None)

@@ -965,15 +965,23 @@ class Keepalive(Message):
     sequence: int
 
 
-@_message(MessageType.CLOSE, F("intro_id", Tag.INTRO_ID, _ID8))
+@_message(
+    MessageType.CLOSE,
+    F("intro_id", Tag.INTRO_ID, _ID8),
+    F("code", Tag.CODE, _U16C, optional=True),
+    F("reason", Tag.REASON, _STR, optional=True),
+)
 @frozen
 class Close(Message):
     """
-    The sender closed the connection.
+    The sender closed the connection, C{code} (a close code) and
+    C{reason} saying why.
     """
 
     txid: bytes = field(converter=_txid)
     intro_id: bytes
+    code: int | None = None
+    reason: str | None = None
 
 
 CHALLENGE_SIZE = 16

@@ -195,7 +195,11 @@ class ExamplesTests(TestCase):
         self.assertIn("[status] connected keith via direct-public", joiner.lines)
         self.assertIn("[status] connected ann via direct-public", host.lines)
         self.assertTrue(any(line.startswith("position from ann: #") for line in host.lines), host.transcript())
-        self.assertIn("ann left: connection to 'ann' lost: the peer closed the connection", host.lines)
+        self.assertIn(
+            "ann left: connection to 'ann' lost: the peer closed the connection: "
+            "stopped (3): the endpoint was stopped",
+            host.lines,
+        )
         self.assertEqual(joiner.lines[-1], "bye")
         self.assertEqual(host.lines[-1], "bye")
 
