@@ -92,6 +92,7 @@ class Admission:
         self._resend: IDelayedCall | None = None
         self._deadline: IDelayedCall | None = None
         self._asked = 0
+        self._skipped = False
 
     @property
     def pending(self) -> bool:
@@ -108,7 +109,7 @@ class Admission:
             return
         self._path_up = True
         if self.decision == "accepted":
-            if not self.initiator:
+            if not self.initiator and not self._skipped:
                 # A second copy, on the path now up (the first went out
                 # when we decided, and may be lost).
                 self._send([frames.Accept()], None)
@@ -189,6 +190,7 @@ class Admission:
         No request to make (insecure): admitted already.
         """
         self.decision = "accepted"
+        self._skipped = True
 
     def stop(self) -> None:
         """

@@ -52,16 +52,19 @@ class Introductions:
                 entry[1].errback(Failure(refusal))
             return
         connection = PeerConnection(self, intro, conn_id, entry[3] if ours else b"")
+        hidden = bool(intro.flags & wire.FLAG_RELAY_ONLY)
         self._by_intro[intro.intro_id] = connection
         self._by_conn_id[conn_id] = connection
         self.note(
             "introduced", connection.log.info,
             "introduced to {peer_id}: public {public}, local {local}",
             peer_id=intro.peer_id,
-            public=str(intro.public),
+            public="hidden (a relay-only peer)" if hidden else str(intro.public),
             local=", ".join(map(str, intro.local)) or "none",
         )
-        self.emit(StatusEvent("introduced", intro.peer_id, address=intro.public, candidates=connection.candidates))
+        self.emit(StatusEvent(
+            "introduced", intro.peer_id, address=None if hidden else intro.public, candidates=connection.candidates
+        ))
         if ours:
             del self._awaiting[intro.txid]
             entry[1].callback(connection)

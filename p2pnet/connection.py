@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
+from attrs import evolve
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError, InvalidAddressError
 from twisted.internet.protocol import DatagramProtocol
@@ -92,10 +93,17 @@ class PeerConnection:
         # its public one): nothing we cannot send to, and nothing a LAN
         # cannot be, except on the host it was seen at.
         candidates = [c for c in (intro.public, *intro.local) if self._plausible(c)][:MAX_CANDIDATES]
+        config = endpoint.config.handshake
+        if intro.flags & wire.FLAG_RELAY_ONLY and not config.relay_only:
+            # The peer is relay-only (the introducer kept its addresses
+            # from us): so is this connection.
+            config = evolve(config, relay_only=True)
+        #: Whether this connection uses nothing but relays.
+        self.relay_only = config.relay_only
         self._core = HandshakeCore(
             clock=self._clock,
             outputs=ConnectionOutputs(self),
-            config=endpoint.config.handshake,
+            config=config,
             peer_id=self.peer_id,
             candidates=list(dict.fromkeys(candidates)),
             public=intro.public,
@@ -386,7 +394,7 @@ class PeerConnection:
         connection takes nothing that did not come through a relay (an
         answer sent back directly would give the peer a direct path).
         """
-        if self._endpoint.config.handshake.relay_only and not is_relayed(source):
+        if self.relay_only and not is_relayed(source):
             self._endpoint.count("dropped-direct-relay-only")
             return True
         return False
@@ -468,7 +476,8 @@ class PeerConnection:
         )
 
     def _send_hello(self, to: Address) -> None:
-        self._send_to(self._encode_hello(self._endpoint.own_candidates()), to)
+        # Relay-only: our candidates stay ours.
+        self._send_to(self._encode_hello(() if self.relay_only else self._endpoint.own_candidates()), to)
 
     def _encode_hello(self, candidates: tuple[Address, ...]) -> bytes:
         txid = self._endpoint.new_txid()

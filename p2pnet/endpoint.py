@@ -531,7 +531,9 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
             self._check_payload(payload)
         except P2PError as e:
             return fail(e)
-        message = wire.Introduce(self.new_txid(), self.peer_id, self._cookie, target=peer_id)
+        message = wire.Introduce(
+            self.new_txid(), self.peer_id, self._cookie, target=peer_id, flags=self._introduce_flags()
+        )
         return self._introduce(message, peer_id, protocol, expect_key, payload)
 
     def _check_payload(self, payload: bytes) -> None:
@@ -568,9 +570,15 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
         except P2PError as e:
             return fail(e)
         message = wire.Introduce(
-            self.new_txid(), self.peer_id, self._cookie, session_id=session.session_id
+            self.new_txid(), self.peer_id, self._cookie, session_id=session.session_id, flags=self._introduce_flags()
         )
         return self._introduce(message, session.host, protocol, expect_key, payload)
+
+    def _introduce_flags(self) -> int | None:
+        """
+        Relay-only: ask the introducer to keep our addresses from the peer.
+        """
+        return wire.FLAG_RELAY_ONLY if self.config.handshake.relay_only else None
 
     def _introduce(
         self,

@@ -76,6 +76,11 @@ class RelaySettings:
         return Address("0.0.0.0", self.port_of() if self.port_of is not None else 0)
 
 
+#: The public address of a relay-only peer, in the introduction its peer
+#: gets: none.
+HIDDEN = Address("0.0.0.0", 0)
+
+
 def lag_ms(receiver: Registration, other: Registration) -> int | None:
     """
     The C{lag} of C{receiver}'s introduction to C{other}: how many
@@ -596,11 +601,11 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             if target is None or target is requester:
                 raise RegistryError(ErrorCode.UNKNOWN_PEER, f"no peer {message.target!r}")
             self._check_reachable(target, authenticated)
-            self._introduce(requester, target, message.txid, None, size, authenticated)
+            self._introduce(requester, target, message.txid, None, size, authenticated, message.flags)
             return
         session, targets = self.registry.join(requester, message.session_id, now)
         for target in targets:
-            self._introduce(requester, target, message.txid, session.session_id, size, authenticated)
+            self._introduce(requester, target, message.txid, session.session_id, size, authenticated, message.flags)
 
     def _check_reachable(self, target: Registration, authenticated: bool) -> None:
         if not (target.verified or authenticated):
@@ -614,9 +619,14 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         session_id: bytes | None,
         size: int,
         authenticated: bool,
+        flags: int | None = None,
     ) -> None:
         """
-        Send both sides their introduction, in this same reactor turn.
+        Send both sides their introduction, in this same reactor turn.  A
+        relay-only requester (L{wire.FLAG_RELAY_ONLY} in C{flags}) is
+        introduced to the target without its addresses (public
+        C{0.0.0.0:0}, no local ones, no NAT facts), flagged so the target
+        uses nothing but a relay.
         """
         if not (target.verified or authenticated):
             self.stats["introductions-skipped"] += 1
@@ -648,17 +658,18 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         remembered = self._recent.get((requester.peer_id, txid))
         if remembered is not None:
             remembered[1].append(to_requester)
+        hidden = bool((flags or 0) & wire.FLAG_RELAY_ONLY)
         to_target = wire.Introduction(
             self._random_bytes(wire.TXID_SIZE),
             intro_id,
             requester.peer_id,
-            requester.public,
-            requester.local,
+            HIDDEN if hidden else requester.public,
+            () if hidden else requester.local,
             key,
-            0,
+            wire.FLAG_RELAY_ONLY if hidden else 0,
             session_id,
-            requester.nat,
-            lag_ms(target, requester),
+            None if hidden else requester.nat,
+            None if hidden else lag_ms(target, requester),
             requester.peer_key,
         )
         self._push(intro_id, wire.encode(to_target, self._secret), target.public.as_tuple())

@@ -156,6 +156,10 @@ class Tag(enum.IntEnum):
 # Flag bits carried in Tag.FLAGS.
 FLAG_MESH = 0x01
 FLAG_INITIATOR = 0x02
+#: In an Introduce: the requester is relay-only (the introducer hides its
+#: addresses from the target); in an Introduction: the peer is, so use
+#: nothing but a relay.
+FLAG_RELAY_ONLY = 0x04
 
 
 def _txid(value: bytes) -> bytes:
@@ -665,12 +669,14 @@ class SessionList(Message):
     F("target", Tag.TARGET, _STR, optional=True),
     F("session_id", Tag.SESSION_ID, _ID8, optional=True),
     F("padding", Tag.PADDING, _BYTES, optional=True),
+    F("flags", Tag.FLAGS, _FLAGS, optional=True),
 )
 @frozen
 class Introduce(Message):
     """
     Ask to be introduced to a peer (C{target}) or to join a session
-    (C{session_id}): exactly one of the two.
+    (C{session_id}): exactly one of the two.  C{flags} may carry
+    L{FLAG_RELAY_ONLY}.
     """
 
     txid: bytes = field(converter=_txid)
@@ -679,6 +685,7 @@ class Introduce(Message):
     target: str | None = None
     session_id: bytes | None = None
     padding: bytes | None = None
+    flags: int | None = None
 
 
 @_message(

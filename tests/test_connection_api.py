@@ -372,7 +372,7 @@ class OpenStateTests(SynchronousTestCase):
 #: What a game may use on a connection (docs/tutorial.md documents each).
 PUBLIC_CONNECTION_API = {
     "address", "candidates", "close", "ended", "initiator", "intro_id", "introduced_at", "is_open",
-    "key", "log", "peer_id", "peer_key", "peer_public", "path", "protocol", "secure", "send",
+    "key", "log", "peer_id", "peer_key", "peer_public", "path", "protocol", "relay_only", "secure", "send",
     "session_id", "set_protocol", "stats", "when_writable", "conn_id", "remote_conn_id",
     "EARLY_LIMIT",
 }
