@@ -24,6 +24,7 @@ from p2pnet.errors import (
     RateLimited,
     SendBufferFull,
     SessionFull,
+    SessionNotFound,
     UnknownPeer,
 )
 
@@ -77,6 +78,7 @@ __all__ = [
     "ConnectionRefused",
     "ConnectTimeout",
     "PayloadTooLarge",
+    "SessionNotFound",
     "HandshakeFailed",
     "KeyFileError",
     "MessageTooLarge",

@@ -99,6 +99,8 @@ class Relaying:
         def refused(reason: Failure) -> None:
             if self._stopping or reason.check(ConnectionClosed):
                 return
+            if getattr(reason.value, "code", None) == wire.ErrorCode.NO_RELAY and not connection.ended:
+                connection._no_relay("the introducer runs no relay")
             self.note(
                 "no-relay", connection.log.info, "no relay for {peer_id}: {error}",
                 peer_id=connection.peer_id, error=str(reason.value),

@@ -23,7 +23,7 @@ from p2pnet._datapath import PlainPath, SecurePath
 from p2pnet._handshake import HandshakeCore, make_handshake
 from p2pnet._peertypes import Path, PeerProtocol, StatusEvent
 from p2pnet.address import Address, RelayedAddress, RelayRoute, TurnRoute, is_relayed
-from p2pnet.errors import CloseCode, ConnectionClosed, ConnectionRefused, PeerLost, describe_close
+from p2pnet.errors import CloseCode, ConnectionClosed, ConnectionRefused, HandshakeTimeout, PeerLost, describe_close
 from p2pnet.secure import _frames as frames
 from p2pnet.secure._session import SecureSession
 from p2pnet.secure.identity import fingerprint
@@ -88,6 +88,8 @@ class PeerConnection:
         #: The close we send (code, text), and the one the peer sent.
         self._close_sent: tuple[int, str] = (CloseCode.NORMAL, "")
         self._peer_close: tuple[int, str] | None = None
+        #: Why there is no relay, once the introducer said so.
+        self._without_relay: str | None = None
         self._public = intro.public
         # The peer chose its local addresses (the introducer only checked
         # its public one): nothing we cannot send to, and nothing a LAN
@@ -634,7 +636,18 @@ class PeerConnection:
         if messaging is not None:
             messaging.pump()
 
+    def _no_relay(self, why: str) -> None:
+        """
+        The relay we asked for does not exist: say so now (status
+        C{no-relay}) and in the failure, if it comes to that.
+        """
+        if self._without_relay is None:
+            self._without_relay = why
+            self._endpoint.emit(StatusEvent("no-relay", self.peer_id, detail=why, candidates=self.candidates))
+
     def _failed(self, error: Exception) -> None:
+        if self._without_relay is not None and isinstance(error, HandshakeTimeout):
+            error.args = (f"{error}; no relay to fall back on: {self._without_relay}",)
         # Within the endpoint's budget: spoofed introductions fail too.
         self._endpoint.note("failed", self.log.info, "{error}", error=str(error))
         self._endpoint.emit(StatusEvent("failed", self.peer_id, detail=str(error)))

@@ -67,6 +67,21 @@ class UnknownPeer(IntroducerError):
     """
 
 
+class SessionNotFound(P2PError):
+    """
+    No session in the lobby has the title we looked for (the introducer
+    refused nothing: the list it sent has no such session).
+
+    @ivar title: the title looked for.
+    @ivar listed: how many sessions the list had.
+    """
+
+    def __init__(self, title: str, listed: int) -> None:
+        super().__init__(f"no session titled {title!r} is listed ({listed} sessions listed)")
+        self.title = title
+        self.listed = listed
+
+
 class SessionFull(IntroducerError):
     """
     The session already has its maximum number of players.

@@ -744,7 +744,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
     def _on_relay_request(self, message: wire.RelayRequest, source, size, authenticated, now) -> None:
         requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)
         if self.relay is None:
-            raise RegistryError(ErrorCode.BAD_REQUEST, "no relay here")
+            raise RegistryError(ErrorCode.NO_RELAY, "this introducer runs no relay")
         target = self.registry.lookup(message.target, now)
         if target is None or target is requester:
             raise RegistryError(ErrorCode.UNKNOWN_PEER, f"no peer {message.target!r}")

@@ -18,6 +18,7 @@ from p2pnet import (
     ConnectionRefused,
     ConnectTimeout,
     HandshakeConfig,
+    HandshakeTimeout,
     P2PError,
     PayloadTooLarge,
     PeerConfig,
@@ -396,3 +397,32 @@ class PublicSurfaceTests(SynchronousTestCase):
             self.assertFalse(hasattr(connection, name), name)
         public = {name for name in dir(connection) if not name.startswith("_")}
         self.assertEqual(public - PUBLIC_CONNECTION_API, set())
+
+
+class NoRelayTests(SynchronousTestCase):
+    def test_no_relay_said(self) -> None:
+        """
+        When the relay asked for does not exist, the connection says so at
+        once (status C{no-relay}) and its failure says there was no relay
+        to fall back on, instead of a bare "relaying" then a timeout.
+        """
+        result = scenarios.run_pair("symmetric", "symmetric")
+        kinds = [(side, e.kind) for t, side, e in result.events if e.peer_id is not None]
+        self.assertIn(("A", "relaying"), kinds)
+        self.assertIn(("A", "no-relay"), kinds)
+        self.assertLess(kinds.index(("A", "relaying")), kinds.index(("A", "no-relay")))
+        [no_relay] = [e for t, side, e in result.events if side == "A" and e.kind == "no-relay"]
+        self.assertEqual(no_relay.detail, "the introducer runs no relay")
+        [when] = [t for t, side, e in result.events if side == "A" and e.kind == "no-relay"]
+        [asked] = [t for t, side, e in result.events if side == "A" and e.kind == "relaying"]
+        self.assertLess(when - asked, 0.1)
+        error = result.outcome_a.value
+        self.assertIsInstance(error, HandshakeTimeout)
+        self.assertIn("no relay to fall back on: the introducer runs no relay", str(error))
+
+    def test_relay_present_no_such_event(self) -> None:
+        """
+        With a relay, no C{no-relay} event.
+        """
+        result = scenarios.run_pair("symmetric", "symmetric", relay=True)
+        self.assertNotIn("no-relay", [e.kind for t, side, e in result.events])

@@ -214,5 +214,7 @@ class ExamplesTests(TestCase):
             "--title", "Nobody's Server", "--retry", "0.5",
         )
         self.assertEqual((yield joiner.wait_exit()), 1, joiner.transcript())
-        self.assertIn("error: UnknownPeer: introducer refused the request (4): no session titled \"Nobody's Server\"",
-                      joiner.lines)
+        self.assertIn(
+            "error: SessionNotFound: no session titled \"Nobody's Server\" is listed (0 sessions listed)",
+            joiner.lines,
+        )
