@@ -338,7 +338,7 @@ def run(reactor, options: Options, out: TextIO):
 
         def send_all() -> None:
             for connection in endpoint.connections:
-                if connection.address is not None and not connection.ended:
+                if connection.is_open:
                     connection.send(text)
 
         sender = LoopingCall(send_all)
