@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from p2pnet import wire
 from p2pnet._peertypes import StatusEvent
 from p2pnet.connection import PeerConnection
-from p2pnet.errors import HandshakeFailed, KeyFileError, P2PError, PeerKeyMismatch
+from p2pnet.errors import CloseCode, HandshakeFailed, KeyFileError, P2PError, PeerKeyMismatch
 
 
 class Introductions:
@@ -102,6 +102,6 @@ class Introductions:
         if protocol is None:
             if self.factory is not None:
                 connection.log.info("factory refused {peer_id}", peer_id=connection.peer_id)
-                connection.close()
+                connection.close(CloseCode.REFUSED, "no protocol for this peer")
             return
         connection.set_protocol(protocol)

@@ -426,3 +426,23 @@ class NoRelayTests(SynchronousTestCase):
         """
         result = scenarios.run_pair("symmetric", "symmetric", relay=True)
         self.assertNotIn("no-relay", [e.kind for t, side, e in result.events])
+
+
+class NoProtocolTests(SynchronousTestCase):
+    def test_factory_without_protocol_refuses(self) -> None:
+        """
+        A factory that builds no protocol closes the connection with
+        L{CloseCode.REFUSED}, which the joiner sees in L{PeerLost}.
+        """
+
+        class Closed(Gate):
+            def build_protocol(self, peer_id):
+                return None
+
+        pair = Pair(self, Closed())
+        mine = Recorder()
+        outcome = pair.connect(protocol=mine)
+        pair.run(2.0)
+        [lost] = mine.lost
+        self.assertIsInstance(lost.value, PeerLost)
+        self.assertEqual((lost.value.code, lost.value.reason), (CloseCode.REFUSED, "no protocol for this peer"))
