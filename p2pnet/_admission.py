@@ -56,8 +56,9 @@ class Admission:
 
     log = Logger()
 
-    #: Gaps between the joiner's repeated requests; the last one repeats.
-    GAPS = (0.25,)
+    #: Gaps between the joiner's requests, the first sent as the path
+    #: comes up; the last gap repeats.
+    GAPS = (0.1, 0.15, 0.2, 0.25)
 
     def __init__(
         self,
@@ -118,12 +119,12 @@ class Admission:
         if self.decision is None:
             self._deadline = self._clock.callLater(self._patience, self._give_up)
         if self.initiator:
-            self._resend = self._clock.callLater(self.GAPS[0], self._ask)
+            self._ask()
 
     def _ask(self) -> None:
-        self._asked += 1
         self._send([frames.Connect(self.payload)], None)
         self._resend = self._clock.callLater(self.GAPS[min(self._asked, len(self.GAPS) - 1)], self._ask)
+        self._asked += 1
 
     def _give_up(self) -> None:
         self._deadline = None
@@ -145,7 +146,8 @@ class Admission:
         if self.initiator or self.ended:
             return False
         if self.decision == "accepted":
-            # Our ACCEPT was lost: say it again.
+            # Our ACCEPT was lost: say it again, twice (as likely lost).
+            self._send([frames.Accept()], reply_to)
             self._send([frames.Accept()], reply_to)
         elif self.decision is None:
             self.decision = "deciding"
@@ -153,6 +155,15 @@ class Admission:
             self._cancel("_deadline")
             self._decide(payload).addCallbacks(self._decided, self._decision_failed)
         return True
+
+    def answered(self, to: object) -> None:
+        """
+        We sent the joiner a hello or an answer at C{to} (handshake
+        message 2 rides in both): once accepted, an ACCEPT follows it, so
+        the joiner has it as soon as it has the keys to read it.
+        """
+        if not self.initiator and not self.ended and not self._skipped and self.decision == "accepted":
+            self._send([frames.Accept()], to)
 
     def accept_received(self) -> bool:
         """

@@ -480,6 +480,7 @@ class PeerConnection:
     def _send_hello(self, to: Address) -> None:
         # Relay-only: our candidates stay ours.
         self._send_to(self._encode_hello(() if self.relay_only else self._endpoint.own_candidates()), to)
+        self._admission.answered(to)
 
     def _encode_hello(self, candidates: tuple[Address, ...]) -> bytes:
         txid = self._endpoint.new_txid()
@@ -501,6 +502,9 @@ class PeerConnection:
             txid, self.intro_id, self._endpoint.peer_id, self.conn_id, observed, noise=self._path.hello_noise()
         )
         self._send_to(wire.encode(answer, self.key), to)
+        # The joiner gets its keys from whichever answer (or hello of
+        # ours) arrives: our acceptance follows each.
+        self._admission.answered(to)
 
     def _send_keepalive(self, to: Address) -> None:
         self._path.send_keepalive(to)
