@@ -146,9 +146,11 @@ class Admission:
         if self.initiator or self.ended:
             return False
         if self.decision == "accepted":
-            # Our ACCEPT was lost: say it again, twice (as likely lost).
-            self._send([frames.Accept()], reply_to)
-            self._send([frames.Accept()], reply_to)
+            # Our ACCEPT was lost: say it again, twice (as likely lost),
+            # on the path once it is up (not to wherever a copy came from).
+            to = None if self._path_up else reply_to
+            self._send([frames.Accept()], to)
+            self._send([frames.Accept()], to)
         elif self.decision is None:
             self.decision = "deciding"
             self._reply_to = reply_to
