@@ -169,6 +169,8 @@ class Session:
     pending: dict[str, float] = field(factory=dict)
     #: The source IP of the host when it hosted (for the per-IP cap).
     ip: str = ""
+    #: The host is relay-only: joiners are not told its addresses.
+    relay_only: bool = False
 
     @property
     def players(self) -> int:

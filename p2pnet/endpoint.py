@@ -460,7 +460,7 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
                 name,
                 game_id,
                 max_players,
-                wire.FLAG_MESH if mesh else 0,
+                (wire.FLAG_MESH if mesh else 0) | (wire.FLAG_RELAY_ONLY if self.config.handshake.relay_only else 0),
                 props,
             )
             wire.encode(message)  # refuse unrepresentable values here

@@ -548,6 +548,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             message.mesh,
             message.properties,
         )
+        session.relay_only = bool((message.flags or 0) & wire.FLAG_RELAY_ONLY)
         if self._log_budget.allow("hosts", now):
             self.log.info(
                 "{peer_id} hosts {name!r} ({game_id}, {max_players} players{mesh})",
@@ -605,7 +606,10 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             return
         session, targets = self.registry.join(requester, message.session_id, now)
         for target in targets:
-            self._introduce(requester, target, message.txid, session.session_id, size, authenticated, message.flags)
+            hide_target = session.relay_only and target.peer_id == session.host
+            self._introduce(
+                requester, target, message.txid, session.session_id, size, authenticated, message.flags, hide_target
+            )
 
     def _check_reachable(self, target: Registration, authenticated: bool) -> None:
         if not (target.verified or authenticated):
@@ -620,13 +624,15 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         size: int,
         authenticated: bool,
         flags: int | None = None,
+        hide_target: bool = False,
     ) -> None:
         """
         Send both sides their introduction, in this same reactor turn.  A
         relay-only requester (L{wire.FLAG_RELAY_ONLY} in C{flags}) is
         introduced to the target without its addresses (public
         C{0.0.0.0:0}, no local ones, no NAT facts), flagged so the target
-        uses nothing but a relay.
+        uses nothing but a relay.  C{hide_target} does the same the other
+        way (the target hosts the session as a relay-only host).
         """
         if not (target.verified or authenticated):
             self.stats["introductions-skipped"] += 1
@@ -637,13 +643,13 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             txid,
             intro_id,
             target.peer_id,
-            target.public,
-            target.local,
+            HIDDEN if hide_target else target.public,
+            () if hide_target else target.local,
             key,
-            wire.FLAG_INITIATOR,
+            wire.FLAG_INITIATOR | (wire.FLAG_RELAY_ONLY if hide_target else 0),
             session_id,
-            target.nat,
-            lag_ms(requester, target),
+            None if hide_target else target.nat,
+            None if hide_target else lag_ms(requester, target),
             target.peer_key,
         )
         raw_to_requester = wire.encode(to_requester, self._secret)

@@ -38,8 +38,16 @@ class Factory(PeerFactory):
     protocol = Recorder
 
 
-class RelayOnlyJoinerTests(SynchronousTestCase):
-    def run_scenario(self, joiner_config: PeerConfig, kind: str = "full-cone", join: bool = False, relay: bool = True):
+class RelayOnlyTests(SynchronousTestCase):
+    def run_scenario(
+        self,
+        joiner_config: PeerConfig,
+        kind: str = "full-cone",
+        join: bool = False,
+        relay: bool = True,
+        host_config: PeerConfig = PeerConfig(),
+        spy_on: str = "host",
+    ):
         """
         A joiner with C{joiner_config} connects to (or joins a session
         of) a host with default options, both behind C{kind} NATs, with a
@@ -63,7 +71,9 @@ class RelayOnlyJoinerTests(SynchronousTestCase):
         joiner_host = scenarios.add_site(network, kind, 1)
         host_host = scenarios.add_site(network, kind, 2)
         joiner = PeerEndpoint(joiner_host, INTRODUCER, "joiner", config=joiner_config, random_bytes=random_bytes)
-        host = PeerEndpoint(host_host, INTRODUCER, "host", factory=Factory(), random_bytes=random_bytes)
+        host = PeerEndpoint(
+            host_host, INTRODUCER, "host", factory=Factory(), random_bytes=random_bytes, config=host_config
+        )
         received_by_host: list[tuple[bytes, tuple]] = []
         started = []
         joiner.start().addBoth(started.append)
@@ -76,13 +86,14 @@ class RelayOnlyJoinerTests(SynchronousTestCase):
 
         run(1.0)
         self.assertEqual(len(started), 2)
-        original = host.datagramReceived
+        spied = host if spy_on == "host" else joiner
+        original = spied.datagramReceived
 
         def spy(data: bytes, addr: tuple) -> None:
             received_by_host.append((data, addr))
             original(data, addr)
 
-        host.datagramReceived = spy
+        spied.datagramReceived = spy
         sessions: list = []
         if join:
             host.host_session("room", "game").addBoth(sessions.append)
@@ -96,7 +107,10 @@ class RelayOnlyJoinerTests(SynchronousTestCase):
         else:
             joiner.connect("host", Recorder()).addBoth(outcome.append)
         run(12.0)
-        joiner_addresses = {joiner.public_address, *joiner.local_addresses}
+        if spy_on == "host":
+            joiner_addresses = {joiner.public_address, *joiner.local_addresses}
+        else:
+            joiner_addresses = {host.public_address, *host.local_addresses}
         host_connections = list(host.connections)
         joiner.stop()
         host.stop()
@@ -106,7 +120,7 @@ class RelayOnlyJoinerTests(SynchronousTestCase):
         run(0.1)
         return outcome, received_by_host, events, joiner_addresses, host_connections
 
-    def assertHidden(self, received_by_host, events, joiner_addresses) -> None:
+    def assertHidden(self, received_by_host, events, joiner_addresses, sender: str = "host2") -> None:
         hosts = {a.host for a in joiner_addresses}
         self.assertEqual(len(hosts), 2)  # a public and a LAN address
         packed = {socket.inet_aton(h) for h in hosts}
@@ -117,7 +131,7 @@ class RelayOnlyJoinerTests(SynchronousTestCase):
             self.assertFalse([p for p in packed if p in data], (wire.peek_type(data), addr))
             self.assertNotIn(addr[0], hosts)
         sent_by_host_to_joiner = [
-            e for e in events if e.kind == "send" and e.where == "host2" and e.dst[0] in hosts
+            e for e in events if e.kind == "send" and e.where == sender and e.dst[0] in hosts
         ]
         self.assertEqual(sent_by_host_to_joiner, [])
 
@@ -167,3 +181,28 @@ class RelayOnlyJoinerTests(SynchronousTestCase):
         outcome, received, events, addresses, host_connections = self.run_scenario(config, relay=False)
         self.assertIsInstance(outcome[0].value, P2PError)
         self.assertHidden(received, events, addresses)
+
+
+    def test_relay_only_host_hidden_from_joiners(self) -> None:
+        """
+        A relay-only host's session is joined over the relay, and the
+        joiner (with default options) never learns nor sends to the
+        host's public or local address.
+        """
+        config = PeerConfig(handshake=HandshakeConfig(relay_only=True))
+        outcome, received, events, addresses, host_connections = self.run_scenario(
+            PeerConfig(), join=True, host_config=config, spy_on="joiner"
+        )
+        [connection] = outcome
+        self.assertEqual(connection.path, Path.RELAYED)
+        self.assertTrue(connection.relay_only)
+        self.assertHidden(received, events, addresses, sender="host1")
+
+    def test_default_host_is_not_hidden(self) -> None:
+        """
+        The check can fail: a default host's addresses reach the joiner.
+        """
+        outcome, received, events, addresses, host_connections = self.run_scenario(
+            PeerConfig(), join=True, spy_on="joiner"
+        )
+        self.assertRaises(self.failureException, self.assertHidden, received, events, addresses, "host1")
