@@ -665,7 +665,7 @@ class PeerConnection:
         if self._opened:
             error = PeerLost(f"connection to {self.peer_id!r} lost: {reason}", code=code, reason=text)
             self._end(Failure(error), "lost", reason, code)
-        elif code is not None and self.initiator:
+        elif code == CloseCode.REFUSED and self.initiator:
             self._failed(ConnectionRefused(self.peer_id, code, text))
         else:
             self._failed(PeerLost(f"connection to {self.peer_id!r} lost before it opened: {reason}", code=code, reason=text))

@@ -446,3 +446,24 @@ class NoProtocolTests(SynchronousTestCase):
         [lost] = mine.lost
         self.assertIsInstance(lost.value, PeerLost)
         self.assertEqual((lost.value.code, lost.value.reason), (CloseCode.REFUSED, "no protocol for this peer"))
+
+
+class ClosedBeforeOpenTests(SynchronousTestCase):
+    def test_host_stops_while_deciding(self) -> None:
+        """
+        A host that stops while it decides is not a refusal: the joiner's
+        connect fails with L{PeerLost} saying the connection closed before
+        it opened, and why.
+        """
+        pair = Pair(self, Gate({b"wait": Deferred()}))
+        outcome = pair.connect(b"wait")
+        pair.run(1.0)
+        self.assertEqual(outcome, [])
+        pair.b.stop()
+        pair.run(1.0)
+        [failure] = outcome
+        self.assertNotIsInstance(failure.value, ConnectionRefused)
+        self.assertIsInstance(failure.value, PeerLost)
+        self.assertEqual(failure.value.code, CloseCode.STOPPED)
+        self.assertIn("before it opened", str(failure.value))
+        self.assertIn("the endpoint was stopped", str(failure.value))
