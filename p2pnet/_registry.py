@@ -174,6 +174,8 @@ class Session:
     lobby_key: int | None = None
     #: Its encoded lobby entry around the player count (the lobby's cache).
     lobby_entry: tuple[bytes, bytes] | None = field(default=None, repr=False)
+    #: The host is relay-only: joiners are not told its addresses.
+    relay_only: bool = False
 
     @property
     def players(self) -> int:

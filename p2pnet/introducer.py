@@ -54,6 +54,11 @@ class _PrimaryStunSocket:
         self.write_datagram = write_datagram
 
 
+#: The public address of a relay-only peer, in the introduction its peer
+#: gets: none.
+HIDDEN = Address("0.0.0.0", 0)
+
+
 class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
     """
     The introducer's UDP protocol.
@@ -514,6 +519,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             message.mesh,
             message.properties,
         )
+        session.relay_only = bool((message.flags or 0) & wire.FLAG_RELAY_ONLY)
         if self._log_budget.allow("hosts", now):
             self.log.info(
                 "{peer_id} hosts {name!r} ({game_id}, {max_players} players{mesh})",
@@ -578,11 +584,14 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             if target is None or target is requester:
                 raise RegistryError(ErrorCode.UNKNOWN_PEER, f"no peer {message.target!r}")
             self._check_reachable(target, authenticated)
-            self._introduce(requester, target, message.txid, None, size, authenticated)
+            self._introduce(requester, target, message.txid, None, size, authenticated, message.flags)
             return
         session, targets = self.registry.join(requester, message.session_id, now)
         for target in targets:
-            self._introduce(requester, target, message.txid, session.session_id, size, authenticated)
+            hide_target = session.relay_only and target.peer_id == session.host
+            self._introduce(
+                requester, target, message.txid, session.session_id, size, authenticated, message.flags, hide_target
+            )
 
     def _check_reachable(self, target: Registration, authenticated: bool) -> None:
         if not (target.verified or authenticated):
@@ -596,9 +605,16 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         session_id: bytes | None,
         size: int,
         authenticated: bool,
+        flags: int | None = None,
+        hide_target: bool = False,
     ) -> None:
         """
-        Send both sides their introduction, in this same reactor turn.
+        Send both sides their introduction, in this same reactor turn.  A
+        relay-only requester (L{wire.FLAG_RELAY_ONLY} in C{flags}) is
+        introduced to the target without its addresses (public
+        C{0.0.0.0:0}, no local ones, no NAT facts), flagged so the target
+        uses nothing but a relay.  C{hide_target} does the same the other
+        way (the target hosts the session as a relay-only host).
         """
         if not (target.verified or authenticated):
             self.stats["introductions-skipped"] += 1
@@ -609,13 +625,13 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             txid,
             intro_id,
             target.peer_id,
-            target.public,
-            target.local,
+            HIDDEN if hide_target else target.public,
+            () if hide_target else target.local,
             key,
-            wire.FLAG_INITIATOR,
+            wire.FLAG_INITIATOR | (wire.FLAG_RELAY_ONLY if hide_target else 0),
             session_id,
-            target.nat,
-            lag_ms(requester, target),
+            None if hide_target else target.nat,
+            None if hide_target else lag_ms(requester, target),
             target.peer_key,
         )
         raw_to_requester = wire.encode(to_requester, self._secret)
@@ -630,17 +646,18 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         remembered = self._recent.get((requester.peer_id, txid))
         if remembered is not None:
             remembered[1].append(to_requester)
+        hidden = bool((flags or 0) & wire.FLAG_RELAY_ONLY)
         to_target = wire.Introduction(
             self._random_bytes(wire.TXID_SIZE),
             intro_id,
             requester.peer_id,
-            requester.public,
-            requester.local,
+            HIDDEN if hidden else requester.public,
+            () if hidden else requester.local,
             key,
-            0,
+            wire.FLAG_RELAY_ONLY if hidden else 0,
             session_id,
-            requester.nat,
-            lag_ms(target, requester),
+            None if hidden else requester.nat,
+            None if hidden else lag_ms(target, requester),
             requester.peer_key,
         )
         self._push(intro_id, wire.encode(to_target, self._secret), target.public.as_tuple())
@@ -715,13 +732,13 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
     def _on_relay_request(self, message: wire.RelayRequest, source, size, authenticated, now) -> None:
         requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)
         if self.relays is None:
-            raise RegistryError(ErrorCode.BAD_REQUEST, "no relay here")
+            raise RegistryError(ErrorCode.NO_RELAY, "this introducer runs no relay")
         target = self.registry.lookup(message.target, now)
         if target is None or target is requester:
             raise RegistryError(ErrorCode.UNKNOWN_PEER, f"no peer {message.target!r}")
         self._check_reachable(target, authenticated)
         if self.relays.choose() is None:
-            raise RegistryError(ErrorCode.BAD_REQUEST, "no relay is answering")
+            raise RegistryError(ErrorCode.NO_RELAY, "no relay is answering")
         # Both members usually ask at about the same time: one allocation per
         # introduction, remembered with it, on the least loaded relay.
         allocation, fresh = self.introductions.relay_allocation(

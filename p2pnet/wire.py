@@ -109,6 +109,8 @@ class ErrorCode(enum.IntEnum):
     PEER_ID_TAKEN = 7
     NOT_REGISTERED = 8
     TOO_MANY_SESSIONS = 9
+    #: A relay was asked for and the introducer runs none.
+    NO_RELAY = 16
 
 
 class Tag(enum.IntEnum):
@@ -165,6 +167,10 @@ FLAG_OPEN = 0x04
 #: The longest lobby cursor (opaque to clients; the in-memory lobby's are 8
 #: bytes, a shared one may need more).
 MAX_CURSOR = 16
+#: In an Introduce: the requester is relay-only (the introducer hides its
+#: addresses from the target); in an Introduction: the peer is, so use
+#: nothing but a relay.
+FLAG_RELAY_ONLY = 0x04
 
 
 def _txid(value: bytes) -> bytes:
@@ -707,12 +713,14 @@ class SessionList(Message):
     F("target", Tag.TARGET, _STR, optional=True),
     F("session_id", Tag.SESSION_ID, _ID8, optional=True),
     F("padding", Tag.PADDING, _BYTES, optional=True),
+    F("flags", Tag.FLAGS, _FLAGS, optional=True),
 )
 @frozen
 class Introduce(Message):
     """
     Ask to be introduced to a peer (C{target}) or to join a session
-    (C{session_id}): exactly one of the two.
+    (C{session_id}): exactly one of the two.  C{flags} may carry
+    L{FLAG_RELAY_ONLY}.
     """
 
     txid: bytes = field(converter=_txid)
@@ -721,6 +729,7 @@ class Introduce(Message):
     target: str | None = None
     session_id: bytes | None = None
     padding: bytes | None = None
+    flags: int | None = None
 
 
 @_message(
@@ -1007,15 +1016,23 @@ class Keepalive(Message):
     sequence: int
 
 
-@_message(MessageType.CLOSE, F("intro_id", Tag.INTRO_ID, _ID8))
+@_message(
+    MessageType.CLOSE,
+    F("intro_id", Tag.INTRO_ID, _ID8),
+    F("code", Tag.CODE, _U16C, optional=True),
+    F("reason", Tag.REASON, _STR, optional=True),
+)
 @frozen
 class Close(Message):
     """
-    The sender closed the connection.
+    The sender closed the connection, C{code} (a close code) and
+    C{reason} saying why.
     """
 
     txid: bytes = field(converter=_txid)
     intro_id: bytes
+    code: int | None = None
+    reason: str | None = None
 
 
 CHALLENGE_SIZE = 16

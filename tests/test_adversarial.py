@@ -520,7 +520,7 @@ class RelayRouteTests(SynchronousTestCase):
         connection._core.relay_requested = True
         replay(target, self.offers(connection, 10), seconds=0.0)
         answer = wire.RelayOffer(b"\x01" * 8, connection.intro_id, b"\xb0" * 8, Address("0.0.0.0", 3479), b"\x0b" * 16, 0)
-        connection.relay_offered(answer, answer=True)
+        connection._relay_offered(answer, answer=True)
         self.assertIn(b"\xb0" * 8, target.bob._by_allocation)
         self.assertEqual(len(target.bob._by_allocation), 4)
 

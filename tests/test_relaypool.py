@@ -269,7 +269,7 @@ class MoveTests(SynchronousTestCase):
         intro = [m for m, to in self.transport.clear() if to == A][0]
         self.send(wire.RelayRequest(self.next_txid(), "a", self.cookies["a"], "b", intro.intro_id), A)
         [error] = [m for m, to in self.transport.clear() if to == A]
-        self.assertEqual((error.code, error.reason), (wire.ErrorCode.BAD_REQUEST, "no relay is answering"))
+        self.assertEqual((error.code, error.reason), (wire.ErrorCode.NO_RELAY, "no relay is answering"))
 
 
 class SimulatedFailoverTests(SynchronousTestCase):
