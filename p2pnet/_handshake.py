@@ -427,7 +427,8 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
 
     @punching.upon(Handshake.reversal_due).loop()
     def ask_reversal(inputs: Handshake, core: HandshakeCore) -> None:
-        if not core.reversal_requested:
+        # Relay-only: a reversal would hand the peer our public address.
+        if not core.reversal_requested and not core.config.relay_only:
             core.reversal_requested = True
             core.outputs.status("reversal")
             core.outputs.request_reversal()
