@@ -1,0 +1,160 @@
+"""
+Introducer nodes sharing a real C{redis-server} (started per test on a
+free loopback port), in this process on real loopback sockets.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.internet import defer, reactor, task
+from twisted.trial.unittest import TestCase
+
+from p2pnet import wire
+from p2pnet.address import Address
+from p2pnet.cluster import NodeService, cluster_protocol
+from p2pnet.endpoint import Path, PeerEndpoint
+from p2pnet.introducer import IntroducerService
+from tests.redislab import RedisServer, require_redis
+from tests.test_endpoint_loopback import EchoFactory, Waiting
+from tests.test_introducer_loopback import ScriptedHost
+
+
+class ClusterTestCase(TestCase):
+    timeout = 30
+
+    def setUp(self):
+        require_redis()
+        self.redis = RedisServer()
+        self.redis.start()
+        self.addCleanup(self.redis.stop)
+
+    @defer.inlineCallbacks
+    def node(self, name: str, lifetime: float = 30.0):
+        """
+        A started introducer node on 127.0.0.1 (stopped at cleanup),
+        connected to Redis; returns (protocol, address).
+        """
+        protocol = cluster_protocol(reactor, self.redis.url, lifetime, {}, node_id=name)
+        node_service = NodeService(protocol.node)
+        node_service.startService()
+        self.addCleanup(node_service.stopService)
+        service = IntroducerService(reactor, protocol, 0, "127.0.0.1")
+        service.startService()
+        self.addCleanup(service.stopService)
+        yield protocol.node.store.whenUp()
+        return protocol, Address("127.0.0.1", service.port.getHost().port)
+
+    @defer.inlineCallbacks
+    def scripted(self, name: str, server: Address):
+        """
+        A registered and confirmed L{ScriptedHost} named C{name}.
+        """
+        host = ScriptedHost()
+        port = reactor.listenUDP(0, host, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        host.address = Address("127.0.0.1", port.getHost().port)
+        registered = host.expect(wire.Registered)
+        host.send(wire.Register(os.urandom(8), name, (host.address,)), server.as_tuple())
+        answer = yield registered
+        acked = host.expect(wire.HeartbeatAck)
+        host.send(wire.Heartbeat(os.urandom(8), name, answer.cookie), server.as_tuple())
+        yield acked
+        host.cookie = answer.cookie
+        return host
+
+
+def settle(seconds: float = 0.05):
+    """
+    Let the nodes write to Redis (writes go out at the end of a turn).
+    """
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+class TwoNodeTests(ClusterTestCase):
+    @defer.inlineCallbacks
+    def test_introduction_across_nodes(self):
+        """
+        A host registered on node A asks to be introduced to one registered
+        on node B: each receives its copy from its own node, with the
+        other's addresses and the same key.
+        """
+        a, a_address = yield self.node("a")
+        b, b_address = yield self.node("b")
+        alice = yield self.scripted("alice", a_address)
+        bob = yield self.scripted("bob", b_address)
+        yield settle()
+        at_alice = alice.expect(wire.Introduction)
+        at_bob = bob.expect(wire.Introduction)
+        alice.send(wire.Introduce(os.urandom(8), "alice", alice.cookie, "bob"), a_address.as_tuple())
+        to_alice, to_bob = yield defer.gatherResults([at_alice, at_bob])
+        self.assertEqual((to_alice.peer_id, to_alice.public), ("bob", bob.address))
+        self.assertEqual((to_bob.peer_id, to_bob.public), ("alice", alice.address))
+        self.assertEqual(to_alice.key, to_bob.key)
+        self.assertEqual(b.stats["introductions"], 0)
+        self.assertEqual(a.stats["introductions-cross-node"], 1)
+
+    @defer.inlineCallbacks
+    def test_unknown_peer_across_nodes(self):
+        """
+        A target registered on no node is refused UNKNOWN_PEER, after the
+        Redis lookup.
+        """
+        a, a_address = yield self.node("a")
+        yield self.node("b")
+        alice = yield self.scripted("alice", a_address)
+        error = alice.expect(wire.Error)
+        alice.send(wire.Introduce(os.urandom(8), "alice", alice.cookie, "nobody"), a_address.as_tuple())
+        self.assertEqual((yield error).code, wire.ErrorCode.UNKNOWN_PEER)
+
+    @defer.inlineCallbacks
+    def test_join_session_hosted_via_other_node(self):
+        """
+        A player registered on node A lists the lobby there, joins a
+        session hosted via node B, connects, and datagrams flow; node B
+        counts the player once it acknowledged its introduction.
+        """
+        a, a_address = yield self.node("a")
+        b, b_address = yield self.node("b")
+        host = PeerEndpoint(reactor, b_address, "host", interface="127.0.0.1", factory=EchoFactory())
+        player = PeerEndpoint(reactor, a_address, "player", interface="127.0.0.1")
+        self.addCleanup(host.stop)
+        self.addCleanup(player.stop)
+        yield host.start()
+        yield player.start()
+        yield host.host_session("Keith's Server", "race", 4)
+        yield settle()
+        [session] = yield player.list_sessions("race")
+        self.assertEqual((session.name, session.host, session.players), ("Keith's Server", "host", 1))
+        receiver = Waiting()
+        connection = yield player.join(session, receiver)
+        self.assertEqual(connection.peer_id, "host")
+        self.assertIn(connection.path, (Path.DIRECT_PUBLIC, Path.DIRECT_LOCAL))
+        arrived = receiver.next
+        connection.send(b"ping")
+        self.assertEqual((yield arrived), b"echo ping")
+        yield settle(0.3)
+        [hosted] = b.registry.local_sessions()
+        self.assertEqual(hosted.members, ["player"])
+
+    @defer.inlineCallbacks
+    def test_full_session_across_nodes(self):
+        """
+        A join of a full session held by another node is refused with
+        SESSION_FULL, answered by the joiner's own node.
+        """
+        a, a_address = yield self.node("a")
+        b, b_address = yield self.node("b")
+        hoster = yield self.scripted("hoster", b_address)
+        hosted = hoster.expect(wire.SessionHosted)
+        hoster.send(wire.HostSession(os.urandom(8), "hoster", hoster.cookie, "duel", "chess", 2), b_address.as_tuple())
+        session_id = (yield hosted).session_id
+        first = yield self.scripted("first", a_address)
+        second = yield self.scripted("second", a_address)
+        yield settle()
+        introduced = first.expect(wire.Introduction)
+        first.send(wire.Introduce(os.urandom(8), "first", first.cookie, None, session_id), a_address.as_tuple())
+        self.assertEqual((yield introduced).session_id, session_id)
+        refused = second.expect(wire.Error)
+        second.send(wire.Introduce(os.urandom(8), "second", second.cookie, None, session_id), a_address.as_tuple())
+        self.assertEqual((yield refused).code, wire.ErrorCode.SESSION_FULL)
