@@ -38,10 +38,11 @@ class ClusterTestCase(TestCase):
         protocol = cluster_protocol(reactor, self.redis.url, lifetime, {}, node_id=name)
         node_service = NodeService(protocol.node)
         node_service.startService()
-        self.addCleanup(node_service.stopService)
+        self.addCleanup(lambda: node_service.running and node_service.stopService())
         service = IntroducerService(reactor, protocol, 0, "127.0.0.1")
         service.startService()
-        self.addCleanup(service.stopService)
+        self.addCleanup(lambda: service.running and service.stopService())
+        protocol.services = (service, node_service)
         yield protocol.node.store.whenUp()
         return protocol, Address("127.0.0.1", service.port.getHost().port)
 
@@ -158,3 +159,92 @@ class TwoNodeTests(ClusterTestCase):
         refused = second.expect(wire.Error)
         second.send(wire.Introduce(os.urandom(8), "second", second.cookie, None, session_id), a_address.as_tuple())
         self.assertEqual((yield refused).code, wire.ErrorCode.SESSION_FULL)
+
+
+class FailoverTests(ClusterTestCase):
+    @defer.inlineCallbacks
+    def test_host_moves_to_another_node_and_session_stays(self):
+        """
+        A host given both nodes' addresses registers and hosts via node A;
+        when node A dies (its socket and its Redis link gone, nothing
+        removed), the host is registered on node B within one heartbeat
+        interval of noticing, its session is listed under the same id
+        throughout, and a player on node B joins it and connects.
+        """
+        from p2pnet._peertypes import PeerConfig
+
+        a, a_address = yield self.node("a")
+        b, b_address = yield self.node("b")
+        config = PeerConfig(heartbeat_interval=1.0)
+        host = PeerEndpoint(reactor, [a_address, b_address], "host", interface="127.0.0.1",
+                            factory=EchoFactory(), config=config)
+        self.addCleanup(host.stop)
+        yield host.start()
+        self.assertIsNotNone(a.registry.lookup("host", reactor.seconds()))
+        hosted = yield host.host_session("Keith's Server", "race", 4)
+        yield settle()
+        player = PeerEndpoint(reactor, b_address, "player", interface="127.0.0.1")
+        self.addCleanup(player.stop)
+        yield player.start()
+        [before] = yield player.list_sessions("race")
+        # Node A dies: no goodbye to Redis, its UDP port closes.
+        for service in a.services:
+            yield service.stopService()
+        started = reactor.seconds()
+        while b.registry.lookup("host", reactor.seconds()) is None or not b.registry.local_sessions():
+            # One heartbeat interval, the failed heartbeat's 3.5 s of tries, slack.
+            self.assertLess(reactor.seconds() - started, 1.0 + 3.5 + 3.0, "the host did not move to node B")
+            [during] = yield player.list_sessions("race")
+            self.assertEqual(during.session_id, before.session_id)
+            yield settle(0.1)
+        [session] = b.registry.local_sessions()
+        self.assertEqual(session.session_id, before.session_id)
+        [after] = yield player.list_sessions("race")
+        self.assertEqual(after.session_id, before.session_id)
+        receiver = Waiting()
+        connection = yield player.join(after, receiver)
+        arrived = receiver.next
+        connection.send(b"ping")
+        self.assertEqual((yield arrived), b"echo ping")
+
+
+class RedisOutageTests(ClusterTestCase):
+    @defer.inlineCallbacks
+    def test_redis_restart_resyncs(self):
+        """
+        While Redis is down a node keeps answering what it holds (same-node
+        heartbeats and introductions); when an empty Redis comes back on
+        the same port, the node writes its registrations and sessions
+        again and cross-node introductions work.
+        """
+        a, a_address = yield self.node("a")
+        b, b_address = yield self.node("b")
+        alice = yield self.scripted("alice", a_address)
+        carol = yield self.scripted("carol", a_address)
+        hosted = alice.expect(wire.SessionHosted)
+        alice.send(wire.HostSession(os.urandom(8), "alice", alice.cookie, "room", "chess", 4), a_address.as_tuple())
+        yield hosted
+        yield settle()
+        self.redis.stop()
+        yield settle(0.2)
+        self.assertFalse(a.node.store.up)
+        at_carol = carol.expect(wire.Introduction)
+        carol.send(wire.Introduce(os.urandom(8), "carol", carol.cookie, "alice"), a_address.as_tuple())
+        self.assertEqual((yield at_carol).peer_id, "alice")
+        acked = alice.expect(wire.HeartbeatAck)
+        alice.send(wire.Heartbeat(os.urandom(8), "alice", alice.cookie), a_address.as_tuple())
+        yield acked
+        self.redis.start()
+        while not (a.node.store.up and b.node.store.up):
+            yield settle(0.1)
+        yield settle(0.2)
+        bob = yield self.scripted("bob", b_address)
+        yield settle()
+        at_bob = bob.expect(wire.Introduction)
+        at_alice = alice.expect(wire.Introduction)
+        bob.send(wire.Introduce(os.urandom(8), "bob", bob.cookie, "alice"), b_address.as_tuple())
+        to_bob, to_alice = yield defer.gatherResults([at_bob, at_alice])
+        self.assertEqual((to_bob.peer_id, to_alice.peer_id), ("alice", "bob"))
+        listed = bob.expect(wire.SessionList)
+        bob.send(wire.ListSessions(os.urandom(8), "chess"), b_address.as_tuple())
+        self.assertEqual([s.name for s in (yield listed).sessions], ["room"])

@@ -94,10 +94,12 @@ class RedisStore(MultiService):
             protocol.on_message = on_message
             return protocol
 
+        commands, subscriber = Factory.forProtocol(command_protocol), Factory.forProtocol(subscriber_protocol)
+        commands.noisy = subscriber.noisy = False
         policy = backoffPolicy(initialDelay=0.2, maxDelay=2.0)
         self._commands = ClientService(
             HostnameEndpoint(reactor, host, port, timeout=2),
-            Factory.forProtocol(command_protocol),
+            commands,
             retryPolicy=policy,
             clock=reactor,
             prepareConnection=self._ready,
@@ -105,7 +107,7 @@ class RedisStore(MultiService):
         self._commands.setServiceParent(self)
         self._subscriber = ClientService(
             HostnameEndpoint(reactor, host, port, timeout=2),
-            Factory.forProtocol(subscriber_protocol),
+            subscriber,
             retryPolicy=policy,
             clock=reactor,
             prepareConnection=self._subscribe,
@@ -120,8 +122,9 @@ class RedisStore(MultiService):
             self.up = True
             self.log.info("Redis at {url} reachable; writing this node's state", url=self._url)
             self._lost_logged = False
-            lost = protocol.whenDisconnected()
-            lost.addCallback(self._lost)
+            # (C{protocol} is ClientService's proxy; the callback gets
+            # the protocol it wraps.)
+            protocol.whenDisconnected().addCallback(lambda _: self._lost(protocol))
             self._on_up()
 
         if d is None:
