@@ -181,7 +181,7 @@ class FailoverTests(ClusterTestCase):
         self.addCleanup(host.stop)
         yield host.start()
         self.assertIsNotNone(a.registry.lookup("host", reactor.seconds()))
-        hosted = yield host.host_session("Keith's Server", "race", 4)
+        yield host.host_session("Keith's Server", "race", 4)
         yield settle()
         player = PeerEndpoint(reactor, b_address, "player", interface="127.0.0.1")
         self.addCleanup(player.stop)
@@ -248,3 +248,29 @@ class RedisOutageTests(ClusterTestCase):
         listed = bob.expect(wire.SessionList)
         bob.send(wire.ListSessions(os.urandom(8), "chess"), b_address.as_tuple())
         self.assertEqual([s.name for s in (yield listed).sessions], ["room"])
+
+
+class OptionTests(TestCase):
+    def test_redis_url_checked(self):
+        """
+        C{--redis} takes only a redis://host[:port][/db] URL; C{--node-id}
+        needs C{--redis}; a good URL makes a cluster node's protocol.
+        """
+        from twisted.python.usage import UsageError
+
+        from p2pnet import introducer_tap
+        from p2pnet.cluster import ClusterIntroducerProtocol
+
+        for bad in ("http://x", "redis://", "redis://host/zero"):
+            options = introducer_tap.Options()
+            self.assertRaises(UsageError, options.parseOptions, ["--redis", bad, "--no-relay"])
+        options = introducer_tap.Options()
+        self.assertRaises(UsageError, options.parseOptions, ["--node-id", "x", "--no-relay"])
+        options = introducer_tap.Options()
+        options.parseOptions(["--redis", "redis://127.0.0.1:1/2", "--node-id", "n1", "--no-relay"])
+        protocol = introducer_tap.make_protocol(options, reactor)
+        self.assertIsInstance(protocol, ClusterIntroducerProtocol)
+        self.assertEqual(protocol.node.node_id, "n1")
+        options = introducer_tap.Options()
+        options.parseOptions(["--no-relay"])
+        self.assertNotIsInstance(introducer_tap.make_protocol(options, reactor), ClusterIntroducerProtocol)
