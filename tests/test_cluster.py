@@ -30,12 +30,12 @@ class ClusterTestCase(TestCase):
         self.addCleanup(self.redis.stop)
 
     @defer.inlineCallbacks
-    def node(self, name: str, lifetime: float = 30.0):
+    def node(self, name: str, lifetime: float = 30.0, **caps):
         """
         A started introducer node on 127.0.0.1 (stopped at cleanup),
         connected to Redis; returns (protocol, address).
         """
-        protocol = cluster_protocol(reactor, self.redis.url, lifetime, {}, node_id=name)
+        protocol = cluster_protocol(reactor, self.redis.url, lifetime, caps, node_id=name)
         node_service = NodeService(protocol.node)
         node_service.startService()
         self.addCleanup(lambda: node_service.running and node_service.stopService())

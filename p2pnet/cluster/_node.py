@@ -46,6 +46,8 @@ class ClusterNode:
         self.on_message: Callable[[dict], None] = lambda message: None
         self.store = RedisStore(reactor, url, S.CHANNEL + self.node_id, self._received, self.resync)
         self._dirty: OrderedDict[str, object] = OrderedDict()
+        #: peer id -> the Deferred of its sessions-to-take-over lookup.
+        self.fetching: dict[str, Deferred] = {}
         self._flush_call = None
         self._sync_call = None
         self.stats = {"redis-writes": 0, "redis-reads": 0, "forwarded": 0, "forwards-received": 0, "bad-records": 0}
@@ -150,8 +152,15 @@ class ClusterNode:
             self.session_changed(session)
 
     def _fetch_adoptable(self, peer_id: str) -> None:
+        if peer_id in self.fetching:
+            return
         self.stats["redis-reads"] += 1
         d = self.store.eval(S.READ_HOSTED, [S.HOSTED + peer_id], [S.SESSION])
+        # Session requests from this peer wait for the answer (bounded:
+        # one fetch per registration, each failing within the command
+        # timeout).
+        self.fetching[peer_id] = d
+        d.addBoth(lambda result: (self.fetching.pop(peer_id, None), result)[1])
 
         def found(flat) -> None:
             sessions = []

@@ -19,7 +19,9 @@ from collections import OrderedDict
 
 from p2pnet import wire
 from p2pnet._pushes import Budget
-from p2pnet._registry import Registration, RegistryError
+from twisted.python.failure import Failure
+
+from p2pnet._registry import ChallengeNeeded, Registration, RegistryError
 from p2pnet.address import Address
 from p2pnet.cluster._records import BadRecord, dump, load, peer_record, read_peer
 from p2pnet.introducer import IntroducerProtocol, lag_ms
@@ -174,6 +176,36 @@ class ClusterIntroducerProtocol(IntroducerProtocol):
         else:
             push_id = message.allocation
         self._pusher.push(push_id, raw, to, Budget(paid, to) if paid is not None else None)
+
+    # -- hosting again after moving here ---------------------------------------
+
+    def _on_host_session(self, message: wire.HostSession, source, size, authenticated, now) -> None:
+        """
+        As L{IntroducerProtocol}'s, but while this node is still reading
+        which sessions the host held through another node, the request
+        waits for that answer (so the session keeps its id).
+        """
+        fetching = self.node.fetching.get(message.peer_id)
+        if fetching is None:
+            super()._on_host_session(message, source, size, authenticated, now)
+            return
+        budget = self._budget
+
+        def go(result):
+            self._budget = budget
+            try:
+                IntroducerProtocol._on_host_session(self, message, source, size, authenticated, self._clock.seconds())
+            except ChallengeNeeded as e:
+                self._challenge(message.txid, e, source, size, authenticated, self._clock.seconds())
+            except RegistryError as e:
+                self._error(message.txid, e.code, e.reason, source, size, authenticated)
+            except Exception:
+                self._bug(Failure())
+            finally:
+                self._budget = None
+            return result
+
+        fetching.addBoth(go)
 
     # -- acknowledgements of joins decided elsewhere -------------------------
 

@@ -31,6 +31,9 @@ class ClusterRegistry(Registry):
     def __init__(self, lifetime, random_bytes, **kwargs) -> None:
         super().__init__(lifetime, random_bytes, **kwargs)
         self.observer = None
+        #: Sessions hosted again here under their old id.
+        self.adopted = 0
+        self.adoption_misses = 0
         # peer id -> (stand-in, its node, when last seen)
         self.remote: OrderedDict[str, tuple[Registration, str, float]] = OrderedDict()
         # peer id -> (when fetched, [(session id, record session, key)])
@@ -135,6 +138,7 @@ class ClusterRegistry(Registry):
                     == (name, game_id, max_players, mesh, tuple(properties))
                 ):
                     del offered[1][i]
+                    self.adopted += 1
                     chosen = session_id
                     random_bytes = self._random_bytes
                     self._random_bytes = lambda n: chosen if n == len(chosen) else random_bytes(n)
@@ -142,6 +146,7 @@ class ClusterRegistry(Registry):
                         return super().host_session(host, name, game_id, max_players, mesh, properties)
                     finally:
                         self._random_bytes = random_bytes
+        self.adoption_misses += 1
         return super().host_session(host, name, game_id, max_players, mesh, properties)
 
     # -- joins with members on other nodes ---------------------------------
