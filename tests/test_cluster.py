@@ -274,3 +274,44 @@ class OptionTests(TestCase):
         options = introducer_tap.Options()
         options.parseOptions(["--no-relay"])
         self.assertNotIsInstance(introducer_tap.make_protocol(options, reactor), ClusterIntroducerProtocol)
+
+
+class ThreeNodeTests(ClusterTestCase):
+    @defer.inlineCallbacks
+    def test_mesh_session_across_three_nodes(self):
+        """
+        A mesh session hosted via node A: a player on node B joins and
+        acknowledges (node A counts it a member), then a player on node C
+        is introduced to both the host and the first player, each copy
+        sent by the node that holds its receiver.
+        """
+        a, a_address = yield self.node("a")
+        b, b_address = yield self.node("b")
+        c, c_address = yield self.node("c")
+        host = yield self.scripted("host", a_address)
+        hosted = host.expect(wire.SessionHosted)
+        host.send(wire.HostSession(os.urandom(8), "host", host.cookie, "arena", "shooter", 8, True), a_address.as_tuple())
+        session_id = (yield hosted).session_id
+        first = yield self.scripted("first", b_address)
+        second = yield self.scripted("second", c_address)
+        yield settle()
+
+        at_host = host.expect(wire.Introduction)
+        at_first = first.expect(wire.Introduction)
+        first.send(wire.Introduce(os.urandom(8), "first", first.cookie, None, session_id), b_address.as_tuple())
+        to_host, to_first = yield defer.gatherResults([at_host, at_first])
+        self.assertEqual((to_host.peer_id, to_first.peer_id), ("first", "host"))
+        first.send(wire.IntroAck(os.urandom(8), to_first.intro_id), b_address.as_tuple())
+        host.send(wire.IntroAck(os.urandom(8), to_host.intro_id), a_address.as_tuple())
+        while a.registry.local_sessions()[0].members != ["first"]:
+            yield settle(0.02)
+
+        at_host = host.expect(wire.Introduction)
+        at_first = first.expect(wire.Introduction)
+        at_second = [second.expect(wire.Introduction), second.expect(wire.Introduction)]
+        second.send(wire.Introduce(os.urandom(8), "second", second.cookie, None, session_id), c_address.as_tuple())
+        to_host, to_first, *to_second = yield defer.gatherResults([at_host, at_first, *at_second])
+        self.assertEqual((to_host.peer_id, to_first.peer_id), ("second", "second"))
+        self.assertEqual(sorted(m.peer_id for m in to_second), ["first", "host"])
+        self.assertEqual(to_first.public, second.address)
+        self.assertEqual(a.stats["introductions-cross-node"], 3)
