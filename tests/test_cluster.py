@@ -315,3 +315,16 @@ class ThreeNodeTests(ClusterTestCase):
         self.assertEqual(sorted(m.peer_id for m in to_second), ["first", "host"])
         self.assertEqual(to_first.public, second.address)
         self.assertEqual(a.stats["introductions-cross-node"], 3)
+
+    def test_peer_takes_several_introducers(self):
+        """
+        C{p2pnet peer --introducer} given more than once keeps every
+        address, in order, without repeats; the first is the one in use.
+        """
+        from p2pnet._peercli import Options
+
+        options = Options()
+        options.parseOptions(["--introducer", "127.0.0.1:5", "-i", "127.0.0.2:6", "--introducer", "127.0.0.1:5",
+                              "--name", "x"])
+        self.assertEqual(options["introducers"], [Address("127.0.0.1", 5), Address("127.0.0.2", 6)])
+        self.assertEqual(options["introducer"], Address("127.0.0.1", 5))
