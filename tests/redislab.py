@@ -58,6 +58,8 @@ class RedisServer:
     def __init__(self, port: int | None = None) -> None:
         self.port = port if port is not None else free_port()
         self.process: subprocess.Popen | None = None
+        #: Prepended to the command line (benchmarks pin it: taskset).
+        self.start_argv_prefix: list[str] = []
 
     @property
     def url(self) -> str:
@@ -65,7 +67,7 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> None:
         self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            self.start_argv_prefix + [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--protected-mode", "no", "--loglevel", "notice"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
