@@ -328,3 +328,108 @@ class ThreeNodeTests(ClusterTestCase):
                               "--name", "x"])
         self.assertEqual(options["introducers"], [Address("127.0.0.1", 5), Address("127.0.0.2", 6)])
         self.assertEqual(options["introducer"], Address("127.0.0.1", 5))
+
+
+class RedisLobbyTests(ClusterTestCase):
+    @defer.inlineCallbacks
+    def hosted(self, protocol, count, now):
+        """
+        C{count} sessions of game "race" hosted through C{protocol}'s
+        registry ("room 0".. in creation order, every third full-sized
+        "duel" for two with one reserved slot), written to Redis.
+        """
+        registry = protocol.registry
+        sessions = []
+        for i in range(count):
+            host = registry.register(f"host-{i}", Address("198.51.100.1", 1000 + i), (), None, now)
+            registry.authenticate(host.peer_id, host.cookie, host.public, now)
+            duel = i % 3 == 0
+            session = registry.host_session(
+                host, f"{'duel' if duel else 'room'} {i}", "race", 2 if duel else 8, False,
+                (("map", "dust" if i % 2 else "ice"),),
+            )
+            if duel:
+                session.pending["someone"] = now + 3600.0
+                protocol.node.session_changed(session)
+            sessions.append(session)
+        yield settle(0.3)
+        return sessions
+
+    @defer.inlineCallbacks
+    def pages(self, lobby, query, budget=1100):
+        from p2pnet._lobby import LobbyQuery
+
+        listed, cursor, count = [], None, 0
+        while True:
+            page = yield lobby.page(LobbyQuery(**query, cursor=cursor), budget, reactor.seconds())
+            listed.extend(page.sessions)
+            count += 1
+            cursor = page.cursor
+            if cursor is None:
+                return listed, count, page.total
+
+    @defer.inlineCallbacks
+    def test_cursor_pages_list_each_once_in_order(self):
+        """
+        Paging the Redis lobby from another node with the cursor lists
+        every session of the game exactly once, in creation order, across
+        pages bounded by the byte budget; C{total} counts the game.
+        """
+        a, _ = yield self.node("a", max_sessions_per_ip=1000, max_per_ip=1000)
+        b, _ = yield self.node("b")
+        now = reactor.seconds()
+        sessions = yield self.hosted(a, 300, now)
+        listed, count, total = yield self.pages(b.registry.lobby, {"game_id": "race"})
+        self.assertEqual([s.session_id for s in listed], [s.session_id for s in sessions])
+        self.assertGreater(count, 2)
+        self.assertEqual(total, 300)
+        empty, _, total = yield self.pages(b.registry.lobby, {"game_id": "other"})
+        self.assertEqual((empty, total), ([], 0))
+
+    @defer.inlineCallbacks
+    def test_filters(self):
+        """
+        Name prefix, property and open-slot filters and the limit behave
+        as in memory: only matches, in order, at most C{limit} a page; a
+        page looks at no more than 256 sessions, so a filter matching
+        nothing still pages through with a cursor.
+        """
+        from p2pnet._lobby import LobbyQuery
+
+        a, _ = yield self.node("a", max_sessions_per_ip=1000, max_per_ip=1000)
+        now = reactor.seconds()
+        sessions = yield self.hosted(a, 300, now)
+        lobby = a.registry.lobby
+        duels, _, _ = yield self.pages(lobby, {"game_id": "race", "name_prefix": "duel"})
+        self.assertEqual([s.name for s in duels], [f"duel {i}" for i in range(0, 300, 3)])
+        icy, _, _ = yield self.pages(lobby, {"game_id": "race", "properties": (("map", "ice"),)})
+        self.assertEqual([s.name.split()[1] for s in icy], [str(i) for i in range(0, 300, 2)])
+        open_, _, _ = yield self.pages(lobby, {"game_id": "race", "open_only": True})
+        self.assertEqual(len(open_), 200)
+        self.assertFalse(any(s.name.startswith("duel") for s in open_))
+        page = yield lobby.page(LobbyQuery(game_id="race", limit=5), 1100, now)
+        self.assertEqual([s.session_id for s in page.sessions], [s.session_id for s in sessions[:5]])
+        nothing = yield lobby.page(LobbyQuery(game_id="race", name_prefix="zzz"), 1100, now)
+        self.assertEqual(nothing.sessions, ())
+        self.assertIsNotNone(nothing.cursor)
+        rest = yield lobby.page(LobbyQuery(game_id="race", name_prefix="zzz", cursor=nothing.cursor), 1100, now)
+        self.assertEqual((rest.sessions, rest.cursor), ((), None))
+
+    @defer.inlineCallbacks
+    def test_withdrawn_and_expired_sessions_leave_the_lobby(self):
+        """
+        A withdrawn session leaves the lobby at once; one whose node died
+        and whose key expired is skipped (and removed) by the page that
+        finds it.
+        """
+        a, _ = yield self.node("a", max_sessions_per_ip=1000, max_per_ip=1000)
+        now = reactor.seconds()
+        sessions = yield self.hosted(a, 5, now)
+        host = a.registry.lookup("host-1", now)
+        a.registry.unhost(host, sessions[1].session_id)
+        yield settle()
+        yield a.node.store.execute("DEL", "p2p:session:" + sessions[3].session_id.hex())
+        listed, _, _ = yield self.pages(a.registry.lobby, {"game_id": "race"})
+        self.assertEqual([s.name for s in listed], ["duel 0", "room 2", "room 4"])
+        left = yield a.node.store.execute("ZCARD", "p2p:lobby:g:race")
+        self.assertEqual(int(left), 3)
