@@ -433,3 +433,47 @@ class RedisLobbyTests(ClusterTestCase):
         self.assertEqual([s.name for s in listed], ["duel 0", "room 2", "room 4"])
         left = yield a.node.store.execute("ZCARD", "p2p:lobby:g:race")
         self.assertEqual(int(left), 3)
+
+
+class RelayAcrossNodesTests(ClusterTestCase):
+    @defer.inlineCallbacks
+    def test_both_sides_get_one_allocation(self):
+        """
+        Two peers on different nodes introduced to each other both ask
+        their own node for a relay: each is offered the same allocation,
+        relay and key (shared through Redis), on opposite sides, and the
+        other side's offer is pushed through its node.
+        """
+        from p2pnet.introducer import RelaySettings
+
+        relay = RelaySettings(b"r" * 32, Address("192.0.2.50", 3479))
+        nodes = {}
+        for name in ("a", "b"):
+            protocol = cluster_protocol(reactor, self.redis.url, 30.0, {}, node_id=name, relay=relay)
+            node_service = NodeService(protocol.node)
+            node_service.startService()
+            self.addCleanup(node_service.stopService)
+            service = IntroducerService(reactor, protocol, 0, "127.0.0.1")
+            service.startService()
+            self.addCleanup(service.stopService)
+            yield protocol.node.store.whenUp()
+            nodes[name] = Address("127.0.0.1", service.port.getHost().port)
+        alice = yield self.scripted("alice", nodes["a"])
+        bob = yield self.scripted("bob", nodes["b"])
+        yield settle()
+        at_alice, at_bob = alice.expect(wire.Introduction), bob.expect(wire.Introduction)
+        alice.send(wire.Introduce(os.urandom(8), "alice", alice.cookie, "bob"), nodes["a"].as_tuple())
+        intro, _ = yield defer.gatherResults([at_alice, at_bob])
+        offers_alice = [alice.expect(wire.RelayOffer)]
+        offers_bob = [bob.expect(wire.RelayOffer)]
+        alice.send(wire.RelayRequest(os.urandom(8), "alice", alice.cookie, "bob", intro.intro_id),
+                   nodes["a"].as_tuple())
+        first_alice, pushed_bob = yield defer.gatherResults(offers_alice + offers_bob)
+        at_bob = bob.expect(wire.RelayOffer)
+        bob.send(wire.RelayRequest(os.urandom(8), "bob", bob.cookie, "alice", intro.intro_id), nodes["b"].as_tuple())
+        answer_bob = yield at_bob
+        for offer in (pushed_bob, answer_bob):
+            self.assertEqual((offer.allocation, offer.relay, offer.key),
+                             (first_alice.allocation, relay.address, first_alice.key))
+            self.assertEqual(offer.side, 1 - first_alice.side)
+        self.assertEqual(first_alice.key, wire.relay_key(relay.secret, first_alice.allocation))
