@@ -24,14 +24,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import time
 
 from benchmarks import _loadgen
-from benchmarks._common import Server, table, write_result
-from tests.redislab import REDIS_SERVER, RedisServer
+from benchmarks._common import Server, write_result
+from tests.redislab import RedisServer
 
 
 def _redis(cpu: int | None = None) -> RedisServer:

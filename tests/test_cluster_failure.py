@@ -9,7 +9,6 @@ node, and every session must still be listed under its id.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
 from twisted.internet import defer, reactor

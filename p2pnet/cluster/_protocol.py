@@ -50,8 +50,9 @@ class ClusterIntroducerProtocol(IntroducerProtocol):
     def _introduce_request(self, message: wire.Introduce, requester, size, authenticated, now) -> None:
         if message.target is not None and message.session_id is None:
             if self.registry.lookup(message.target, now) is None and message.target != requester.peer_id:
-                self._with_remote(message.target, message, size, authenticated, lambda target, node: self._introduce(
-                    requester, target, message.txid, None, size, authenticated))
+                self._with_remote(message.target, message, requester.public, size, authenticated,
+                                  lambda target, node: self._introduce(
+                                      requester, target, message.txid, None, size, authenticated))
                 return
         elif message.session_id is not None and message.target is None:
             if not self.registry.holds_session(message.session_id):
@@ -59,12 +60,11 @@ class ClusterIntroducerProtocol(IntroducerProtocol):
                 return
         super()._introduce_request(message, requester, size, authenticated, now)
 
-    def _with_remote(self, peer_id: str, message, size, authenticated, then) -> None:
+    def _with_remote(self, peer_id: str, message, source: Address, size, authenticated, then) -> None:
         """
         Look C{peer_id} up in Redis and call C{then(stand-in, node)}, or
-        answer C{UNKNOWN_PEER}.
+        answer C{UNKNOWN_PEER} to C{source}.
         """
-        source = self._requester_address(message)
         budget = self._budget
 
         def found(result) -> None:
@@ -82,10 +82,6 @@ class ClusterIntroducerProtocol(IntroducerProtocol):
                 self._budget = None
 
         self.node.lookup_peer(peer_id).addCallback(found).addErrback(self._bug)
-
-    def _requester_address(self, message) -> Address:
-        registration = self.registry.lookup(message.peer_id, self._clock.seconds())
-        return registration.public
 
     def _forget_recent(self, message) -> None:
         self._recent.pop((message.peer_id, message.txid), None)
@@ -230,7 +226,7 @@ class ClusterIntroducerProtocol(IntroducerProtocol):
             self._deliver(target, node, reverse, None, None, requester.peer_id)
             self.stats["reversals"] += 1
 
-        self._with_remote(message.target, message, size, authenticated, then)
+        self._with_remote(message.target, message, source, size, authenticated, then)
 
     def _on_candidate_offer(self, message: wire.CandidateOffer, source, size, authenticated, now) -> None:
         requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)
@@ -245,7 +241,7 @@ class ClusterIntroducerProtocol(IntroducerProtocol):
             self._deliver(target, node, forward, None, None, requester.peer_id)
             self.stats["candidates-forwarded"] += 1
 
-        self._with_remote(message.target, message, size, authenticated, then)
+        self._with_remote(message.target, message, source, size, authenticated, then)
 
     def _on_relay_request(self, message: wire.RelayRequest, source, size, authenticated, now) -> None:
         requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)
@@ -286,7 +282,7 @@ class ClusterIntroducerProtocol(IntroducerProtocol):
 
             self.node.shared_offer(message.intro_id, ours).addCallback(shared).addErrback(self._bug)
 
-        self._with_remote(message.target, message, size, authenticated, then)
+        self._with_remote(message.target, message, source, size, authenticated, then)
 
     # -- messages from other nodes ---------------------------------------------
 
