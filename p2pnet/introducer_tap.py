@@ -114,8 +114,10 @@ class Options(usage.Options):
             if self[name] < 1:
                 raise usage.UsageError(f"--{name} must be at least 1")
         if self["redis"] is not None:
-            from p2pnet.cluster._store import parse_url
-
+            try:
+                from p2pnet.cluster._store import parse_url
+            except ImportError as e:
+                raise usage.UsageError(f"--redis needs txredisapi (pip install 'p2pnet[cluster]'): {e}")
             try:
                 parse_url(self["redis"])
             except ValueError as e:
