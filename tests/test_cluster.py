@@ -482,3 +482,39 @@ class RelayAcrossNodesTests(ClusterTestCase):
                              (first_alice.allocation, relay.address, first_alice.key))
             self.assertEqual(offer.side, 1 - first_alice.side)
         self.assertEqual(first_alice.key, wire.relay_key(relay.secret, first_alice.allocation))
+
+
+class JoinDuringFailoverTests(ClusterTestCase):
+    @defer.inlineCallbacks
+    def test_join_forwarded_to_a_dead_node_is_forwarded_again(self):
+        """
+        A player joins a session whose node has just died: the first
+        forwarded join is lost, the player's retransmissions are forwarded
+        again once the host has moved to another node (which took the
+        session over), and the player connects.
+        """
+        from p2pnet._peertypes import PeerConfig
+
+        a, a_address = yield self.node("a")
+        b, b_address = yield self.node("b")
+        c, c_address = yield self.node("c")
+        host = PeerEndpoint(reactor, [a_address, b_address], "host", interface="127.0.0.1",
+                            factory=EchoFactory(), config=PeerConfig(heartbeat_interval=1.0))
+        self.addCleanup(host.stop)
+        yield host.start()
+        yield host.host_session("Keith's Server", "race", 4)
+        player = PeerEndpoint(reactor, c_address, "player", interface="127.0.0.1")
+        self.addCleanup(player.stop)
+        yield player.start()
+        yield settle()
+        [session] = yield player.list_sessions("race")
+        for service in a.services:
+            yield service.stopService()
+        receiver = Waiting()
+        connection = yield player.join(session, receiver)
+        self.assertEqual(connection.peer_id, "host")
+        self.assertEqual([s.session_id for s in b.registry.local_sessions()], [session.session_id])
+        self.assertGreater(c.stats["introductions-repeated"], 0)
+        arrived = receiver.next
+        connection.send(b"ping")
+        self.assertEqual((yield arrived), b"echo ping")

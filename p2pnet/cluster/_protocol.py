@@ -30,6 +30,12 @@ from p2pnet.wire import ErrorCode
 #: Joins of sessions held elsewhere waiting for the joiner's
 #: acknowledgement (at most this many).
 MAX_REMOTE_JOINS = 65536
+#: Seconds before a retransmitted join of a session held elsewhere is
+#: forwarded again, and how long a deciding node remembers one it decided.
+FORWARD_AGAIN = 2.0
+JOIN_MEMORY = 30.0
+#: Most joins remembered in each of those two tables.
+MAX_JOIN_MEMORY = 65536
 _FORWARDABLE = (wire.Introduction, wire.Reverse, wire.Candidate, wire.RelayOffer, wire.Error)
 
 
@@ -42,6 +48,10 @@ class ClusterIntroducerProtocol(IntroducerProtocol):
         super().__init__(clock, registry, *args, **kwargs)
         self.node = node
         node.on_message = self._from_node
+        # (joiner, txid) -> when its join was forwarded; and, on the
+        # deciding node, when a forwarded join was decided.
+        self._joins_sent: OrderedDict[tuple, float] = OrderedDict()
+        self._joins_decided: OrderedDict[tuple, float] = OrderedDict()
         # intro id -> (session id, deciding node, joiner's address, joiner)
         self._remote_joins: OrderedDict[bytes, tuple[bytes, str, tuple, str]] = OrderedDict()
 
@@ -56,6 +66,17 @@ class ClusterIntroducerProtocol(IntroducerProtocol):
                 return
         elif message.session_id is not None and message.target is None:
             if not self.registry.holds_session(message.session_id):
+                # Not deduplicated for 30 s like local requests: a
+                # retransmission after FORWARD_AGAIN is forwarded again
+                # (to the session's node then: its first node may have
+                # died); that node ignores what it already decided.
+                self._forget_recent(message)
+                key = (requester.peer_id, message.txid)
+                sent = self._joins_sent.get(key)
+                if sent is not None and now - sent < FORWARD_AGAIN:
+                    self.stats["introductions-repeated"] += 1
+                    return
+                _remember(self._joins_sent, key, now)
                 self._join_elsewhere(message, requester, size, authenticated)
                 return
         super()._introduce_request(message, requester, size, authenticated, now)
@@ -332,6 +353,12 @@ class ClusterIntroducerProtocol(IntroducerProtocol):
             raise TypeError("bad budget")
         txid = bytes.fromhex(message["t"])
         session_id = bytes.fromhex(message["s"])
+        decided = self._joins_decided.get((peer_id, txid))
+        if decided is not None and now - decided < JOIN_MEMORY:
+            # Forwarded again: the introductions made are being pushed.
+            self.stats["introductions-repeated"] += 1
+            return
+        _remember(self._joins_decided, (peer_id, txid), now)
         self.registry.remember_remote(joiner, origin, now)
         try:
             session, targets = self.registry.join(joiner, session_id, now)
@@ -341,3 +368,13 @@ class ClusterIntroducerProtocol(IntroducerProtocol):
             return
         for target in targets:
             self._introduce(joiner, target, txid, session.session_id, paid or 0, paid is None)
+
+
+def _remember(table: OrderedDict, key, now: float) -> None:
+    """
+    Keep C{key -> now} in a capped table of recent joins (oldest out).
+    """
+    table.pop(key, None)
+    while len(table) >= MAX_JOIN_MEMORY or (table and next(iter(table.values())) < now - JOIN_MEMORY):
+        table.popitem(last=False)
+    table[key] = now
