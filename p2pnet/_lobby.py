@@ -39,6 +39,10 @@ shared one, for example on Redis):
    with C{BAD_REQUEST} (an empty page would read as "nothing matched").
  - C{total} is the number of sessions of the game (or of all games),
    before filtering.
+ - Entries are current: a listed session's player count is the one at
+   the time of the page (it changes as players join and leave; the
+   in-memory lobby reads it from the session, a shared one must store
+   it).
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ MAX_PROPERTY_FILTERS = 4
 MAX_LIMIT = 1024
 
 _CURSOR = struct.Struct("!Q")
+_U16 = struct.Struct("!H")
 
 
 class LobbyError(Exception):
@@ -138,14 +143,19 @@ class LobbyQuery:
             for pair in self.properties:
                 if pair not in have:
                     return False
-        if self.open_only:
-            taken = session.players
-            for until in session.pending.values():
-                if until > now:
-                    taken += 1
-            if taken >= session.max_players:
-                return False
-        return True
+        return not self.open_only or has_room(session, now)
+
+
+def has_room(session, now: float) -> bool:
+    """
+    Whether C{session} has a free slot at C{now}: its players and its
+    unexpired join reservations are fewer than its maximum.
+    """
+    taken = session.players
+    for until in session.pending.values():
+        if until > now:
+            taken += 1
+    return taken < session.max_players
 
 
 @frozen
@@ -155,7 +165,9 @@ class LobbyPage:
     and how many sessions the game has before filtering.
     """
 
-    sessions: tuple[wire.SessionInfo, ...]
+    #: L{wire.SessionInfo}s, or anything with their C{encode_value} (the
+    #: in-memory lobby gives L{ListedSession}s).
+    sessions: tuple
     cursor: bytes | None
     total: int
 
@@ -188,6 +200,41 @@ class Lobby(Protocol):
         @raise LobbyError: C{BAD_REQUEST} for a cursor that does not parse,
             or if the first match does not fit C{budget}.
         """
+
+
+class ListedSession:
+    """
+    A session entry as a page carries it: its encoding, made once.  Goes
+    into L{wire.SessionList.sessions} like a L{wire.SessionInfo} (the codec
+    only calls C{encode_value}); L{info} decodes it.
+    """
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def encode_value(self) -> bytes:
+        return self.raw
+
+    @property
+    def info(self) -> wire.SessionInfo:
+        return wire.SessionInfo.decode_value(self.raw)
+
+
+_PLAYERS_FIELD = bytes((wire.Tag.PLAYERS, 0, 2))
+
+
+def entry_parts(session) -> tuple[bytes, bytes]:
+    """
+    A session's encoded entry before and after its C{PLAYERS} field (the
+    one part that changes while it is listed).  The fields before it are
+    C{SESSION_ID}, C{NAME}, C{GAME_ID} and C{PEER_ID}
+    (L{wire.SessionInfo.encode_value}).
+    """
+    raw = session_info(session).encode_value()
+    head = 4 * 3 + 8 + sum(len(text.encode("utf-8")) for text in (session.name, session.game_id, session.host))
+    return raw[:head], raw[head + 5 :]
 
 
 def session_info(session) -> wire.SessionInfo:
@@ -231,11 +278,14 @@ class MemoryLobby:
     The lobby in this process: an L{OrderedIndex} per game and one of all
     sessions, keyed by a counter (kept in the session's C{lobby_key}).
     Implements L{Lobby}.
+
+    @param chunk: the indexes' chunk size (see L{OrderedIndex}).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, chunk: int = 512) -> None:
+        self._chunk = chunk
         self._next_key = 1
-        self._all: OrderedIndex = OrderedIndex()
+        self._all: OrderedIndex = OrderedIndex(chunk)
         self._games: dict[str, OrderedIndex] = {}
 
     def __len__(self) -> int:
@@ -246,10 +296,11 @@ class MemoryLobby:
             return
         key = session.lobby_key = self._next_key
         self._next_key += 1
+        session.lobby_entry = entry_parts(session)
         self._all.insert(key, session)
         game = self._games.get(session.game_id)
         if game is None:
-            game = self._games[session.game_id] = OrderedIndex()
+            game = self._games[session.game_id] = OrderedIndex(self._chunk)
         game.insert(key, session)
 
     def remove(self, session) -> None:
@@ -279,31 +330,41 @@ class MemoryLobby:
         if index is None:
             return LobbyPage((), None, 0)
         limit = query.limit or MAX_LIMIT
-        filtered = bool(query.properties or query.name_prefix or query.open_only)
-        page: list[wire.SessionInfo] = []
+        prefix = query.name_prefix
+        pairs = query.properties
+        open_only = query.open_only
+        page: list[ListedSession] = []
         scanned = 0
         last = after
-        for key, session in index.after(after):
-            if scanned >= SCAN_LIMIT or len(page) >= limit:
-                return LobbyPage(tuple(page), encode_cursor(last), len(index))
-            scanned += 1
-            if filtered and not query.matches(session, now):
-                last = key
-                continue
-            info = session_info(session)
-            cost = 3 + len(info.encode_value())
-            if cost > budget:
-                if not page:
-                    raise LobbyError(
-                        ErrorCode.BAD_REQUEST,
-                        "the next session does not fit this request's answer: pad it to 1200 bytes",
-                    )
-                return LobbyPage(tuple(page), encode_cursor(last), len(index))
-            budget -= cost
-            page.append(info)
-            last = key
+        pack = _U16.pack
+        # (The filters are inlined: this loop is a page's whole cost.)
+        for keys, sessions, start in index.runs_after(after):
+            for i in range(start, len(keys)):
+                if scanned >= SCAN_LIMIT or len(page) >= limit:
+                    return LobbyPage(tuple(page), encode_cursor(last), len(index))
+                scanned += 1
+                session = sessions[i]
+                if (
+                    (prefix and not session.name.startswith(prefix))
+                    or (pairs and not all(pair in session.properties for pair in pairs))
+                    or (open_only and not has_room(session, now))
+                ):
+                    last = keys[i]
+                    continue
+                head, tail = session.lobby_entry
+                raw = head + _PLAYERS_FIELD + pack(session.players) + tail
+                cost = 3 + len(raw)
+                if cost > budget:
+                    if not page:
+                        raise LobbyError(
+                            ErrorCode.BAD_REQUEST,
+                            "the next session does not fit this request's answer: pad it to 1200 bytes",
+                        )
+                    return LobbyPage(tuple(page), encode_cursor(last), len(index))
+                budget -= cost
+                page.append(ListedSession(raw))
+                last = keys[i]
         return LobbyPage(tuple(page), None, len(index))
-
 
 def list_answer(lobby: Lobby, message: wire.ListSessions, budget: int, now: float):
     """

@@ -23,14 +23,16 @@ class OrderedIndex(Generic[V]):
     """
     Integer keys in ascending order, each with a value.
 
-    @cvar CHUNK: keys per chunk; a chunk splits in two at twice this.
+    @param chunk: keys per chunk (appends start a new chunk there; a
+        chunk splits in two at twice this).
     """
 
-    CHUNK = 512
+    __slots__ = ("_keys", "_values", "_maxes", "_len", "_chunk")
 
-    __slots__ = ("_keys", "_values", "_maxes", "_len")
-
-    def __init__(self) -> None:
+    def __init__(self, chunk: int = 512) -> None:
+        if chunk < 2:
+            raise ValueError("a chunk holds at least 2 keys")
+        self._chunk = chunk
         self._keys: list[list[int]] = []
         self._values: list[list[V]] = []
         self._maxes: list[int] = []
@@ -47,7 +49,7 @@ class OrderedIndex(Generic[V]):
         """
         maxes = self._maxes
         if not maxes or key > maxes[-1]:
-            if not maxes or len(self._keys[-1]) >= self.CHUNK:
+            if not maxes or len(self._keys[-1]) >= self._chunk:
                 self._keys.append([key])
                 self._values.append([value])
                 maxes.append(key)
@@ -65,7 +67,7 @@ class OrderedIndex(Generic[V]):
         keys.insert(j, key)
         self._values[i].insert(j, value)
         self._len += 1
-        if len(keys) >= 2 * self.CHUNK:
+        if len(keys) >= 2 * self._chunk:
             half = len(keys) // 2
             values = self._values[i]
             self._keys[i : i + 1] = [keys[:half], keys[half:]]
@@ -100,6 +102,17 @@ class OrderedIndex(Generic[V]):
         The entries whose key is larger than C{key} (all, for None), in
         ascending order.  The index must not change while this is iterated.
         """
+        for keys, values, start in self.runs_after(key):
+            for k in range(start, len(keys)):
+                yield keys[k], values[k]
+
+    def runs_after(self, key: int | None) -> Iterator[tuple[list[int], list[V], int]]:
+        """
+        The entries after C{key} as runs C{(keys, values, start)}: the
+        entries C{keys[start:]} and C{values[start:]} of one chunk, chunk
+        after chunk (the lists themselves, not copies: read them only,
+        while the index does not change).
+        """
         maxes = self._maxes
         if key is None:
             i = j = 0
@@ -110,9 +123,7 @@ class OrderedIndex(Generic[V]):
             j = bisect_right(self._keys[i], key)
         all_keys, all_values = self._keys, self._values
         while i < len(all_keys):
-            keys, values = all_keys[i], all_values[i]
-            for k in range(j, len(keys)):
-                yield keys[k], values[k]
+            yield all_keys[i], all_values[i], j
             i += 1
             j = 0
 

@@ -172,6 +172,8 @@ class Session:
     ip: str = ""
     #: Its place in the lobby's order (set by the L{Lobby}; None unlisted).
     lobby_key: int | None = None
+    #: Its encoded lobby entry around the player count (the lobby's cache).
+    lobby_entry: tuple[bytes, bytes] | None = field(default=None, repr=False)
 
     @property
     def players(self) -> int:

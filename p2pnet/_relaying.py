@@ -108,9 +108,10 @@ class Relaying:
 
     #: Relay routes a connection may hold from offers it did not ask for
     #: (the introducer pushes one to the other side of a relay request;
-    #: without a secret, anyone can spoof more).  The answer to the
+    #: without a secret, anyone can spoof more; when a relay dies, the
+    #: introducer pushes the new one to both sides).  The answer to the
     #: connection's own request is taken beyond it.
-    MAX_PUSHED_ROUTES = 2
+    MAX_PUSHED_ROUTES = 3
 
     def remember_route(self, connection: PeerConnection, route: RelayRoute, answer: bool = False) -> bool:
         """
@@ -153,6 +154,10 @@ class Relaying:
                     # The relay did not forward the hello that drew the
                     # challenge: send one now rather than at the next retry.
                     connection.send_hello(route)
+                elif connection.address != route and not connection.ended:
+                    # A relay we are moving to (ours died): the keepalive
+                    # that drew the challenge was not forwarded either.
+                    connection.send_keepalive(route)
             return
         inner = wire.verify_relayed(data, route.key)
         if inner is None:

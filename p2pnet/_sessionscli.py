@@ -31,7 +31,7 @@ from p2pnet.errors import MalformedMessage, P2PError
 def _limit(text: str) -> int:
     value = int(text)
     if value < 1:
-        raise ValueError("at least 1")
+        raise ValueError("--limit is at least 1")
     return value
 
 

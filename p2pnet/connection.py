@@ -489,6 +489,11 @@ class PeerConnection:
             endpoint.count("dropped-relay-offer")
             return
         self.machine.relay_offered(route)
+        if isinstance(self.address, RelayRoute) and self.address.allocation_id != route.allocation_id:
+            # Relayed already: the introducer moved us because our relay
+            # died.  A keepalive binds us at the new relay; once the peer's
+            # traffic comes through it, the path moves there.
+            self.send_keepalive(route)
 
     def open_rescue_socket(self, port: int) -> None:
         """
@@ -542,6 +547,10 @@ class PeerConnection:
         self._pump_messages()
 
     def path_changed(self, address: Address) -> None:
+        if isinstance(address, RelayRoute) and isinstance(self.address, RelayRoute) and not self.ended:
+            # From one relay to another (the first one died): tell the
+            # peer at once, so that it moves too.
+            self.send_keepalive(address)
         self.address = address
         self.path = self._path_for(address)
         self.log.info(

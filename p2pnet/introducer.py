@@ -9,12 +9,10 @@ binds the socket; C{p2pnet.introducer_tap} holds the twistd options.
 
 from __future__ import annotations
 
-import math
 import os
 from collections import Counter, OrderedDict
 from typing import Callable
 
-from attrs import define
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from twisted.internet.interfaces import IReactorTime
@@ -22,9 +20,10 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from p2pnet import wire
-from p2pnet._intromemory import IntroductionMemory
+from p2pnet._intromemory import IntroductionMemory, lag_ms
 from p2pnet._lobby import LobbyError, list_answer
 from p2pnet._pushes import Budget, Pusher
+from p2pnet._relaypool import RelayPool, RelaySettings, RelayState, moved_offers
 from p2pnet._ratelimit import LogBudget, RateLimiter
 from p2pnet._registry import ChallengeNeeded, Registration, Registry, RegistryError
 from p2pnet._stunserver import StunServer
@@ -55,41 +54,6 @@ class _PrimaryStunSocket:
         self.write_datagram = write_datagram
 
 
-@define
-class RelaySettings:
-    """
-    The relay an introducer hands allocations out for.
-
-    @ivar secret: the relay's secret (allocation keys derive from it).
-    @ivar address: where peers reach the relay; None for a relay on the
-        introducer's own host, whose port C{port_of()} tells once bound
-        (offers then carry 0.0.0.0, which peers read as "the introducer's
-        host").
-    """
-
-    secret: bytes
-    address: Address | None = None
-    port_of: Callable[[], int] | None = None
-
-    def offer_address(self) -> Address:
-        if self.address is not None:
-            return self.address
-        return Address("0.0.0.0", self.port_of() if self.port_of is not None else 0)
-
-
-def lag_ms(receiver: Registration, other: Registration) -> int | None:
-    """
-    The C{lag} of C{receiver}'s introduction to C{other}: how many
-    milliseconds longer C{other}'s measured round trip to the introducer
-    is (0 if not longer, rounded up), or None unless both were measured.
-    """
-    if receiver.rtt is None or other.rtt is None:
-        return None
-    # Round to microseconds first so that float noise cannot add a
-    # millisecond to an exact difference.
-    return min(0xFFFF, max(0, math.ceil(round((other.rtt - receiver.rtt) * 1000.0, 3))))
-
-
 class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
     """
     The introducer's UDP protocol.
@@ -112,7 +76,8 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         the same port (its L{StunServer}, C{stun_server}, can also serve
         RFC 5780 alternate sockets), or None to drop STUN.
     @param relay: the L{RelaySettings} of the relay whose allocations this
-        introducer hands out, or None when there is no relay.
+        introducer hands out, a L{RelayPool} of several, or None when there
+        is no relay.
     @param sweep_interval: seconds between expiry sweeps.
     @param stats_interval: seconds between statistics log lines (0: never).
     @param identity: the introducer's static X25519 private key (peers
@@ -138,7 +103,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         secret: bytes | None = None,
         rate_limiter: RateLimiter | None = None,
         stun_responder: object | None = None,
-        relay: RelaySettings | None = None,
+        relay: RelaySettings | RelayPool | None = None,
         sweep_interval: float | None = None,
         stats_interval: float = 0.0,
         log_rate: float = 20.0,
@@ -154,7 +119,12 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         self._rate_limiter = rate_limiter
         self.stun_responder = stun_responder
         self.stun_server = StunServer(stun_responder) if stun_responder is not None else None
-        self.relay = relay
+        if isinstance(relay, RelaySettings):
+            relay = RelayPool([relay])
+        #: The relays allocations go to (None: no relay).
+        self.relays: RelayPool | None = relay
+        #: The first relay's settings (None: no relay).
+        self.relay = relay.relays[0].settings if relay is not None else None
         self._sweep_interval = sweep_interval or max(0.5, registry.lifetime / 4)
         self._stats_interval = stats_interval
         self._log_budget = LogBudget(log_rate)
@@ -744,18 +714,23 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
 
     def _on_relay_request(self, message: wire.RelayRequest, source, size, authenticated, now) -> None:
         requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)
-        if self.relay is None:
+        if self.relays is None:
             raise RegistryError(ErrorCode.BAD_REQUEST, "no relay here")
         target = self.registry.lookup(message.target, now)
         if target is None or target is requester:
             raise RegistryError(ErrorCode.UNKNOWN_PEER, f"no peer {message.target!r}")
         self._check_reachable(target, authenticated)
+        if self.relays.choose() is None:
+            raise RegistryError(ErrorCode.BAD_REQUEST, "no relay is answering")
         # Both members usually ask at about the same time: one allocation per
-        # introduction, remembered with it.
+        # introduction, remembered with it, on the least loaded relay.
         allocation, fresh = self.introductions.relay_allocation(
             message.intro_id, requester.peer_id, target.peer_id, self._random_bytes
         )
-        relay_address, secret = self.relay.offer_address(), self.relay.secret
+        relay = None if fresh else self.relays.relay_of(allocation)
+        if relay is None:
+            relay = self.relays.assign(allocation, message.intro_id, (requester.peer_id, target.peer_id))
+        relay_address, secret = relay.settings.offer_address(), relay.settings.secret
         key = wire.relay_key(secret, allocation)
         mine, theirs = (0, 1) if requester.peer_id < target.peer_id else (1, 0)
         self._send(
@@ -772,11 +747,38 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             self.stats["relay-allocations"] += 1
             if self._log_budget.allow("relay-allocation", now):
                 self.log.info(
-                    "relay allocation {allocation} for {requester} and {target}",
+                    "relay allocation {allocation} on {relay} for {requester} and {target}",
                     allocation=allocation.hex(),
+                    relay=relay.name,
                     requester=requester.peer_id,
                     target=target.peer_id,
                 )
+
+    def relay_died(self, relay: RelayState) -> None:
+        """
+        C{relay} stopped answering: move each pair it relayed for us (both
+        still registered) to a new allocation on another relay, pushing
+        the offer to both members as for a new allocation (they move their
+        path to it, see docs/operations.md).
+        """
+        now = self._clock.seconds()
+        relay.alive = False
+        moved = 0
+        for record in self.relays.take_records(relay):
+            members = [self.registry.lookup(peer_id, now) for peer_id in record.peers]
+            if None in members:
+                continue
+            allocation = self._random_bytes(8)
+            new = self.relays.assign(allocation, record.intro_id, record.peers)
+            if new is None:
+                break
+            self.introductions.replace_allocation(record.intro_id, allocation)
+            offers = dict(moved_offers(record, allocation, new, lambda: self._random_bytes(wire.TXID_SIZE)))
+            for member in members:
+                self._push(allocation, wire.encode(offers[member.peer_id], self._secret), member.public.as_tuple())
+            moved += 1
+        self.stats["relay-allocations-moved"] += moved
+        self.log.warn("relay {relay} is gone: {moved} relayed pairs moved", relay=relay.name, moved=moved)
 
 
 __all__ = ["IntroducerProtocol", "IntroducerService", "RelaySettings", "UDPService", "lag_ms"]

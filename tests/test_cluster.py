@@ -518,3 +518,29 @@ class JoinDuringFailoverTests(ClusterTestCase):
         arrived = receiver.next
         connection.send(b"ping")
         self.assertEqual((yield arrived), b"echo ping")
+
+
+class RedisLobbyCountTests(ClusterTestCase):
+    hosted = RedisLobbyTests.hosted
+
+    @defer.inlineCallbacks
+    def test_player_counts_current(self):
+        """
+        A join's reservation and its confirmation show in the Redis lobby
+        at once (as in memory), not at the next periodic rewrite.
+        """
+        from p2pnet._lobby import LobbyQuery
+
+        a, _ = yield self.node("a", max_sessions_per_ip=1000, max_per_ip=1000)
+        now = reactor.seconds()
+        sessions = yield self.hosted(a, 2, now)
+        session = sessions[1]
+        joiner = a.registry.register("joiner", Address("198.51.100.9", 9), (), None, now)
+        a.registry.join(joiner, session.session_id, now)
+        yield settle()
+        page = yield a.registry.lobby.page(LobbyQuery(game_id="race", name_prefix="room"), 1100, now)
+        self.assertEqual([s.players for s in page.sessions], [1])
+        a.registry.confirm_join(session.session_id, "joiner", now)
+        yield settle()
+        page = yield a.registry.lobby.page(LobbyQuery(game_id="race", name_prefix="room"), 1100, now)
+        self.assertEqual([s.players for s in page.sessions], [2])

@@ -1177,9 +1177,9 @@ class RelayRequestTests(IntroducerTestCase):
 
     def setUp(self):
         super().setUp()
-        from p2pnet.introducer import RelaySettings
+        from p2pnet._relaypool import RelayPool, RelaySettings
 
-        self.protocol.relay = RelaySettings(b"relay secret", Address("192.0.2.3", 3479))
+        self.protocol.relays = RelayPool([RelaySettings(b"relay secret", Address("192.0.2.3", 3479))])
         self.protocol._rate_limiter = None
         for name, source in (("a", A), ("b", B), ("c", C)):
             self.register(name, source)

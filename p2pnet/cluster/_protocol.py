@@ -266,17 +266,22 @@ class ClusterIntroducerProtocol(IntroducerProtocol):
 
     def _on_relay_request(self, message: wire.RelayRequest, source, size, authenticated, now) -> None:
         requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)
-        if self.relay is None or self.registry.lookup(message.target, now) is not None:
+        if self.relays is None or self.registry.lookup(message.target, now) is not None:
             super()._on_relay_request(message, source, size, authenticated, now)
             return
 
         def then(target, node) -> None:
+            if self.relays.choose() is None:
+                raise RegistryError(ErrorCode.BAD_REQUEST, "no relay is answering")
             allocation, fresh = self.introductions.relay_allocation(
                 message.intro_id, requester.peer_id, target.peer_id, self._random_bytes
             )
-            relay = self.relay.offer_address()
+            chosen = None if fresh else self.relays.relay_of(allocation)
+            if chosen is None:
+                chosen = self.relays.assign(allocation, message.intro_id, (requester.peer_id, target.peer_id))
+            relay = chosen.settings.offer_address()
             ours = dump({"a": allocation.hex(), "h": relay.host, "p": relay.port,
-                         "k": wire.relay_key(self.relay.secret, allocation).hex()})
+                         "k": wire.relay_key(chosen.settings.secret, allocation).hex()})
             budget = self._budget
 
             def shared(result) -> None:

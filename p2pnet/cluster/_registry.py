@@ -62,6 +62,17 @@ class ClusterRegistry(Registry):
         super()._remove(registration)
         if held and self.observer is not None:
             self.observer.peer_gone(registration)
+            for session_id in registration.joined or ():
+                self._relist(session_id)
+
+    def _relist(self, session_id: bytes) -> None:
+        """
+        Write a session's listing again (its players changed): a shared
+        lobby's entries are current, as in memory.
+        """
+        session = self._sessions.get(session_id)
+        if session is not None:
+            self.lobby.add(session)
 
     def local_peers(self):
         """
@@ -178,6 +189,7 @@ class ClusterRegistry(Registry):
             if joiner.joined is None:
                 joiner.joined = set()
             joiner.joined.add(session_id)
+        self._relist(session_id)
         targets = [host]
         if session.mesh:
             targets.extend(members)
@@ -194,4 +206,5 @@ class ClusterRegistry(Registry):
         if self._member(peer_id, now) is None:
             return False
         session.members.append(peer_id)
+        self._relist(session_id)
         return True

@@ -30,6 +30,7 @@ from p2pnet._stunserver import SOCKET_NAMES, StunResponder, StunServer, StunServ
 from p2pnet.address import Address
 from p2pnet.introducer import IntroducerProtocol, RelaySettings
 from p2pnet._relayclient import ANSWER, answer_challenge
+from p2pnet._relayprobe import STATUS_PROBE, status_key
 from p2pnet.relay import RelayProtocol
 from p2pnet.testing._fuzz import Target
 from p2pnet.testing._fuzzgen import (
@@ -420,6 +421,11 @@ class RelayTarget(Target):
             self.seeds.append(relay_seed(f"own-frame-{side}", mine, side, b"\xd1\x41" + nonce + bytes(24), key, True)
                               .sent_from(self.sources[side]))
         self.seeds.append(relay_seed("forward", mine, 0, inners[0], key, True, wire.MessageType.RELAY_FORWARD))
+        # Status probes (p2pnet/_relayprobe.py): a valid one, re-tagged
+        # after mutation, and one under a wrong secret.
+        nonce = rng.randbytes(8)
+        self.seeds.append(relay_seed("status-probe", nonce, STATUS_PROBE, bytes(4), status_key(RELAY_SECRET, nonce), True))
+        self.seeds.append(relay_seed("status-probe-forged", nonce, STATUS_PROBE, bytes(4), status_key(b"x", nonce), False))
         self.seeds.append(control_seed("relay-request", wire.RelayRequest(_txid(rng), "m", bytes(8), "h", mine)))
         self.seeds.append(data_seed("data", 7, b"payload", None))
         self.seeds.extend(s for s in stun_seeds(rng) if s.name.startswith("turn"))
