@@ -126,3 +126,40 @@ def txredis_client(port: int, n: int) -> None:
 
     reactor.callWhenRunning(run)
     reactor.run()
+
+
+def lobby_pages(url: str, sizes: list[int], pages: int) -> None:
+    """
+    CPU and wall time per Redis lobby page (no filter, 1,100-byte
+    budget), paging on with the cursor, at each lobby size (sessions
+    already written under games C{g<size>}).
+    """
+    from p2pnet._lobby import LobbyQuery
+    from p2pnet.cluster import cluster_protocol
+
+    @defer.inlineCallbacks
+    def run():
+        protocol = cluster_protocol(reactor, url, 600.0, {})
+        protocol.node.store.startService()
+        yield protocol.node.store.whenUp()
+        lobby = protocol.registry.lobby
+        result = {}
+        for size in sizes:
+            cursor, walls, cpu0, listed = None, [], time.process_time(), 0
+            for _ in range(pages):
+                t0 = time.perf_counter()
+                page = yield lobby.page(LobbyQuery(game_id=f"g{size}", cursor=cursor), 1100, reactor.seconds())
+                walls.append(time.perf_counter() - t0)
+                listed += len(page.sessions)
+                cursor = page.cursor
+            cpu = time.process_time() - cpu0
+            walls.sort()
+            result[str(size)] = {"pages": pages, "sessions_per_page": listed / pages,
+                                 "node_cpu_us_per_page": cpu / pages * 1e6,
+                                 "wall_median_us": statistics.median(walls) * 1e6}
+        _report(result)
+        yield protocol.node.store.stopService()
+        reactor.stop()
+
+    reactor.callWhenRunning(run)
+    reactor.run()

@@ -15,6 +15,9 @@ persistence):
  - C{latency}: introduction latency on real loopback sockets in one
    process, two nodes: Introduce sent -> both Introductions received, for
    two peers on the same node and on different nodes.
+ - C{lobby}: the node's CPU and the wall time per Redis lobby page
+   (cursor paging, no filter) at 1k and 100k sessions (C{--lobby-max N}
+   adds a lobby of N).
  - C{client}: 20,000 SET commands, awaited one by one and all pipelined,
    with C{txredisapi} (Twisted) and C{redis.asyncio} (plain asyncio).
 """
@@ -160,6 +163,47 @@ def latency(args) -> dict:
     return result
 
 
+def lobby(args) -> dict:
+    """
+    The Redis lobby's page cost at 1k, 100k and (with --lobby-max) more
+    sessions: the node's CPU and the wall time per page.
+    """
+    import json
+
+    import redis
+
+    from p2pnet._registry import Session
+    from p2pnet.cluster import _scripts as S
+    from p2pnet.cluster._records import session_record
+
+    sizes = [1000, 100_000] + ([args.lobby_max] if args.lobby_max else [])
+    server = _redis()
+    try:
+        client = redis.Redis(port=server.port)
+        put = client.register_script(S.PUT_SESSION)
+        for size in sizes:
+            game = f"g{size}"
+            pipe = client.pipeline(transaction=False)
+            for i in range(size):
+                sid = i.to_bytes(4, "big") + size.to_bytes(4, "big")
+                session = Session(sid, f"host-{i}", f"Server number {i}", game, 8, False, (("map", "dust"),))
+                put(keys=[S.SESSION + sid.hex(), S.LOBBY_ALL, S.LOBBY_GAME + game, S.LOBBY_SEQ, S.HOSTED + f"h{i}"],
+                    args=["bench", 3_600_000, session_record(session, None), sid.hex(), ""], client=pipe)
+                if i % 5000 == 4999:
+                    pipe.execute()
+            pipe.execute()
+        code = (f"from benchmarks._cluster_latency import lobby_pages; "
+                f"lobby_pages({server.url!r}, {sizes!r}, {args.pages})")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        result["redis_used_memory"] = client.info("memory")["used_memory"]
+    finally:
+        server.stop()
+    print(result, flush=True)
+    return result
+
+
 def client(args) -> dict:
     server = _redis()
     try:
@@ -209,13 +253,15 @@ def main() -> None:
     parser.add_argument("--registrations", type=int, default=100_000)
     parser.add_argument("--trials", type=int, default=300)
     parser.add_argument("--commands", type=int, default=20_000)
-    parser.add_argument("--part", choices=["all", "rate", "memory", "latency", "client"], default="all")
+    parser.add_argument("--pages", type=int, default=200)
+    parser.add_argument("--lobby-max", type=int, default=0, help="also page a lobby of this many sessions")
+    parser.add_argument("--part", choices=["all", "rate", "memory", "latency", "client", "lobby"], default="all")
     args = parser.parse_args()
     results = {}
-    for part in ("client", "memory", "latency", "rate"):
+    for part in ("client", "memory", "latency", "lobby", "rate"):
         if args.part in ("all", part):
             results[part] = globals()[part](args)
-    write_result("cluster", results)
+    write_result("cluster" if args.part == "all" else f"cluster_{args.part}", results)
 
 
 if __name__ == "__main__":
