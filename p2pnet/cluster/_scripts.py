@@ -111,3 +111,18 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 return out
 """
+
+#: KEYS: a lobby index; ARGV: start score ("-inf" or "(<key>"), count,
+#: the session key prefix.  Returns {total, {id, lobby key, record or
+#: false}*} for the next C{count} sessions: one round trip per chunk.
+PAGE = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {redis.call('ZCARD', KEYS[1])}
+for i = 1, #ids, 2 do
+  table.insert(out, ids[i])
+  table.insert(out, ids[i + 1])
+  local d = redis.call('HGET', ARGV[3] .. ids[i], 'd')
+  if d then table.insert(out, d) else table.insert(out, false) end
+end
+return out
+"""
