@@ -44,6 +44,8 @@ class ClusterTestCase(TestCase):
         self.addCleanup(lambda: service.running and service.stopService())
         protocol.services = (service, node_service)
         yield protocol.node.store.whenUp()
+        while not protocol.node.store.ready:
+            yield settle(0.01)
         return protocol, Address("127.0.0.1", service.port.getHost().port)
 
     @defer.inlineCallbacks
@@ -240,7 +242,7 @@ class RedisOutageTests(ClusterTestCase):
         alice.send(wire.Heartbeat(os.urandom(8), "alice", alice.cookie), a_address.as_tuple())
         yield acked
         self.redis.start()
-        while not (a.node.store.up and b.node.store.up):
+        while not (a.node.store.ready and b.node.store.ready):
             yield settle(0.1)
         yield settle(0.2)
         bob = yield self.scripted("bob", b_address)

@@ -12,6 +12,8 @@ a page passes them.
 
 from __future__ import annotations
 
+import json
+
 from twisted.internet.defer import Deferred
 
 from p2pnet import wire
@@ -60,9 +62,14 @@ class RedisLobby:
         self.node.stats["redis-reads"] += 1
         d = self.node.store.eval(S.PAGE, [index], [start, count, S.SESSION])
 
-        def read(flat) -> LobbyPage | Deferred:
-            total = int(flat[0])
-            rows = [(flat[i], int(float(flat[i + 1])), flat[i + 2]) for i in range(1, len(flat) - 2, 3)]
+        def read(reply) -> LobbyPage | Deferred:
+            try:
+                flat = json.loads(reply)
+                total = int(flat[0])
+                rows = [(flat[i].encode(), int(float(flat[i + 1])), flat[i + 2]) for i in range(1, len(flat) - 2, 3)]
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+                self.node.stats["bad-records"] += 1
+                raise LobbyError(ErrorCode.RATE_LIMITED, "the lobby is unavailable; retry") from None
             page = self._fill(state, rows, now, index)
             if page is not None:
                 return LobbyPage(tuple(state.page), encode_cursor(state.last), total)

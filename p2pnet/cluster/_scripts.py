@@ -113,8 +113,11 @@ return out
 """
 
 #: KEYS: a lobby index; ARGV: start score ("-inf" or "(<key>"), count,
-#: the session key prefix.  Returns {total, {id, lobby key, record or
-#: false}*} for the next C{count} sessions: one round trip per chunk.
+#: the session key prefix.  Returns, JSON-encoded in one string,
+#: [total, id, lobby key, record or false, ...] for the next C{count}
+#: sessions: one round trip per chunk, and one reply to parse (the
+#: client reads each element of an array reply in a reactor turn of its
+#: own).
 PAGE = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {redis.call('ZCARD', KEYS[1])}
@@ -124,5 +127,5 @@ for i = 1, #ids, 2 do
   local d = redis.call('HGET', ARGV[3] .. ids[i], 'd')
   if d then table.insert(out, d) else table.insert(out, false) end
 end
-return out
+return cjson.encode(out)
 """

@@ -85,6 +85,7 @@ class RedisStore(MultiService):
         self._protocol: txredisapi.RedisProtocol | None = None
         self._lost_logged = False
         self.up = False
+        self.subscribed = False
 
         def command_protocol() -> txredisapi.RedisProtocol:
             return txredisapi.RedisProtocol(dbid=db, password=password, convertNumbers=False, charset=None)
@@ -133,7 +134,20 @@ class RedisStore(MultiService):
         return d.addCallback(usable)
 
     def _subscribe(self, protocol) -> Deferred:
-        return protocol.whenConnected().addCallback(lambda p: p.subscribe(self.channel))
+        def subscribed(_) -> None:
+            self.subscribed = True
+            protocol.whenDisconnected().addCallback(lambda _: setattr(self, "subscribed", False))
+
+        d = protocol.whenConnected().addCallback(lambda p: p.subscribe(self.channel))
+        return d.addCallback(subscribed)
+
+    @property
+    def ready(self) -> bool:
+        """
+        Whether both connections are up: commands, and this node's
+        subscription (messages published to it meanwhile are lost).
+        """
+        return self.up and self.subscribed
 
     def _lost(self, protocol) -> None:
         if self._protocol is protocol:
