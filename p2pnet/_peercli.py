@@ -36,6 +36,26 @@ from p2pnet.secure.identity import Identity
 from p2pnet.secure.trust import TrustStore
 
 
+def _addresses(text: str) -> list[Address]:
+    """
+    C{HOST:PORT} as addresses: one for an IP literal, every IPv4 record
+    for a host name (nodes of one introducer cluster behind one name).
+    """
+    host, sep, port = text.rpartition(":")
+    if sep and host and not host.startswith("[") and not all(c.isdigit() or c == "." for c in host):
+        try:
+            records = socket.getaddrinfo(host, int(port), socket.AF_INET, socket.SOCK_DGRAM)
+        except (OSError, ValueError):
+            raise ValueError(f"cannot resolve {host!r}") from None
+        found = []
+        for record in records:
+            address = Address.parse(f"{record[4][0]}:{port}")
+            if address not in found:
+                found.append(address)
+        return found
+    return [_address(text)]
+
+
 def _address(text: str) -> Address:
     host, sep, port = text.rpartition(":")
     if not sep:
@@ -60,7 +80,6 @@ class Options(usage.Options):
     synopsis = "--introducer HOST:PORT --name NAME [--host-session TITLE | --join TITLE | --connect NAME]"
     longdesc = "Register with a p2pnet introducer and connect to peers; print what happens."
     optParameters = [
-        ["introducer", "i", None, "The introducer's HOST:PORT.", _address],
         ["name", "n", None, "Our peer id."],
         ["host-session", None, None, "Host a session with this title; accept joiners."],
         ["join", None, None, "Join the session with this title."],
@@ -99,6 +118,24 @@ class Options(usage.Options):
         ["insecure", None, "No encryption, no replay protection (for benchmarks and debugging only)."],
         ["no-port-mapping", None, "Do not ask the router for a port mapping (NAT-PMP, PCP, UPnP-IGD)."],
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["introducers"] = []
+        self["introducer"] = None
+
+    def opt_introducer(self, value: str) -> None:
+        """
+        The introducer's HOST:PORT; again for other nodes of its cluster (a name counts each of its addresses).
+        """
+        try:
+            found = _addresses(value)
+        except ValueError as e:
+            raise usage.UsageError(f"--introducer: {e}")
+        self["introducers"].extend(a for a in found if a not in self["introducers"])
+        self["introducer"] = self["introducers"][0]
+
+    opt_i = opt_introducer
 
     def postOptions(self) -> None:
         if self["introducer"] is None:
@@ -277,7 +314,7 @@ def run(reactor, options: Options, out: TextIO):
     )
     endpoint = PeerEndpoint(
         reactor,
-        options["introducer"],
+        options["introducers"],
         options["name"],
         secret=options["secret"],
         port=options["port"],

@@ -31,7 +31,7 @@ from p2pnet._introductions import Introductions
 from p2pnet._natchecking import NatChecking
 from p2pnet._names import name_problem
 from p2pnet._portmapping import PortMapping
-from p2pnet._registering import Registering
+from p2pnet._registering import Registering, introducer_addresses
 from p2pnet._relaying import Relaying
 from p2pnet._ratelimit import LogBudget
 from p2pnet._peertypes import (
@@ -80,7 +80,9 @@ class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introduction
     @param reactor: provides C{listenUDP}, C{callLater} and C{seconds}
         (the real reactor, or a L{p2pnet.testing} simulated host).
     @param introducer: the introducer's address (an L{Address} or
-        C{"HOST:PORT"}).
+        C{"HOST:PORT"}), or several (nodes of one introducer cluster: the
+        endpoint registers with the first and moves to the next when the
+        one it uses stops answering heartbeats).
     @param peer_id: our name at the introducer (1-64 characters).
     @param secret: the introducer's shared secret, if it requires one.
     @param port: local UDP port (0: any).
@@ -108,7 +110,7 @@ class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introduction
     def __init__(
         self,
         reactor,
-        introducer: Address | str,
+        introducer: Address | str | Iterable[Address | str],
         peer_id: str,
         *,
         secret: bytes | None = None,
@@ -122,14 +124,16 @@ class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introduction
         trust: TrustStore | None = None,
         nat_cache: NatCache | None = None,
     ) -> None:
-        if isinstance(introducer, str):
-            introducer = Address.parse(introducer)
+        introducers = introducer_addresses(introducer)
         problem = name_problem(peer_id, "peer_id")
         if problem is not None:
             raise ValueError(problem)
         self.reactor = reactor
         self.clock = reactor
-        self.introducer = introducer
+        #: Every introducer address given (nodes of one cluster); the
+        #: endpoint moves to the next when its own stops answering.
+        self.introducers = introducers
+        self.introducer = introducers[0]
         self.peer_id = peer_id
         self.config = config
         self.factory = factory
@@ -178,6 +182,7 @@ class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introduction
         self._heartbeat_call = None
         self._introducer_lost = False
         self._reregistering = False
+        self._reregistration = None
         self._eventual = EventualQueue(reactor, self.log, "application callback")
         self._stopping = False
         self.stats: dict[str, int] = {}

@@ -73,6 +73,11 @@ class Options(usage.Options):
         ["log-rate", None, 20.0,
          "Most per-peer and per-datagram log lines per second (bursts of 5 s "
          "worth); the rest are counted in a summary line (0: no limit).", _non_negative],
+        ["redis", None, None,
+         "Be a node of an introducer cluster sharing registrations, sessions and "
+         "introductions through the Redis at this URL (redis://[:password@]host[:port][/db]). "
+         "Default: none (everything in this process)."],
+        ["node-id", None, None, "This node's name in the cluster (default: a random one)."],
         *metrics_options(),
     ]
     optFlags = [
@@ -140,6 +145,17 @@ class Options(usage.Options):
         for name in ("max-registrations", "max-per-ip", "max-sessions", "max-sessions-per-ip"):
             if self[name] < 1:
                 raise usage.UsageError(f"--{name} must be at least 1")
+        if self["redis"] is not None:
+            try:
+                from p2pnet.cluster._store import parse_url
+            except ImportError as e:
+                raise usage.UsageError(f"--redis needs txredisapi (pip install 'p2pnet[cluster]'): {e}")
+            try:
+                parse_url(self["redis"])
+            except ValueError as e:
+                raise usage.UsageError(f"--redis: {e}")
+        elif self["node-id"] is not None:
+            raise usage.UsageError("--node-id needs --redis")
         path = self["identity-file"]
         self["identity"] = load_identity(path) if path is not None else None
 
@@ -209,18 +225,13 @@ def make_protocol(options: Options, clock, relay=None) -> IntroducerProtocol:
     @param relay: the L{RelayPool} (or L{RelaySettings}) of the relays to
         hand out, if any.
     """
-    registry = Registry(
-        options["registration-lifetime"],
-        os.urandom,
+    caps = dict(
         max_registrations=options["max-registrations"],
         max_per_ip=options["max-per-ip"],
         max_sessions=options["max-sessions"],
         max_sessions_per_ip=options["max-sessions-per-ip"],
     )
-    return IntroducerProtocol(
-        clock,
-        registry,
-        os.urandom,
+    settings = dict(
         secret=options["secret"],
         rate_limiter=RateLimiter(options["rate"], options["burst"]),
         stun_responder=None if options["no-stun"] else _stun_responder(),
@@ -229,6 +240,14 @@ def make_protocol(options: Options, clock, relay=None) -> IntroducerProtocol:
         log_rate=options["log-rate"],
         identity=options["identity"],
     )
+    if options.get("redis") is not None:
+        from p2pnet.cluster import cluster_protocol
+
+        return cluster_protocol(
+            clock, options["redis"], options["registration-lifetime"], caps, options.get("node-id"), **settings
+        )
+    registry = Registry(options["registration-lifetime"], os.urandom, **caps)
+    return IntroducerProtocol(clock, registry, os.urandom, **settings)
 
 
 def makeService(options: Options, reactor=None) -> MultiService:
@@ -261,6 +280,10 @@ def makeService(options: Options, reactor=None) -> MultiService:
         )
     pool = RelayPool(relays, options["relay-dead-after"]) if relays else None
     protocol = make_protocol(options, reactor, pool)
+    if options["redis"] is not None:
+        from p2pnet.cluster import NodeService
+
+        NodeService(protocol.node).setServiceParent(parent)
     IntroducerService(reactor, protocol, options["port"], options["interface"]).setServiceParent(parent)
     if options["relays"]:
         # Probes go from a socket of their own, so that answers never mix
