@@ -120,6 +120,23 @@ class ReplayWindowTests(SynchronousTestCase):
         self.assertTrue(window.check(7))
         self.assertFalse(window.check(9))
 
+    def test_mark_just_outside_changes_nothing(self) -> None:
+        """
+        A number exactly the window's size below the highest is outside:
+        marking it does not spoil the slot it shares with the highest.
+        """
+        window = ReplayWindow(4)
+        window.mark(9)
+        window.mark(5)  # 9 - 5 == 4: outside; slot 1, shared with 9
+        self.assertFalse(window.check(9))
+        self.assertFalse(window.check(5))
+        window.mark(6)  # 9 - 6 == 3: inside
+        self.assertFalse(window.check(6))
+        self.assertFalse(window.check(9))
+
+    # Equivalent: mark() with '>=' for '>' (marking the highest number
+    # again sets it to itself).
+
     def test_largest_number(self) -> None:
         """
         The largest u32 packet number can be marked and is then refused.
