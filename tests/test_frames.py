@@ -100,7 +100,8 @@ class EncodingTests(SynchronousTestCase):
         """
         Path frames carry exactly 8 bytes; padding is at least its type byte.
         """
-        self.assertRaises(ValueError, PathChallenge, bytes(7))
+        error = self.assertRaises(ValueError, PathChallenge, bytes(7))
+        self.assertEqual(str(error), "data must be 8 bytes")
         self.assertRaises(ValueError, PathResponse, bytes(9))
         self.assertRaises(ValueError, Padding, 0)
         self.assertRaises(TypeError, Datagram, "text")
@@ -174,6 +175,44 @@ class MalformedTests(SynchronousTestCase):
         for case in ("02", "02 01", "02 01 03 6162", "03 00010203040506", "04", "06", "06 00",
                      "06 0003 6162", "01 03 0001"):
             self.assertMalformed(case)
+
+    def test_error_messages(self) -> None:
+        """
+        Each malformed packet names what is wrong.
+        """
+        cases = [
+            ("", "a packet without frames"),
+            ("06", "DATAGRAM_LEN frame cut short"),
+            ("01 06 00", "DATAGRAM_LEN frame cut short"),
+            ("06 0003 6162", "DATAGRAM_LEN longer than the packet"),
+            ("03 00010203040506", "path frame cut short"),
+            ("01 04", "path frame cut short"),
+            ("02 01", "CLOSE frame cut short"),
+            ("01 02 01", "CLOSE frame cut short"),
+            ("02 01 03 6162", "CLOSE reason longer than the packet"),
+            ("02 01 02 c328", "CLOSE reason is not UTF-8"),
+            ("00 00 01", "PADDING with non-zero bytes"),
+            ("10 00", "channel frame 0x10 without a channel layer"),
+            ("01 07", "unknown frame type 0x07"),
+        ]
+        for hex_bytes, message in cases:
+            error = self.assertRaises(MalformedMessage, decode_frames, bytes.fromhex(hex_bytes))
+            self.assertEqual(str(error), message, hex_bytes)
+
+    def test_datagram_len_edges(self) -> None:
+        """
+        A DATAGRAM_LEN frame may end exactly at the end of the packet (even
+        an empty one, three bytes in all), and its length is big-endian:
+        0x0100 is 256 bytes.
+        """
+        self.assertEqual(decode_frames(bytes.fromhex("06 0000")), [Datagram(b"")])
+        self.assertEqual(decode_frames(bytes.fromhex("01 06 0000")), [Ping(), Datagram(b"")])
+        self.assertEqual(decode_frames(bytes.fromhex("06 0002 6869")), [Datagram(b"hi")])
+        body = bytes(range(256))
+        self.assertEqual(
+            decode_frames(bytes.fromhex("06 0100") + body + bytes.fromhex("01")),
+            [Datagram(body), Ping()],
+        )
 
     def test_nonzero_padding(self) -> None:
         """

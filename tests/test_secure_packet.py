@@ -217,6 +217,7 @@ class OpenTests(SynchronousTestCase):
     def assertDropped(self, protection: PacketProtection, datagram: bytes, reason: str, now=0.0) -> None:
         exc = self.assertRaises(PacketDropped, protection.open, datagram, now)
         self.assertEqual(exc.reason, reason)
+        self.assertEqual(str(exc), reason)
 
     def test_round_trip(self) -> None:
         """
@@ -404,6 +405,10 @@ class OpenTests(SynchronousTestCase):
         self.assertEqual(b.open(datagrams[0], 129.9), b"0")
         self.assertDropped(b, datagrams[1], "stale-key", now=130.0)
         self.assertEqual(b.open(datagrams[3], 130.0), b"3")
+        # Once forgotten, the previous epoch stays refused (a second late
+        # packet takes the same path as the first).
+        self.assertDropped(b, datagrams[1], "stale-key", now=131.0)
+        self.assertDropped(b, datagrams[0], "stale-key", now=131.0)
 
     @given(
         st.integers(1, 5),
