@@ -622,7 +622,8 @@ class SessionHandshakeTests(SynchronousTestCase):
         self.assertEqual(responder.read_message1(initiator.message1()), self.alice.public)
         self.assertEqual(responder.write_message2(), first)
         other = self.initiator()
-        self.assertRaises(HandshakeFailed, responder.read_message1, other.message1())
+        error = self.assertRaises(HandshakeFailed, responder.read_message1, other.message1())
+        self.assertEqual(str(error), "a different handshake message 1 after the first was accepted")
         self.assertEqual(responder.write_message2(), first)
         self.assertEqual(initiator.read_message2(first[0]).send_key, first[1].receive_key)
 
@@ -642,7 +643,8 @@ class SessionHandshakeTests(SynchronousTestCase):
         other.read_message1(initiator.message1())
         other_message2, _ = other.write_message2()
         self.assertNotEqual(other_message2, message2)
-        self.assertRaises(HandshakeFailed, initiator.read_message2, other_message2)
+        error = self.assertRaises(HandshakeFailed, initiator.read_message2, other_message2)
+        self.assertEqual(str(error), "a different handshake message 2 after the first was accepted")
         self.assertEqual(initiator.keys, keys)
 
     def test_message1_bit_flips(self) -> None:
@@ -719,7 +721,8 @@ class SessionHandshakeTests(SynchronousTestCase):
         """
         mallory = self.initiator(identity=_identity("mallory"))
         responder = self.responder()
-        self.assertRaises(HandshakeFailed, responder.read_message1, mallory.message1())
+        error = self.assertRaises(HandshakeFailed, responder.read_message1, mallory.message1())
+        self.assertEqual(str(error), "the initiator's static key is not the introduced one")
         self.assertIsNone(responder.initiator_key)
         initiator = self.initiator()
         self.assertEqual(responder.read_message1(initiator.message1()), self.alice.public)
@@ -729,7 +732,8 @@ class SessionHandshakeTests(SynchronousTestCase):
         Writing message 2 before a message 1 was accepted is a programming
         error.
         """
-        self.assertRaises(RuntimeError, self.responder().write_message2)
+        error = self.assertRaises(RuntimeError, self.responder().write_message2)
+        self.assertEqual(str(error), "write_message2 before a message 1 was accepted")
 
     def test_payload_cap(self) -> None:
         self.assertRaises(ValueError, self.initiator, payload=bytes(1025))
