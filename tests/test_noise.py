@@ -727,6 +727,33 @@ class SessionHandshakeTests(SynchronousTestCase):
         initiator = self.initiator()
         self.assertEqual(responder.read_message1(initiator.message1()), self.alice.public)
 
+    def test_fixed_ephemerals(self) -> None:
+        """
+        A fixed ephemeral key pair is the one used: message 1 and message 2
+        each start with the sender's ephemeral public key (the "e" token),
+        and no payload was read before a message.
+        """
+        e_init = KeyPair.from_private_bytes(_key("e-init"))
+        e_resp = KeyPair.from_private_bytes(_key("e-resp"))
+        initiator = self.initiator(ephemeral=e_init)
+        responder = self.responder(ephemeral=e_resp)
+        self.assertIsNone(initiator.peer_payload)
+        self.assertIsNone(responder.peer_payload)
+        message1 = initiator.message1()
+        self.assertEqual(message1[:32], e_init.public)
+        responder.read_message1(message1)
+        message2, _ = responder.write_message2()
+        self.assertEqual(message2[:32], e_resp.public)
+
+    def test_key_lengths(self) -> None:
+        """
+        The peer's static key must be 32 bytes.
+        """
+        error = self.assertRaises(ValueError, self.initiator, responder_key=bytes(31))
+        self.assertEqual(str(error), "the responder's key is 32 bytes")
+        error = self.assertRaises(ValueError, self.responder, initiator_key=bytes(33))
+        self.assertEqual(str(error), "the initiator's key is 32 bytes")
+
     def test_write_message2_first(self) -> None:
         """
         Writing message 2 before a message 1 was accepted is a programming
