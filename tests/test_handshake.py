@@ -245,6 +245,79 @@ class HandshakeTests(SynchronousTestCase):
             [("send_probe", PUBLIC, 2), ("send_probe", LOCAL, 2), ("send_hello", PUBLIC), ("send_hello", LOCAL)],
         )
         self.assertEqual(self.core.sent_hellos, 1)
+        # The retransmissions start again from the first interval (0.1 s,
+        # then 0.2 s), replacing the old timer (due at 0.72) rather than
+        # running beside it.
+        self.clock.advance(0.09)
+        self.assertEqual(self.out.take(), [])
+        self.clock.advance(0.02)  # 0.63: the one at 0.62
+        self.assertEqual(self.out.take()[:1], [("send_hello", PUBLIC)])
+        self.clock.advance(0.15)  # 0.78: none (the old timer would have sent at 0.72)
+        self.assertEqual(self.out.take(), [])
+        self.clock.advance(0.05)  # 0.83: the one at 0.82
+        self.assertEqual(self.out.take()[:1], [("send_hello", PUBLIC)])
+
+    def test_reverse_received_replaces_retransmit_timer(self):
+        """
+        Told to send first, the machine restarts its retransmission timer
+        instead of adding a second one beside it: as many calls pending on
+        the clock after as before.
+        """
+        self.start_punching()
+        self.clock.advance(0.5)
+        before = len(self.clock.getDelayedCalls())
+        self.machine.reverse_received()
+        self.assertEqual(len(self.clock.getDelayedCalls()), before)
+
+    def test_relay_offer_extends_deadline(self):
+        """
+        A relay route offered while punching gives the handshake half a
+        timeout more from then (3 s timeout, offer at 2.9 s: fails at 4.4 s).
+        """
+        self.start_punching()
+        self.clock.advance(2.88)
+        self.machine.relay_offered(ROUTE)
+        self.clock.advance(1.49)
+        self.assertFalse(any(e[0] == "failed" for e in self.out.take()))
+        self.clock.advance(0.02)
+        self.assertEqual([e[0] for e in self.out.take() if e[0] == "failed"], ["failed"])
+
+    def test_inputs_ignored_after_the_end(self):
+        """
+        Once failed, lost or closed, every input is ignored: no output, no
+        error, no timer.
+        """
+        def poke(machine):
+            machine.start()
+            machine.warmed()
+            machine.hello_received(PUBLIC, b"v" * 8)
+            machine.answer_received(PUBLIC)
+            machine.traffic_received(PUBLIC)
+            machine.reverse_received()
+            machine.relay_offered(ROUTE)
+            machine.keepalive_due()
+            machine.peer_silent()
+            machine.peer_closed()
+            machine.upgrade_due()
+            machine.path_silent()
+            machine.give_up()
+            machine.close()
+
+        self.start_punching()
+        self.clock.advance(3.0)
+        self.assertIn("failed", [e[0] for e in self.out.take()])
+        poke(self.machine)
+        self.assertEqual(self.out.take(), [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        clock, out, _, machine = build(self.config)
+        machine.start()
+        clock.advance(0.02)
+        machine.answer_received(PUBLIC)
+        machine.peer_closed()
+        out.take()
+        poke(machine)
+        self.assertEqual(out.take(), [])
+        self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_timeout(self):
         """
@@ -256,6 +329,7 @@ class HandshakeTests(SynchronousTestCase):
         [failure] = [entry for entry in self.out.take() if entry[0] == "failed"]
         error = failure[1]
         self.assertIsInstance(error, HandshakeTimeout)
+        self.assertEqual(error.peer_id, "bob")
         self.assertEqual(error.tried, (PUBLIC, LOCAL))
         self.assertIn("203.0.113.7:4000", str(error))
         self.assertIn("heard from nothing", str(error))
@@ -1063,6 +1137,35 @@ class PredictionWindowTests(SynchronousTestCase):
         self.assertTrue(all(a.host == PUBLIC.host and 1024 <= a.port <= 65535 for a in probes))
         machine.close()
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+    def test_birthday_low_rate_one_per_tick(self):
+        """
+        Below 50 probes a second (fewer than one per 20 ms tick) the easy
+        side still sends one probe per tick, not more; over 2,000 probes
+        (seeded) none goes to a port under 1024.
+        """
+        import random
+
+        config = HandshakeConfig(birthday_probes=3, birthday_rate=10.0, relay_after=None)
+        clock, out, _, machine = build(config, [PUBLIC], own_nat=CONE, peer_nat=SYMMETRIC, rng=random.Random(5))
+        machine.start()
+        clock.advance(config.warmup_delay)
+        counts = []
+        for _ in range(4):
+            hellos = [e[1] for e in out.take() if e[0] == "send_hello"]
+            counts.append(len([a for a in hellos if a.port not in range(4000, 4009)]))
+            clock.advance(0.02)
+        self.assertEqual(counts, [1, 1, 1, 0])
+        machine.close()
+        config = HandshakeConfig(birthday_probes=2000, birthday_rate=100000.0, relay_after=None, timeout=30.0)
+        clock, out, _, machine = build(config, [PUBLIC], own_nat=CONE, peer_nat=SYMMETRIC, rng=random.Random(6))
+        machine.start()
+        clock.advance(config.warmup_delay)
+        ports = [e[1].port for e in out.take() if e[0] == "send_hello"]
+        self.assertGreaterEqual(len(ports), 2000)
+        self.assertGreaterEqual(min(ports), 1024)
+        machine.close()
 
 
 class ConfigLimitTests(SynchronousTestCase):
