@@ -223,6 +223,28 @@ class HandshakeTests(SynchronousTestCase):
         self.assertEqual(self.out.take(), [("send_answer", PUBLIC, b"u" * 8), ("send_keepalive", LOCAL)])
         self.assertEqual(self.core.path, LOCAL)
 
+    def test_reversal_timing(self):
+        """
+        Reversal is requested at reversal_after (1 s) from the start, not
+        from the first hellos (0.02 s later).
+        """
+        self.start_punching()
+        self.clock.advance(0.97)  # 0.99
+        self.assertNotIn(("request_reversal",), self.out.take())
+        self.clock.advance(0.02)  # 1.01
+        self.assertIn(("request_reversal",), self.out.take())
+
+    def test_first_retransmit_timer_replaced(self):
+        """
+        Told to send first right after the first hellos, the machine
+        restarts the retransmission timer the first hellos set instead of
+        adding a second one.
+        """
+        self.start_punching()
+        before = len(self.clock.getDelayedCalls())
+        self.machine.reverse_received()
+        self.assertEqual(len(self.clock.getDelayedCalls()), before)
+
     def test_reversal_once(self):
         """
         With no answer by reversal_after, reversal is requested exactly once.
@@ -490,6 +512,19 @@ class RelayOnlyTests(SynchronousTestCase):
         self.assertEqual(out.take()[0], ("connected", route))
         machine.close()
         self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_relay_only_keeps_relayed_candidates(self):
+        """
+        A relay-only handshake drops the direct candidates but keeps a
+        relayed one it was given: its first hellos go there.
+        """
+        route = RelayRoute(Address("192.0.2.20", 3479), b"a" * 8, 0, b"k" * 16)
+        clock, out, core, machine = build(HandshakeConfig(relay_only=True), [PUBLIC, route])
+        machine.start()
+        clock.advance(0)
+        self.assertIn(("send_hello", route), out.take())
+        self.assertEqual(core.candidates, [route])
+        machine.close()
 
 
 class RePunchTests(SynchronousTestCase):
@@ -1138,6 +1173,25 @@ class PredictionWindowTests(SynchronousTestCase):
         machine.close()
         self.assertEqual(clock.getDelayedCalls(), [])
 
+
+    def test_birthday_status(self):
+        """
+        The easy side reports "birthday" when it starts random probes, and
+        not when it sends none (no probes configured, even with a random
+        source).
+        """
+        import random
+
+        log = self.first_hellos(HandshakeConfig(birthday_probes=5, relay_after=None), rng=random.Random(1))
+        self.assertIn(("status", "birthday"), log)
+        clock, out, _, machine = build(
+            HandshakeConfig(birthday_probes=0, relay_after=None), [PUBLIC], own_nat=CONE, peer_nat=SYMMETRIC,
+            rng=random.Random(1),
+        )
+        machine.start()
+        clock.advance(1.0)
+        self.assertNotIn(("status", "birthday"), out.take())
+        machine.close()
 
     def test_birthday_low_rate_one_per_tick(self):
         """
