@@ -505,7 +505,8 @@ class PskTests(SynchronousTestCase):
             derive_psk(b"\xff" * 16).hex(),
             "d9782002842d9371d9240aeaae678d643597fb69514eee6ae5a8745879651591",
         )
-        self.assertRaises(ValueError, derive_psk, bytes(32))
+        error = self.assertRaises(ValueError, derive_psk, bytes(32))
+        self.assertEqual(str(error), "an introduction key is 16 bytes, not 32")
 
 
 class ProtocolNameTests(SynchronousTestCase):
@@ -763,8 +764,23 @@ class SessionHandshakeTests(SynchronousTestCase):
         self.assertEqual(str(error), "write_message2 before a message 1 was accepted")
 
     def test_payload_cap(self) -> None:
-        self.assertRaises(ValueError, self.initiator, payload=bytes(1025))
+        error = self.assertRaises(ValueError, self.initiator, payload=bytes(1025))
+        self.assertEqual(str(error), "handshake payload longer than 1024 bytes")
         self.assertRaises(ValueError, self.responder, payload=bytes(1025))
+        self.initiator(payload=bytes(1024))
+        self.responder(payload=bytes(1024))
+
+    def test_key_pair_as_identity(self) -> None:
+        """
+        A bare key pair serves as the identity too; no keys before the
+        handshake.
+        """
+        initiator = self.initiator(identity=self.alice.key_pair)
+        responder = self.responder()
+        self.assertIsNone(responder.keys)
+        self.assertEqual(responder.read_message1(initiator.message1()), self.alice.public)
+
+    # Equivalent: derive_psk without digest_size=32 (BLAKE2s's default).
 
     def test_bad_keys(self) -> None:
         self.assertRaises(ValueError, self.initiator, responder_key=bytes(31))

@@ -67,6 +67,12 @@ class ReplayWindowTests(SynchronousTestCase):
         window.mark(7)
         # 4, 5 and 6 are inside the window (7 - 3 .. 7) and were never marked.
         self.assertEqual([window.check(n) for n in (4, 5, 6, 7)], [True, True, True, False])
+        for size in (2, 3):
+            window = ReplayWindow(size)
+            window.mark(size + 5)
+            self.assertEqual([window.check(size + 5 - k) for k in range(size)], [False] + [True] * (size - 1))
+    # Equivalent: the slots starting at (i - 1) % size (not congruent to
+    # i either, for every size >= 2).
 
     def test_second_time_refused(self) -> None:
         """
@@ -151,7 +157,8 @@ class ReplayWindowTests(SynchronousTestCase):
         """
         A window must hold at least two numbers.
         """
-        self.assertRaises(ValueError, ReplayWindow, 1)
+        error = self.assertRaises(ValueError, ReplayWindow, 1)
+        self.assertEqual(str(error), "replay window size must be an int >= 2, not 1")
         self.assertRaises(ValueError, ReplayWindow, 0)
         self.assertRaises(ValueError, ReplayWindow, 2048.0)
 
