@@ -655,8 +655,12 @@ class LifetimeTests(RelayTestCase):
         self.bind(1, TWO, key, other)
         self.step(57.5)
         self.assertIn(other, self.relay.allocations)
+        lines = []
+        self.relay.log = Logger(observer=lambda event: lines.append(formatEvent(event)))
         self.step(10)
         self.assertEqual(self.relay.allocations, {})
+        self.assertEqual(self.relay.stats["expired"], 2)
+        self.assertEqual(lines, [f"allocation {other.hex()} expired (idle)"])
 
     def test_busy_allocation_kept(self):
         """
@@ -710,6 +714,33 @@ class LogBudgetTests(RelayTestCase):
             ["held back 45 log lines (allocation: 45) to stay under 1 per second; "
              "the statistics counters still count every event"],
         )
+
+
+class StatsLineTests(RelayTestCase):
+    relay_options = {"stats_interval": 30.0, "unbound_timeout": 15.0}
+
+    def test_stats_every_interval(self):
+        """
+        With stats_interval 30 s (sweeps every 7.5 s) the relay logs its
+        allocations and counters at the first sweep 30 s or more after the
+        last line: at 30 s and 60 s, not in between.
+        """
+        lines = []
+        self.relay.log = Logger(observer=lambda event: lines.append(formatEvent(event)))
+        self.bind(0, ONE)
+        self.bind(1, TWO)
+        lines.clear()
+        times = []
+        for step in range(1, 10):
+            self.clock.advance(7.5)
+            if any("allocations; counters:" in line for line in lines):
+                times.append(step * 7.5)
+                [line] = [line for line in lines if "allocations; counters:" in line]
+                self.assertTrue(line.startswith(f"{len(self.relay.allocations)} allocations; counters: {{"), line)
+                self.assertIn("'bound': 2", line)
+                self.assertIn("'challenges': 2", line)
+            lines.clear()
+        self.assertEqual(times, [30.0, 60.0])
 
 
 class FallbackTests(SynchronousTestCase):
