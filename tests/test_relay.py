@@ -225,6 +225,60 @@ class RelayProtocolTests(RelayTestCase):
         self.assertEqual(self.forwarded_to(moved), [b"e"])
         self.assertEqual(self.relay.stats["rebound"], 1)
 
+    def test_second_move_counted(self):
+        """
+        Each proven move counts one rebinding.
+        """
+        self.bind(0, ONE)
+        self.bind(1, TWO)
+        self.bind(1, ("203.0.113.2", 2223))
+        self.bind(1, ("203.0.113.2", 2224))
+        self.assertEqual(self.relay.stats["rebound"], 2)
+
+    def test_wrong_type_byte_dropped(self):
+        """
+        A frame from a bound member with the right magic but another
+        message type is malformed: counted, never forwarded.
+        """
+        self.bind(0, ONE)
+        self.bind(1, TWO)
+        self.take()
+        raw = bytearray(frame(0, b"data"))
+        raw[1] ^= 0x01
+        self.relay.datagramReceived(bytes(raw), ONE)
+        self.assertEqual(self.take(), [])
+        self.assertEqual(self.relay.stats["dropped-malformed"], 1)
+
+    def test_side_byte_above_one(self):
+        """
+        A frame naming side 2 (or 255) of a live allocation is handled as
+        unproven, not as a member's: no error, nothing forwarded.
+        """
+        self.bind(0, ONE)
+        self.bind(1, TWO)
+        self.take()
+        for side in (2, 255):
+            raw = bytearray(frame(0, b"data"))
+            raw[10] = side
+            self.relay.datagramReceived(bytes(raw), ONE)
+        self.assertEqual(self.forwarded_to(TWO), [])
+        self.assertEqual(self.relay.stats["internal-error"], 0)
+
+    def test_port_zero_in_a_batch(self):
+        """
+        A frame from source port 0 is dropped and counted, and the rest of
+        its batch is still relayed.
+        """
+        self.bind(0, ONE)
+        self.bind(1, TWO)
+        self.take()
+        self.relay.datagrams_received(
+            [(frame(0, b"spoof"), ("198.51.100.1", 0)), (frame(0, b"spoof"), ("198.51.100.1", 0)),
+             (frame(0, b"real"), ONE)]
+        )
+        self.assertEqual(self.relay.stats["dropped-source-port-0"], 2)
+        self.assertEqual(self.forwarded_to(TWO), [b"real"])
+
     def test_cap(self):
         """
         Beyond max_packets a second, an allocation's datagrams are dropped.
