@@ -279,6 +279,24 @@ class RelayProtocolTests(RelayTestCase):
         self.assertEqual(self.relay.stats["dropped-source-port-0"], 2)
         self.assertEqual(self.forwarded_to(TWO), [b"real"])
 
+    def test_member_cannot_forge_a_proof(self):
+        """
+        A member knows the allocation key, not the relay's secret: a proof
+        it makes for a victim's address (here the unkeyed BLAKE2s of the
+        challenge's fields, reusing the stamp of its own challenge) is
+        refused, and the victim is not bound.
+        """
+        import hashlib
+
+        self.send(0, HELLO, ONE)
+        [(challenge, _)] = self.take(ONE)
+        stamp = wire.verify_relayed(unforward(challenge), KEY)[:8]
+        where = f"{VICTIM[0]}|{VICTIM[1]}".encode()
+        forged = hashlib.blake2s(ALLOCATION + bytes((0,)) + stamp + where, digest_size=8).digest()
+        self.relay.datagramReceived(wire.encode_relayed(ALLOCATION, 0xC0, stamp + forged, KEY), VICTIM)
+        self.assertEqual(self.relay.stats["dropped-bad-proof"], 1)
+        self.assertNotIn(ALLOCATION, self.relay.allocations)
+
     def test_cap(self):
         """
         Beyond max_packets a second, an allocation's datagrams are dropped.
@@ -536,6 +554,17 @@ class BindingReplayTests(RelayTestCase):
         self.relay.datagramReceived(self.answer_one, EVIL)
         self.assertEqual(self.relay.stats["dropped-bad-proof"], 1)
         self.assertEqual(self.relay.stats["rebound"], 0)
+        self.assertSideZeroAt(ONE)
+
+    def test_replayed_answer_same_port_other_ip(self):
+        """
+        The nonce names the whole address: the answer replayed from another
+        IP with the same port does not bind there either.
+        """
+        self.relay.datagramReceived(self.answer_one, ("192.0.2.66", ONE[1]))
+        self.assertEqual(self.relay.stats["dropped-bad-proof"], 1)
+        self.relay.datagramReceived(self.answer_one, ("192.0.2.67", ONE[1]))
+        self.assertEqual(self.relay.stats["dropped-bad-proof"], 2)
         self.assertSideZeroAt(ONE)
 
     def test_replayed_frame_other_address(self):
