@@ -291,6 +291,24 @@ class HandshakeTests(SynchronousTestCase):
         self.machine.reverse_received()
         self.assertEqual(len(self.clock.getDelayedCalls()), before)
 
+    def test_hello_extends_deadline_by_a_third(self):
+        """
+        A hello at 2.9 s moves the 3 s deadline to 3.9 s (a third of the
+        timeout from then); an early hello (0.5 s) does not bring the
+        deadline forward.
+        """
+        self.start_punching()
+        self.clock.advance(0.48)  # 0.5
+        self.machine.hello_received(PUBLIC, b"v" * 8)
+        self.clock.advance(2.39)  # 2.89
+        self.assertFalse(any(e[0] == "failed" for e in self.out.take()))
+        self.clock.advance(0.01)  # 2.9
+        self.machine.hello_received(PUBLIC, b"v" * 8)
+        self.clock.advance(0.99)  # 3.89
+        self.assertFalse(any(e[0] == "failed" for e in self.out.take()))
+        self.clock.advance(0.02)  # 3.91
+        self.assertEqual([e[0] for e in self.out.take() if e[0] == "failed"], ["failed"])
+
     def test_relay_offer_extends_deadline(self):
         """
         A relay route offered while punching gives the handshake half a
