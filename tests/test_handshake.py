@@ -585,6 +585,23 @@ class RePunchTests(SynchronousTestCase):
         self.assertTrue(all(1024 <= port <= 65535 for port in ports), ports)
         self.assertEqual(rescue_port(self.KEY, True, 1), rescue_port(bytes(range(16)), True, 1))
 
+    def test_three_rungs_on_time(self):
+        """
+        With rescue_after (0.5, 1.5, 3.0) a re-punch socket opens at each
+        of those times from the start, one per rung.
+        """
+        from attrs import evolve
+
+        clock, out, core, machine = self.build(evolve(self.config, rescue_after=(0.5, 1.5, 3.0)))
+        machine.start()
+        opened_at = []
+        for _ in range(400):
+            clock.advance(0.01)
+            if any(e[0] == "open_rescue_socket" for e in out.take()):
+                opened_at.append(round(clock.seconds(), 1))
+        self.assertEqual(opened_at, [0.5, 1.5, 3.0])
+        machine.close()
+
     def test_warmup_covers_the_peers_ports(self):
         """
         The warm-up also probes, on the peer's public IP only, every port
