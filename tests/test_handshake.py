@@ -309,6 +309,17 @@ class HandshakeTests(SynchronousTestCase):
         self.clock.advance(0.02)  # 3.91
         self.assertEqual([e[0] for e in self.out.take() if e[0] == "failed"], ["failed"])
 
+    def test_answer_while_warming_is_heard(self):
+        """
+        An answer that arrives during the warm-up cannot validate, but the
+        timeout error lists its source as heard.
+        """
+        self.machine.start()
+        self.machine.answer_received(PUBLIC)
+        self.clock.pump([0.1] * 31)
+        [error] = [e[1] for e in self.out.take() if e[0] == "failed"]
+        self.assertEqual(error.heard, (PUBLIC,))
+
     def test_relay_offer_extends_deadline(self):
         """
         A relay route offered while punching gives the handshake half a
@@ -1246,6 +1257,11 @@ class PredictionWindowTests(SynchronousTestCase):
             counts.append(len([a for a in hellos if a.port not in range(4000, 4009)]))
             clock.advance(0.02)
         self.assertEqual(counts, [1, 1, 1, 0])
+        # Done probing: no probe timer left ticking (the retransmission is
+        # next due at 0.32 s).
+        clock.advance(0.2 - clock.seconds())
+        now = clock.seconds()
+        self.assertEqual([c for c in clock.getDelayedCalls() if c.getTime() <= now + 0.05], [])
         machine.close()
         config = HandshakeConfig(birthday_probes=2000, birthday_rate=100000.0, relay_after=None, timeout=30.0)
         clock, out, _, machine = build(config, [PUBLIC], own_nat=CONE, peer_nat=SYMMETRIC, rng=random.Random(6))
