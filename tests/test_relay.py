@@ -311,6 +311,22 @@ class RelayProtocolTests(RelayTestCase):
         self.send(0, b"a", ONE)
         self.assertEqual(len(self.transport.written), 6)
 
+    def test_cap_later_windows(self):
+        """
+        The per-second cap holds in every window, not only the first: at
+        100 s, and again at 101 s, 5 of 10 datagrams go through.
+        """
+        self.clock.advance(100.0)
+        self.bind(1, TWO)
+        self.bind(0, ONE)
+        self.take()
+        for second in range(2):
+            for _ in range(10):
+                self.send(0, b"a", ONE)
+            self.assertEqual(len(self.take()), 5)
+            self.clock.advance(1.0)
+        self.assertEqual(self.relay.stats["dropped-over-cap"], 10)
+
     def test_byte_cap(self):
         """
         Beyond max_bytes a second, an allocation's datagrams are dropped,
@@ -481,6 +497,20 @@ class FloodCannonTests(RelayTestCase):
         for _ in range(10):
             self.send(1, HELLO, VICTIM)
         self.assertEqual(len(self.take(VICTIM)), 2)
+
+    def test_challenge_limit_per_ip_not_per_port(self):
+        """
+        The challenge budget (4 a second, bursts of 8, by default) is per
+        allocation side and source IP: frames from 100 ports of one IP,
+        with different contents, draw 8 challenges in all.
+        """
+        self.bind(0, ONE)
+        self.bind(1, TWO)
+        self.clock.advance(2.0)
+        self.take()
+        for port in range(100):
+            self.send(1, bytes((port,)) + HELLO[1:-1] + bytes((port,)), ("192.0.2.99", 10000 + port))
+        self.assertEqual(len(self.take()), 8)
 
     def test_replays_do_not_starve_the_member(self):
         """
