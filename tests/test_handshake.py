@@ -542,6 +542,28 @@ class RelayOnlyTests(SynchronousTestCase):
         machine.close()
         self.assertEqual(clock.getDelayedCalls(), [])
 
+    def test_relay_only_no_upgrade_retries(self):
+        """
+        Connected relay-only (the peer's traffic arriving every second), the
+        machine never tries a direct path: over two minutes it sends only
+        keepalives on the relay route, one per keepalive interval (15 s),
+        and no hello.
+        """
+        route = RelayRoute(Address("192.0.2.20", 3479), b"a" * 8, 0, b"k" * 16)
+        clock, out, core, machine = build(HandshakeConfig(relay_only=True, keepalive_interval=15.0), [PUBLIC, LOCAL])
+        machine.start()
+        clock.advance(0)
+        machine.relay_offered(route)
+        machine.answer_received(route)
+        out.take()
+        sent = []
+        for _ in range(120):
+            clock.advance(1.0)
+            machine.traffic_received(route)
+            sent.extend(e for e in out.take() if e[0].startswith("send"))
+        self.assertEqual(sent, [("send_keepalive", route)] * 8)
+        machine.close()
+
     def test_relay_only_keeps_relayed_candidates(self):
         """
         A relay-only handshake drops the direct candidates but keeps a
