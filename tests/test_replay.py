@@ -67,10 +67,10 @@ class ReplayWindowTests(SynchronousTestCase):
         window.mark(7)
         # 4, 5 and 6 are inside the window (7 - 3 .. 7) and were never marked.
         self.assertEqual([window.check(n) for n in (4, 5, 6, 7)], [True, True, True, False])
-        for size in (2, 3):
+        for size in (2, 3, 5):
             window = ReplayWindow(size)
-            window.mark(size + 5)
-            self.assertEqual([window.check(size + 5 - k) for k in range(size)], [False] + [True] * (size - 1))
+            window.mark(size - 1)  # the first numbers, each in its own slot
+            self.assertEqual([window.check(n) for n in range(size)], [True] * (size - 1) + [False])
     # Equivalent: the slots starting at (i - 1) % size (not congruent to
     # i either, for every size >= 2).
 
