@@ -75,6 +75,14 @@ class BindTests(SynchronousTestCase):
         self.assertEqual(t.bind(b"d" * 8, MAC, 0, A1, 1, 3.0), (None, "dropped-full"))
         self.assertEqual(len(t), 2)
 
+    def test_one_allocation_table(self) -> None:
+        """
+        A table of one allocation and one binding per source is valid.
+        """
+        t = table(max_allocations=1)
+        self.assertEqual(t.bind(b"a" * 8, MAC, 0, A1, 1, 0.0)[1], "allocated")
+        self.assertEqual(t.bind(b"b" * 8, MAC, 0, B1, 1, 0.0)[1], "evicted")
+
     def test_arguments(self) -> None:
         for kwargs in (dict(max_allocations=0), dict(max_per_source=0)):
             error = self.assertRaises(ValueError, table, **kwargs)
@@ -106,3 +114,23 @@ class ExpiryTests(SynchronousTestCase):
         self.assertEqual(t.expire(64.9), [])
         self.assertEqual(t.expire(65.0), [(b"a" * 8, "idle")])
         self.assertEqual((t.bindings_from("192.0.2.1"), t.bindings_from("198.51.100.2")), (0, 0))
+
+    def test_idle_pending_forgotten_everywhere(self) -> None:
+        """
+        A pending allocation that goes idle (idle timeout shorter than the
+        unbound one) leaves no trace: a later eviction picks a live
+        pending allocation.
+        """
+        t = table(max_allocations=1, idle_timeout=5.0, unbound_timeout=10.0)
+        t.bind(b"a" * 8, MAC, 0, A1, 1, 0.0)
+        self.assertEqual(t.expire(5.0), [(b"a" * 8, "idle")])
+        self.assertEqual(t.bind(b"b" * 8, MAC, 0, B1, 1, 6.0)[1], "allocated")
+        self.assertEqual(t.bind(b"c" * 8, MAC, 0, C1, 1, 7.0)[1], "evicted")
+        self.assertEqual(list(t.entries), [b"c" * 8])
+        self.assertEqual(t.bindings_from("198.51.100.2"), 0)
+
+    # Equivalent: an allocation's initial proven stamps other than -1
+    # (stamps are milliseconds, never negative), its initial 'last' and
+    # 'established' (set by the binding that creates it; None is false),
+    # popitem(last=None) for last=False, and releasing then counting
+    # again the same IP when a member moves to another port of it.
