@@ -297,6 +297,32 @@ class RelayProtocolTests(RelayTestCase):
         self.assertEqual(self.relay.stats["dropped-bad-proof"], 1)
         self.assertNotIn(ALLOCATION, self.relay.allocations)
 
+    def test_drops_do_not_end_the_batch(self):
+        """
+        In one batch, a datagram for a half-bound allocation and one over
+        its allocation's cap are dropped and the rest is still relayed;
+        the forwarded bytes count every forwarded datagram's size.
+        """
+        other, other_key = allocation_key(1)
+        half, half_key = allocation_key(2)
+        self.bind(0, ONE)
+        self.bind(1, TWO)
+        self.bind(0, ("198.51.100.4", 4444), other_key, other)
+        self.bind(1, ("203.0.113.5", 5555), other_key, other)
+        self.bind(0, ("198.51.100.6", 6666), half_key, half)
+        self.take()
+        before = self.relay.stats["forwarded-bytes"]
+        batch = [(frame(0, b"lonely", half_key, half), ("198.51.100.6", 6666))]
+        batch += [(frame(0, b"a" * n), ONE) for n in range(1, 7)]
+        batch += [(frame(0, b"other", other_key, other), ("198.51.100.4", 4444))]
+        self.relay.datagrams_received(batch)
+        self.assertEqual(self.relay.stats["dropped-peer-not-bound"], 1)
+        self.assertEqual(self.relay.stats["dropped-over-cap"], 1)
+        self.assertEqual(len(self.take(TWO)), 5)
+        self.assertEqual(len(self.take(("203.0.113.5", 5555))), 1)
+        sizes = [len(d) for d, _ in batch[1:6]] + [len(batch[7][0])]
+        self.assertEqual(self.relay.stats["forwarded-bytes"] - before, sum(sizes))
+
     def test_cap(self):
         """
         Beyond max_packets a second, an allocation's datagrams are dropped.
