@@ -153,6 +153,8 @@ class RelayProtocolTests(RelayTestCase):
         self.send(0, b"x" * 15, ONE)
         self.assertEqual(self.transport.written, [])
         self.assertEqual(self.relay.stats["dropped-unproven-small"], 1)
+        self.send(0, b"x" * 14, ONE)
+        self.assertEqual(self.relay.stats["dropped-unproven-small"], 2)
         self.send(0, b"x" * 16, ONE)
         self.assertEqual(len(self.take(ONE)), 1)
 
@@ -322,6 +324,41 @@ class RelayProtocolTests(RelayTestCase):
         self.assertEqual(len(self.take(("203.0.113.5", 5555))), 1)
         sizes = [len(d) for d, _ in batch[1:6]] + [len(batch[7][0])]
         self.assertEqual(self.relay.stats["forwarded-bytes"] - before, sum(sizes))
+
+    def test_answer_at_the_challenge_lifetime(self):
+        """
+        An answer exactly challenge_lifetime (10 s) after its challenge
+        still binds; a millisecond later it is stale.
+        """
+        self.clock.advance(100.0)
+        self.send(0, HELLO, ONE)
+        [(late, _)] = self.take(ONE)
+        self.send(0, HELLO, THREE)
+        [(on_time, _)] = self.take(THREE)
+        self.clock.advance(10.0)
+        self.relay.datagramReceived(answer_challenge(on_time, ALLOCATION, 0, KEY), THREE)
+        self.assertEqual(self.relay.allocations[ALLOCATION].members[0], THREE)
+        self.clock.advance(0.002)
+        self.relay.datagramReceived(answer_challenge(late, ALLOCATION, 0, KEY), ONE)
+        self.assertEqual(self.relay.stats["dropped-stale-proof"], 1)
+        self.assertEqual(self.relay.allocations[ALLOCATION].members[0], THREE)
+
+    def test_binding_log_lines(self):
+        """
+        A new allocation logs "allocation <id> in use"; a refused binding
+        logs the allocation, the source and the reason.
+        """
+        lines = []
+        self.relay.log = Logger(observer=lambda event: lines.append(formatEvent(event)))
+        self.bind(0, ONE)
+        self.assertEqual(lines, [f"allocation {ALLOCATION.hex()} in use"])
+        lines.clear()
+        self.relay.table.max_per_source = 1
+        other, other_key = allocation_key(1)
+        self.bind(0, ONE, other_key, other)
+        self.assertEqual(
+            lines, [f"refused binding {other.hex()} to ('198.51.100.1', 1111): dropped-source-full"]
+        )
 
     def test_cap(self):
         """
@@ -600,6 +637,8 @@ class BindingReplayTests(RelayTestCase):
         """
         self.relay.datagramReceived(self.answer_one, ONE)
         self.assertEqual(self.relay.stats["dropped-replay"], 1)
+        self.relay.datagramReceived(self.answer_one, ONE)
+        self.assertEqual(self.relay.stats["dropped-replay"], 2)
         self.assertSideZeroAt(ONE)
 
     def test_replayed_answer_other_address(self):
