@@ -331,14 +331,14 @@ class RelayProtocolTests(RelayTestCase):
         still binds; a millisecond later it is stale.
         """
         self.clock.advance(100.0)
-        self.send(0, HELLO, ONE)
-        [(late, _)] = self.take(ONE)
-        self.send(0, HELLO, THREE)
+        self.send(0, HELLO, THREE)  # stamped 100.000 s
         [(on_time, _)] = self.take(THREE)
+        self.send(0, HELLO, ONE)  # stamped 100.001 s (stamps only increase)
+        [(late, _)] = self.take(ONE)
         self.clock.advance(10.0)
         self.relay.datagramReceived(answer_challenge(on_time, ALLOCATION, 0, KEY), THREE)
         self.assertEqual(self.relay.allocations[ALLOCATION].members[0], THREE)
-        self.clock.advance(0.002)
+        self.clock.advance(0.003)
         self.relay.datagramReceived(answer_challenge(late, ALLOCATION, 0, KEY), ONE)
         self.assertEqual(self.relay.stats["dropped-stale-proof"], 1)
         self.assertEqual(self.relay.allocations[ALLOCATION].members[0], THREE)
