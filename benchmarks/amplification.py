@@ -164,6 +164,12 @@ def rows(secret: bytes | None, members: int) -> list[list]:
     row("HostSession", b.measure(wire.HostSession(b.txid(), "a", b.cookies["a"], "x", "g", 4), A))
     row("ListSessions", b.measure(wire.ListSessions(b.txid()), ELSEWHERE))
     row("ListSessions (unpadded)", b.measure(wire.ListSessions(b.txid()), ELSEWHERE, pad=False))
+    # (A fresh introducer: each row advances the clock 60 s, and the
+    # registrations above must not expire before the rows that use them.)
+    lobby = fresh()
+    filters = dict(properties=(("map", "x"),) * 4, name_prefix="s", flags=wire.FLAG_OPEN, limit=1)
+    row("ListSessions (filters)", lobby.measure(wire.ListSessions(b.txid(), "g", **filters), ELSEWHERE))
+    row("ListSessions (bad cursor)", lobby.measure(wire.ListSessions(b.txid(), cursor=b"bad"), ELSEWHERE, pad=False))
     row("Introduce (peer)", b.measure(wire.Introduce(b.txid(), "a", b.cookies["a"], "b"), A))
     row(
         f"Introduce (mesh of {members})",

@@ -159,7 +159,7 @@ async def main(reactor, *argv: str) -> None:
     def say(text: str) -> None:
         if not text:
             return
-        live = [c for c in endpoint.connections if c.address is not None and not c.ended]
+        live = [c for c in endpoint.connections if c.is_open]
         if not live:
             console.show("* nobody to talk to yet")
         for connection in live:

@@ -37,8 +37,8 @@ from p2pnet import (
     PeerEndpoint,
     PeerFactory,
     PeerProtocol,
+    SessionNotFound,
     StatusEvent,
-    UnknownPeer,
 )
 
 GAME_ID = "p2pnet-example-race"
@@ -246,11 +246,12 @@ async def find(reactor, endpoint: PeerEndpoint, title: str, retry: float):
     """
     deadline = reactor.seconds() + retry
     while True:
-        for session in await endpoint.list_sessions(GAME_ID):
+        sessions = await endpoint.list_sessions(GAME_ID)
+        for session in sessions:
             if session.name == title:
                 return session
         if reactor.seconds() >= deadline:
-            raise UnknownPeer(4, f"no session titled {title!r}")
+            raise SessionNotFound(title, len(sessions))
         await task.deferLater(reactor, 1.0, lambda: None)
 
 

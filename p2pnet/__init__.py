@@ -5,7 +5,10 @@ p2pnet: peer-to-peer game networking through NATs and firewalls, on Twisted.
 from p2pnet.address import Address
 from p2pnet.errors import (
     AuthenticationFailed,
+    CloseCode,
     ConnectionClosed,
+    ConnectionRefused,
+    ConnectTimeout,
     HandshakeFailed,
     HandshakeTimeout,
     IntroducerError,
@@ -15,11 +18,13 @@ from p2pnet.errors import (
     MessageTooLarge,
     NotAuthorised,
     P2PError,
+    PayloadTooLarge,
     PeerKeyMismatch,
     PeerLost,
     RateLimited,
     SendBufferFull,
     SessionFull,
+    SessionNotFound,
     UnknownPeer,
 )
 
@@ -68,7 +73,12 @@ __all__ = [
     "StatusEvent",
     "TurnSettings",
     "AuthenticationFailed",
+    "CloseCode",
     "ConnectionClosed",
+    "ConnectionRefused",
+    "ConnectTimeout",
+    "PayloadTooLarge",
+    "SessionNotFound",
     "HandshakeFailed",
     "KeyFileError",
     "MessageTooLarge",

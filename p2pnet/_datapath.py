@@ -74,9 +74,9 @@ class PlainPath:
     def control_received(self, message: wire.Message, source) -> None:
         connection = self._connection
         if isinstance(message, wire.Keepalive):
-            connection.machine.traffic_received(source)
+            connection._machine.traffic_received(source)
         elif isinstance(message, wire.Close):
-            connection.machine.peer_closed()
+            connection._peer_closed(message.code, message.reason or "")
 
     def send_datagram(self, data: bytes) -> None:
         connection = self._connection
@@ -87,9 +87,9 @@ class PlainPath:
         keepalive = wire.Keepalive(connection._endpoint.new_txid(), connection.intro_id, 0)
         connection._send_to(wire.encode(keepalive, connection.key), to)
 
-    def send_close(self, to) -> None:
+    def send_close(self, to, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         connection = self._connection
-        close = wire.Close(connection._endpoint.new_txid(), connection.intro_id)
+        close = wire.Close(connection._endpoint.new_txid(), connection.intro_id, code, reason)
         connection._send_to(wire.encode(close, connection.key), to)
 
     def close(self) -> None:
@@ -102,14 +102,14 @@ class PlainPath:
             if payload is None:
                 connection._endpoint.count("dropped-bad-data-tag")
                 return
-            connection.machine.traffic_received(source)
+            connection._machine.traffic_received(source)
         else:
             if source != connection.address:
                 connection._endpoint.count("dropped-data-wrong-source")
                 return
             payload = raw[wire.DATA_HEADER_SIZE :]
             connection._core.last_heard = connection._clock.seconds()
-        connection.deliver(payload)
+        connection._deliver(payload)
 
     def sealed_received(self, raw: bytes, source) -> None:
         self._connection._endpoint.count("dropped-sealed-insecure")
@@ -163,6 +163,9 @@ class SecurePath:
                         peer_id=connection.peer_id,
                         initiator=session.initiator,
                     )
+                    if not session.initiator:
+                        # The joiner's connect request rode in message 1.
+                        connection._admission.request(session.peer_payload or b"", source)
             except HandshakeFailed as e:
                 connection._endpoint.count("dropped-bad-handshake")
                 connection.log.debug("refused a handshake message from {source}: {error}", source=str(source), error=str(e))
@@ -195,11 +198,17 @@ class SecurePath:
             # The initiator may not have our handshake message 2 yet (our
             # answer to its hello can be lost, or we validated through its
             # answer to ours): send it once more in a hello.
-            connection.send_hello(to)
+            connection._send_hello(to)
         self._seal_to(frames.encode_frames([frames.Ping()]), to)
 
-    def send_close(self, to) -> None:
-        self._seal_to(frames.encode_frames([frames.Close(CLOSE_NORMAL, "")]), to)
+    def send_close(self, to, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        self._seal_to(frames.encode_frames([frames.Close(code, reason)]), to)
+
+    def send_frames(self, frame_list: list, to) -> None:
+        """
+        Seal C{frame_list} (the connect request's frames) to C{to}.
+        """
+        self._seal_to(frames.encode_frames(frame_list), to)
 
     # -- receiving ------------------------------------------------------------
 
@@ -231,18 +240,18 @@ class SecurePath:
         if source == core.path:
             core.last_heard = core.last_heard_on_path = now
             if is_relayed(source) and not core.route_confirmed:
-                connection.machine.traffic_received(source)
+                connection._machine.traffic_received(source)
         elif connection.address is None:
             # Before the path is up, an authentic packet validates it: only
             # the peer has the keys.
             self.session.prove(source)
-            connection.machine.traffic_received(source)
+            connection._machine.traffic_received(source)
         elif probing or not self.session.newest:
             # A path check, or a packet overtaken by a newer one (late,
             # from the path we left): alive, but no reason to move.
             core.last_heard = now
         elif is_relayed(source) or self.session.proven(source):
-            connection.machine.traffic_received(source)
+            connection._machine.traffic_received(source)
         else:
             # Authentic, but from an address the peer has not shown it
             # receives at (an on-path attacker can forward a fresh packet
@@ -254,7 +263,7 @@ class SecurePath:
                 endpoint.count("dropped-malformed-frames")
             return
         if decoded is None:
-            connection.deliver(datagram)
+            connection._deliver(datagram)
             return
         for frame in decoded:
             if connection.ended:
@@ -264,7 +273,7 @@ class SecurePath:
     def _frame(self, frame, source, now: float) -> None:
         connection = self._connection
         if isinstance(frame, frames.Datagram):
-            connection.deliver(frame.data)
+            connection._deliver(frame.data)
         elif isinstance(frame, frames.PathChallenge):
             # Answer where it came from: that is what proves the path.
             self._seal_to(frames.encode_frames([frames.PathResponse(frame.data)]), source)
@@ -276,11 +285,11 @@ class SecurePath:
                     "{peer_id} proved it receives at {source}", peer_id=connection.peer_id, source=str(source)
                 )
                 if kind == "answer":
-                    connection.machine.answer_received(source)
+                    connection._machine.answer_received(source)
                 else:
-                    connection.machine.traffic_received(source)
-        elif isinstance(frame, frames.Close):
-            connection.machine.peer_closed()
+                    connection._machine.traffic_received(source)
+        elif isinstance(frame, (frames.Close, frames.Connect, frames.Accept)):
+            connection._frame_received(frame, source)
 
     # -- path validation ----------------------------------------------------------
 

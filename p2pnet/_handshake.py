@@ -491,7 +491,8 @@ def _rescue(inputs: Handshake, core: HandshakeCore) -> None:
 
 
 def _ask_reversal(inputs: Handshake, core: HandshakeCore) -> None:
-    if not core.reversal_requested:
+    # Relay-only: a reversal would hand the peer our public address.
+    if not core.reversal_requested and not core.config.relay_only:
         core.reversal_requested = True
         core.outputs.status("reversal")
         core.outputs.request_reversal()

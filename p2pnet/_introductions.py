@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from p2pnet import wire
 from p2pnet._peertypes import StatusEvent
 from p2pnet.connection import PeerConnection
-from p2pnet.errors import HandshakeFailed, KeyFileError, P2PError, PeerKeyMismatch
+from p2pnet.errors import CloseCode, HandshakeFailed, KeyFileError, P2PError, PeerKeyMismatch
 
 
 class Introductions:
@@ -51,23 +51,26 @@ class Introductions:
                 del self._awaiting[intro.txid]
                 entry[1].errback(Failure(refusal))
             return
-        connection = PeerConnection(self, intro, conn_id)
+        connection = PeerConnection(self, intro, conn_id, entry[3] if ours else b"")
+        hidden = bool(intro.flags & wire.FLAG_RELAY_ONLY)
         self._by_intro[intro.intro_id] = connection
         self._by_conn_id[conn_id] = connection
         self.note(
             "introduced", connection.log.info,
             "introduced to {peer_id}: public {public}, local {local}",
             peer_id=intro.peer_id,
-            public=str(intro.public),
+            public="hidden (a relay-only peer)" if hidden else str(intro.public),
             local=", ".join(map(str, intro.local)) or "none",
         )
-        self.emit(StatusEvent("introduced", intro.peer_id, address=intro.public, candidates=connection.candidates))
+        self.emit(StatusEvent(
+            "introduced", intro.peer_id, address=None if hidden else intro.public, candidates=connection.candidates
+        ))
         if ours:
             del self._awaiting[intro.txid]
             entry[1].callback(connection)
         else:
-            connection.when_connected().addCallbacks(self._incoming, lambda _: None)
-        connection.machine.start()
+            connection._when_connected().addCallbacks(self._incoming, lambda _: None)
+        connection._machine.start()
 
     def _key_refusal(self, intro: wire.Introduction, expect_key: bytes | None) -> P2PError | None:
         """
@@ -99,6 +102,6 @@ class Introductions:
         if protocol is None:
             if self.factory is not None:
                 connection.log.info("factory refused {peer_id}", peer_id=connection.peer_id)
-                connection.close()
+                connection.close(CloseCode.REFUSED, "no protocol for this peer")
             return
         connection.set_protocol(protocol)

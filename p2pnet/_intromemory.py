@@ -7,11 +7,25 @@ the joiner's acknowledgement.  Pure bookkeeping; time is passed in.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from typing import Callable
 
-from p2pnet._registry import RegistryError
+from p2pnet._registry import Registration, RegistryError
 from p2pnet.wire import ErrorCode
+
+
+def lag_ms(receiver: Registration, other: Registration) -> int | None:
+    """
+    The C{lag} of C{receiver}'s introduction to C{other}: how many
+    milliseconds longer C{other}'s measured round trip to the introducer
+    is (0 if not longer, rounded up), or None unless both were measured.
+    """
+    if receiver.rtt is None or other.rtt is None:
+        return None
+    # Round to microseconds first so that float noise cannot add a
+    # millisecond to an exact difference.
+    return min(0xFFFF, max(0, math.ceil(round((other.rtt - receiver.rtt) * 1000.0, 3))))
 
 
 class IntroductionMemory:
@@ -88,6 +102,16 @@ class IntroductionMemory:
         allocation = random_bytes(8)
         self._introductions[intro_id] = (remembered[0], remembered[1], allocation)
         return allocation, True
+
+    def replace_allocation(self, intro_id: bytes, allocation: bytes) -> None:
+        """
+        Introduction C{intro_id}'s relay allocation moved to C{allocation}
+        (its relay died): later relay requests for it get the new one.
+        Nothing if the introduction is forgotten.
+        """
+        remembered = self._introductions.get(intro_id)
+        if remembered is not None and remembered[2] is not None:
+            self._introductions[intro_id] = (remembered[0], remembered[1], allocation)
 
     def remember_join(self, intro_id: bytes, session_id: bytes, joiner: str, address: tuple) -> None:
         """

@@ -107,7 +107,7 @@ class Messaging:
             for plaintext in sent:
                 self._seal(plaintext, address)
             if sent:
-                connection.sent_now(now)
+                connection._sent_now(now)
         while True:
             event = machine.next_event()
             if event is None:

@@ -28,7 +28,7 @@ from p2pnet._names import MAX_NAME_BYTES, name_problem
 from p2pnet._options import listen_error, parse, port, positive, read_secret
 from p2pnet.address import Address
 from p2pnet.endpoint import PeerConfig, PeerEndpoint, PeerFactory, PeerProtocol, StatusEvent
-from p2pnet.errors import KeyFileError, P2PError, UnknownPeer
+from p2pnet.errors import KeyFileError, P2PError, SessionNotFound, UnknownPeer
 
 #: The channel C{--send-file} sends on (reliable-ordered by default).
 FILE_CHANNEL = 0
@@ -338,7 +338,7 @@ def run(reactor, options: Options, out: TextIO):
 
         def send_all() -> None:
             for connection in endpoint.connections:
-                if connection.address is not None and not connection.ended:
+                if connection.is_open:
                     connection.send(text)
 
         sender = LoopingCall(send_all)
@@ -392,20 +392,21 @@ def _join(endpoint: PeerEndpoint, title: str, printer: Printer, behaviour: _Beha
         for session in sessions:
             if session.name == title:
                 return endpoint.join(session, _Printing(printer, session.host, behaviour))
-        raise UnknownPeer(3, f"no session titled {title!r}")
+        raise SessionNotFound(title, len(sessions))
 
     return endpoint.list_sessions().addCallback(chosen)
 
 
 def _retrying(reactor, limit: float, attempt: Callable[[], Deferred]) -> Deferred:
     """
-    Retry C{attempt} once a second while it fails with UnknownPeer (the
-    peer or session may not be registered yet), for up to C{limit} seconds.
+    Retry C{attempt} once a second while it fails with UnknownPeer or
+    SessionNotFound (the peer or session may not be registered yet), for
+    up to C{limit} seconds.
     """
     deadline = reactor.seconds() + limit
 
     def again(failure: Failure) -> Deferred:
-        failure.trap(UnknownPeer)
+        failure.trap(UnknownPeer, SessionNotFound)
         if reactor.seconds() >= deadline:
             return failure
         return deferLater(reactor, 1.0, attempt).addErrback(again)

@@ -48,6 +48,8 @@ class StatusEvent:
         address.
     @ivar detail: a human-readable explanation.
     @ivar elapsed: seconds since the introduction (connection events).
+    @ivar code: for C{lost} and C{closed}, the close code (a
+        L{p2pnet.errors.CloseCode} or the game's own), or None (silence).
     """
 
     kind: str
@@ -57,6 +59,7 @@ class StatusEvent:
     detail: str = ""
     elapsed: float | None = None
     candidates: tuple[Address, ...] = ()
+    code: int | None = None
 
 
 @frozen
@@ -220,8 +223,9 @@ class PeerProtocol:
 
 class PeerFactory:
     """
-    Builds protocols for incoming connections.  Subclass it, or pass any
-    object with a C{build_protocol(peer_id)} method.
+    Builds protocols for incoming connections, and admits them.  Subclass
+    it, or pass any object with a C{build_protocol(peer_id)} method (and,
+    optionally, C{accept_connection(peer_id, payload)}).
     """
 
     protocol: type[PeerProtocol] | None = None
@@ -234,3 +238,15 @@ class PeerFactory:
         if self.protocol is None:
             return None
         return self.protocol()
+
+    def accept_connection(self, peer_id: str, payload: bytes) -> object:
+        """
+        Decide on C{peer_id}'s connect request before the connection
+        opens: return None to accept, a reason (a string) to refuse it
+        (the joiner fails with C{ConnectionRefused(reason)}), or a
+        Deferred firing with either.  C{payload} is what the joiner gave
+        C{connect}/C{join} (at most 256 bytes, C{b""} if nothing; it came
+        encrypted).  Not asked on insecure endpoints.  Accepts everyone
+        by default.
+        """
+        return None

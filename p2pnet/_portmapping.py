@@ -47,8 +47,12 @@ class PortMapping:
     def advertised_local(self) -> tuple[Address, ...]:
         """
         Our local addresses, and the mapped external address if any: what
-        the introducer is told.
+        the introducer is told.  None when relay-only (our addresses
+        are kept from everyone but the introducer, which sees the public
+        one anyway).
         """
+        if self.config.handshake.relay_only:
+            return ()
         local = tuple(self.local_addresses)
         mapping = self.port_mapping
         if mapping is not None and mapping.external not in local:

@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import hmac
 from collections import OrderedDict
-from itertools import islice
 from typing import Callable, Iterator
 
 from attrs import define, field
 
+from p2pnet._lobby import Lobby, MemoryLobby
 from p2pnet._names import name_problem
 from p2pnet.address import Address
-from p2pnet.wire import CHALLENGE_SIZE, MAX_DATAGRAM, MAX_STRING, ErrorCode, SessionInfo, proof_tag
+from p2pnet.wire import CHALLENGE_SIZE, MAX_CURSOR, MAX_DATAGRAM, MAX_STRING, ErrorCode, SessionInfo, proof_tag
 
 MAX_LOCAL_ADDRESSES = 8
 MAX_PEER_ID = 64
 MAX_PROPERTIES = 16
 #: The largest encoded session entry: one always fits a full page (a
 #: 1,200-byte SessionList with its fixed fields and an AUTH field).
-MAX_SESSION_ENTRY = MAX_DATAGRAM - 24 - 19 - 3
+#: (Fixed fields: the header, TOTAL and the longest CURSOR.)
+MAX_SESSION_ENTRY = MAX_DATAGRAM - (10 + 7 + 3 + MAX_CURSOR) - 19 - 3
 
 #: Seconds a challenge can be answered, and how many may wait at once
 #: (in all, and per peer id).
@@ -169,6 +170,12 @@ class Session:
     pending: dict[str, float] = field(factory=dict)
     #: The source IP of the host when it hosted (for the per-IP cap).
     ip: str = ""
+    #: Its place in the lobby's order (set by the L{Lobby}; None unlisted).
+    lobby_key: int | None = None
+    #: Its encoded lobby entry around the player count (the lobby's cache).
+    lobby_entry: tuple[bytes, bytes] | None = field(default=None, repr=False)
+    #: The host is relay-only: joiners are not told its addresses.
+    relay_only: bool = False
 
     @property
     def players(self) -> int:
@@ -197,6 +204,8 @@ class Registry:
     @param lifetime: seconds a registration lives without a heartbeat.
     @param random_bytes: C{n -> bytes}, the source of cookies and ids
         (tests pass a seeded one).
+    @param lobby: where hosted sessions are listed (default: a
+        L{MemoryLobby}).
     """
 
     def __init__(
@@ -208,6 +217,7 @@ class Registry:
         max_per_ip: int = 1024,
         max_sessions: int = 50_000,
         max_sessions_per_ip: int = 64,
+        lobby: Lobby | None = None,
     ) -> None:
         self.lifetime = lifetime
         self._random_bytes = random_bytes
@@ -217,8 +227,7 @@ class Registry:
         self.max_sessions = max_sessions
         self.max_sessions_per_ip = max_sessions_per_ip
         self._sessions_per_ip: dict[str, int] = {}
-        # game id -> its sessions, in creation order
-        self._by_game: dict[str, dict[bytes, Session]] = {}
+        self.lobby: Lobby = lobby if lobby is not None else MemoryLobby()
         self._peers: OrderedDict[str, Registration] = OrderedDict()
         self._sessions: dict[bytes, Session] = {}
         # Unconfirmed registrations, oldest first.
@@ -605,7 +614,6 @@ class Registry:
         self._per_ip = dict(self._per_ip)
         self._sessions = dict(self._sessions)
         self._sessions_per_ip = dict(self._sessions_per_ip)
-        self._by_game = {game: dict(table) for game, table in self._by_game.items()}
         self._challenges = OrderedDict(self._challenges)
         self._challenges_per_peer = dict(self._challenges_per_peer)
         self._peak = len(self._peers)
@@ -637,11 +645,7 @@ class Registry:
     def _drop_session(self, session_id: bytes) -> Session | None:
         session = self._sessions.pop(session_id, None)
         if session is not None:
-            game = self._by_game.get(session.game_id)
-            if game is not None:
-                game.pop(session_id, None)
-                if not game:
-                    del self._by_game[session.game_id]
+            self.lobby.remove(session)
             left = self._sessions_per_ip.get(session.ip, 0) - 1
             if left > 0:
                 self._sessions_per_ip[session.ip] = left
@@ -700,7 +704,7 @@ class Registry:
         session = Session(session_id, host.peer_id, name, game_id, max_players, mesh, properties, ip=ip)
         self._sessions[session_id] = session
         self._sessions_per_ip[ip] = self._sessions_per_ip.get(ip, 0) + 1
-        self._by_game.setdefault(game_id, {})[session_id] = session
+        self.lobby.add(session)
         host.sessions.add(session_id)
         return session
 
@@ -724,16 +728,7 @@ class Registry:
         """
         if game_id is None:
             return iter(list(self._sessions.values()))
-        return iter(list(self._by_game.get(game_id, {}).values()))
-
-    def session_slice(self, game_id: str | None, offset: int) -> tuple[Iterator[Session], int]:
-        """
-        The hosted sessions (of C{game_id}, if given) from C{offset} on, in
-        creation order, and how many there are in all; without copying the
-        table (a page costs no more than its offset to skip).
-        """
-        table = self._sessions if game_id is None else self._by_game.get(game_id, {})
-        return islice(table.values(), offset, None), len(table)
+        return iter([s for s in self._sessions.values() if s.game_id == game_id])
 
     #: Seconds a joiner holds its slot before acknowledging its
     #: introduction (L{confirm_join}).

@@ -48,7 +48,7 @@ class Relaying:
                 return None
             connection.log.info("TURN allocation {relayed} for {peer_id}", relayed=str(relayed), peer_id=connection.peer_id)
             d = self._turn.create_permission(peer_public)
-            d.addCallback(lambda _: connection.turn_ready(TurnRoute(peer_public)))
+            d.addCallback(lambda _: connection._turn_ready(TurnRoute(peer_public)))
             offer = wire.CandidateOffer(
                 self.new_txid(), self.peer_id, self._cookie, connection.peer_id, connection.intro_id, relayed
             )
@@ -94,11 +94,13 @@ class Relaying:
 
         def offered(offer: wire.Message) -> None:
             if isinstance(offer, wire.RelayOffer) and not connection.ended:
-                connection.relay_offered(offer, answer=True)
+                connection._relay_offered(offer, answer=True)
 
         def refused(reason: Failure) -> None:
             if self._stopping or reason.check(ConnectionClosed):
                 return
+            if getattr(reason.value, "code", None) == wire.ErrorCode.NO_RELAY and not connection.ended:
+                connection._no_relay("the introducer runs no relay")
             self.note(
                 "no-relay", connection.log.info, "no relay for {peer_id}: {error}",
                 peer_id=connection.peer_id, error=str(reason.value),
@@ -108,9 +110,10 @@ class Relaying:
 
     #: Relay routes a connection may hold from offers it did not ask for
     #: (the introducer pushes one to the other side of a relay request;
-    #: without a secret, anyone can spoof more).  The answer to the
+    #: without a secret, anyone can spoof more; when a relay dies, the
+    #: introducer pushes the new one to both sides).  The answer to the
     #: connection's own request is taken beyond it.
-    MAX_PUSHED_ROUTES = 2
+    MAX_PUSHED_ROUTES = 3
 
     def remember_route(self, connection: PeerConnection, route: RelayRoute, answer: bool = False) -> bool:
         """
@@ -152,7 +155,11 @@ class Relaying:
                 if connection.address is None and not connection.ended:
                     # The relay did not forward the hello that drew the
                     # challenge: send one now rather than at the next retry.
-                    connection.send_hello(route)
+                    connection._send_hello(route)
+                elif connection.address != route and not connection.ended:
+                    # A relay we are moving to (ours died): the keepalive
+                    # that drew the challenge was not forwarded either.
+                    connection._send_keepalive(route)
             return
         inner = wire.verify_relayed(data, route.key)
         if inner is None:

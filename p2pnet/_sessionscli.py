@@ -19,7 +19,8 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from p2pnet import wire
-from p2pnet._introclient import IntroducerClient, SessionLister
+from p2pnet._introclient import IntroducerClient
+from p2pnet._lister import SessionLister, make_query
 from p2pnet._options import parse, read_secret
 from p2pnet._peercli import _address
 from p2pnet._reaching import ReachingIntroducer
@@ -27,23 +28,61 @@ from p2pnet.address import Address
 from p2pnet.errors import MalformedMessage, P2PError
 
 
+def _limit(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("--limit is at least 1")
+    return value
+
+
 class Options(usage.Options):
-    synopsis = "--introducer HOST:PORT [--game GAME] [--json]"
-    longdesc = "List the sessions hosted at a p2pnet introducer."
+    synopsis = (
+        "--introducer HOST:PORT [--game GAME] [--property KEY=VALUE ...] [--name-prefix TEXT] "
+        "[--open] [--limit N] [--json]"
+    )
+    longdesc = (
+        "List the sessions hosted at a p2pnet introducer.  The filters are applied by the "
+        "introducer: a listed session has every --property, a name starting with "
+        "--name-prefix, and with --open a free slot."
+    )
     optParameters = [
         ["introducer", "i", None, "The introducer's HOST:PORT.", _address],
         ["game", "g", None, "Only this game's sessions."],
+        ["name-prefix", "n", None, "Only sessions whose name starts with this."],
+        ["limit", "l", None, "At most this many sessions.", _limit],
         ["secret-file", None, None, "File holding the introducer's shared secret."],
         ["bind", "b", "", "Local address to bind (default: all)."],
     ]
     optFlags = [
         ["json", "j", "Print one JSON object per line per session."],
+        ["open", "o", "Only sessions with a free slot."],
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["properties"] = []
+
+    def opt_property(self, text: str) -> None:
+        """
+        Only sessions with this property, KEY=VALUE (repeat for several, at most 4).
+        """
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise usage.UsageError(f"--property wants KEY=VALUE, not {text!r}")
+        self["properties"].append((key, value))
+
+    opt_p = opt_property
 
     def postOptions(self) -> None:
         if self["introducer"] is None:
             raise usage.UsageError("--introducer HOST:PORT is required")
         self["secret"] = read_secret(self["secret-file"], "--secret-file") if self["secret-file"] else None
+        try:
+            self["query"] = make_query(
+                self["game"], self["properties"], self["name-prefix"], self["open"], None
+            )
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
 
 
 class _Lobby(DatagramProtocol):
@@ -119,7 +158,8 @@ def run(reactor, options: Options, out: TextIO, err: TextIO):
         reactor, introducer, lambda elapsed: None, refused, probe=True, interface=options["bind"]
     )
     try:
-        sessions = yield SessionLister(reactor, client.request, client.new_txid).list(options["game"])
+        lister = SessionLister(reactor, client.request, client.new_txid)
+        sessions = yield lister.list(options["query"], options["limit"])
     except P2PError as e:
         err.write(f"p2pnet sessions: {e}\n")
         return 1

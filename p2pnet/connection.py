@@ -9,18 +9,22 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
-from twisted.internet.defer import Deferred, fail, succeed
+from attrs import evolve
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError, InvalidAddressError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from p2pnet import wire
+from p2pnet._admission import Admission
+from p2pnet._connoutputs import ConnectionOutputs
 from p2pnet._datapath import PlainPath, SecurePath
 from p2pnet._handshake import HandshakeCore, make_handshake
 from p2pnet._peertypes import Path, PeerProtocol, StatusEvent
 from p2pnet.address import Address, RelayedAddress, RelayRoute, TurnRoute, is_relayed
-from p2pnet.errors import ConnectionClosed, PeerLost
+from p2pnet.errors import CloseCode, ConnectionClosed, ConnectionRefused, HandshakeTimeout, PeerLost, describe_close
+from p2pnet.secure import _frames as frames
 from p2pnet.secure._session import SecureSession
 from p2pnet.secure.identity import fingerprint
 
@@ -62,7 +66,7 @@ class PeerConnection:
     #: Datagrams kept for a protocol that is not attached yet.
     EARLY_LIMIT = 64
 
-    def __init__(self, endpoint: PeerEndpoint, intro: wire.Introduction, conn_id: int) -> None:
+    def __init__(self, endpoint: PeerEndpoint, intro: wire.Introduction, conn_id: int, payload: bytes = b"") -> None:
         self._endpoint = endpoint
         self._clock = endpoint.clock
         self.peer_id = intro.peer_id
@@ -80,15 +84,28 @@ class PeerConnection:
         self._waiters: list[Deferred] = []
         self._early: list[bytes] = []
         self._failure: Failure | None = None
+        self._opened = False
+        #: The close we send (code, text), and the one the peer sent.
+        self._close_sent: tuple[int, str] = (CloseCode.NORMAL, "")
+        self._peer_close: tuple[int, str] | None = None
+        #: Why there is no relay, once the introducer said so.
+        self._without_relay: str | None = None
         self._public = intro.public
         # The peer chose its local addresses (the introducer only checked
         # its public one): nothing we cannot send to, and nothing a LAN
         # cannot be, except on the host it was seen at.
         candidates = [c for c in (intro.public, *intro.local) if self._plausible(c)][:MAX_CANDIDATES]
+        config = endpoint.config.handshake
+        if intro.flags & wire.FLAG_RELAY_ONLY and not config.relay_only:
+            # The peer is relay-only (the introducer kept its addresses
+            # from us): so is this connection.
+            config = evolve(config, relay_only=True)
+        #: Whether this connection uses nothing but relays.
+        self.relay_only = config.relay_only
         self._core = HandshakeCore(
             clock=self._clock,
-            outputs=self,
-            config=endpoint.config.handshake,
+            outputs=ConnectionOutputs(self),
+            config=config,
             peer_id=self.peer_id,
             candidates=list(dict.fromkeys(candidates)),
             public=intro.public,
@@ -103,7 +120,7 @@ class PeerConnection:
         self._extra: list = []
         self._via: dict[Address, object] = {}
         self._relayed_sources: dict[Address, RelayedAddress] = {}
-        self.machine = make_handshake(self._core)
+        self._machine = make_handshake(self._core)
         self.peer_key = intro.peer_key
         # Transaction ids of our hellos still waiting for an answer, and of
         # the peer's hellos seen: a hello or answer sent again (a replay)
@@ -124,8 +141,24 @@ class PeerConnection:
                     intro_key=intro.key,
                     random_bytes=endpoint._random_bytes,
                     now=self.introduced_at,
+                    payload=payload,
                 ),
             )
+
+        self._admission = Admission(
+            self._clock,
+            initiator=self.initiator,
+            payload=payload,
+            patience=endpoint.config.handshake.timeout,
+            peer_id=self.peer_id,
+            send=lambda frame_list, to: self._path.send_frames(frame_list, self.address if to is None else to),
+            decide=self._decide,
+            opened=self._open,
+            refuse=self._refuse,
+            timed_out=self._admission_timed_out,
+        )
+        if not self._path.secure:
+            self._admission.skip()
 
     def __repr__(self) -> str:
         return f"<PeerConnection to {self.peer_id!r} via {self.path and self.path.value} {self.address}>"
@@ -152,8 +185,8 @@ class PeerConnection:
         @raise ValueError: an undeclared channel, or a raw datagram too
             big for one packet.
         """
-        if self.ended or self.address is None:
-            raise ConnectionClosed(f"connection to {self.peer_id!r} is not open")
+        if not self.is_open:
+            raise ConnectionClosed(self._not_open())
         if channel is None:
             self._path.send_datagram(data)
             self._core.last_sent = self._clock.seconds()
@@ -177,7 +210,7 @@ class PeerConnection:
         messaging = self._path.messages
         return None if messaging is None else messaging.stats()
 
-    def sent_now(self, now: float) -> None:
+    def _sent_now(self, now: float) -> None:
         """
         Something went to the peer (a keepalive is not due before
         C{keepalive_interval} from now).
@@ -239,7 +272,7 @@ class PeerConnection:
         except (OSError, InvalidAddressError) as e:
             self._endpoint._send_failed(to, e)
 
-    def open_birthday_sockets(self, count: int, to: Address) -> None:
+    def _open_birthday_sockets(self, count: int, to: Address) -> None:
         for _ in range(count):
             try:
                 extra = self._open_extra(0)
@@ -253,7 +286,7 @@ class PeerConnection:
             "opened {n} extra sockets towards {to} (birthday search)", n=len(self._extra), to=str(to)
         )
 
-    def heard_via(self, source, via) -> None:
+    def _heard_via(self, source, via) -> None:
         if via is None:
             self._via.pop(source, None)
         else:
@@ -269,15 +302,39 @@ class PeerConnection:
         if keep is None:
             self._via.clear()
 
-    def close(self) -> None:
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """
-        Close the connection; the peer is told, the protocol's
-        C{connection_lost} runs (on the next reactor turn).
+        Close the connection; the peer is told why (C{code}, a
+        L{CloseCode} or the game's own from 128 to 255, and C{reason}, at
+        most 255 UTF-8 bytes), and its connection ends with L{PeerLost}
+        carrying both; ours ends with L{ConnectionClosed} carrying them.
+        The protocol's C{connection_lost} runs on the next reactor turn.
+
+        @raise ValueError: a code outside 0-255, or a reason too long.
         """
+        frames.Close(code, reason)  # validates both
         if self.ended:
             return
-        self.machine.close()
-        self._end(Failure(ConnectionClosed(f"connection to {self.peer_id!r} closed")), "closed")
+        self._close_sent = (int(code), reason)
+        self._machine.close()
+        said = describe_close(code, reason)
+        if self._opened:
+            message = f"connection to {self.peer_id!r} closed: {said}"
+        else:
+            message = f"connection to {self.peer_id!r} closed before it opened: {said}"
+        self._end(Failure(ConnectionClosed(message, code=code, reason=reason)), "closed", said, code)
+
+    def _not_open(self) -> str:
+        """
+        Why the connection cannot be used, for L{ConnectionClosed}.
+        """
+        name = repr(self.peer_id)
+        if not self.ended:
+            return f"connection to {name} is not open yet (still connecting)"
+        why = self._failure.getErrorMessage() if self._failure is not None else "closed"
+        if not self._opened:
+            return f"connection to {name} never opened: {why}"
+        return f"connection to {name} is closed: {why}"
 
     def set_protocol(self, protocol: PeerProtocol) -> None:
         """
@@ -296,6 +353,15 @@ class PeerConnection:
             messaging.attached(protocol)
 
     @property
+    def is_open(self) -> bool:
+        """
+        Whether the connection is up: a path is validated, the host
+        accepted the connect request, and it has not ended.  C{send} works
+        exactly while this is true.
+        """
+        return self._opened and not self.ended
+
+    @property
     def peer_public(self) -> Address:
         """
         The peer's public address, as the introducer saw it.
@@ -308,8 +374,8 @@ class PeerConnection:
 
     # -- for the endpoint -------------------------------------------------
 
-    def when_connected(self) -> Deferred:
-        if self.address is not None and not self.ended:
+    def _when_connected(self) -> Deferred:
+        if self.is_open:
             return succeed(self)
         if self._failure is not None:
             return fail(self._failure)
@@ -330,12 +396,12 @@ class PeerConnection:
         connection takes nothing that did not come through a relay (an
         answer sent back directly would give the peer a direct path).
         """
-        if self._endpoint.config.handshake.relay_only and not is_relayed(source):
+        if self.relay_only and not is_relayed(source):
             self._endpoint.count("dropped-direct-relay-only")
             return True
         return False
 
-    def message_received(self, message: wire.Message, source: Address) -> None:
+    def _message_received(self, message: wire.Message, source: Address) -> None:
         if self._refused(source):
             return
         if isinstance(message, wire.Hello):
@@ -350,7 +416,7 @@ class PeerConnection:
                 if self._plausible(candidate):
                     self._core.add_candidate(candidate)
             self._path.handshake_received(message.noise, source)
-            self.machine.hello_received(source, message.txid)
+            self._machine.hello_received(source, message.txid)
         elif isinstance(message, wire.HelloAck):
             if message.peer_id != self.peer_id:
                 return
@@ -364,32 +430,32 @@ class PeerConnection:
                 return
             if self._path.secure and not self._path.answer_allowed(source):
                 return
-            self.machine.answer_received(source)
+            self._machine.answer_received(source)
         else:
             self._path.control_received(message, source)
 
-    def data_received(self, raw: bytes, source: Address) -> None:
+    def _data_received(self, raw: bytes, source: Address) -> None:
         """
         A C{DATA} datagram (the insecure framing).
         """
         if not self._refused(source):
             self._path.data_received(raw, source)
 
-    def sealed_received(self, raw: bytes, source: Address) -> None:
+    def _sealed_received(self, raw: bytes, source: Address) -> None:
         """
         A C{SEALED} datagram.
         """
         if not self._refused(source):
             self._path.sealed_received(raw, source)
 
-    def deliver(self, payload: bytes) -> None:
+    def _deliver(self, payload: bytes) -> None:
         """
         Hand one application datagram to the protocol (or keep it until
         one is attached).
         """
         if self.address is None or self.ended:
             return
-        if self.protocol is not None:
+        if self.protocol is not None and self._opened:
             self.protocol.datagram_received(payload)
         elif len(self._early) < self.EARLY_LIMIT:
             # The protocol is attached on the next reactor turn; keep what
@@ -398,21 +464,23 @@ class PeerConnection:
         else:
             self._endpoint.count("dropped-data-no-protocol")
 
-    def reverse_received(self, public: Address) -> None:
+    def _reverse_received(self, public: Address) -> None:
         self._core.add_candidate(public)
-        self.machine.reverse_received()
+        self._machine.reverse_received()
 
     # -- HandshakeOutputs -------------------------------------------------
 
-    def send_probe(self, to: Address, ttl: int) -> None:
+    def _send_probe(self, to: Address, ttl: int) -> None:
         if is_relayed(to):
             return
         self._endpoint.write_with_ttl(
             wire.encode(wire.Probe(self._endpoint.new_txid(), self.intro_id)), to, ttl
         )
 
-    def send_hello(self, to: Address) -> None:
-        self._send_to(self._encode_hello(self._endpoint.own_candidates()), to)
+    def _send_hello(self, to: Address) -> None:
+        # Relay-only: our candidates stay ours.
+        self._send_to(self._encode_hello(() if self.relay_only else self._endpoint.own_candidates()), to)
+        self._admission.answered(to)
 
     def _encode_hello(self, candidates: tuple[Address, ...]) -> bytes:
         txid = self._endpoint.new_txid()
@@ -423,7 +491,7 @@ class PeerConnection:
         )
         return wire.encode(hello, self.key)
 
-    def send_answer(self, to: Address, txid: bytes) -> None:
+    def _send_answer(self, to: Address, txid: bytes) -> None:
         observed = (
             to.relay if isinstance(to, RelayRoute)
             else to.peer if isinstance(to, TurnRoute)
@@ -434,39 +502,42 @@ class PeerConnection:
             txid, self.intro_id, self._endpoint.peer_id, self.conn_id, observed, noise=self._path.hello_noise()
         )
         self._send_to(wire.encode(answer, self.key), to)
+        # The joiner gets its keys from whichever answer (or hello of
+        # ours) arrives: our acceptance follows each.
+        self._admission.answered(to)
 
-    def send_keepalive(self, to: Address) -> None:
+    def _send_keepalive(self, to: Address) -> None:
         self._path.send_keepalive(to)
 
-    def send_close(self, to: Address) -> None:
-        self._path.send_close(to)
+    def _send_close(self, to: Address) -> None:
+        self._path.send_close(to, *self._close_sent)
 
-    def request_reversal(self) -> None:
+    def _request_reversal(self) -> None:
         self._endpoint.request_reversal(self)
 
-    def request_relay(self) -> None:
+    def _request_relay(self) -> None:
         self._endpoint.request_relay(self)
 
-    def turn_ready(self, route: TurnRoute) -> None:
+    def _turn_ready(self, route: TurnRoute) -> None:
         """
         Our TURN allocation can reach the peer: offer it as a relay path.
         """
-        self.machine.relay_offered(route)
+        self._machine.relay_offered(route)
 
-    def turn_candidate(self, relayed: Address) -> None:
+    def _turn_candidate(self, relayed: Address) -> None:
         """
         The peer's TURN relayed address: we send to it directly.
         """
         self._relayed_sources[relayed] = RelayedAddress(relayed)
-        self.machine.relay_offered(self._relayed_sources[relayed])
+        self._machine.relay_offered(self._relayed_sources[relayed])
 
-    def normalise(self, source):
+    def _normalise(self, source):
         """
         What arrives from the peer's TURN relayed address is relayed.
         """
         return self._relayed_sources.get(source, source)
 
-    def relay_offered(self, offer: wire.RelayOffer, answer: bool = False) -> None:
+    def _relay_offered(self, offer: wire.RelayOffer, answer: bool = False) -> None:
         """
         A relay offer for this connection: the answer to our own relay
         request (C{answer}), or one the introducer pushed because the peer
@@ -488,9 +559,14 @@ class PeerConnection:
         if not endpoint.remember_route(self, route, answer):
             endpoint.count("dropped-relay-offer")
             return
-        self.machine.relay_offered(route)
+        self._machine.relay_offered(route)
+        if isinstance(self.address, RelayRoute) and self.address.allocation_id != route.allocation_id:
+            # Relayed already: the introducer moved us because our relay
+            # died.  A keepalive binds us at the new relay; once the peer's
+            # traffic comes through it, the path moves there.
+            self._send_keepalive(route)
 
-    def open_rescue_socket(self, port: int) -> None:
+    def _open_rescue_socket(self, port: int) -> None:
         """
         Open the extra socket a re-punch sends from (on a port both sides
         derived from the introduction); closed with the other extra
@@ -504,7 +580,7 @@ class PeerConnection:
                 port=port, error=str(e),
             )
 
-    def send_rescue_hello(self, port: int, to: Address) -> None:
+    def _send_rescue_hello(self, port: int, to: Address) -> None:
         """
         A hello from the re-punch socket on C{port}.
         """
@@ -515,14 +591,23 @@ class PeerConnection:
                 self._write_from(extra, self._encode_hello(self._endpoint.own_candidates()), to)
                 return
 
-    def status(self, kind: str) -> None:
+    def _status(self, kind: str) -> None:
         self._endpoint.emit(StatusEvent(kind, self.peer_id, candidates=self.candidates))
 
-    def connected(self, address: Address) -> None:
+    def _connected(self, address: Address) -> None:
         self.address = address
         self.path = self._path_for(address)
         if self._extra:
             self._close_extra(keep=self._via.get(address))
+        self._admission.path_up()
+
+    def _open(self) -> None:
+        """
+        Admitted: the connection is open (status C{connected}, the
+        waiting Deferreds fire).
+        """
+        self._opened = True
+        address = self.address
         elapsed = self._clock.seconds() - self.introduced_at
         self.log.info(
             "connected to {peer_id} at {address} ({path}) in {elapsed:.3f}s",
@@ -541,7 +626,11 @@ class PeerConnection:
             self._endpoint.eventually(d.callback, self)
         self._pump_messages()
 
-    def path_changed(self, address: Address) -> None:
+    def _path_changed(self, address: Address) -> None:
+        if isinstance(address, RelayRoute) and isinstance(self.address, RelayRoute) and not self.ended:
+            # From one relay to another (the first one died): tell the
+            # peer at once, so that it moves too.
+            self._send_keepalive(address)
         self.address = address
         self.path = self._path_for(address)
         self.log.info(
@@ -560,15 +649,85 @@ class PeerConnection:
         if messaging is not None:
             messaging.pump()
 
-    def failed(self, error: Exception) -> None:
+    def _no_relay(self, why: str) -> None:
+        """
+        The relay we asked for does not exist: say so now (status
+        C{no-relay}) and in the failure, if it comes to that.
+        """
+        if self._without_relay is None:
+            self._without_relay = why
+            self._endpoint.emit(StatusEvent("no-relay", self.peer_id, detail=why, candidates=self.candidates))
+
+    def _failed(self, error: Exception) -> None:
+        if self._without_relay is not None and isinstance(error, HandshakeTimeout):
+            error.args = (f"{error}; no relay to fall back on: {self._without_relay}",)
         # Within the endpoint's budget: spoofed introductions fail too.
         self._endpoint.note("failed", self.log.info, "{error}", error=str(error))
         self._endpoint.emit(StatusEvent("failed", self.peer_id, detail=str(error)))
         self._end(Failure(error), None)
 
-    def lost(self, reason: str) -> None:
+    def _lost(self, reason: str) -> None:
+        code, text = self._peer_close if self._peer_close is not None else (None, "")
+        if code is not None:
+            reason = f"the peer closed the connection: {describe_close(code, text)}"
         self.log.info("lost {peer_id}: {reason}", peer_id=self.peer_id, reason=reason)
-        self._end(Failure(PeerLost(f"connection to {self.peer_id!r} lost: {reason}")), "lost", reason)
+        if self._opened:
+            error = PeerLost(f"connection to {self.peer_id!r} lost: {reason}", code=code, reason=text)
+            self._end(Failure(error), "lost", reason, code)
+        elif code == CloseCode.REFUSED and self.initiator:
+            self._failed(ConnectionRefused(self.peer_id, code, text))
+        else:
+            self._failed(PeerLost(f"connection to {self.peer_id!r} lost before it opened: {reason}", code=code, reason=text))
+
+    def _peer_closed(self, code: int | None = None, reason: str = "") -> None:
+        """
+        The peer's close (sealed frame, or insecure message), with its code.
+        """
+        self._peer_close = (code if code is not None else CloseCode.NORMAL, reason)
+        self._machine.peer_closed()
+
+    def _admission_timed_out(self, error: Exception) -> None:
+        """
+        The host never answered our connect request: tell it we give up,
+        and fail with C{error}.
+        """
+        self._close_sent = (CloseCode.TIMED_OUT, "no answer to the connect request")
+        self._machine.close()
+        self._failed(error)
+
+    def _decide(self, payload: bytes) -> Deferred:
+        """
+        Ask the factory's C{accept_connection} (on a later reactor turn)
+        whether C{payload} admits the peer.
+        """
+        accept = getattr(self._endpoint.factory, "accept_connection", None)
+        decided = Deferred()
+        if accept is None:
+            self._endpoint.eventually(decided.callback, None)
+        else:
+            self._endpoint.eventually(lambda: maybeDeferred(accept, self.peer_id, payload).chainDeferred(decided))
+        return decided
+
+    def _refuse(self, code: int, reason: str, to) -> None:
+        """
+        Close, telling the peer at C{to} first when our path is not up
+        (the machine only tells a connected peer).
+        """
+        if to is not None and self.address is None and not self.ended:
+            self._path.send_close(to, code, reason)
+        self.close(code, reason)
+
+    def _frame_received(self, frame, source) -> None:
+        """
+        A sealed admission or close frame from the peer.
+        """
+        if isinstance(frame, frames.Close):
+            self._peer_closed(frame.code, frame.reason)
+        elif isinstance(frame, frames.Connect):
+            if not self._admission.request(frame.payload, source):
+                self._endpoint.count("dropped-unexpected-connect")
+        elif not self._admission.accept_received():
+            self._endpoint.count("dropped-unexpected-accept")
 
     # -- internals ----------------------------------------------------------
 
@@ -579,20 +738,21 @@ class PeerConnection:
             return Path.DIRECT_LOCAL
         return Path.DIRECT_PUBLIC
 
-    def _end(self, reason: Failure, kind: str | None, detail: str = "") -> None:
+    def _end(self, reason: Failure, kind: str | None, detail: str = "", code: int | None = None) -> None:
         if self.ended:
             return
         self.ended = True
+        self._admission.stop()
         self._path.close()
         self._close_extra()
         self._failure = reason
         self._endpoint.forget(self)
         if kind is not None:
-            self._endpoint.emit(StatusEvent(kind, self.peer_id, self.path, self.address, detail=detail))
+            self._endpoint.emit(StatusEvent(kind, self.peer_id, self.path, self.address, detail=detail, code=code))
         waiters, self._waiters = self._waiters, []
         for d in waiters:
             self._endpoint.eventually(d.errback, reason)
-        if self.protocol is not None:
+        if self.protocol is not None and self._opened:
             self._endpoint.eventually(self.protocol.connection_lost, reason)
 
 

@@ -45,7 +45,15 @@ from p2pnet._peertypes import (
 )
 from p2pnet.address import Address, RelayRoute, is_relayed
 from p2pnet.connection import MAX_CANDIDATES, PeerConnection
-from p2pnet.errors import ConnectionClosed, IntroducerUnreachable, MalformedMessage, P2PError
+from p2pnet.errors import (
+    CloseCode,
+    ConnectionClosed,
+    IntroducerUnreachable,
+    MalformedMessage,
+    P2PError,
+    PayloadTooLarge,
+)
+from p2pnet.secure._frames import MAX_CONNECT_PAYLOAD
 from p2pnet.secure.identity import Identity
 from p2pnet.secure.trust import TrustStore
 
@@ -391,9 +399,9 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
             self._heartbeat_call.cancel()
         self._heartbeat_call = None
         for connection in list(self._by_intro.values()):
-            connection.close()
-        closed = ConnectionClosed("the endpoint was stopped")
-        for _, d, _ in list(self._awaiting.values()):
+            connection.close(CloseCode.STOPPED, "the endpoint was stopped")
+        closed = ConnectionClosed("the endpoint was stopped", code=CloseCode.STOPPED)
+        for _, d, _, _ in list(self._awaiting.values()):
             self.eventually(d.errback, Failure(closed))
         self._awaiting.clear()
         if self._client is not None:
@@ -452,7 +460,7 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
                 name,
                 game_id,
                 max_players,
-                wire.FLAG_MESH if mesh else 0,
+                (wire.FLAG_MESH if mesh else 0) | (wire.FLAG_RELAY_ONLY if self.config.handshake.relay_only else 0),
                 props,
             )
             wire.encode(message)  # refuse unrepresentable values here
@@ -479,22 +487,50 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
             self._client.send(wire.Unhost(self.new_txid(), self.peer_id, self._cookie, session.session_id))
         return succeed(None)
 
-    def list_sessions(self, game_id: str | None = None) -> Deferred:
+    def list_sessions(
+        self,
+        game_id: str | None = None,
+        *,
+        properties=None,
+        name_prefix: str | None = None,
+        open_only: bool = False,
+        limit: int | None = None,
+        cursor: bytes | None = None,
+        all_pages: bool = True,
+    ) -> Deferred:
         """
-        Every hosted session (of C{game_id}, if given), fetched page by page.
+        Hosted sessions (of C{game_id}, if given) that match every filter
+        given: C{properties} (a mapping or C{(key, value)} pairs, at most
+        4, that each session has), C{name_prefix}, C{open_only} (a free
+        slot).  The introducer applies the filters.
 
-        @return: a Deferred firing with a list of L{wire.SessionInfo}.
+        @param limit: at most this many sessions.
+        @param cursor: start after this page (a L{LobbyPage.cursor}).
+        @param all_pages: fetch page after page until the last (or the
+            limit); False fetches one page.
+        @return: a Deferred firing with a list of L{wire.SessionInfo}, or
+            with one L{p2pnet._lobby.LobbyPage} (C{sessions}, C{cursor} of
+            the next page or None, C{total}) if not C{all_pages}.
+        @raise ValueError: for filters the introducer would refuse.
         """
         if self._client is None:
             return fail(P2PError("the endpoint is not started: call start() first"))
         # Paced within the introducer's rate limit; refusals are retried or
         # reported, never taken for the end of the list.
-        from p2pnet._introclient import SessionLister
+        from p2pnet._lister import SessionLister, make_query
 
-        return SessionLister(self.clock, self._client.request, self.new_txid).list(game_id)
+        page_limit = None if all_pages or limit is None else min(limit, 1024)
+        query = make_query(game_id, properties, name_prefix, open_only, page_limit, cursor)
+        lister = SessionLister(self.clock, self._client.request, self.new_txid)
+        return lister.list(query, limit) if all_pages else lister.page(query)
 
     def connect(
-        self, peer_id: str, protocol: PeerProtocol | None = None, *, expect_key: bytes | None = None
+        self,
+        peer_id: str,
+        protocol: PeerProtocol | None = None,
+        *,
+        expect_key: bytes | None = None,
+        payload: bytes = b"",
     ) -> Deferred:
         """
         Ask the introducer to introduce us to C{peer_id} and punch a path.
@@ -505,18 +541,39 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
             (pinned): an introduction with another key fails with
             L{PeerKeyMismatch}, so not even a malicious introducer can put
             someone else in the peer's place.
+        @param payload: at most 256 bytes (a join token, a player name)
+            for the peer's C{PeerFactory.accept_connection}; it travels
+            sealed, inside the secure session (not with C{insecure=True}).
         @return: a Deferred firing with the L{PeerConnection}, or failing
-            with L{HandshakeTimeout}, L{UnknownPeer}, L{IntroducerUnreachable}.
+            with L{HandshakeTimeout}, L{ConnectionRefused} (the peer said
+            no), L{UnknownPeer}, L{IntroducerUnreachable}; at once with
+            L{PayloadTooLarge}.
         """
         try:
             self._require_registered()
+            self._check_payload(payload)
         except P2PError as e:
             return fail(e)
-        message = wire.Introduce(self.new_txid(), self.peer_id, self._cookie, target=peer_id)
-        return self._introduce(message, peer_id, protocol, expect_key)
+        message = wire.Introduce(
+            self.new_txid(), self.peer_id, self._cookie, target=peer_id, flags=self._introduce_flags()
+        )
+        return self._introduce(message, peer_id, protocol, expect_key, payload)
+
+    def _check_payload(self, payload: bytes) -> None:
+        if not isinstance(payload, bytes):
+            raise P2PError(f"a connect payload is bytes, not {type(payload).__name__}")
+        if len(payload) > MAX_CONNECT_PAYLOAD:
+            raise PayloadTooLarge(len(payload), MAX_CONNECT_PAYLOAD)
+        if payload and self.config.insecure:
+            raise P2PError("a connect payload needs a secure session: not with insecure=True")
 
     def join(
-        self, session: wire.SessionInfo, protocol: PeerProtocol | None = None, *, expect_key: bytes | None = None
+        self,
+        session: wire.SessionInfo,
+        protocol: PeerProtocol | None = None,
+        *,
+        expect_key: bytes | None = None,
+        payload: bytes = b"",
     ) -> Deferred:
         """
         Join a listed session: connect to its host (and, in a mesh session,
@@ -524,23 +581,38 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
         The connection's C{peer_key} is the host's key (pin it, and pass
         it as C{expect_key} next time).
 
+        @param payload: as for L{connect}: for the host's
+            C{accept_connection} (mesh members get an empty one).
         @return: a Deferred firing with the L{PeerConnection} to the host,
-            or failing with L{SessionFull}, L{UnknownPeer}, ...
+            or failing with L{SessionFull}, L{ConnectionRefused},
+            L{UnknownPeer}, ...
         """
         try:
             self._require_registered()
+            self._check_payload(payload)
         except P2PError as e:
             return fail(e)
         message = wire.Introduce(
-            self.new_txid(), self.peer_id, self._cookie, session_id=session.session_id
+            self.new_txid(), self.peer_id, self._cookie, session_id=session.session_id, flags=self._introduce_flags()
         )
-        return self._introduce(message, session.host, protocol, expect_key)
+        return self._introduce(message, session.host, protocol, expect_key, payload)
+
+    def _introduce_flags(self) -> int | None:
+        """
+        Relay-only: ask the introducer to keep our addresses from the peer.
+        """
+        return wire.FLAG_RELAY_ONLY if self.config.handshake.relay_only else None
 
     def _introduce(
-        self, message: wire.Introduce, expected: str, protocol: PeerProtocol | None, expect_key: bytes | None
+        self,
+        message: wire.Introduce,
+        expected: str,
+        protocol: PeerProtocol | None,
+        expect_key: bytes | None,
+        payload: bytes,
     ) -> Deferred:
         waiter = Deferred()
-        self._awaiting[message.txid] = (expected, waiter, expect_key)
+        self._awaiting[message.txid] = (expected, waiter, expect_key, payload)
 
         def refused(reason: Failure) -> None:
             entry = self._awaiting.pop(message.txid, None)
@@ -563,7 +635,7 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
                 connection.set_protocol(chosen)
             return connection
 
-        return waiter.addCallback(lambda connection: connection.when_connected()).addCallback(attach)
+        return waiter.addCallback(lambda connection: connection._when_connected()).addCallback(attach)
 
     def request_reversal(self, connection: PeerConnection) -> None:
         if self._cookie is None or self._stopping:
@@ -657,12 +729,12 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
             self.count("dropped-data-unknown-connection")
             return
         if not is_relayed(source):
-            connection.heard_via(source, via)
-            source = connection.normalise(source)
+            connection._heard_via(source, via)
+            source = connection._normalise(source)
         if data[1] == wire.MessageType.SEALED:
-            connection.sealed_received(data, source)
+            connection._sealed_received(data, source)
         else:
-            connection.data_received(data, source)
+            connection._data_received(data, source)
 
     def _peer_message(self, data: bytes, source, via=None) -> None:
         if data[1] < wire.MessageType.PROBE or data[1] >= wire.MessageType.DATA:
@@ -676,9 +748,9 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
             self.count("dropped-unauthenticated")
             return
         if not is_relayed(source):
-            connection.heard_via(source, via)
-            source = connection.normalise(source)
-        connection.message_received(message, source)
+            connection._heard_via(source, via)
+            source = connection._normalise(source)
+        connection._message_received(message, source)
 
     def _from_introducer(self, data: bytes, source: Address) -> None:
         if source != self.introducer or self._client is None:
@@ -696,17 +768,17 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
             self._client.send(wire.IntroAck(self.new_txid(), message.allocation))
             connection = self._by_intro.get(message.intro_id)
             if connection is not None and connection.peer_id == message.peer_id and not connection.ended:
-                connection.turn_candidate(message.candidate)
+                connection._turn_candidate(message.candidate)
         elif isinstance(message, wire.RelayOffer):
             self._client.send(wire.IntroAck(self.new_txid(), message.allocation))
             if not self._client.answer(message):
                 connection = self._by_intro.get(message.intro_id)
                 if connection is not None:
-                    connection.relay_offered(message)
+                    connection._relay_offered(message)
         elif isinstance(message, wire.Reverse):
             connection = self._by_intro.get(message.intro_id)
             if connection is not None and connection.peer_id == message.peer_id:
                 self.note("reverse", self.log.info, "{peer_id} cannot reach us; sending first", peer_id=message.peer_id)
-                connection.reverse_received(message.public)
+                connection._reverse_received(message.public)
         elif not self._client.answer(message):
             self.count("dropped-unmatched-answer")

@@ -5,6 +5,10 @@ Every error is a L{P2PError}; catch that to handle them all.  The docstrings
 are written for the game developer who sees one in a traceback.
 """
 
+from __future__ import annotations
+
+import enum
+
 
 class P2PError(Exception):
     """
@@ -63,6 +67,21 @@ class UnknownPeer(IntroducerError):
     """
 
 
+class SessionNotFound(P2PError):
+    """
+    No session in the lobby has the title we looked for (the introducer
+    refused nothing: the list it sent has no such session).
+
+    @ivar title: the title looked for.
+    @ivar listed: how many sessions the list had.
+    """
+
+    def __init__(self, title: str, listed: int) -> None:
+        super().__init__(f"no session titled {title!r} is listed ({listed} sessions listed)")
+        self.title = title
+        self.listed = listed
+
+
 class SessionFull(IntroducerError):
     """
     The session already has its maximum number of players.
@@ -105,17 +124,100 @@ class HandshakeTimeout(P2PError):
         self.elapsed = elapsed
 
 
-class PeerLost(P2PError):
+class CloseCode(enum.IntEnum):
+    """
+    Why a connection was closed: the code a close carries to the peer (a
+    sealed C{CLOSE} frame, or an insecure C{Close} message), and the
+    C{code} of the L{PeerLost} or L{ConnectionClosed} it ends with.  Codes
+    from L{APPLICATION} (128) to 255 are the game's own.
+    """
+
+    #: Closed, nothing more to say (C{close()} without a code).
+    NORMAL = 0
+    #: The host refused the connect request (the reason is its text).
+    REFUSED = 1
+    #: The connect request got no answer in time (or never came).
+    TIMED_OUT = 2
+    #: The endpoint was stopped.
+    STOPPED = 3
+    #: The first code free for the application.
+    APPLICATION = 128
+
+
+def describe_close(code: int | None, reason: str) -> str:
+    """
+    A close code and its text for people: C{"refused (1): full"}.
+    """
+    if code is None:
+        return reason
+    try:
+        name = CloseCode(code).name.lower().replace("_", " ")
+    except ValueError:
+        name = "application code"
+    text = f"{name} ({code})"
+    return f"{text}: {reason}" if reason else text
+
+
+class _Closing(P2PError):
+    """
+    An end that may carry a close code and text (see L{CloseCode}).
+
+    @ivar code: the close code, or None (no close was sent: silence).
+    @ivar reason: the close's text, or "".
+    """
+
+    def __init__(self, *args: object, code: int | None = None, reason: str = "") -> None:
+        super().__init__(*args)
+        self.code = code
+        self.reason = reason
+
+
+class PeerLost(_Closing):
     """
     An established connection stopped receiving anything from the peer for
-    longer than the heartbeat allows, or the peer closed it.
+    longer than the heartbeat allows (C{code} None), or the peer closed it
+    (C{code} and C{reason}: what it gave to C{close()}).
     """
 
 
-class ConnectionClosed(P2PError):
+class ConnectionClosed(_Closing):
     """
-    The connection (or the endpoint that owned it) was closed locally.
+    The connection (or the endpoint that owned it) was closed locally
+    (C{code}: what we gave to C{close()}), or used when it was not open
+    (the message says whether it never opened, and why).
     """
+
+
+class ConnectionRefused(P2PError):
+    """
+    The host refused our connect request (its
+    C{PeerFactory.accept_connection} gave a reason).
+
+    @ivar peer_id: the host.
+    @ivar code: the close code (L{CloseCode.REFUSED}, or the host's own).
+    @ivar reason: the host's reason, as it gave it.
+    """
+
+    def __init__(self, peer_id: str, code: int, reason: str) -> None:
+        super().__init__(f"{peer_id!r} refused the connection: {reason or describe_close(code, '')}")
+        self.peer_id = peer_id
+        self.code = code
+        self.reason = reason
+
+
+class ConnectTimeout(HandshakeTimeout):
+    """
+    A path to the host was validated, but the host did not answer our
+    connect request in time (an older p2pnet, or a host whose
+    C{accept_connection} never decided).
+    """
+
+    def __init__(self, peer_id: str, elapsed: float) -> None:
+        P2PError.__init__(self, f"{peer_id!r} did not answer the connect request within {elapsed:.1f}s")
+        self.peer_id = peer_id
+        self.tried = ()
+        self.heard = ()
+        self.elapsed = elapsed
 
 
 class HandshakeFailed(P2PError):
@@ -184,6 +286,22 @@ class MessageTooLarge(P2PError, ValueError):
 
     def __init__(self, size: int, cap: int) -> None:
         super().__init__(f"a {size}-byte message is over the {cap}-byte message cap")
+        self.size = size
+        self.cap = cap
+
+
+class PayloadTooLarge(P2PError, ValueError):
+    """
+    A connect payload (C{connect(..., payload=)}, C{join(..., payload=)})
+    is over the cap: a join token or a player name fits, a save file does
+    not (send that on a channel once connected).
+
+    @ivar size: the payload's size in bytes.
+    @ivar cap: the largest payload allowed.
+    """
+
+    def __init__(self, size: int, cap: int) -> None:
+        super().__init__(f"a {size}-byte connect payload is over the {cap}-byte cap")
         self.size = size
         self.cap = cap
 

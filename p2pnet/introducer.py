@@ -9,12 +9,10 @@ binds the socket; C{p2pnet.introducer_tap} holds the twistd options.
 
 from __future__ import annotations
 
-import math
 import os
 from collections import Counter, OrderedDict
 from typing import Callable
 
-from attrs import define
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from twisted.internet.interfaces import IReactorTime
@@ -22,9 +20,10 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from p2pnet import wire
-from p2pnet._intromemory import IntroductionMemory
-from p2pnet._lobby import session_page
+from p2pnet._intromemory import IntroductionMemory, lag_ms
+from p2pnet._lobby import LobbyError, list_answer
 from p2pnet._pushes import Budget, Pusher
+from p2pnet._relaypool import RelayPool, RelaySettings, RelayState, moved_offers
 from p2pnet._ratelimit import LogBudget, RateLimiter
 from p2pnet._registry import ChallengeNeeded, Registration, Registry, RegistryError
 from p2pnet._stunserver import StunServer
@@ -37,7 +36,8 @@ from p2pnet.wire import ErrorCode
 #: The largest answer the introducer sends (fits any path's MTU).
 MAX_ANSWER = wire.MAX_DATAGRAM
 
-_SESSION_LIST_FIXED = wire.HEADER_SIZE + 2 * (3 + 4)
+#: A SessionList's header, TOTAL and longest CURSOR.
+_SESSION_LIST_FIXED = wire.HEADER_SIZE + (3 + 4) + (3 + wire.MAX_CURSOR)
 _HEARTBEAT = bytes((wire.MessageType.HEARTBEAT,))
 
 
@@ -54,39 +54,9 @@ class _PrimaryStunSocket:
         self.write_datagram = write_datagram
 
 
-@define
-class RelaySettings:
-    """
-    The relay an introducer hands allocations out for.
-
-    @ivar secret: the relay's secret (allocation keys derive from it).
-    @ivar address: where peers reach the relay; None for a relay on the
-        introducer's own host, whose port C{port_of()} tells once bound
-        (offers then carry 0.0.0.0, which peers read as "the introducer's
-        host").
-    """
-
-    secret: bytes
-    address: Address | None = None
-    port_of: Callable[[], int] | None = None
-
-    def offer_address(self) -> Address:
-        if self.address is not None:
-            return self.address
-        return Address("0.0.0.0", self.port_of() if self.port_of is not None else 0)
-
-
-def lag_ms(receiver: Registration, other: Registration) -> int | None:
-    """
-    The C{lag} of C{receiver}'s introduction to C{other}: how many
-    milliseconds longer C{other}'s measured round trip to the introducer
-    is (0 if not longer, rounded up), or None unless both were measured.
-    """
-    if receiver.rtt is None or other.rtt is None:
-        return None
-    # Round to microseconds first so that float noise cannot add a
-    # millisecond to an exact difference.
-    return min(0xFFFF, max(0, math.ceil(round((other.rtt - receiver.rtt) * 1000.0, 3))))
+#: The public address of a relay-only peer, in the introduction its peer
+#: gets: none.
+HIDDEN = Address("0.0.0.0", 0)
 
 
 class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
@@ -111,7 +81,8 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         the same port (its L{StunServer}, C{stun_server}, can also serve
         RFC 5780 alternate sockets), or None to drop STUN.
     @param relay: the L{RelaySettings} of the relay whose allocations this
-        introducer hands out, or None when there is no relay.
+        introducer hands out, a L{RelayPool} of several, or None when there
+        is no relay.
     @param sweep_interval: seconds between expiry sweeps.
     @param stats_interval: seconds between statistics log lines (0: never).
     @param identity: the introducer's static X25519 private key (peers
@@ -137,7 +108,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         secret: bytes | None = None,
         rate_limiter: RateLimiter | None = None,
         stun_responder: object | None = None,
-        relay: RelaySettings | None = None,
+        relay: RelaySettings | RelayPool | None = None,
         sweep_interval: float | None = None,
         stats_interval: float = 0.0,
         log_rate: float = 20.0,
@@ -153,7 +124,12 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         self._rate_limiter = rate_limiter
         self.stun_responder = stun_responder
         self.stun_server = StunServer(stun_responder) if stun_responder is not None else None
-        self.relay = relay
+        if isinstance(relay, RelaySettings):
+            relay = RelayPool([relay])
+        #: The relays allocations go to (None: no relay).
+        self.relays: RelayPool | None = relay
+        #: The first relay's settings (None: no relay).
+        self.relay = relay.relays[0].settings if relay is not None else None
         self._sweep_interval = sweep_interval or max(0.5, registry.lifetime / 4)
         self._stats_interval = stats_interval
         self._log_budget = LogBudget(log_rate)
@@ -543,6 +519,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             message.mesh,
             message.properties,
         )
+        session.relay_only = bool((message.flags or 0) & wire.FLAG_RELAY_ONLY)
         if self._log_budget.allow("hosts", now):
             self.log.info(
                 "{peer_id} hosts {name!r} ({game_id}, {max_players} players{mesh})",
@@ -565,8 +542,19 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         budget -= _SESSION_LIST_FIXED
         if self._secret is not None:
             budget -= 3 + wire.AUTH_SIZE
-        page, position, total = session_page(self.registry, message.game_id, message.offset or 0, budget)
-        self._send(wire.SessionList(message.txid, page, position, total), source, size, authenticated)
+        try:
+            answer = list_answer(self.registry.lobby, message, budget, now)
+        except LobbyError as e:
+            raise RegistryError(e.code, e.reason) from None
+        if isinstance(answer, wire.SessionList):
+            self._send(answer, source, size, authenticated)
+            return
+        # A shared lobby answers later, still paid by this request's size.
+        answer.addCallback(self._send, source, size, authenticated)
+        answer.addErrback(lambda f: f.trap(LobbyError) and self._error(
+            message.txid, f.value.code, f.value.reason, source, size, authenticated
+        ))
+        answer.addErrback(lambda f: self.log.failure("bug: the lobby failed a page", f))
 
     def _on_introduce(self, message: wire.Introduce, source, size, authenticated, now) -> None:
         requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)
@@ -596,11 +584,14 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             if target is None or target is requester:
                 raise RegistryError(ErrorCode.UNKNOWN_PEER, f"no peer {message.target!r}")
             self._check_reachable(target, authenticated)
-            self._introduce(requester, target, message.txid, None, size, authenticated)
+            self._introduce(requester, target, message.txid, None, size, authenticated, message.flags)
             return
         session, targets = self.registry.join(requester, message.session_id, now)
         for target in targets:
-            self._introduce(requester, target, message.txid, session.session_id, size, authenticated)
+            hide_target = session.relay_only and target.peer_id == session.host
+            self._introduce(
+                requester, target, message.txid, session.session_id, size, authenticated, message.flags, hide_target
+            )
 
     def _check_reachable(self, target: Registration, authenticated: bool) -> None:
         if not (target.verified or authenticated):
@@ -614,9 +605,16 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         session_id: bytes | None,
         size: int,
         authenticated: bool,
+        flags: int | None = None,
+        hide_target: bool = False,
     ) -> None:
         """
-        Send both sides their introduction, in this same reactor turn.
+        Send both sides their introduction, in this same reactor turn.  A
+        relay-only requester (L{wire.FLAG_RELAY_ONLY} in C{flags}) is
+        introduced to the target without its addresses (public
+        C{0.0.0.0:0}, no local ones, no NAT facts), flagged so the target
+        uses nothing but a relay.  C{hide_target} does the same the other
+        way (the target hosts the session as a relay-only host).
         """
         if not (target.verified or authenticated):
             self.stats["introductions-skipped"] += 1
@@ -627,13 +625,13 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             txid,
             intro_id,
             target.peer_id,
-            target.public,
-            target.local,
+            HIDDEN if hide_target else target.public,
+            () if hide_target else target.local,
             key,
-            wire.FLAG_INITIATOR,
+            wire.FLAG_INITIATOR | (wire.FLAG_RELAY_ONLY if hide_target else 0),
             session_id,
-            target.nat,
-            lag_ms(requester, target),
+            None if hide_target else target.nat,
+            None if hide_target else lag_ms(requester, target),
             target.peer_key,
         )
         raw_to_requester = wire.encode(to_requester, self._secret)
@@ -648,17 +646,18 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         remembered = self._recent.get((requester.peer_id, txid))
         if remembered is not None:
             remembered[1].append(to_requester)
+        hidden = bool((flags or 0) & wire.FLAG_RELAY_ONLY)
         to_target = wire.Introduction(
             self._random_bytes(wire.TXID_SIZE),
             intro_id,
             requester.peer_id,
-            requester.public,
-            requester.local,
+            HIDDEN if hidden else requester.public,
+            () if hidden else requester.local,
             key,
-            0,
+            wire.FLAG_RELAY_ONLY if hidden else 0,
             session_id,
-            requester.nat,
-            lag_ms(target, requester),
+            None if hidden else requester.nat,
+            None if hidden else lag_ms(target, requester),
             requester.peer_key,
         )
         self._push(intro_id, wire.encode(to_target, self._secret), target.public.as_tuple())
@@ -732,18 +731,23 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
 
     def _on_relay_request(self, message: wire.RelayRequest, source, size, authenticated, now) -> None:
         requester = self.registry.authenticate(message.peer_id, message.cookie, source, now)
-        if self.relay is None:
-            raise RegistryError(ErrorCode.BAD_REQUEST, "no relay here")
+        if self.relays is None:
+            raise RegistryError(ErrorCode.NO_RELAY, "this introducer runs no relay")
         target = self.registry.lookup(message.target, now)
         if target is None or target is requester:
             raise RegistryError(ErrorCode.UNKNOWN_PEER, f"no peer {message.target!r}")
         self._check_reachable(target, authenticated)
+        if self.relays.choose() is None:
+            raise RegistryError(ErrorCode.NO_RELAY, "no relay is answering")
         # Both members usually ask at about the same time: one allocation per
-        # introduction, remembered with it.
+        # introduction, remembered with it, on the least loaded relay.
         allocation, fresh = self.introductions.relay_allocation(
             message.intro_id, requester.peer_id, target.peer_id, self._random_bytes
         )
-        relay_address, secret = self.relay.offer_address(), self.relay.secret
+        relay = None if fresh else self.relays.relay_of(allocation)
+        if relay is None:
+            relay = self.relays.assign(allocation, message.intro_id, (requester.peer_id, target.peer_id))
+        relay_address, secret = relay.settings.offer_address(), relay.settings.secret
         key = wire.relay_key(secret, allocation)
         mine, theirs = (0, 1) if requester.peer_id < target.peer_id else (1, 0)
         self._send(
@@ -760,11 +764,38 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             self.stats["relay-allocations"] += 1
             if self._log_budget.allow("relay-allocation", now):
                 self.log.info(
-                    "relay allocation {allocation} for {requester} and {target}",
+                    "relay allocation {allocation} on {relay} for {requester} and {target}",
                     allocation=allocation.hex(),
+                    relay=relay.name,
                     requester=requester.peer_id,
                     target=target.peer_id,
                 )
+
+    def relay_died(self, relay: RelayState) -> None:
+        """
+        C{relay} stopped answering: move each pair it relayed for us (both
+        still registered) to a new allocation on another relay, pushing
+        the offer to both members as for a new allocation (they move their
+        path to it, see docs/operations.md).
+        """
+        now = self._clock.seconds()
+        relay.alive = False
+        moved = 0
+        for record in self.relays.take_records(relay):
+            members = [self.registry.lookup(peer_id, now) for peer_id in record.peers]
+            if None in members:
+                continue
+            allocation = self._random_bytes(8)
+            new = self.relays.assign(allocation, record.intro_id, record.peers)
+            if new is None:
+                break
+            self.introductions.replace_allocation(record.intro_id, allocation)
+            offers = dict(moved_offers(record, allocation, new, lambda: self._random_bytes(wire.TXID_SIZE)))
+            for member in members:
+                self._push(allocation, wire.encode(offers[member.peer_id], self._secret), member.public.as_tuple())
+            moved += 1
+        self.stats["relay-allocations-moved"] += moved
+        self.log.warn("relay {relay} is gone: {moved} relayed pairs moved", relay=relay.name, moved=moved)
 
 
 __all__ = ["IntroducerProtocol", "IntroducerService", "RelaySettings", "UDPService", "lag_ms"]

@@ -55,10 +55,13 @@ class Options(usage.Options):
         ["relay-port", None, None,
          "UDP port of the relay this process runs (default: the introducer's port + 1; "
          "0: any).", _port],
-        ["relay", None, None,
-         "Hand out allocations on a separate p2pnet relay at HOST:PORT.", _relay_address],
         ["relay-secret-file", None, None,
-         "Secret shared with the relay (required with --relay; optional with --relay-port)."],
+         "Secret shared with the relays (required with --relay; optional with --relay-port)."],
+        ["relay-probe-interval", None, 1.0,
+         "Seconds between status probes of each --relay.", _positive],
+        ["relay-dead-after", None, 3.0,
+         "Seconds without an answer after which a --relay is taken for dead "
+         "and its pairs moved to another relay.", _positive],
         ["stun-alternate-ip", None, None,
          "Second local IP address: makes the STUN service an RFC 5780 "
          "behaviour-discovery server (needs --interface)."],
@@ -76,16 +79,31 @@ class Options(usage.Options):
         ["no-relay", None, "Run no relay (peers that cannot go direct then fail)."],
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self["relays"] = []
+
+    def opt_relay(self, value: str) -> None:
+        """
+        Hand out allocations on a separate p2pnet relay at HOST:PORT
+        (repeat for several; each allocation goes to the least loaded one
+        that answers its probes).
+        """
+        try:
+            self["relays"].append(_relay_address(value))
+        except ValueError as e:
+            raise usage.UsageError(f"--relay: {e}") from None
+
     def postOptions(self) -> None:
         path = self["secret-file"]
         self["secret"] = read_secret(path, "--secret-file") if path is not None else None
         if self["burst"] < 1:
             raise usage.UsageError("--burst must be at least 1")
-        if self["relay"] is not None and self["relay-port"] is not None:
-            raise usage.UsageError("use --relay (a separate relay) or --relay-port (one in this process), not both")
-        if self["no-relay"] and (self["relay"] is not None or self["relay-port"] is not None):
+        if len(set(self["relays"])) != len(self["relays"]):
+            raise usage.UsageError("--relay names the same relay twice")
+        if self["no-relay"] and (self["relays"] or self["relay-port"] is not None):
             raise usage.UsageError("--no-relay contradicts --relay and --relay-port")
-        if self["relay"] is not None and self["relay-secret-file"] is None:
+        if self["relays"] and self["relay-secret-file"] is None:
             raise usage.UsageError("--relay needs --relay-secret-file (the relay's --secret-file)")
         if self["stun-alternate-ip"] or self["stun-alternate-port"] is not None:
             if self["no-stun"]:
@@ -101,7 +119,9 @@ class Options(usage.Options):
                     Address.parse(self["stun-alternate-ip"], 0)
                 except ValueError as e:
                     raise usage.UsageError(f"--stun-alternate-ip: {e}")
-        if self["relay"] is None and self["relay-port"] is None and not self["no-relay"]:
+        # The relay in this process runs unless --relay names others (then
+        # only with --relay-port: alongside them) or --no-relay.
+        if not self["relays"] and self["relay-port"] is None and not self["no-relay"]:
             self["relay-port"] = default_relay_port(self["port"], self["stun-alternate-port"])
         relay_secret = self["relay-secret-file"]
         self["relay-secret"] = read_secret(relay_secret, "--relay-secret-file") if relay_secret else None
@@ -163,7 +183,8 @@ def make_protocol(options: Options, clock, relay=None) -> IntroducerProtocol:
     """
     Build the introducer protocol the options describe.
 
-    @param relay: the L{RelaySettings} of the relay to hand out, if any.
+    @param relay: the L{RelayPool} (or L{RelaySettings}) of the relays to
+        hand out, if any.
     """
     registry = Registry(
         options["registration-lifetime"],
@@ -193,14 +214,14 @@ def makeService(options: Options, reactor=None) -> MultiService:
     """
     if reactor is None:
         from twisted.internet import reactor  # the tap may use the global reactor
-    from p2pnet.introducer import RelaySettings, UDPService
+    from p2pnet._relaypool import RelayMonitor, RelayPool, RelaySettings
+    from p2pnet.introducer import UDPService
     from p2pnet.relay import RelayProtocol
 
     parent = ListeningServices("p2pnet introducer")
-    relay = relay_protocol = None
-    if options["relay"] is not None:
-        relay = RelaySettings(options["relay-secret"], options["relay"])
-    elif options["relay-port"] is not None:
+    relays = [RelaySettings(options["relay-secret"], address) for address in options["relays"]]
+    relay_protocol = None
+    if options["relay-port"] is not None:
         secret = options["relay-secret"] or os.urandom(32)
         relay_protocol = RelayProtocol(
             reactor,
@@ -212,9 +233,17 @@ def makeService(options: Options, reactor=None) -> MultiService:
         relay_service.setServiceParent(parent)
         # The port is only known once bound, so offers read it from the
         # service; peers read the 0.0.0.0 host as the introducer's host.
-        relay = RelaySettings(secret, None, lambda: relay_service.port.getHost().port)
-    protocol = make_protocol(options, reactor, relay)
+        relays.insert(
+            0, RelaySettings(secret, None, lambda: relay_service.port.getHost().port, lambda: len(relay_protocol.allocations))
+        )
+    pool = RelayPool(relays, options["relay-dead-after"]) if relays else None
+    protocol = make_protocol(options, reactor, pool)
     IntroducerService(reactor, protocol, options["port"], options["interface"]).setServiceParent(parent)
+    if options["relays"]:
+        # Probes go from a socket of their own, so that answers never mix
+        # with the introducer's traffic.
+        monitor = RelayMonitor(reactor, pool, os.urandom, protocol.relay_died, options["relay-probe-interval"])
+        UDPService(reactor, monitor, 0, options["interface"], "relay monitor").setServiceParent(parent)
     if options["metrics-port"] is not None:
         from p2pnet._metrics import MetricsService, introducer_registry, relay_registry
 

@@ -42,6 +42,7 @@ from twisted.logger import Logger
 from p2pnet import wire
 from p2pnet._ratelimit import LogBudget, RateLimiter, SourceLimiter
 from p2pnet._relayclient import ANSWER, BIND_FRAME_SIZE, encode_challenge
+from p2pnet._relayprobe import STATUS_PROBE, answer_probe
 from p2pnet._relaytable import AllocationTable
 from p2pnet._udpwrite import FastDatagramWriting
 
@@ -260,6 +261,8 @@ class RelayProtocol(FastDatagramWriting, DatagramProtocol):
         if side > 1:
             if side & ~1 == ANSWER:
                 self._bind(data, addr, side & 1, entry, now)
+            elif side == STATUS_PROBE:
+                self._status(data, addr)
             else:
                 self._stats["dropped-malformed"] += 1
             return
@@ -284,6 +287,18 @@ class RelayProtocol(FastDatagramWriting, DatagramProtocol):
         nonce = stamp_bytes + self._proof(allocation_id, side, stamp_bytes, addr)
         self.transport.write(encode_challenge(allocation_id, side, nonce, mac), addr)
         self._stats["challenges"] += 1
+
+    def _status(self, data: bytes, addr: tuple) -> None:
+        """
+        An introducer's status probe: answer with our allocation count
+        (L{p2pnet._relayprobe}; the answer is as large as the probe).
+        """
+        answer = answer_probe(data, self._secret, len(self.allocations))
+        if answer is None:
+            self._stats["dropped-unauthenticated"] += 1
+            return
+        self.transport.write(answer, addr)
+        self._stats["status-probes"] += 1
 
     def _proof(self, allocation_id: bytes, side: int, stamp: bytes, addr: tuple) -> bytes:
         """

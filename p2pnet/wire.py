@@ -109,6 +109,8 @@ class ErrorCode(enum.IntEnum):
     PEER_ID_TAKEN = 7
     NOT_REGISTERED = 8
     TOO_MANY_SESSIONS = 9
+    #: A relay was asked for and the introducer runs none.
+    NO_RELAY = 16
 
 
 class Tag(enum.IntEnum):
@@ -126,6 +128,7 @@ class Tag(enum.IntEnum):
     MAX_PLAYERS = 0x08
     PROPERTY = 0x09
     SESSION_ID = 0x0A
+    #: (Retired: pages were once asked for by position.)
     OFFSET = 0x0B
     SESSION = 0x0C
     TARGET = 0x0D
@@ -150,12 +153,24 @@ class Tag(enum.IntEnum):
     INTRODUCER_KEY = 0x20
     CHALLENGE = 0x21
     PROOF = 0x22
+    CURSOR = 0x23
+    LIMIT = 0x24
     AUTH = 0xFF
 
 
 # Flag bits carried in Tag.FLAGS.
 FLAG_MESH = 0x01
 FLAG_INITIATOR = 0x02
+#: In a ListSessions: only sessions with a free slot.
+FLAG_OPEN = 0x04
+
+#: The longest lobby cursor (opaque to clients; the in-memory lobby's are 8
+#: bytes, a shared one may need more).
+MAX_CURSOR = 16
+#: In an Introduce: the requester is relay-only (the introducer hides its
+#: addresses from the target); in an Introduction: the peer is, so use
+#: nothing but a relay.
+FLAG_RELAY_ONLY = 0x04
 
 
 def _txid(value: bytes) -> bytes:
@@ -327,6 +342,21 @@ _COOKIE = _fixed(8, "cookie")
 _PROP = (_enc_property, _dec_property)
 _BYTES = (_enc_bytes, _dec_bytes)
 _FLAGS = _u8()
+
+
+def _dec_cursor(raw: bytes) -> bytes:
+    if not 1 <= len(raw) <= MAX_CURSOR:
+        raise MalformedMessage(f"a cursor is 1-{MAX_CURSOR} bytes, got {len(raw)}")
+    return raw
+
+
+def _enc_cursor(value: bytes) -> bytes:
+    if not 1 <= len(value) <= MAX_CURSOR:
+        raise ValueError(f"a cursor is 1-{MAX_CURSOR} bytes")
+    return value
+
+
+_CURSOR = (_enc_cursor, _dec_cursor)
 PUBLIC_KEY_SIZE = 32
 _PUBKEY = _fixed(PUBLIC_KEY_SIZE, "public key")
 
@@ -621,13 +651,24 @@ class Unhost(Message):
 @_message(
     MessageType.LIST_SESSIONS,
     F("game_id", Tag.GAME_ID, _STR, optional=True),
-    F("offset", Tag.OFFSET, _U32C, optional=True),
+    F("cursor", Tag.CURSOR, _CURSOR, optional=True),
+    F("properties", Tag.PROPERTY, _PROP, repeated=True),
+    F("name_prefix", Tag.NAME, _STR, optional=True),
+    F("flags", Tag.FLAGS, _FLAGS, optional=True),
+    F("limit", Tag.LIMIT, _U16C, optional=True),
     F("padding", Tag.PADDING, _BYTES, optional=True),
 )
 @frozen
 class ListSessions(Message):
     """
-    Ask for hosted sessions, optionally of one game, starting at C{offset}.
+    Ask for one page of hosted sessions, optionally of one game, after
+    C{cursor} (None: from the start; otherwise the C{cursor} of the previous
+    L{SessionList}, passed back unread).
+
+    Filters, all of which a listed session matches: C{properties}, C{(key,
+    value)} pairs the session has; C{name_prefix}, how its name starts;
+    C{flags} with L{FLAG_OPEN}, a free slot; C{limit}, at most this many
+    sessions in the page.
 
     The answer is never larger than this request (or 1200 bytes), so clients
     pad it to the answer size they want.
@@ -635,26 +676,33 @@ class ListSessions(Message):
 
     txid: bytes = field(converter=_txid)
     game_id: str | None = None
-    offset: int | None = None
+    cursor: bytes | None = None
+    properties: tuple[tuple[str, str], ...] = _tuple_of()
+    name_prefix: str | None = None
+    flags: int | None = None
+    limit: int | None = None
     padding: bytes | None = None
 
 
 @_message(
     MessageType.SESSION_LIST,
     F("sessions", Tag.SESSION, _SESSION, repeated=True),
-    F("offset", Tag.OFFSET, _U32C),
+    F("cursor", Tag.CURSOR, _CURSOR, optional=True),
     F("total", Tag.TOTAL, _U32C),
 )
 @frozen
 class SessionList(Message):
     """
-    One page of sessions.  C{offset} is where the next page starts; it
-    equals C{total} on the last page.
+    One page of sessions.  C{cursor} asks for the next page; None on the
+    last.  A page may be empty and still have a cursor: the introducer looks
+    at a bounded number of sessions per request, and none of those matched
+    the filters.  C{total} counts the sessions of the game (or all), before
+    filtering.
     """
 
     txid: bytes = field(converter=_txid)
     sessions: tuple[SessionInfo, ...] = _tuple_of()
-    offset: int = 0
+    cursor: bytes | None = None
     total: int = 0
 
 
@@ -665,12 +713,14 @@ class SessionList(Message):
     F("target", Tag.TARGET, _STR, optional=True),
     F("session_id", Tag.SESSION_ID, _ID8, optional=True),
     F("padding", Tag.PADDING, _BYTES, optional=True),
+    F("flags", Tag.FLAGS, _FLAGS, optional=True),
 )
 @frozen
 class Introduce(Message):
     """
     Ask to be introduced to a peer (C{target}) or to join a session
-    (C{session_id}): exactly one of the two.
+    (C{session_id}): exactly one of the two.  C{flags} may carry
+    L{FLAG_RELAY_ONLY}.
     """
 
     txid: bytes = field(converter=_txid)
@@ -679,6 +729,7 @@ class Introduce(Message):
     target: str | None = None
     session_id: bytes | None = None
     padding: bytes | None = None
+    flags: int | None = None
 
 
 @_message(
@@ -965,15 +1016,23 @@ class Keepalive(Message):
     sequence: int
 
 
-@_message(MessageType.CLOSE, F("intro_id", Tag.INTRO_ID, _ID8))
+@_message(
+    MessageType.CLOSE,
+    F("intro_id", Tag.INTRO_ID, _ID8),
+    F("code", Tag.CODE, _U16C, optional=True),
+    F("reason", Tag.REASON, _STR, optional=True),
+)
 @frozen
 class Close(Message):
     """
-    The sender closed the connection.
+    The sender closed the connection, C{code} (a close code) and
+    C{reason} saying why.
     """
 
     txid: bytes = field(converter=_txid)
     intro_id: bytes
+    code: int | None = None
+    reason: str | None = None
 
 
 CHALLENGE_SIZE = 16

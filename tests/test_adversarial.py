@@ -495,8 +495,9 @@ class RelayRouteTests(SynchronousTestCase):
 
     def test_offers_capped_per_connection(self):
         """
-        A connection that asked for a relay takes at most two offers
-        pushed to it; more are dropped, and the table stays at two.
+        A connection that asked for a relay takes at most three offers
+        pushed to it (the other side's first, and two relays that died);
+        more are dropped, and the table stays at three.
         """
         target = EndpointTarget(SEED)
         self.addCleanup(target.close)
@@ -504,8 +505,8 @@ class RelayRouteTests(SynchronousTestCase):
         connection._core.relay_requested = True
         report = replay(target, self.offers(connection, 1000), seconds=1.0)
         self.assertEqual((report.escapes, report.logged_errors), (0, 0))
-        self.assertEqual(report.tables["allocations"], 2)
-        self.assertEqual(target.bob.stats.get("dropped-relay-offer", 0), 998)
+        self.assertEqual(report.tables["allocations"], 3)
+        self.assertEqual(target.bob.stats.get("dropped-relay-offer", 0), 997)
         self.assertEqual(target.check(), [])
 
     def test_answer_beyond_cap(self):
@@ -519,9 +520,9 @@ class RelayRouteTests(SynchronousTestCase):
         connection._core.relay_requested = True
         replay(target, self.offers(connection, 10), seconds=0.0)
         answer = wire.RelayOffer(b"\x01" * 8, connection.intro_id, b"\xb0" * 8, Address("0.0.0.0", 3479), b"\x0b" * 16, 0)
-        connection.relay_offered(answer, answer=True)
+        connection._relay_offered(answer, answer=True)
         self.assertIn(b"\xb0" * 8, target.bob._by_allocation)
-        self.assertEqual(len(target.bob._by_allocation), 3)
+        self.assertEqual(len(target.bob._by_allocation), 4)
 
     def test_no_takeover(self):
         """

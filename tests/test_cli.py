@@ -222,6 +222,29 @@ class DefaultRelayTests(SynchronousTestCase):
         self.assertEqual([port for port, _, _ in listened], [3478])
         self.assertIsNone(introducer.relay)
 
+    def test_several_relays(self):
+        """
+        --relay given twice hands out allocations on both (no relay in this
+        process unless --relay-port asks for one alongside), and a monitor
+        socket probes them; the same relay twice is a usage error.
+        """
+        secret = self.mktemp()
+        with open(secret, "wb") as f:
+            f.write(b"relay fleet secret")
+        relays = ["--relay", "192.0.2.41:3479", "--relay", "192.0.2.42:3479", "--relay-secret-file", secret]
+        listened, introducer = self.service("--port", "3478", *relays)
+        self.assertEqual(sorted(port for port, _, _ in listened), [0, 3478])
+        offered = [relay.settings.offer_address() for relay in introducer.relays.relays]
+        self.assertEqual([str(a) for a in offered], ["192.0.2.41:3479", "192.0.2.42:3479"])
+        listened, introducer = self.service("--port", "3478", "--relay-port", "3479", *relays)
+        self.assertEqual(sorted(port for port, _, _ in listened), [0, 3478, 3479])
+        self.assertEqual([r.settings.offer_address().port for r in introducer.relays.relays], [3479, 3479, 3479])
+        error = self.assertRaises(
+            UsageError, introducer_tap.Options().parseOptions,
+            ["--relay", "192.0.2.41:3479", "--relay", "192.0.2.41:3479", "--relay-secret-file", secret],
+        )
+        self.assertIn("same relay twice", str(error))
+
     def test_no_relay_contradictions(self):
         """
         --no-relay with --relay-port or --relay is a usage error.
@@ -298,6 +321,47 @@ class SessionsCommandTests(TestCase):
                  "mesh": False, "properties": {}},
             ],
         )
+
+    @defer.inlineCallbacks
+    def test_filters(self):
+        """
+        --property, --name-prefix, --open and --limit are applied by the
+        introducer: only the matching sessions are printed.
+        """
+        address = yield self.introducer_with_a_session()
+        host = PeerEndpoint(reactor, address, "zed", interface="127.0.0.1")
+        self.addCleanup(host.stop)
+        yield host.start()
+        yield host.host_session("Zed's Oval", "race", 4, properties={"map": "oval", "mode": "ffa"})
+        yield host.host_session("Zed's Dunes", "race", 4, properties={"map": "dunes"})
+
+        @defer.inlineCallbacks
+        def names(*argv):
+            out, err = io.StringIO(), io.StringIO()
+            code = yield _sessionscli.run(
+                reactor, self.options("--introducer", str(address), "--json", "--bind", "127.0.0.1", *argv), out, err
+            )
+            self.assertEqual(code, 0, err.getvalue())
+            return [json.loads(line)["name"] for line in out.getvalue().splitlines()]
+
+        self.assertEqual((yield names("--property", "map=oval")), ["Keith's Server", "Zed's Oval"])
+        self.assertEqual((yield names("-p", "map=oval", "-p", "mode=ffa")), ["Zed's Oval"])
+        self.assertEqual((yield names("--name-prefix", "Zed")), ["Zed's Oval", "Zed's Dunes"])
+        self.assertEqual((yield names("--game", "race", "--limit", "2")), ["Keith's Server", "Zed's Oval"])
+        self.assertEqual((yield names("--open", "--game", "chess")), ["Other game"])
+
+    def test_filter_usage_errors(self):
+        """
+        A --property without '=', more than four, or a limit below 1 is a
+        usage error, before anything is sent.
+        """
+        for argv, says in [
+            (["--property", "map"], "KEY=VALUE"),
+            (["-p", "a=1", "-p", "b=2", "-p", "c=3", "-p", "d=4", "-p", "e=5"], "at most 4"),
+            (["--limit", "0"], "limit"),
+        ]:
+            error = self.assertRaises(UsageError, self.options, "--introducer", "127.0.0.1:3478", *argv)
+            self.assertIn(says, str(error))
 
     @defer.inlineCallbacks
     def test_closed_port(self):

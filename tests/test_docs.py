@@ -98,3 +98,58 @@ class TutorialTests(SynchronousTestCase):
         )
         self.assertEqual(done.returncode, 0, done.stdout[-3000:] + done.stderr[-3000:])
         self.assertIn("PASSED", done.stdout)
+
+
+class ImportsTests(SynchronousTestCase):
+    def test_imports_work(self):
+        """
+        Every p2pnet import line in the README's and the tutorial's
+        snippets imports names that exist, all public.
+        """
+        checked = 0
+        for path in ("README.md", "docs/tutorial.md"):
+            for block in python_blocks(path):
+                for line in block.splitlines():
+                    line = line.strip()
+                    if line.startswith(("from p2pnet", "import p2pnet")):
+                        self.assertNotRegex(line, r"p2pnet(\.\w+)*\._|import .*\b_\w", (path, line))
+                        exec(line, {})
+                        checked += 1
+        self.assertGreater(checked, 5)
+
+
+class ConnectionDocsTests(SynchronousTestCase):
+    def public_names(self):
+        from p2pnet import PeerConnection
+
+        names = {n for n in dir(PeerConnection) if not n.startswith("_")}
+        # Instance attributes set in __init__.
+        with open(os.path.join(ROOT, "p2pnet", "connection.py"), encoding="utf-8") as f:
+            source = f.read().split("class PeerConnection", 1)[1].split("\nclass ", 1)[0]
+        names |= set(re.findall(r"^        self\.([a-z]\w*)\s*(?::[^=]*)?=", source, re.M))
+        return names
+
+    def test_public_surface_documented(self):
+        """
+        Every public name of a connection is in the tutorial's connection
+        table, and the handshake's plumbing is not public.
+        """
+        with open(os.path.join(ROOT, "docs", "tutorial.md"), encoding="utf-8") as f:
+            tutorial = f.read()
+        table = tutorial.split("### The connection: `PeerConnection`", 1)[1].split("Close codes", 1)[0]
+        names = self.public_names()
+        for plumbing in ("send_hello", "send_probe", "request_relay", "machine"):
+            self.assertNotIn(plumbing, names)
+        for name in names - {"log", "EARLY_LIMIT", "introduced_at", "remote_conn_id"}:
+            self.assertRegex(table, r"`%s\b" % name, name)
+
+    def test_snippets_use_public_names(self):
+        """
+        What the README's and the tutorial's snippets call on a connection
+        exists and is public.
+        """
+        names = self.public_names()
+        for path in ("README.md", "docs/tutorial.md"):
+            for block in python_blocks(path):
+                for name in re.findall(r"\b(?:connection|connection_to_host|c|self\.connection)\.(\w+)", block):
+                    self.assertIn(name, names, (path, name))

@@ -388,6 +388,33 @@ class SessionTests(SynchronousTestCase):
         world.run(0.1)
         self.assertIn("player", factory.built)
 
+    def test_list_with_filters_and_pages(self):
+        """
+        list_sessions passes its filters to the introducer; with a limit it
+        stops there; all_pages=False gives one page and the cursor that
+        continues it; filters the introducer would refuse raise ValueError.
+        """
+        world = World(self)
+        host = world.peer("host")
+        player = world.peer("player")
+        world.result(host.start())
+        world.result(player.start())
+        for n, track in enumerate(["oval", "dunes", "oval", "oval"]):
+            world.result(host.host_session(f"Race {n}", "race", 4, properties={"map": track}))
+        found = world.result(player.list_sessions("race", properties={"map": "oval"}))
+        self.assertEqual([s.name for s in found], ["Race 0", "Race 2", "Race 3"])
+        found = world.result(player.list_sessions("race", properties={"map": "oval"}, limit=2))
+        self.assertEqual([s.name for s in found], ["Race 0", "Race 2"])
+        found = world.result(player.list_sessions(name_prefix="Race 1", open_only=True))
+        self.assertEqual([s.name for s in found], ["Race 1"])
+        page = world.result(player.list_sessions("race", limit=3, all_pages=False))
+        self.assertEqual(([s.name for s in page.sessions], page.total), (["Race 0", "Race 1", "Race 2"], 4))
+        rest = world.result(player.list_sessions("race", cursor=page.cursor, all_pages=False))
+        self.assertEqual(([s.name for s in rest.sessions], rest.cursor), (["Race 3"], None))
+        self.assertRaises(ValueError, player.list_sessions, properties={str(i): "x" for i in range(5)})
+        self.assertRaises(ValueError, player.list_sessions, cursor="text")
+        self.assertRaises(ValueError, player.list_sessions, limit=0, all_pages=False)
+
     def test_full_session(self):
         """
         Joining a full session fails with SessionFull.

@@ -130,7 +130,7 @@ class HostileCandidateTests(SynchronousTestCase):
         for n in range(200):
             named = tuple(Address(f"10.51.{n // 200 + 101}.{n % 200 + 1}", 9000 + k) for k in range(8))
             hello = wire.Hello(bytes(8), connection.intro_id, "bob", connection.conn_id, named)
-            theirs.message_received(hello, connection.address.__class__(*bob.public_address.as_tuple()))
+            theirs._message_received(hello, connection.address.__class__(*bob.public_address.as_tuple()))
         self.world.run(30.0)
         self.assertLessEqual(len(theirs.candidates), 24)
         victims = {}
@@ -174,8 +174,8 @@ class ExtraSocketCapTests(SynchronousTestCase):
         connection = world.result(capped.connect("other", Recorder()))
         host = capped.reactor
         before = len(host._ports)
-        connection.open_birthday_sockets(10, other.public_address)
-        connection.open_rescue_socket(40000)
+        connection._open_birthday_sockets(10, other.public_address)
+        connection._open_rescue_socket(40000)
         self.assertEqual((capped.extra_sockets, len(host._ports) - before), (3, 3))
         self.assertEqual(capped.stats.get("refused-extra-socket"), 2)
         connection.close()
@@ -226,7 +226,7 @@ class IntroduceRetransmitTests(SynchronousTestCase):
         world.result(one.start())
         world.result(other.start())
         connection = world.result(one.connect("other", Recorder()))
-        connection.open_rescue_socket(40000)
+        connection._open_rescue_socket(40000)
         before = one.stats.get("send-failed", 0)
-        connection.send_rescue_hello(40000, Address("::1", 5000))
+        connection._send_rescue_hello(40000, Address("::1", 5000))
         self.assertEqual(one.stats.get("send-failed", 0), before + 1)

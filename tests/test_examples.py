@@ -195,7 +195,11 @@ class ExamplesTests(TestCase):
         self.assertIn("[status] connected keith via direct-public", joiner.lines)
         self.assertIn("[status] connected ann via direct-public", host.lines)
         self.assertTrue(any(line.startswith("position from ann: #") for line in host.lines), host.transcript())
-        self.assertIn("ann left: connection to 'ann' lost: the peer closed the connection", host.lines)
+        self.assertIn(
+            "ann left: connection to 'ann' lost: the peer closed the connection: "
+            "stopped (3): the endpoint was stopped",
+            host.lines,
+        )
         self.assertEqual(joiner.lines[-1], "bye")
         self.assertEqual(host.lines[-1], "bye")
 
@@ -210,5 +214,7 @@ class ExamplesTests(TestCase):
             "--title", "Nobody's Server", "--retry", "0.5",
         )
         self.assertEqual((yield joiner.wait_exit()), 1, joiner.transcript())
-        self.assertIn("error: UnknownPeer: introducer refused the request (4): no session titled \"Nobody's Server\"",
-                      joiner.lines)
+        self.assertIn(
+            "error: SessionNotFound: no session titled \"Nobody's Server\" is listed (0 sessions listed)",
+            joiner.lines,
+        )

@@ -9,7 +9,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from p2pnet.errors import MalformedMessage
 from p2pnet.secure._frames import (
+    Accept,
     Close,
+    Connect,
     Datagram,
     Padding,
     PathChallenge,
@@ -41,6 +43,8 @@ middle_frames = st.one_of(
     st.builds(PathChallenge, eight),
     st.builds(PathResponse, eight),
     st.builds(Datagram, st.binary(max_size=300)),
+    st.builds(Connect, st.binary(max_size=256)),
+    st.just(Accept()),
 )
 last_frames = st.one_of(
     middle_frames,
@@ -67,6 +71,9 @@ class EncodingTests(SynchronousTestCase):
             ([Datagram(b"a"), Datagram(b"bc")], "06 0001 61 05 6263"),
             ([Ping(), Padding(4)], "01 00000000"),
             ([b"\x10\x01z", Datagram(b"x")], "10 01 7a 05 78"),
+            ([Connect(b"tok")], "07 0003 746f6b"),
+            ([Connect()], "07 0000"),
+            ([Accept(), Ping()], "08 01"),
         ]
         for frames, expected in cases:
             self.assertEqual(encode_frames(frames), bytes.fromhex(expected), frames)
@@ -95,6 +102,19 @@ class EncodingTests(SynchronousTestCase):
         self.assertRaises(ValueError, Close, 256)
         self.assertRaises(ValueError, Close, -1)
         self.assertEqual(decode_frames(encode_frames([Close(9, "x" * 255)])), [Close(9, "x" * 255)])
+
+    def test_connect_payload_bound(self) -> None:
+        """
+        A CONNECT payload holds at most 256 bytes; a longer one is refused
+        by the encoder's value type and, forged, by the decoder.
+        """
+        self.assertEqual(decode_frames(encode_frames([Connect(bytes(256))])), [Connect(bytes(256))])
+        self.assertRaises(ValueError, Connect, bytes(257))
+        self.assertRaises(TypeError, Connect, "text")
+        forged = bytes([0x07, 0x01, 0x01]) + bytes(257)
+        self.assertRaises(MalformedMessage, decode_frames, forged)
+        self.assertRaises(MalformedMessage, decode_frames, bytes.fromhex("07 0005 6162"))
+        self.assertRaises(MalformedMessage, decode_frames, bytes.fromhex("07 00"))
 
     def test_values_validated(self) -> None:
         """
@@ -163,10 +183,10 @@ class MalformedTests(SynchronousTestCase):
 
     def test_unknown_types(self) -> None:
         """
-        Types 0x07-0x0F and 0x40-0xFF are malformed, even after valid
+        Types 0x09-0x0F and 0x40-0xFF are malformed, even after valid
         frames.
         """
-        for kind in list(range(0x07, 0x10)) + [0x40, 0x41, 0x80, 0xFF]:
+        for kind in list(range(0x09, 0x10)) + [0x40, 0x41, 0x80, 0xFF]:
             self.assertMalformed(f"{kind:02x}")
             self.assertMalformed(f"01 {kind:02x}")
 

@@ -11,6 +11,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pnet import wire
+from p2pnet._lobby import LobbyQuery
 from p2pnet._ratelimit import RateLimiter
 from p2pnet._registry import Registry, RegistryError
 from p2pnet.address import Address
@@ -161,17 +162,18 @@ class SessionTests(IntroducerTestCase):
             for j in range(3):
                 self.host(f"h{i}", ("203.0.113.9", 1000 + i), f"session {i}-{j} " + "x" * 40)
         seen = []
-        offset = 0
+        cursor = None
         pages = 0
         while True:
-            self.send(wire.ListSessions(self.next_txid(), "game", offset), C)
+            self.send(wire.ListSessions(self.next_txid(), "game", cursor), C)
             [(answer, to)] = self.transport.clear()
             self.assertEqual(to, C)
             self.assertLessEqual(len(wire.encode(answer)), 1200)
+            self.assertEqual(answer.total, 36)
             seen.extend(s.name for s in answer.sessions)
-            offset = answer.offset
+            cursor = answer.cursor
             pages += 1
-            if offset >= answer.total:
+            if cursor is None:
                 break
         self.assertEqual(len(seen), 36)
         self.assertEqual(len(set(seen)), 36)
@@ -1175,9 +1177,9 @@ class RelayRequestTests(IntroducerTestCase):
 
     def setUp(self):
         super().setUp()
-        from p2pnet.introducer import RelaySettings
+        from p2pnet._relaypool import RelayPool, RelaySettings
 
-        self.protocol.relay = RelaySettings(b"relay secret", Address("192.0.2.3", 3479))
+        self.protocol.relays = RelayPool([RelaySettings(b"relay secret", Address("192.0.2.3", 3479))])
         self.protocol._rate_limiter = None
         for name, source in (("a", A), ("b", B), ("c", C)):
             self.register(name, source)
@@ -1383,14 +1385,14 @@ class LobbyPagingTests(IntroducerTestCase):
         self.assertIsInstance(self.host_raw("a", A, "large", fits), wire.SessionHosted)
         self.assertIsInstance(self.host_raw("a", A, "small"), wire.SessionHosted)
         names = []
-        offset = 0
+        cursor = None
         while True:
-            self.send(wire.ListSessions(self.next_txid(), None, offset), C)
+            self.send(wire.ListSessions(self.next_txid(), None, cursor), C)
             [(page, _)] = self.transport.clear()
             self.assertGreater(len(page.sessions), 0)
             names.extend(s.name for s in page.sessions)
-            offset = page.offset
-            if offset >= page.total:
+            cursor = page.cursor
+            if cursor is None:
                 break
         self.assertEqual(names, ["large", "small"])
 
@@ -1401,7 +1403,7 @@ class LobbyPagingTests(IntroducerTestCase):
         """
         self.register("a", A)
         self.host_raw("a", A, "x" * 200)
-        self.send(wire.ListSessions(self.next_txid(), None, 0, bytes(150)), C, pad=False)
+        self.send(wire.ListSessions(self.next_txid(), padding=bytes(150)), C, pad=False)
         [(answer, _)] = self.transport.clear()
         self.assertIsInstance(answer, wire.Error)
         self.assertEqual(answer.code, ErrorCode.BAD_REQUEST)
@@ -1412,7 +1414,8 @@ class LobbyPagingTests(IntroducerTestCase):
         of 5 requests a second: the lister paces itself, waits out
         refusals, and returns every session once.
         """
-        from p2pnet._introclient import IntroducerClient, SessionLister
+        from p2pnet._introclient import IntroducerClient
+        from p2pnet._lister import SessionLister
 
         self.protocol._rate_limiter = None
         for n in range(75):
@@ -1446,7 +1449,7 @@ class LobbyPagingTests(IntroducerTestCase):
         """
         A refusal other than RATE_LIMITED fails the listing.
         """
-        from p2pnet._introclient import SessionLister
+        from p2pnet._lister import SessionLister
         from p2pnet.errors import IntroducerError
         from twisted.internet.defer import fail
 
@@ -1456,26 +1459,54 @@ class LobbyPagingTests(IntroducerTestCase):
         failure = self.failureResultOf(SessionLister(self.clock, refuse, lambda: bytes(8)).list())
         failure.trap(IntroducerError)
 
-    def test_empty_page_before_the_end_fails(self):
+    def test_empty_page_with_a_cursor_is_not_the_end(self):
         """
-        An empty page that does not end the list (an old or broken
-        introducer) fails the listing instead of asking forever or
-        returning a cut list.
+        An empty page that has a cursor (the filters matched none of the
+        sessions the introducer looked at) is not the end: the lister asks
+        for the next page after it, and ends at the page without a cursor.
         """
-        from p2pnet._introclient import SessionLister
-        from p2pnet.errors import IntroducerError
         from twisted.internet.defer import succeed
+
+        from p2pnet._lister import SessionLister
+
+        asked = []
+        info = wire.SessionInfo(b"s" * 8, "found", "game", "h", 1, 4)
+        pages = {None: ((), b"\x01"), b"\x01": ((), b"\x02"), b"\x02": ((info,), None)}
+
+        def answer(message):
+            asked.append(message.cursor)
+            sessions, cursor = pages[message.cursor]
+            return succeed(wire.SessionList(message.txid, sessions, cursor, 5))
+
+        d = SessionLister(self.clock, answer, lambda: bytes(8)).list()
+        for _ in range(10):
+            self.clock.advance(0.05)
+        self.assertEqual(self.successResultOf(d), [info])
+        self.assertEqual(asked, [None, b"\x01", b"\x02"])
+
+    def test_endless_cursors_fail(self):
+        """
+        An introducer that never ends the list (a broken or hostile one)
+        fails the listing after MAX_PAGES pages instead of asking forever.
+        """
+        from twisted.internet.defer import succeed
+
+        from p2pnet._lister import SessionLister
+        from p2pnet.errors import IntroducerError
 
         asked = []
 
-        def empty(message):
-            asked.append(message.offset)
-            return succeed(wire.SessionList(message.txid, (), 0, 5))
+        def endless(message):
+            asked.append(message.cursor)
+            return succeed(wire.SessionList(message.txid, (), b"again", 5))
 
-        d = SessionLister(self.clock, empty, lambda: bytes(8)).list()
-        self.clock.advance(10)
+        lister = SessionLister(self.clock, endless, lambda: bytes(8))
+        lister.MAX_PAGES = 3
+        d = lister.list()
+        for _ in range(10):
+            self.clock.advance(0.05)
         self.failureResultOf(d).trap(IntroducerError)
-        self.assertEqual(asked, [0])
+        self.assertEqual(asked, [None, b"again", b"again"])
 
 
 class LobbyFloodTests(IntroducerTestCase):
@@ -1562,7 +1593,8 @@ class LobbyFloodTests(IntroducerTestCase):
         """
         import random
 
-        from p2pnet._introclient import IntroducerClient, SessionLister
+        from p2pnet._introclient import IntroducerClient
+        from p2pnet._lister import SessionLister
 
         rng = random.Random(145)
         attempts = hosted = 0
@@ -1602,7 +1634,7 @@ class LobbyFloodTests(IntroducerTestCase):
                     client.answer(answer)
 
         client = IntroducerClient(self.clock, write, Address("192.0.2.1", 3478), seeded_bytes(6))
-        d = SessionLister(self.clock, client.request, client.new_txid).list("game")
+        d = SessionLister(self.clock, client.request, client.new_txid).list(LobbyQuery("game"))
         for _ in range(4000):
             self.clock.advance(0.05)
             if d.called:

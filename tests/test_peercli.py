@@ -12,7 +12,7 @@ import sys
 
 from twisted.internet import defer, reactor, task
 from twisted.internet.protocol import ProcessProtocol
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from p2pnet._registry import Registry
 from p2pnet.introducer import IntroducerProtocol, IntroducerService
@@ -179,3 +179,34 @@ class PeerCommandTests(TestCase):
         error = self.assertRaises(usage.UsageError, options.parseOptions, [
             "--introducer", "127.0.0.1:9", "--name", "a", "--send-file", "/nonexistent/file"])
         self.assertIn("--send-file", str(error))
+
+
+class JoinByTitleTests(SynchronousTestCase):
+    def test_missing_title_is_not_an_introducer_refusal(self):
+        """
+        C{--join TITLE} with no such session listed fails with
+        L{SessionNotFound}, which says what happened (the introducer
+        refused nothing) and is retried like an unknown peer.
+        """
+        from p2pnet._peercli import _join, _retrying
+        from p2pnet.errors import IntroducerError, SessionNotFound
+        from p2pnet.wire import SessionInfo
+
+        class Lobby:
+            def list_sessions(self):
+                return defer.succeed([SessionInfo(b"s" * 8, "Other Room", "", "host", 0, 4)])
+
+        failure = self.failureResultOf(_join(Lobby(), "Den", None, None), SessionNotFound)
+        self.assertNotIsInstance(failure.value, IntroducerError)
+        self.assertEqual(str(failure.value), "no session titled 'Den' is listed (1 sessions listed)")
+        clock = task.Clock()
+        attempts = []
+
+        def attempt():
+            attempts.append(clock.seconds())
+            return _join(Lobby(), "Den", None, None)
+
+        d = _retrying(clock, 2.5, attempt)
+        clock.pump([1.0] * 3)
+        self.failureResultOf(d, SessionNotFound)
+        self.assertEqual(attempts, [0.0, 1.0, 2.0, 3.0])

@@ -953,7 +953,7 @@ class FallbackTests(SynchronousTestCase):
         def then(ctx):
             [mine] = ctx.peer_a.connections
             [theirs] = ctx.peer_b.connections
-            mine.send_hello(ctx.peer_b.public_address)
+            mine._send_hello(ctx.peer_b.public_address)
             ctx.run(1.0)
             seen["paths"] = (mine.path.value, theirs.path.value)
             seen["dropped"] = ctx.peer_b.stats.get("dropped-direct-relay-only", 0)

@@ -51,8 +51,14 @@ messages = st.one_of(
     ),
     st.builds(wire.SessionHosted, txids, ids8),
     st.builds(wire.Unhost, txids, short_text, cookies, ids8),
-    st.builds(wire.ListSessions, txids, st.none() | short_text, st.none() | u32, paddings),
-    st.builds(wire.SessionList, txids, st.lists(session_infos, max_size=3).map(tuple), u32, u32),
+    st.builds(
+        wire.ListSessions, txids, st.none() | short_text, st.none() | st.binary(min_size=1, max_size=16),
+        properties, st.none() | short_text, st.none() | st.integers(0, 255), st.none() | u16, paddings,
+    ),
+    st.builds(
+        wire.SessionList, txids, st.lists(session_infos, max_size=3).map(tuple),
+        st.none() | st.binary(min_size=1, max_size=16), u32,
+    ),
     st.builds(
         wire.Introduce, txids, short_text, cookies, st.none() | short_text, st.none() | ids8, paddings
     ),

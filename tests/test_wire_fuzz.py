@@ -37,6 +37,7 @@ addresses = st.builds(Address, st.one_of(ipv4, ipv6), st.integers(0, 65535))
 address_lists = st.lists(addresses, max_size=4).map(tuple)
 u8 = st.integers(0, 255)
 u16 = st.integers(0, 0xFFFF)
+cursors = st.binary(min_size=1, max_size=16)
 u32 = st.integers(0, 0xFFFFFFFF)
 properties = st.lists(
     st.tuples(st.text(max_size=10).filter(lambda k: "\0" not in k), st.text(max_size=20)),
@@ -58,8 +59,13 @@ BY_TYPE = {
     ),
     wire.SessionHosted: st.builds(wire.SessionHosted, txids, ids8),
     wire.Unhost: st.builds(wire.Unhost, txids, texts, cookies, ids8),
-    wire.ListSessions: st.builds(wire.ListSessions, txids, st.none() | texts, st.none() | u32, paddings),
-    wire.SessionList: st.builds(wire.SessionList, txids, st.lists(session_infos, max_size=3).map(tuple), u32, u32),
+    wire.ListSessions: st.builds(
+        wire.ListSessions, txids, st.none() | texts, st.none() | cursors, properties, st.none() | texts,
+        st.none() | u8, st.none() | u16, paddings,
+    ),
+    wire.SessionList: st.builds(
+        wire.SessionList, txids, st.lists(session_infos, max_size=3).map(tuple), st.none() | cursors, u32
+    ),
     wire.Introduce: st.builds(wire.Introduce, txids, texts, cookies, st.none() | texts, st.none() | ids8, paddings),
     wire.Introduction: st.builds(
         wire.Introduction, txids, ids8, texts, addresses, address_lists, keys, u8,
@@ -125,7 +131,7 @@ def introduction(**replace: bytes) -> bytes:
 
 
 def session_list(entry: bytes) -> bytes:
-    return control(0x0A, tlv(0x0C, entry), tlv(0x0B, bytes(4)), tlv(0x18, bytes(4)))
+    return control(0x0A, tlv(0x0C, entry), tlv(0x18, bytes(4)))
 
 
 GOOD_ENTRY = (
@@ -200,6 +206,12 @@ NASTY = {
     session_list(GOOD_ENTRY.replace(tlv(0x13, b"\x00\x01"), tlv(0x13, b"\x01"))): "16-bit field must be 2 bytes",
     session_list(GOOD_ENTRY.replace(tlv(0x13, b"\x00\x01"), b"")): "missing field PLAYERS",
     session_list(GOOD_ENTRY.replace(tlv(0x06, b"n"), tlv(0x06, b"\xff"))): "string field is not UTF-8",
+    # Lobby cursors: 1-16 opaque bytes; the limit is a u16.
+    control(0x09, tlv(0x23, b"")): "a cursor is 1-16 bytes, got 0",
+    control(0x09, tlv(0x23, bytes(17))): "a cursor is 1-16 bytes, got 17",
+    control(0x0A, tlv(0x23, bytes(17)), tlv(0x18, bytes(4))): "a cursor is 1-16 bytes, got 17",
+    control(0x09, tlv(0x24, b"\x01")): "16-bit field must be 2 bytes",
+    control(0x09, tlv(0x09, b"nosep")): "property without a name/value separator",
     # Values the message classes refuse.
     control(0x01, tlv(0x01, b"x")) + tlv(0x05, b"c" * 8) + tlv(0x05, b"d" * 8): "Register repeats COOKIE",
 }
@@ -220,15 +232,18 @@ EDGES = {
         T, "alice", b"c" * 8, "game", "g", 4, properties=(("m", "d" * 253),)
     ),
     session_list(GOOD_ENTRY): wire.SessionList(
-        T, (wire.SessionInfo(b"s" * 8, "n", "g", "h", 1, 4, False),), 0, 0
+        T, (wire.SessionInfo(b"s" * 8, "n", "g", "h", 1, 4, False),), None, 0
     ),
     session_list(GOOD_ENTRY.replace(tlv(0x12, b"\x00"), tlv(0x12, b"\xfe"))): wire.SessionList(
-        T, (wire.SessionInfo(b"s" * 8, "n", "g", "h", 1, 4, False),), 0, 0
+        T, (wire.SessionInfo(b"s" * 8, "n", "g", "h", 1, 4, False),), None, 0
     ),
     session_list(GOOD_ENTRY.replace(tlv(0x12, b"\x00"), tlv(0x12, b"\x01"))): wire.SessionList(
-        T, (wire.SessionInfo(b"s" * 8, "n", "g", "h", 1, 4, True),), 0, 0
+        T, (wire.SessionInfo(b"s" * 8, "n", "g", "h", 1, 4, True),), None, 0
     ),
     control(0x0F, tlv(0x10, b"\x01\x02"), tlv(0x11, b"no")): wire.Error(T, 0x0102, "no"),
+    control(0x09, tlv(0x23, bytes(16)), tlv(0x09, b"map\0dust"), tlv(0x06, b"K"), tlv(0x12, b"\x04"),
+            tlv(0x24, b"\x00\x05")): wire.ListSessions(T, None, bytes(16), (("map", "dust"),), "K", 4, 5),
+    control(0x0A, tlv(0x23, b"c"), tlv(0x18, bytes(4))): wire.SessionList(T, (), b"c", 0),
     control(0x23, INTRO, tlv(0x19, b"\x01\x02\x03\x04")): wire.Keepalive(T, b"i" * 8, 0x01020304),
     # Unknown tags are skipped (room for new optional fields).
     control(0x03, PEER, tlv(0x7E, b"later"), COOKIE): wire.Heartbeat(T, "alice", b"c" * 8),
@@ -372,8 +387,9 @@ class PropertyTests(SynchronousTestCase):
 
 
 # Tags whose value has no fixed size: strings, properties, padding, session
-# entries, Noise messages.
-_VARIABLE = {0x01, 0x06, 0x07, 0x09, 0x0C, 0x0D, 0x11, 0x17, 0x1F}
+# entries, Noise messages, cursors (1-16 bytes; their bounds are tested in
+# CorpusTests).
+_VARIABLE = {0x01, 0x06, 0x07, 0x09, 0x0C, 0x0D, 0x11, 0x17, 0x1F, 0x23}
 
 
 def _fields(raw: bytes):
@@ -543,7 +559,7 @@ class HelperTests(SynchronousTestCase):
         self.assertEqual(message, wire.Register(T, "alice", (address,)))
         self.assertEqual(hash(message), hash(wire.Register(T, "alice", (address,))))
         self.assertEqual(wire.Register(T, "alice").local, ())
-        self.assertEqual(type(wire.SessionList(T, [], 0, 0).sessions), tuple)
+        self.assertEqual(type(wire.SessionList(T, [], None, 0).sessions), tuple)
 
     def test_session_entry_encoding(self):
         """
@@ -556,7 +572,7 @@ class HelperTests(SynchronousTestCase):
             GOOD_ENTRY.replace(tlv(0x12, b"\x00"), tlv(0x12, b"\x01")) + tlv(0x09, b"map\0dust"),
         )
         self.assertEqual(wire.SessionInfo(b"s" * 8, "n", "g", "h", 1, 4).encode_value(), GOOD_ENTRY)
-        raw = wire.encode(wire.SessionList(T, (info,), 1, 1))
+        raw = wire.encode(wire.SessionList(T, (info,), b"c", 1))
         self.assertEqual(wire.decode(raw).sessions, (info,))
 
     def test_property_names_without_nul(self):

@@ -10,6 +10,9 @@ Each frame starts with its type byte:
     0x04 PATH_RESPONSE   8 bytes
     0x05 DATAGRAM        the rest of the packet is one application datagram
     0x06 DATAGRAM_LEN    length u16 big-endian, then that many bytes
+    0x07 CONNECT         length u16 big-endian, then the connect payload
+                         (at most 256 bytes)
+    0x08 ACCEPT          no body
     0x10-0x3F            channel frames, self-delimiting, parsed by the
                          channel layer's codec
 
@@ -39,12 +42,16 @@ PATH_CHALLENGE = 0x03
 PATH_RESPONSE = 0x04
 DATAGRAM = 0x05
 DATAGRAM_LEN = 0x06
+CONNECT = 0x07
+ACCEPT = 0x08
 #: Frame types from this one to L{CHANNEL_LAST} belong to the channel layer.
 CHANNEL_FIRST = 0x10
 CHANNEL_LAST = 0x3F
 
 #: The longest CLOSE reason, in UTF-8 bytes.
 MAX_REASON = 255
+#: The longest connect payload.
+MAX_CONNECT_PAYLOAD = 256
 #: The longest datagram a DATAGRAM_LEN frame can carry.
 MAX_DATAGRAM_LEN = 0xFFFF
 
@@ -96,6 +103,28 @@ class Close:
     reason: str = field(default="", validator=[validators.instance_of(str), _short_reason])
 
 
+def _short_payload(instance: object, attribute: Any, value: bytes) -> None:
+    if len(value) > MAX_CONNECT_PAYLOAD:
+        raise ValueError(f"a connect payload holds at most {MAX_CONNECT_PAYLOAD} bytes, not {len(value)}")
+
+
+@frozen
+class Connect:
+    """
+    The initiator's connect request: the application's payload (a join
+    token, a player name) for the host to accept or refuse.
+    """
+
+    payload: bytes = field(default=b"", validator=[validators.instance_of(bytes), _short_payload])
+
+
+@frozen
+class Accept:
+    """
+    The host accepted the connect request (a refusal is a L{Close}).
+    """
+
+
 @frozen
 class PathChallenge:
     """
@@ -126,7 +155,7 @@ class Datagram:
 
 #: A secure-layer frame.  Channel frames are whatever the channel parser
 #: returns.
-Frame = Union[Padding, Ping, Close, PathChallenge, PathResponse, Datagram]
+Frame = Union[Padding, Ping, Close, PathChallenge, PathResponse, Datagram, Connect, Accept]
 
 _PING = Ping()
 _PING_BYTES = bytes([PING])
@@ -190,6 +219,10 @@ def encode_frames(frames: Iterable[Frame | bytes]) -> bytes:
         elif isinstance(frame, Close):
             reason = frame.reason.encode("utf-8")
             parts.append(bytes([CLOSE, frame.code, len(reason)]) + reason)
+        elif isinstance(frame, Connect):
+            parts.append(bytes([CONNECT]) + len(frame.payload).to_bytes(2, "big") + frame.payload)
+        elif isinstance(frame, Accept):
+            parts.append(bytes([ACCEPT]))
         elif isinstance(frame, Padding):
             if index != last:
                 raise ValueError("padding fills the rest of the packet: it must be last")
@@ -251,6 +284,18 @@ def decode_frames(plaintext: bytes, parse_channel: ChannelParser | None = None) 
                 raise MalformedMessage("CLOSE reason is not UTF-8") from None
             frames.append(Close(plaintext[offset + 1], reason))
             offset = stop
+        elif kind == CONNECT:
+            if end - offset < 3:
+                raise MalformedMessage("CONNECT frame cut short")
+            start = offset + 3
+            stop = start + (plaintext[offset + 1] << 8 | plaintext[offset + 2])
+            if stop > end or stop - start > MAX_CONNECT_PAYLOAD:
+                raise MalformedMessage("CONNECT payload longer than the packet or the cap")
+            frames.append(Connect(plaintext[start:stop]))
+            offset = stop
+        elif kind == ACCEPT:
+            frames.append(Accept())
+            offset += 1
         elif kind == PADDING:
             if plaintext.count(0, offset) != end - offset:
                 raise MalformedMessage("PADDING with non-zero bytes")

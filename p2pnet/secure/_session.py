@@ -61,6 +61,7 @@ class SecureSession:
         random_bytes: Callable[[int], bytes],
         now: float,
         rekey_interval: float = REKEY_INTERVAL,
+        payload: bytes = b"",
     ) -> None:
         self.initiator = initiator
         self.peer_key = peer_key
@@ -71,7 +72,7 @@ class SecureSession:
         self._keys: SessionKeys | None = None
         self._outgoing: bytes | None = None
         if initiator:
-            self._handshake = InitiatorHandshake(identity, peer_key, intro_id, intro_key)
+            self._handshake = InitiatorHandshake(identity, peer_key, intro_id, intro_key, payload=payload)
             self._outgoing = self._handshake.message1()
         else:
             self._handshake = ResponderHandshake(identity, peer_key, intro_id, intro_key)
@@ -95,6 +96,14 @@ class SecureSession:
         session.
         """
         return None if self._keys is None else self._keys.handshake_hash
+
+    @property
+    def peer_payload(self) -> bytes | None:
+        """
+        The responder's view of the payload the initiator's message 1
+        carried (encrypted: the connect request), once read.
+        """
+        return None if self.initiator else self._handshake.peer_payload
 
     def outgoing_handshake(self) -> bytes | None:
         """

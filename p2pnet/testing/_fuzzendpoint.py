@@ -284,7 +284,7 @@ class EndpointTarget(Target):
             ("challenge", wire.Challenge(txid(), rng.randbytes(wire.CHALLENGE_SIZE), public, rng.randbytes(32))),
             ("heartbeat-ack", wire.HeartbeatAck(txid(), public, 60)),
             ("error", wire.Error(txid(), 3, "no peer")),
-            ("session-list", wire.SessionList(txid(), (wire.SessionInfo(rng.randbytes(8), "g", "game", "zed", 1, 8),), 1, 1)),
+            ("session-list", wire.SessionList(txid(), (wire.SessionInfo(rng.randbytes(8), "g", "game", "zed", 1, 8),), None, 1)),
             ("relay-offer", wire.RelayOffer(txid(), alice.intro_id, rng.randbytes(8), Address("0.0.0.0", 3479),
                                             rng.randbytes(16), 0)),
             ("relay-offer-known", wire.RelayOffer(txid(), alice.intro_id, self.ALLOCATION, Address("0.0.0.0", 3479),

@@ -30,6 +30,7 @@ from p2pnet._stunserver import SOCKET_NAMES, StunResponder, StunServer, StunServ
 from p2pnet.address import Address
 from p2pnet.introducer import IntroducerProtocol, RelaySettings
 from p2pnet._relayclient import ANSWER, answer_challenge
+from p2pnet._relayprobe import STATUS_PROBE, status_key
 from p2pnet.relay import RelayProtocol
 from p2pnet.testing._fuzz import Target
 from p2pnet.testing._fuzzgen import (
@@ -269,7 +270,7 @@ class IntroducerTarget(Target):
         for name, addr in (("host", HOST), ("guest", GUEST)):
             if not self._heartbeat(name, addr):
                 problems.append(f"{name}'s heartbeat is not answered")
-        answers = self._request(wire.ListSessions(_txid(self._rng), "legit", 0, None), GUEST)
+        answers = self._request(wire.ListSessions(_txid(self._rng), "legit"), GUEST)
         listed = [s for a in answers if isinstance(a, wire.SessionList) for s in a.sessions]
         if not any(s.session_id == self.session_id and s.host == "host" for s in listed):
             problems.append(f"the host's session is not listed: {answers}")
@@ -337,8 +338,8 @@ class IntroducerTarget(Target):
             ("host-session", wire.padded(wire.HostSession(_txid(rng), "mallory", cookie, "fuzz game", "fuzz", 16,
                                                          wire.FLAG_MESH, (("k", "v"), ("mode", "ctf"))))),
             ("unhost", wire.Unhost(_txid(rng), "mallory", cookie, self.session_id)),
-            ("list", wire.padded(wire.ListSessions(_txid(rng), None, 0))),
-            ("list-game", wire.padded(wire.ListSessions(_txid(rng), "legit", 1))),
+            ("list", wire.padded(wire.ListSessions(_txid(rng), None))),
+            ("list-game", wire.padded(wire.ListSessions(_txid(rng), "legit", b"\0" * 7 + b"\1", (("map", "dust"),), "K", wire.FLAG_OPEN, 5))),
             ("introduce", wire.padded(wire.Introduce(_txid(rng), "mallory", cookie, target="host"))),
             ("join", wire.padded(wire.Introduce(_txid(rng), "mallory", cookie, session_id=self.session_id))),
             ("reverse", wire.ReverseRequest(_txid(rng), "mallory", cookie, "host", rng.randbytes(8))),
@@ -420,6 +421,11 @@ class RelayTarget(Target):
             self.seeds.append(relay_seed(f"own-frame-{side}", mine, side, b"\xd1\x41" + nonce + bytes(24), key, True)
                               .sent_from(self.sources[side]))
         self.seeds.append(relay_seed("forward", mine, 0, inners[0], key, True, wire.MessageType.RELAY_FORWARD))
+        # Status probes (p2pnet/_relayprobe.py): a valid one, re-tagged
+        # after mutation, and one under a wrong secret.
+        nonce = rng.randbytes(8)
+        self.seeds.append(relay_seed("status-probe", nonce, STATUS_PROBE, bytes(4), status_key(RELAY_SECRET, nonce), True))
+        self.seeds.append(relay_seed("status-probe-forged", nonce, STATUS_PROBE, bytes(4), status_key(b"x", nonce), False))
         self.seeds.append(control_seed("relay-request", wire.RelayRequest(_txid(rng), "m", bytes(8), "h", mine)))
         self.seeds.append(data_seed("data", 7, b"payload", None))
         self.seeds.extend(s for s in stun_seeds(rng) if s.name.startswith("turn"))

@@ -271,7 +271,7 @@ def run_pair(
     peer_a.connect("B", _Recorder()).addBoth(outcomes.append)
 
     def b_done() -> bool:
-        connected = [c for c in peer_b.connections if c.address is not None]
+        connected = [c for c in peer_b.connections if c.is_open]
         return bool(connected) or not peer_b.connections
 
     _run_until(clock, step, until, lambda: bool(outcomes) and b_done())
@@ -282,7 +282,7 @@ def run_pair(
                 (t - begun for t, side, e in result.events if side == "A" and e.kind == "connected"),
                 None,
             )
-    result.incoming_b = [c for c in peer_b.connections if c.address is not None]
+    result.incoming_b = [c for c in peer_b.connections if c.is_open]
     if then is not None:
         then(PairContext(clock, network, peer_a, peer_b, factory_b.built, step))
     _shutdown(clock, step, peer_a, peer_b, introducer_port)
