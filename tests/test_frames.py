@@ -222,7 +222,7 @@ class MalformedTests(SynchronousTestCase):
             ("02 01 02 c328", "CLOSE reason is not UTF-8"),
             ("00 00 01", "PADDING with non-zero bytes"),
             ("10 00", "channel frame 0x10 without a channel layer"),
-            ("01 07", "unknown frame type 0x07"),
+            ("01 40", "unknown frame type 0x40"),
         ]
         bad_offset = lambda buf, offset: (None, offset)  # noqa: E731
         error = self.assertRaises(MalformedMessage, decode_frames, bytes.fromhex("01 10 00"), bad_offset)
