@@ -18,7 +18,8 @@ import os
 import socket
 from typing import Callable, Iterable
 
-from twisted.internet.defer import Deferred, fail, succeed
+from attrs import evolve
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.error import CannotListenError, InvalidAddressError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
@@ -29,6 +30,7 @@ from p2pnet._eventual import EventualQueue
 from p2pnet._introclient import IntroducerClient
 from p2pnet._introductions import Introductions
 from p2pnet._names import name_problem
+from p2pnet._peerv6 import DualStack
 from p2pnet._portmapping import PortMapping
 from p2pnet._registering import Registering
 from p2pnet._relaying import Relaying
@@ -63,7 +65,7 @@ __all__ = [
 ]
 
 
-class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramProtocol):
+class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DualStack, DatagramProtocol):
     """
     One UDP socket that talks to an introducer and to peers.
 
@@ -86,6 +88,13 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
     @param trust: a L{p2pnet.secure.trust.TrustStore}: every peer's key
         is pinned on first use, and a peer whose key changed is refused
         with L{PeerKeyMismatch}.
+    @param introducer6: the introducer's IPv6 address, when it has one
+        beside an IPv4 C{introducer}: we then also open an IPv6 socket,
+        advertise our IPv6 addresses and prove them to the introducer
+        (docs/ipv6.md).
+    @param interface6: the IPv6 address to bind that socket to (default:
+        all; with C{introducer6}, or on a real host bound to all
+        addresses, when it has a global or unique-local IPv6 address).
     """
 
     log = Logger()
@@ -108,9 +117,17 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
         local_addresses: Iterable[Address] | None = None,
         identity: Identity | None = None,
         trust: TrustStore | None = None,
+        introducer6: Address | str | None = None,
+        interface6: str | None = None,
     ) -> None:
         if isinstance(introducer, str):
             introducer = Address.parse(introducer)
+        if isinstance(introducer6, str):
+            introducer6 = Address.parse(introducer6)
+        if introducer6 is not None and not introducer6.is_ipv6:
+            raise ValueError(f"introducer6 must be an IPv6 address, not {introducer6}")
+        self.introducer6 = introducer6
+        self._interface6 = interface6
         problem = name_problem(peer_id, "peer_id")
         if problem is not None:
             raise ValueError(problem)
@@ -200,8 +217,9 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
 
     def own_candidates(self) -> tuple[Address, ...]:
         candidates = list(self.advertised_local())
-        if self.public_address is not None and self.public_address not in candidates:
-            candidates.append(self.public_address)
+        for public in (self.public_address, self.public_address6):
+            if public is not None and public not in candidates:
+                candidates.append(public)
         return tuple(candidates[:MAX_CANDIDATES])
 
     #: Log lines per second about single introductions (each spoofed
@@ -232,31 +250,16 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
         address: Twisted's C{InvalidAddressError}) is counted
         (C{send-failed}), never raised into a state machine.
         """
-        if self.transport is not None:
+        transport = self.transport_for(to)
+        if transport is not None:
             try:
-                self.transport.write(raw, to.as_tuple())
+                transport.write(raw, to.as_tuple())
             except (OSError, InvalidAddressError) as e:
                 self._send_failed(to, e)
 
     def _send_failed(self, to, error: Exception) -> None:
         self.count("send-failed")
         self.log.debug("could not send to {to}: {error}", to=str(to), error=str(error))
-
-    def write_with_ttl(self, raw: bytes, to: Address, ttl: int) -> None:
-        """
-        Send with a short IP TTL, restoring the socket's TTL afterwards.
-        """
-        if self.transport is None or to.is_ipv6:
-            return
-        handle = self.transport.getHandle()
-        previous = handle.getsockopt(socket.IPPROTO_IP, socket.IP_TTL)
-        handle.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
-        try:
-            self.transport.write(raw, to.as_tuple())
-        except (OSError, InvalidAddressError) as e:
-            self._send_failed(to, e)
-        finally:
-            handle.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, previous)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -294,7 +297,7 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
             rto=self.config.request_rto,
             attempts=self.config.request_attempts,
         )
-        self.local_addresses = self._discover_local()
+        self.local_addresses = self._discover_local() + self._start_ipv6()
         # In parallel with the registration (adds no connect time).
         self._start_port_mapping()
         if self.config.turn is not None:
@@ -319,15 +322,20 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
         else:
             d = self._register()
 
-        def registered(registration: Registration) -> Registration:
+        def registered(registration: Registration) -> Deferred:
             reaching.stop()
             self._schedule_heartbeat()
             self._refresh_local()
-            return registration
+            # Our IPv6 address proven before start() fires, so that the
+            # first introduction already carries it.
+            return self._heartbeat6().addCallback(
+                lambda _: evolve(registration, public6=self.public_address6)
+            )
 
         def failed(reason: Failure) -> Failure:
             reaching.stop()
             self._stop_port_mapping()
+            self._stop_ipv6()
             self._shutdown_socket()
             if reason.check(IntroducerUnreachable) and (self._secret is None or reason.value.port_closed):
                 return reason
@@ -350,7 +358,7 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
             return (Address(host.host, host.port),)
         # Ask the kernel which source address it would use towards the
         # introducer; connecting a UDP socket sends nothing.
-        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe = socket.socket(socket.AF_INET6 if self.introducer.is_ipv6 else socket.AF_INET, socket.SOCK_DGRAM)
         try:
             probe.connect(self.introducer.as_tuple())
             return (Address(probe.getsockname()[0], host.port),)
@@ -412,11 +420,13 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
         return d
 
     def _shutdown_socket(self) -> Deferred:
+        v6_closed = self._stop_ipv6()
         port, self._port = self._port, None
         if port is None:
-            return succeed(None)
+            return v6_closed
         result = port.stopListening()
-        return result if isinstance(result, Deferred) else succeed(None)
+        closed = result if isinstance(result, Deferred) else succeed(None)
+        return gatherResults([v6_closed, closed]).addCallback(lambda _: None)
 
     # -- sessions and connections -----------------------------------------
 
@@ -682,7 +692,8 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
 
     def _from_introducer(self, data: bytes, source: Address) -> None:
         if source != self.introducer or self._client is None:
-            self.count("dropped-not-from-introducer")
+            if not self._from_introducer6(data, source):
+                self.count("dropped-not-from-introducer")
             return
         if self._secret is not None and not wire.verify(data, self._secret):
             self.count("dropped-unauthenticated")

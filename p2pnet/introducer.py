@@ -23,6 +23,7 @@ from twisted.logger import Logger
 
 from p2pnet import wire
 from p2pnet._intromemory import IntroductionMemory
+from p2pnet._ipv6 import alternate_heartbeat
 from p2pnet._lobby import session_page
 from p2pnet._pushes import Budget, Pusher
 from p2pnet._ratelimit import LogBudget, RateLimiter
@@ -479,7 +480,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
                 message.txid, source, int(self.registry.lifetime), registration.cookie, self.public_key
             )
         else:
-            answer = wire.HeartbeatAck(message.txid, registration.public, int(self.registry.lifetime))
+            answer = wire.HeartbeatAck(message.txid, source, int(self.registry.lifetime))
         self._send(answer, source, size, authenticated)
 
     def _on_register(self, message: wire.Register, source, size, authenticated, now) -> None:
@@ -518,10 +519,13 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         )
 
     def _on_heartbeat(self, message: wire.Heartbeat, source, size, authenticated, now) -> None:
-        registration = self.registry.heartbeat(message.peer_id, message.cookie, source, now)
+        registration = alternate_heartbeat(self.registry, message, source, now)
+        if registration is None:
+            registration = self.registry.heartbeat(message.peer_id, message.cookie, source, now)
         self.stats["heartbeats"] += 1
         self._send(
-            wire.HeartbeatAck(message.txid, registration.public, int(self.registry.lifetime)),
+            wire.HeartbeatAck(message.txid, source if source == registration.alternate else registration.public,
+                              int(self.registry.lifetime)),
             source,
             size,
             authenticated,
@@ -635,6 +639,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             target.nat,
             lag_ms(requester, target),
             target.peer_key,
+            target.alternate,
         )
         raw_to_requester = wire.encode(to_requester, self._secret)
         if not authenticated and len(raw_to_requester) > size:
@@ -660,6 +665,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             requester.nat,
             lag_ms(target, requester),
             requester.peer_key,
+            requester.alternate,
         )
         self._push(intro_id, wire.encode(to_target, self._secret), target.public.as_tuple())
         self.stats["introductions"] += 1
