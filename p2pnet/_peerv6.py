@@ -42,11 +42,14 @@ class DualStack:
 
     # -- sockets ----------------------------------------------------------
 
+    #: Whether the main socket is an IPv6 one (set once it is bound).
+    _main_v6 = False
+
     def main_is_v6(self) -> bool:
         """
         Whether the main socket is an IPv6 one.
         """
-        return self.transport is not None and ":" in self.transport.getHost().host
+        return self._main_v6
 
     def can_send(self, to: Address) -> bool:
         """
@@ -73,6 +76,9 @@ class DualStack:
         """
         transport = self.transport_for(to)
         if transport is None:
+            return
+        if not self.can_send(to):
+            self.count("send-other-family")
             return
         if to.is_ipv6:
             level, option = socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS
@@ -120,6 +126,7 @@ class DualStack:
         when there is an IPv6 address worth advertising; our IPv6
         candidates.
         """
+        self._main_v6 = ":" in self.transport.getHost().host
         if not self._want_ipv6():
             return ()
         hosts = self._v6_hosts()

@@ -251,7 +251,11 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DualStack,
         (C{send-failed}), never raised into a state machine.
         """
         transport = self.transport_for(to)
-        if transport is not None:
+        if not self.can_send(to):
+            # No socket of its family (a candidate of the other family
+            # learnt from a reversal or a prediction): never tried.
+            self.count("send-other-family")
+        elif transport is not None:
             try:
                 transport.write(raw, to.as_tuple())
             except (OSError, InvalidAddressError) as e:
