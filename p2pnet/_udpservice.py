@@ -51,7 +51,12 @@ class UDPService(Service):
         if self._interface6 is not None:
             from p2pnet._ipv6 import add_ipv6
 
-            self.port6 = add_ipv6(self._reactor, self.protocol, self.port, self._interface6)
+            try:
+                self.port6 = add_ipv6(self._reactor, self.protocol, self.port, self._interface6)
+            except Exception:
+                port, self.port = self.port, None
+                port.stopListening()
+                raise
             address6 = self.port6.getHost()
             self.log.info(
                 "p2pnet {what} listening on [{host}]:{port}", what=self._what, host=address6.host, port=address6.port

@@ -128,6 +128,8 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DualStack,
             raise ValueError(f"introducer6 must be an IPv6 address, not {introducer6}")
         self.introducer6 = introducer6
         self._interface6 = interface6
+        if introducer.is_ipv6 and interface in ("", "0.0.0.0"):
+            interface = "::"  # an IPv6 introducer: an IPv6 main socket
         problem = name_problem(peer_id, "peer_id")
         if problem is not None:
             raise ValueError(problem)

@@ -368,3 +368,42 @@ class LoopbackIPv6Tests(TestCase):
         self.assertEqual(
             {c.host for c in connection.candidates}, {"127.0.0.1", "::1"}
         )
+
+
+class OptionTests(TestCase):
+    def test_introducer_tap_interface6(self):
+        """
+        C{--interface6} makes the introducer and the relay it runs listen
+        on IPv6 too; it must be an IPv6 address.
+        """
+        from twisted.python.usage import UsageError
+
+        from p2pnet import introducer_tap
+
+        if not _have_ipv6_loopback():
+            raise SkipTest("no IPv6 loopback here")
+        options = introducer_tap.Options()
+        options.parseOptions(["--port", "0", "--relay-port", "0", "--interface", "127.0.0.1", "--interface6", "::1"])
+        service = introducer_tap.makeService(options, reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        bound = [(s.port.getHost().host, s.port6.getHost().host) for s in service]
+        self.assertEqual(bound, [("127.0.0.1", "::1")] * 2)
+        bad = introducer_tap.Options()
+        self.assertRaises(UsageError, bad.parseOptions, ["--interface6", "10.0.0.1"])
+
+    def test_peer_introducer6(self):
+        """
+        C{p2pnet peer --introducer6} takes an IPv6 address only.
+        """
+        from twisted.python.usage import UsageError
+
+        from p2pnet import _peercli
+
+        options = _peercli.Options()
+        options.parseOptions(["--introducer", "127.0.0.1:5", "--name", "a", "--introducer6", "[::1]:5"])
+        self.assertEqual(options["introducer6"], Address("::1", 5))
+        bad = _peercli.Options()
+        self.assertRaises(
+            UsageError, bad.parseOptions, ["--introducer", "127.0.0.1:5", "--name", "a", "--introducer6", "127.0.0.1:5"]
+        )

@@ -91,7 +91,6 @@ class MapperTestCase(SynchronousTestCase):
 
 
 class PortMapperTests(MapperTestCase):
-
     def test_probes_sent_at_once(self):
         """
         PCP ANNOUNCE and the NAT-PMP external address request leave at
