@@ -365,9 +365,10 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
         core.deadline_at = core.started + config.timeout
         core.schedule("deadline", config.timeout, inputs.give_up)
         if config.relay_after is not None:
-            # When the NAT checks say plain punching cannot work, ask for
-            # the relay at once (and still try direct in parallel).
-            early = config.relay_only or (
+            # When the NAT checks say plain punching cannot work, or no
+            # candidate is of a family we can send to, ask for the relay
+            # at once (and still try direct in parallel).
+            early = config.relay_only or not core.direct_candidates() or (
                 direct_hopeless(core.own_nat, core.peer_nat)
                 and not (config.hard_nat and hard_nat_role(core.own_nat, core.peer_nat) is not None)
             )

@@ -144,8 +144,11 @@ class DualStack:
             return ()
         port = self._v6_port.getHost().port
         if self.introducer6 is not None:
+            # Through write(): a refusal (no IPv6 route) is counted, never
+            # raised from a retransmit timer.
             self._client6 = IntroducerClient(
-                self.clock, self._v6_port.write, self.introducer6, self._random_bytes, self._secret,
+                self.clock, lambda raw, to: self.write(raw, Address(to[0], to[1])), self.introducer6,
+                self._random_bytes, self._secret,
                 rto=self.config.request_rto, attempts=3,
             )
         if self._local_override is not None:

@@ -65,9 +65,8 @@ class ChallengeNeeded(RegistryError):
     a challenge from that address first (L{Registry.challenge}).
 
     @ivar registration: the registration concerned.
-    @ivar kind: C{"move"} (the cookie was right), C{"reclaim"} (same
-        key, no or a stale cookie: a restarted host) or C{"alternate"} (a
-        heartbeat from an address of the other family).
+    @ivar kind: C{"move"} (the cookie was right; C{"alternate"}: from the
+        other family), C{"reclaim"} (same key, no or a stale cookie).
     """
 
     def __init__(
@@ -149,9 +148,7 @@ class Registration:
     ack_tail: bytes = field(default=b"", repr=False)
     peer_key: bytes | None = field(default=None, repr=False)
     proof_key: bytes | None = field(default=None, repr=False)
-    #: Its address of the other family (IPv6 beside an IPv4 C{public}, or
-    #: the reverse), proven like a move (docs/ipv6.md), or None.
-    alternate: Address | None = None
+    alternate: Address | None = None  #: its proven address of the other family (docs/ipv6.md)
 
 
 @define(slots=True, eq=False)

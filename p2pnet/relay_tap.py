@@ -58,6 +58,14 @@ class Options(usage.Options):
         for name in ("max-packets", "max-bytes", "max-allocations", "max-per-source"):
             if self[name] <= 0:
                 raise usage.UsageError(f"--{name} must be greater than 0")
+        if self["interface6"] is not None:
+            from p2pnet.address import Address
+
+            try:
+                if not Address(self["interface6"], 0).is_ipv6:
+                    raise ValueError("not an IPv6 address")
+            except ValueError as e:
+                raise usage.UsageError(f"--interface6: {e}")
         if self["rate"] < 0.5:
             raise usage.UsageError("--rate must be at least 0.5 (a source's burst, twice the rate, must hold a packet)")
 

@@ -1113,3 +1113,30 @@ class ConfigLimitTests(SynchronousTestCase):
         ]
         for settings in allowed:
             HandshakeConfig(**settings)
+
+
+class NoCommonFamilyTests(SynchronousTestCase):
+    def test_no_candidate_asks_for_relay_at_once(self):
+        """
+        A peer none of whose candidates we can send to (an IPv6-only peer
+        seen from an IPv4-only endpoint: all dropped) gets the relay asked
+        for at once, not after C{relay_after}.
+        """
+        clock, out, core, machine = build(HandshakeConfig(), [])
+        machine.start()
+        clock.advance(0)
+        self.assertIn(("request_relay",), out.take())
+        machine.close()
+
+    def test_with_candidates_relay_waits(self):
+        """
+        With a candidate to punch, the relay waits for C{relay_after}
+        (3 s by default).
+        """
+        clock, out, core, machine = build(HandshakeConfig(), [PUBLIC])
+        machine.start()
+        clock.advance(2.9)
+        self.assertNotIn(("request_relay",), out.take())
+        clock.advance(0.1)
+        self.assertIn(("request_relay",), out.take())
+        machine.close()
