@@ -25,7 +25,8 @@ import socket, sys
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 s.bind(("::", 4000))
 print("ready", flush=True)
-s.settimeout(1.5)
+sys.stdin.readline()  # the outside has sent its datagram
+s.settimeout(1.0)
 try:
     s.recvfrom(100)
     print("unsolicited arrived", flush=True)
@@ -44,6 +45,7 @@ import socket, sys
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 s.bind(("::", 7000))
 s.sendto(b"unsolicited", (sys.argv[1], 4000))
+print("sent", flush=True)
 s.settimeout(10)
 data, source = s.recvfrom(100)
 s.sendto(b"solicited", source)
@@ -81,6 +83,9 @@ class IPv6LabSelfTests(LabTestMixin, SynchronousTestCase):
         self.assertTrue(inside.wait_for_line(lambda line: line == "ready", CONNECT_TIMEOUT))
         outside = lab.spawn("introducer", [sys.executable, "-c", _OUTSIDE, carol])
         self.addCleanup(outside.stop)
+        self.assertTrue(outside.wait_for_line(lambda line: line == "sent", CONNECT_TIMEOUT))
+        inside.process.stdin.write("go\n")
+        inside.process.stdin.flush()
         self.assertTrue(inside.wait_for_line(lambda line: line == "unsolicited dropped", CONNECT_TIMEOUT),
                         inside.transcript())
         self.assertTrue(inside.wait_for_line(lambda line: line == "reply solicited", CONNECT_TIMEOUT),

@@ -47,6 +47,20 @@ table ip6 p2lab6 {
 """
 
 
+def _address(lab: Lab, namespace: str, interface: str, address: str, link_local: str) -> None:
+    """
+    Give C{interface} its IPv6 address, and a link-local one in place of
+    the kernel's: both without duplicate address detection, which would
+    hold a new address back for a second or more (neighbour discovery
+    then queues the first packets, and a packet the firewall should see
+    at once arrives late).
+    """
+    lab._sysctl(namespace, f"net.ipv6.conf.{interface}.accept_dad=0")
+    lab._ip(namespace, "-6", "addr", "flush", "dev", interface, "scope", "link")
+    lab._ip(namespace, "-6", "addr", "add", f"{link_local}/64", "dev", interface, "nodad")
+    lab._ip(namespace, "-6", "addr", "add", address, "dev", interface, "nodad")
+
+
 def _lan(site: Site) -> str:
     return f"2001:db8:{site.index:x}::"
 
@@ -67,8 +81,8 @@ def enable_ipv6(lab: Lab) -> None:
     core = lab.core_namespace
     introducer = lab.host("introducer").namespace
     lab._sysctl(core, "net.ipv6.conf.all.forwarding=1")
-    lab._ip(core, "-6", "addr", "add", f"{_CORE6}/64", "dev", "intro0", "nodad")
-    lab._ip(introducer, "-6", "addr", "add", f"{INTRODUCER6}/64", "dev", "eth0", "nodad")
+    _address(lab, core, "intro0", f"{_CORE6}/64", "fe80::1")
+    _address(lab, introducer, "eth0", f"{INTRODUCER6}/64", "fe80::10")
     lab._ip(introducer, "-6", "route", "add", "default", "via", _CORE6)
 
 
@@ -84,10 +98,10 @@ def add_ipv6(lab: Lab, name: str, *, firewall: bool = True) -> None:
     router = site.namespace
     link_core, link_router = f"2001:db8:0:{index:x}::1", f"2001:db8:0:{index:x}::2"
     lab._sysctl(router, "net.ipv6.conf.all.forwarding=1")
-    lab._ip(core, "-6", "addr", "add", f"{link_core}/64", "dev", f"s{index}", "nodad")
-    lab._ip(router, "-6", "addr", "add", f"{link_router}/64", "dev", "wan0", "nodad")
+    _address(lab, core, f"s{index}", f"{link_core}/64", "fe80::1")
+    _address(lab, router, "wan0", f"{link_router}/64", "fe80::2")
     lab._ip(router, "-6", "route", "add", "default", "via", link_core)
-    lab._ip(router, "-6", "addr", "add", f"{_lan(site)}1/64", "dev", "br0", "nodad")
+    _address(lab, router, "br0", f"{_lan(site)}1/64", "fe80::1")
     lab._ip(core, "-6", "route", "add", f"{_lan(site)}/64", "via", link_router)
     lab._sysctl(router, "net.bridge.bridge-nf-call-ip6tables=0", check=False)
     if firewall:
@@ -104,7 +118,7 @@ def add_ipv6_host(lab: Lab, host: str, *, only: bool = False) -> str:
     """
     found = lab.host(host)
     address = host_address6(lab, host)
-    lab._ip(found.namespace, "-6", "addr", "add", f"{address}/64", "dev", "eth0", "nodad")
+    _address(lab, found.namespace, "eth0", f"{address}/64", f"fe80::{address.rsplit(':', 1)[1]}")
     lab._ip(found.namespace, "-6", "route", "add", "default", "via", f"{_lan(lab.site(found.site))}1")
     if only:
         lab._ip(found.namespace, "route", "del", "default")
