@@ -40,7 +40,7 @@ def normalise(address: Address) -> Address:
     socket reports for an IPv4 peer) as the plain IPv4 address; any other
     address unchanged.
     """
-    if not address.is_ipv6 or "." not in address.host:
+    if not address.is_ipv6:
         return address
     try:
         mapped = ipaddress.IPv6Address(address.host).ipv4_mapped

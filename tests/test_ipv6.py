@@ -35,6 +35,8 @@ class AddressRuleTests(SynchronousTestCase):
         an IPv4 peer) becomes the plain IPv4 address; others stay.
         """
         self.assertEqual(normalise(Address("::ffff:192.0.2.1", 5)), Address("192.0.2.1", 5))
+        # As the wire codec writes it back.
+        self.assertEqual(normalise(Address("::ffff:c000:201", 5)), Address("192.0.2.1", 5))
         self.assertEqual(normalise(Address("2001:db8::1", 5)), Address("2001:db8::1", 5))
         self.assertEqual(normalise(Address("192.0.2.1", 5)), Address("192.0.2.1", 5))
 
@@ -348,17 +350,19 @@ class LoopbackIPv6Tests(TestCase):
         IPv6 addresses a peer claims as its own that no one can send to
         (multicast, unspecified, link-local) or that are a third party's
         (a global address the introducer never saw it at) are never
-        candidates; the connection still comes up.
+        candidates, an IPv4-mapped one becomes its IPv4 address; the
+        connection still comes up.
         """
         victim = self.endpoint("victim", "dual", factory=EchoFactory())
         yield victim.start()
+        mapped = Address("::ffff:127.0.0.1", 5001)
         bad = (
             Address("ff02::1", 5000), Address("::", 5000), Address("fe80::1", 5000),
             Address("2001:db8:dead::1", 5000),
         )
         mallory = PeerEndpoint(
             reactor, self.introducer, "mallory", interface="127.0.0.1", introducer6=self.introducer6,
-            interface6="::1", local_addresses=bad,
+            interface6="::1", local_addresses=bad + (mapped,),
         )
         self.addCleanup(mallory.stop)
         yield mallory.start()
@@ -368,6 +372,8 @@ class LoopbackIPv6Tests(TestCase):
         self.assertEqual(
             {c.host for c in connection.candidates}, {"127.0.0.1", "::1"}
         )
+        # An IPv4-mapped address is the IPv4 address it maps.
+        self.assertIn(Address("127.0.0.1", 5001), connection.candidates)
 
 
 class OptionTests(TestCase):
