@@ -21,7 +21,9 @@ Scenarios (bob waits, alice connects; C{p2pnet peer --json}):
   - B{v6-only - v4-only}: an IPv6-only host connects to an IPv4-only host
     (C{--no-ipv6}, a site without IPv6): only the relay can join them.
 
-Connect time: C{connected.t - connecting.t} on the active side.
+Connect time: C{connected.t - connecting.t} on the active side.  For
+dual-stack peers, also how long after C{registered} the IPv6 address was
+proven (C{ipv6-registered}; C{start()} fires then).
 """
 
 from __future__ import annotations
@@ -63,8 +65,11 @@ def trial(lab: Lab, scenario: str, number: int) -> dict:
     passive = peer(lab, bob_host, bob_name, bob_family)
     try:
         ready = "ipv6-registered" if bob_family == "dual" else "registered"
-        if passive.wait_for_event(ready, TIMEOUT) is None:
+        proven = passive.wait_for_event(ready, TIMEOUT)
+        if proven is None:
             return {"path": None, "why": f"bob: no {ready}"}
+        registered = passive.wait_for_event("registered", TIMEOUT)
+        proof = proven["t"] - registered["t"] if bob_family == "dual" and registered else None
         active = peer(lab, alice_host, alice_name, alice_family, "--connect", bob_name)
         try:
             connecting = active.wait_for_event("connecting", TIMEOUT)
@@ -73,7 +78,8 @@ def trial(lab: Lab, scenario: str, number: int) -> dict:
             if connecting is None or connected is None:
                 return {"path": None, "why": "not connected"}
             return {"path": connected["path"], "address": connected["address"],
-                    "seconds": connected["t"] - connecting["t"], "datagrams": heard is not None}
+                    "seconds": connected["t"] - connecting["t"], "datagrams": heard is not None,
+                    "ipv6_proof": proof}
         finally:
             active.stop()
     finally:
@@ -120,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
             heard = sum(1 for t in trials if t.get("datagrams"))
             median = round(statistics.median(times) * 1000, 1) if times else None
             worst = round(times[-1] * 1000, 1) if times else None
+            proofs = sorted(t["ipv6_proof"] for t in trials if t.get("ipv6_proof") is not None)
+            if proofs:
+                results.setdefault("ipv6_proof_after_registered_ms", {})[scenario] = {
+                    "median": round(statistics.median(proofs) * 1000, 1), "max": round(proofs[-1] * 1000, 1)}
             results["scenarios"][scenario] = {
                 "paths": dict(paths), "direct": f"{direct}/{len(trials)}", "datagrams": f"{heard}/{len(trials)}",
                 "connect_median_ms": median, "connect_max_ms": worst,
@@ -128,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append([scenario, ", ".join(f"{p} {n}" for p, n in sorted(paths.items())),
                          f"{direct}/{len(trials)}", f"{heard}/{len(trials)}", median, worst])
         print(table(["scenario", "paths", "direct", "datagrams", "connect median ms", "max ms"], rows))
+        print("IPv6 address proven, after 'registered' (ms):", results.get("ipv6_proof_after_registered_ms"))
     print(write_result("lab_ipv6", results))
     return 0
 
