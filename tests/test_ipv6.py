@@ -413,3 +413,8 @@ class OptionTests(TestCase):
         self.assertRaises(
             UsageError, bad.parseOptions, ["--introducer", "127.0.0.1:5", "--name", "a", "--introducer6", "127.0.0.1:5"]
         )
+        both = _peercli.Options()
+        self.assertRaises(
+            UsageError, both.parseOptions,
+            ["--introducer", "127.0.0.1:5", "--name", "a", "--introducer6", "[::1]:5", "--no-ipv6"],
+        )
