@@ -781,6 +781,15 @@ def _refresh(inputs: Handshake, core: HandshakeCore, source: Address) -> None:
         core.upgrade_attempt = 0
         _arm_upgrade(inputs, core)
         return
+    if (
+        core.initiator and not is_relayed(source) and not is_relayed(core.path)
+        and source.is_ipv6 != core.path.is_ipv6
+        and core.clock.seconds() - core.last_heard_on_path < core.config.keepalive_interval
+    ):
+        # Dual stack: each side takes the path that validated first, and
+        # they may differ in family.  The initiator keeps its own while it
+        # works; the other side follows it (no swapping back and forth).
+        return
     _move(core, source)
     if not is_relayed(source):
         core.cancel("upgrade")

@@ -157,8 +157,9 @@ class PeerConfig:
         C{"upnp"} to try.
     @ivar port_mapping_gateway: where NAT-PMP and PCP requests go
         (default: the default gateway from the routing table).
-    @ivar ipv6: open an IPv6 socket beside the IPv4 one and advertise our
-        global and unique-local IPv6 addresses (see docs/ipv6.md).
+    @ivar ipv6: with C{introducer6} or C{interface6}, open an IPv6 socket
+        beside the IPv4 one and advertise our global and unique-local IPv6
+        addresses (see docs/ipv6.md); False: never.
     """
 
     handshake: HandshakeConfig = HandshakeConfig()

@@ -15,7 +15,6 @@ import socket
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import CannotListenError, InvalidAddressError
-from twisted.internet.interfaces import IReactorMulticast
 from twisted.python.failure import Failure
 
 from p2pnet import wire
@@ -95,13 +94,11 @@ class DualStack:
             handle.setsockopt(level, option, previous)
 
     def _want_ipv6(self) -> bool:
-        if not self.config.ipv6 or self.main_is_v6():
-            return False
-        if self._interface6 is not None or self.introducer6 is not None:
-            return True
-        # Otherwise only on a real host bound to all addresses (a
-        # simulated host has no IPv6).
-        return self.interface in ("", "0.0.0.0") and IReactorMulticast.providedBy(self.reactor)
+        # Only when asked for: without the introducer's IPv6 address, no
+        # global IPv6 address could be proven to the peers.
+        return self.config.ipv6 and not self.main_is_v6() and (
+            self._interface6 is not None or self.introducer6 is not None
+        )
 
     def _v6_hosts(self) -> tuple[str, ...]:
         """

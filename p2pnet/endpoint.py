@@ -93,8 +93,8 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DualStack,
         advertise our IPv6 addresses and prove them to the introducer
         (docs/ipv6.md).
     @param interface6: the IPv6 address to bind that socket to (default:
-        all; with C{introducer6}, or on a real host bound to all
-        addresses, when it has a global or unique-local IPv6 address).
+        all); given without C{introducer6}, the socket is opened and its
+        addresses advertised (unique-local ones then reach LAN peers).
     """
 
     log = Logger()
