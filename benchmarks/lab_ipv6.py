@@ -75,11 +75,17 @@ def trial(lab: Lab, scenario: str, number: int) -> dict:
             connecting = active.wait_for_event("connecting", TIMEOUT)
             connected = active.wait_for_event("connected", TIMEOUT, peer=bob_name)
             heard = active.wait_for_event("datagram", TIMEOUT, peer=bob_name)
+            other = passive.wait_for_event("connected", TIMEOUT, peer=alice_name)
+            # Both send a datagram a second: one more each way.
+            passive.wait_for_event("datagram", TIMEOUT, peer=alice_name, start=len(passive.lines))
+            active.wait_for_event("datagram", TIMEOUT, peer=bob_name, start=len(active.lines))
             if connecting is None or connected is None:
                 return {"path": None, "why": "not connected"}
+            changes = [e["path"] for p in (active, passive) for e in p.events if e.get("event") == "path-changed"]
             return {"path": connected["path"], "address": connected["address"],
                     "seconds": connected["t"] - connecting["t"], "datagrams": heard is not None,
-                    "ipv6_proof": proof}
+                    "ipv6_proof": proof, "other_side": other["path"] if other else None,
+                    "path_changes": changes}
         finally:
             active.stop()
     finally:
@@ -131,13 +137,16 @@ def main(argv: list[str] | None = None) -> int:
                 results.setdefault("ipv6_proof_after_registered_ms", {})[scenario] = {
                     "median": round(statistics.median(proofs) * 1000, 1), "max": round(proofs[-1] * 1000, 1)}
             results["scenarios"][scenario] = {
+                "other_side_paths": dict(collections.Counter(str(t.get("other_side")) for t in trials)),
+                "path_changes": sum(len(t.get("path_changes", ())) for t in trials),
                 "paths": dict(paths), "direct": f"{direct}/{len(trials)}", "datagrams": f"{heard}/{len(trials)}",
                 "connect_median_ms": median, "connect_max_ms": worst,
                 "failures": [t.get("why") for t in trials if t["path"] is None],
             }
-            rows.append([scenario, ", ".join(f"{p} {n}" for p, n in sorted(paths.items())),
+            changes = results["scenarios"][scenario]["path_changes"]
+            rows.append([scenario, ", ".join(f"{p} {n}" for p, n in sorted(paths.items())), changes,
                          f"{direct}/{len(trials)}", f"{heard}/{len(trials)}", median, worst])
-        print(table(["scenario", "paths", "direct", "datagrams", "connect median ms", "max ms"], rows))
+        print(table(["scenario", "paths", "path changes", "direct", "datagrams", "connect median ms", "max ms"], rows))
         print("IPv6 address proven, after 'registered' (ms):", results.get("ipv6_proof_after_registered_ms"))
     print(write_result("lab_ipv6", results))
     return 0

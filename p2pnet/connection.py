@@ -97,7 +97,8 @@ class PeerConnection:
             peer_id=self.peer_id,
             candidates=list(dict.fromkeys(candidates)),
             public=self._public,
-            local_candidates=frozenset(map(normalise, intro.local)),
+            # A global IPv6 address the peer lists is no LAN path to upgrade to.
+            local_candidates=frozenset(c for c in map(normalise, intro.local) if c.is_lan or not c.is_ipv6),
             own_nat=wire.unpack_nat(endpoint._nat),
             peer_nat=wire.unpack_nat(intro.nat),
             peer_lag=intro.lag / 1000.0 if intro.lag is not None else None,

@@ -157,6 +157,7 @@ class IPv6Scenarios(PeerScenarioMixin, SynchronousTestCase):
         self.check(on_alice and on_bob, "alice and bob did not both connect")
         self.assert_datagrams(alice, "bob")
         self.assert_datagrams(bob, "alice")
+        self.peers = (alice, bob)
         return on_alice, on_bob
 
     def two_sites(self, v4_kind: str, *, v6: tuple[bool, bool] = (True, True), only: bool = False) -> None:
@@ -189,14 +190,17 @@ class IPv6Scenarios(PeerScenarioMixin, SynchronousTestCase):
     def test_dual_stack_takes_first_validated_path(self) -> None:
         """
         Dual-stack hosts behind cone NATs (both families work) connect
-        directly on whichever path validates first, and the path names
-        its family consistently with the address.
+        directly on whichever path validates first, the path names its
+        family consistently with the address, and they stay there (a
+        global IPv6 address is no LAN path to upgrade to).
         """
         self.two_sites("cone")
         on_alice, on_bob = self.pair(("dual", "dual"))
         for event in (on_alice, on_bob):
             self.assertIn(event["path"], ("direct-public", "direct-public-v6"), self.transcripts())
             self.assertEqual(event["path"].endswith("-v6"), event["address"].startswith("["), event)
+        changes = [e for p in self.peers for e in p.events if e["event"] == "path-changed"]
+        self.assertEqual(changes, [], self.transcripts())
 
     def test_ipv6_only_meets_ipv4_only_through_relay(self) -> None:
         """
