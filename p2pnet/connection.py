@@ -576,6 +576,11 @@ class PeerConnection:
         if is_relayed(address):
             return Path.RELAYED
         if address in self._core.local_candidates and address != self._public:
+            # A port mapping is advertised beside the local addresses (see
+            # p2pnet._portmapping); it is the router's external address,
+            # the host the introducer saw the peer at, with its own port.
+            if address.host == self._public.host:
+                return Path.DIRECT_MAPPED
             return Path.DIRECT_LOCAL
         return Path.DIRECT_PUBLIC
 
