@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from p2pnet import wire
+from p2pnet._consumer import ChannelConsumer
 from p2pnet._datapath import PlainPath, SecurePath
 from p2pnet._handshake import HandshakeCore, make_handshake
 from p2pnet._peertypes import Path, PeerProtocol, StatusEvent
@@ -101,6 +102,8 @@ class PeerConnection:
             initiator=intro.initiator,
         )
         self._extra: list = []
+        self._consumers: dict[int, ChannelConsumer] = {}
+        self._producing: dict[ChannelConsumer, None] = {}
         self._via: dict[Address, object] = {}
         self._relayed_sources: dict[Address, RelayedAddress] = {}
         self.machine = make_handshake(self._core)
@@ -167,6 +170,36 @@ class PeerConnection:
         sending more than the buffer's high-water mark.
         """
         return self._path.messaging().when_writable()
+
+    @property
+    def writable(self) -> bool:
+        """
+        Whether the channels' send buffer is under its high-water mark
+        (messages sent now are not piling up).
+        """
+        return self._path.messaging().machine.writable
+
+    def consumer(self, channel: int) -> ChannelConsumer:
+        """
+        C{channel} as a Twisted L{IConsumer}: C{write(data)} sends one
+        message there, and a registered producer is paused while the send
+        buffer is full and resumed when it has room (see
+        L{p2pnet._consumer}).  The same object for the same channel.
+
+        @raise ValueError: an undeclared channel.
+        """
+        if channel not in {c.id for c in self._endpoint.config.channels}:
+            raise ValueError(f"channel {channel} is not declared in PeerConfig.channels")
+        consumer = self._consumers.get(channel)
+        if consumer is None:
+            consumer = self._consumers[channel] = ChannelConsumer(self, channel)
+        return consumer
+
+    def producer_registered(self, consumer: ChannelConsumer) -> None:
+        self._producing[consumer] = None
+
+    def producer_unregistered(self, consumer: ChannelConsumer) -> None:
+        self._producing.pop(consumer, None)
 
     def stats(self):
         """
@@ -599,6 +632,8 @@ class PeerConnection:
             self._endpoint.eventually(d.errback, reason)
         if self.protocol is not None:
             self._endpoint.eventually(self.protocol.connection_lost, reason)
+        for consumer in list(self._producing):
+            consumer.connection_ended()
 
 
 class _ExtraSocket(DatagramProtocol):
