@@ -247,13 +247,23 @@ class Bbr:
 class Pacer:
     """
     Spreads packets at the controller's pacing rate, allowing a burst of
-    up to C{burst} packets' worth of time after an idle period.
+    up to C{burst} packets' worth of time after an idle period, or of
+    C{slack} seconds' worth if that is more.
+
+    The slack is the owner's timer granularity: a reactor's timers fire a
+    millisecond or more late (epoll counts in milliseconds), and a pacer
+    that forgot the time it was owed would send no more than C{burst}
+    packets per wake-up, capping a fast path at a few megabytes a second
+    whatever the estimate (and the estimate, being measured from what was
+    sent, would never rise above it).  Linux paces the same way: a
+    burst of about a millisecond of data (C{tcp_tso_autosize}).
 
     @ivar next_time: when the next packet may leave.
     """
 
-    def __init__(self, burst: int = 4) -> None:
+    def __init__(self, burst: int = 4, slack: float = 0.002) -> None:
         self.burst = burst
+        self.slack = slack
         self.next_time = float("-inf")
 
     def delay(self, now: float, size: int, rate: float) -> float:
@@ -266,7 +276,7 @@ class Pacer:
 
     def on_sent(self, now: float, size: int, rate: float) -> None:
         interval = size / rate if rate > 0 else 0.0
-        earliest = now - (self.burst - 1) * interval
+        earliest = now - max((self.burst - 1) * interval, self.slack)
         if self.next_time < earliest:
             self.next_time = earliest
         self.next_time += interval
