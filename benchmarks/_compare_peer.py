@@ -96,7 +96,9 @@ def p2pnet_main(args) -> None:
                         yield task.deferLater(reactor, 0, lambda: None)
         yield source.done
         stats = connection.stats()
-        _report(time.perf_counter() - started, time.process_time() - cpu, datagrams=stats.packets_sent)
+        _report(time.perf_counter() - started, time.process_time() - cpu, datagrams=stats.packets_sent,
+                srtt=stats.srtt, min_rtt=stats.min_rtt, loss=stats.loss, bandwidth=stats.bandwidth,
+                window=stats.congestion_window, mtu=stats.path_mtu)
         yield endpoint.stop()
         reactor.stop()
 

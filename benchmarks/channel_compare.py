@@ -29,7 +29,8 @@ not finish within C{--timeout} seconds is reported as such.
 
     flock /tmp/p2pnet-lab.lock python -m benchmarks.channel_compare
         [--where loopback,lab] [--losses 0,2,10] [--repeat 3]
-        [--count 100000] [--timeout 60]
+        [--count 100000] [--timeout 60] [--libs p2pnet,enet,aioquic]
+        [--sizes-mib 1,16]
 """
 
 from __future__ import annotations
@@ -137,8 +138,8 @@ def one(place: Place, lib: str, mode: str, size: int, count: int, timeout: float
 
 
 def measure(place: Place, where: str, loss: int, args, results: list) -> None:
-    for size in SIZES:
-        for lib in LIBS:
+    for size in args.sizes:
+        for lib in args.libs:
             runs = [one(place, lib, "bulk", size, 0, args.timeout, False, len(results) * 10 + r) for r in range(args.repeat)]
             good = [r["seconds"] for r in runs if "seconds" in r]
             row = {"where": where, "loss": loss, "test": f"bulk {size >> 20} MiB", "lib": lib,
@@ -152,7 +153,7 @@ def measure(place: Place, where: str, loss: int, args, results: list) -> None:
     if where != "loopback" or not args.count:
         return
     for mode in ("coalesced", "datagram"):
-        for lib in LIBS:
+        for lib in args.libs:
             runs = [one(place, lib, mode, 0, args.count, args.timeout, True, len(results) * 10 + r) for r in range(args.repeat)]
             good = [r["seconds"] for r in runs if "seconds" in r]
             row = {"where": where, "loss": loss, "test": f"64 B {mode}", "lib": lib, "runs": runs, "ok": len(good)}
@@ -174,7 +175,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--libs", default=",".join(LIBS))
+    parser.add_argument("--sizes-mib", default="1,16")
     args = parser.parse_args()
+    args.libs = args.libs.split(",")
+    args.sizes = [int(x) << 20 for x in args.sizes_mib.split(",")]
     results: list = []
     started = time.time()
     for where in args.where.split(","):

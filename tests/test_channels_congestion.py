@@ -128,6 +128,20 @@ class BbrTests(SynchronousTestCase):
         FakeLink(bbr, 1_000, 0.001, size=1200).run(20.0)
         self.assertGreaterEqual(bbr.window, 4800)
 
+    def test_window_covers_timer_granularity(self):
+        """
+        On a 24 MB/s path with a 0.1 ms round trip (a LAN: one BDP is
+        2.4 kB) the window holds three milliseconds' worth at the pacing
+        rate (54-90 kB over the gain cycle), not the 4-packet floor, so a
+        reactor waking once a millisecond keeps the path busy and a lost
+        packet is found by the ones after it.
+        """
+        bbr = Bbr(1452)
+        FakeLink(bbr, 24_000_000, 0.0001, size=1452).run(1.0)
+        self.assertEqual(bbr.state, PROBE_BW)
+        self.assertGreaterEqual(bbr.window, 48_000)
+        self.assertLessEqual(bbr.window, 96_000)
+
     def test_max_filter_expires(self):
         """
         The bandwidth filter forgets a maximum older than its window.
