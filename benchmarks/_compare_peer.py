@@ -264,7 +264,23 @@ def main(argv=None) -> None:
     parser.add_argument("--introducer", default="127.0.0.1:9000")
     parser.add_argument("--name", default="sink")
     args = parser.parse_args(argv)
-    {"p2pnet": p2pnet_main, "enet": enet_main, "aioquic": aioquic_main}[args.lib](args)
+    run = {"p2pnet": p2pnet_main, "enet": enet_main, "aioquic": aioquic_main}[args.lib]
+    profile = os.environ.get("COMPARE_PROFILE")
+    if profile:
+        # COMPARE_PROFILE=PREFIX: a cProfile dump per process, PREFIX.ROLE.
+        import cProfile
+        import signal
+
+        profiler = cProfile.Profile()
+        signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+        profiler.enable()
+        try:
+            run(args)
+        finally:
+            profiler.disable()
+            profiler.dump_stats(f"{profile}.{args.role}")
+    else:
+        run(args)
 
 
 if __name__ == "__main__":

@@ -204,7 +204,7 @@ def main() -> None:
                      f"{value} {unit}" if value is not None else r.get("error"), f"{r['ok']}/{args.repeat}",
                      r.get("datagrams", "")])
     print(table(["where", "loss", "test", "library", "median", "runs ok", "datagrams"], rows))
-    write_result("channel_compare", {"args": vars(args), "seconds": time.time() - started, "results": results})
+    write_result("channel_compare_" + args.where.replace(",", "_"), {"args": vars(args), "seconds": time.time() - started, "results": results})
 
 
 if __name__ == "__main__":
