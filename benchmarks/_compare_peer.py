@@ -34,6 +34,22 @@ def _report(seconds: float, cpu: float, **extra) -> None:
     print(json.dumps({"seconds": seconds, "cpu": cpu, **extra}), flush=True)
 
 
+class _ServerClock:
+    """
+    The server's CPU seconds from the first byte received to the last.
+    """
+
+    def __init__(self):
+        self.first = None
+
+    def received(self, done: bool) -> None:
+        if self.first is None:
+            self.first = time.process_time()
+        if done:
+            print(json.dumps({"server_cpu": time.process_time() - self.first}), flush=True)
+            self.first = None
+
+
 def _expected(args) -> int:
     return args.size if args.mode == "bulk" else args.count * MESSAGE
 
@@ -49,11 +65,14 @@ def p2pnet_main(args) -> None:
 
     introducer = Address.parse(args.introducer)
 
+    clock = _ServerClock()
+
     class Sink(PeerProtocol):
         got = 0
 
         def message_received(self, channel, data):
             self.got += len(data)
+            clock.received(self.got >= _expected(args))
             if self.got >= _expected(args):
                 self.connection.send(b"done", channel=0)
 
@@ -121,10 +140,12 @@ def enet_main(args) -> None:
         host = enet.Host(enet.Address(args.interface.encode() or b"0.0.0.0", args.port), 4, 1, 0, 0)
         print("ready", flush=True)
         got = 0
+        clock = _ServerClock()
         while True:
             event = host.service(100)
             if event.type == enet.EVENT_TYPE_RECEIVE:
                 got += len(event.packet.data)
+                clock.received(got >= _expected(args))
                 if got >= _expected(args):
                     event.peer.send(0, enet.Packet(b"done", reliable))
                     host.flush()
@@ -197,6 +218,7 @@ def aioquic_main(args) -> None:
     from aioquic.quic.events import StreamDataReceived
 
     expected = _expected(args)
+    clock = _ServerClock()
 
     class Sink(QuicConnectionProtocol):
         got = 0
@@ -204,6 +226,7 @@ def aioquic_main(args) -> None:
         def quic_event_received(self, event):
             if isinstance(event, StreamDataReceived):
                 self.got += len(event.data)
+                clock.received(self.got >= expected)
                 if self.got >= expected:
                     self._quic.send_stream_data(event.stream_id, b"done", end_stream=True)
                     self.transmit()

@@ -17,7 +17,9 @@ trip is counted).
     (written all at once, the library packs them; p2pnet C{flush=False})
     and one per datagram (each flushed at once; acks read every 64),
     with client and server pinned to the same core (C{taskset -c 0}):
-    messages per wall second, on one core.  For aioquic these are 64-byte
+    messages per wall second on one core, and messages per CPU second of
+    both processes together (client: first send to C{done}; server: first
+    byte to last), which other jobs on a shared machine do not change.  For aioquic these are 64-byte
     writes on one stream (QUIC has no messages).
 
 Where: B{loopback} (127.0.0.1, no loss), and the B{kernel lab}
@@ -132,7 +134,12 @@ def one(place: Place, lib: str, mode: str, size: int, count: int, timeout: float
         lines = [x for x in out.splitlines() if x.startswith("{")]
         if not lines:
             return {"error": "client: " + err[-400:]}
-        return json.loads(lines[-1])
+        result = json.loads(lines[-1])
+        _stop(server)
+        for line in server.stdout.read().splitlines():
+            if line.startswith("{"):
+                result.update(json.loads(line))
+        return result
     finally:
         _stop(server)
 
@@ -159,6 +166,9 @@ def measure(place: Place, where: str, loss: int, args, results: list) -> None:
             row = {"where": where, "loss": loss, "test": f"64 B {mode}", "lib": lib, "runs": runs, "ok": len(good)}
             if good:
                 row["msgs_per_s"] = round(args.count / statistics.median(good))
+                cpus = [r["cpu"] + r["server_cpu"] for r in runs if "server_cpu" in r]
+                if cpus:
+                    row["msgs_per_cpu_s"] = round(args.count / statistics.median(cpus))
                 datagrams = [r.get("datagrams") for r in runs if r.get("datagrams")]
                 if datagrams:
                     row["datagrams"] = int(statistics.median(datagrams))
@@ -201,9 +211,9 @@ def main() -> None:
         value = r.get("MB_per_s", r.get("msgs_per_s"))
         unit = "MB/s" if "MB_per_s" in r else "msgs/s"
         rows.append([r["where"], f"{r['loss']}%", r["test"], r["lib"],
-                     f"{value} {unit}" if value is not None else r.get("error"), f"{r['ok']}/{args.repeat}",
-                     r.get("datagrams", "")])
-    print(table(["where", "loss", "test", "library", "median", "runs ok", "datagrams"], rows))
+                     f"{value} {unit}" if value is not None else r.get("error"), r.get("msgs_per_cpu_s", ""),
+                     f"{r['ok']}/{args.repeat}", r.get("datagrams", "")])
+    print(table(["where", "loss", "test", "library", "median (wall)", "msgs / CPU s", "runs ok", "datagrams"], rows))
     write_result("channel_compare_" + args.where.replace(",", "_"), {"args": vars(args), "seconds": time.time() - started, "results": results})
 
 
