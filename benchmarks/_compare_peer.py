@@ -113,6 +113,19 @@ def p2pnet_main(args) -> None:
                         yield connection.when_writable()
                     elif flush:
                         yield task.deferLater(reactor, 0, lambda: None)
+        trace = os.environ.get("COMPARE_TRACE")
+        if trace:
+            # COMPARE_TRACE=FILE: the sender's state every 2 ms (diagnosis),
+            # from the first send.
+            out = open(trace, "w", buffering=1)
+
+            def sample():
+                s = connection.stats()
+                out.write(f"{time.perf_counter() - started:.4f} sent={s.packets_sent} flight={s.bytes_in_flight} "
+                          f"window={s.congestion_window} pacing={s.pacing_rate:.0f} bw={s.bandwidth:.0f} "
+                          f"srtt={s.srtt * 1000:.2f}ms loss={s.loss:.3f} queued={s.queued_bytes}\n")
+
+            task.LoopingCall(sample).start(0.002)
         yield source.done
         stats = connection.stats()
         _report(time.perf_counter() - started, time.process_time() - cpu, datagrams=stats.packets_sent,

@@ -99,7 +99,11 @@ class Messaging:
             self.machine.receive(plaintext, self._clock.seconds())
         except MalformedMessage:
             return False
-        self.pump()
+        # Acks and deliveries at the end of this reactor turn: the
+        # reactor reads a batch of datagrams per turn, and one pump for
+        # the batch (one ack, one timer) costs far less than one each.
+        if self._soon is None:
+            self._soon = self._clock.callLater(0, self._pump_soon)
         return True
 
     def pump(self) -> None:
