@@ -49,6 +49,7 @@ class Messaging:
         self._seal = seal
         self.machine = ChannelMachine(config.channels, max_message=config.max_message)
         self._timer = None
+        self._soon = None
         self._early: list[tuple[int, bytes]] = []
         self._waiting: list[Deferred] = []
 
@@ -56,6 +57,16 @@ class Messaging:
 
     def send(self, channel: int, data: bytes, flush: bool) -> None:
         self.machine.send(channel, data, flush=flush, now=self._clock.seconds())
+        if flush:
+            self.pump()
+        elif self._soon is None:
+            # A message that may wait: pump once at the end of this
+            # reactor turn, not after every send (a game sending many
+            # small messages in one turn pays for one pump).
+            self._soon = self._clock.callLater(0, self._pump_soon)
+
+    def _pump_soon(self) -> None:
+        self._soon = None
         self.pump()
 
     def when_writable(self) -> Deferred:
@@ -88,7 +99,11 @@ class Messaging:
             self.machine.receive(plaintext, self._clock.seconds())
         except MalformedMessage:
             return False
-        self.pump()
+        # Acks and deliveries at the end of this reactor turn: the
+        # reactor reads a batch of datagrams per turn, and one pump for
+        # the batch (one ack, one timer) costs far less than one each.
+        if self._soon is None:
+            self._soon = self._clock.callLater(0, self._pump_soon)
         return True
 
     def pump(self) -> None:
@@ -150,7 +165,11 @@ class Messaging:
         # next turn, at least MIN_DELAY later, so it cannot spin.
         delay = max(self.MIN_DELAY, deadline - now)
         if timer is not None and timer.active():
-            if abs(timer.getTime() - (now + delay)) < 1e-6:
+            # A timer already due no later stays: firing early is
+            # harmless (the machine only acts on what is due, and the
+            # timer is armed again then), and re-arming after every
+            # send would cost a callLater and a cancel each.
+            if timer.getTime() <= now + delay + 1e-6:
                 return
             timer.cancel()
         self._timer = self._clock.callLater(delay, self._fire)
@@ -166,3 +185,6 @@ class Messaging:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        if self._soon is not None and self._soon.active():
+            self._soon.cancel()
+        self._soon = None

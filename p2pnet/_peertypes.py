@@ -22,9 +22,17 @@ if TYPE_CHECKING:
 class Path(enum.Enum):
     """
     How a connection reaches its peer.
+
+      - C{DIRECT_LOCAL}: at one of the peer's own (LAN) addresses;
+      - C{DIRECT_MAPPED}: at the address the peer's router forwards to it
+        (a port mapping: UPnP-IGD, NAT-PMP or PCP), recognised as a local
+        candidate on the peer's public host with a port of its own;
+      - C{DIRECT_PUBLIC}: at its public (or a peer-reflexive) address;
+      - C{RELAYED}: through a relay or TURN.
     """
 
     DIRECT_LOCAL = "direct-local"
+    DIRECT_MAPPED = "direct-mapped"
     DIRECT_PUBLIC = "direct-public"
     #: Direct over IPv6, to a unique-local (or loopback) address.
     DIRECT_LOCAL_V6 = "direct-local-v6"

@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from p2pnet import wire
 from p2pnet._admission import Admission
 from p2pnet._connoutputs import ConnectionOutputs
+from p2pnet._consumer import ChannelConsumer
 from p2pnet._datapath import PlainPath, SecurePath
 from p2pnet._handshake import HandshakeCore, make_handshake
 from p2pnet._ipv6 import normalise, usable_candidate
@@ -124,6 +125,8 @@ class PeerConnection:
             initiator=intro.initiator,
         )
         self._extra: list = []
+        self._consumers: dict[int, ChannelConsumer] = {}
+        self._producing: dict[ChannelConsumer, None] = {}
         self._via: dict[Address, object] = {}
         self._relayed_sources: dict[Address, RelayedAddress] = {}
         self._machine = make_handshake(self._core)
@@ -206,6 +209,36 @@ class PeerConnection:
         sending more than the buffer's high-water mark.
         """
         return self._path.messaging().when_writable()
+
+    @property
+    def writable(self) -> bool:
+        """
+        Whether the channels' send buffer is under its high-water mark
+        (messages sent now are not piling up).
+        """
+        return self._path.messaging().machine.writable
+
+    def consumer(self, channel: int) -> ChannelConsumer:
+        """
+        C{channel} as a Twisted L{IConsumer}: C{write(data)} sends one
+        message there, and a registered producer is paused while the send
+        buffer is full and resumed when it has room (see
+        L{p2pnet._consumer}).  The same object for the same channel.
+
+        @raise ValueError: an undeclared channel.
+        """
+        if channel not in {c.id for c in self._endpoint.config.channels}:
+            raise ValueError(f"channel {channel} is not declared in PeerConfig.channels")
+        consumer = self._consumers.get(channel)
+        if consumer is None:
+            consumer = self._consumers[channel] = ChannelConsumer(self, channel)
+        return consumer
+
+    def _producer_registered(self, consumer: ChannelConsumer) -> None:
+        self._producing[consumer] = None
+
+    def _producer_unregistered(self, consumer: ChannelConsumer) -> None:
+        self._producing.pop(consumer, None)
 
     def stats(self):
         """
@@ -749,6 +782,11 @@ class PeerConnection:
         if address.is_ipv6:
             return Path.DIRECT_LOCAL_V6 if address.is_lan else Path.DIRECT_PUBLIC_V6
         if address in self._core.local_candidates and address != self._public:
+            # A port mapping is advertised beside the local addresses (see
+            # p2pnet._portmapping); it is the router's external address,
+            # the host the introducer saw the peer at, with its own port.
+            if address.host == self._public.host:
+                return Path.DIRECT_MAPPED
             return Path.DIRECT_LOCAL
         return Path.DIRECT_PUBLIC
 
@@ -768,6 +806,8 @@ class PeerConnection:
             self._endpoint.eventually(d.errback, reason)
         if self.protocol is not None and self._opened:
             self._endpoint.eventually(self.protocol.connection_lost, reason)
+        for consumer in list(self._producing):
+            consumer.connection_ended()
 
 
 class _ExtraSocket(DatagramProtocol):

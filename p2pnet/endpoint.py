@@ -36,6 +36,7 @@ from p2pnet._portmapping import PortMapping
 from p2pnet._registering import Registering, introducer_addresses
 from p2pnet._relaying import Relaying
 from p2pnet._ratelimit import LogBudget
+from p2pnet._sockbuf import grow_receive_buffer
 from p2pnet._peertypes import (
     HostedSession,
     Path,
@@ -315,6 +316,7 @@ class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introduction
             self._port = self.reactor.listenUDP(self._port_number, self, self._interface)
         except CannotListenError as e:
             return fail(e)
+        grow_receive_buffer(self._port)
         self._stopping = False
         self._cookie = None
         self.public_address = None

@@ -373,7 +373,7 @@ class OpenStateTests(SynchronousTestCase):
 PUBLIC_CONNECTION_API = {
     "address", "candidates", "close", "ended", "initiator", "intro_id", "introduced_at", "is_open",
     "key", "log", "peer_id", "peer_key", "peer_public", "path", "protocol", "relay_only", "secure", "send",
-    "session_id", "set_protocol", "stats", "when_writable", "conn_id", "remote_conn_id",
+    "session_id", "set_protocol", "stats", "when_writable", "consumer", "writable", "conn_id", "remote_conn_id",
     "EARLY_LIMIT",
 }
 

@@ -153,3 +153,49 @@ class CommandLineTests(SynchronousTestCase):
 
         self.assertRaises(UsageError, self.parse, "--port-mapping-protocols", "pcp,igd")
         self.assertRaises(UsageError, self.parse, "--port-mapping-protocols", ",")
+
+
+class MappedPathTests(SynchronousTestCase):
+    """
+    A peer behind a symmetric NAT whose router forwards a mapped port to
+    it (the scripted NAT-PMP router above, its external address the NAT's
+    public one): a peer that connects to it at the mapped address reports
+    the path as C{direct-mapped}, not C{direct-local}.
+    """
+
+    def test_connection_at_mapped_address(self):
+        from p2pnet.endpoint import Path
+        from p2pnet.testing import Allocation, Mapping
+
+        clock = Clock()
+        network = Network(clock, seed=7)
+        random_bytes = seeded_bytes(random.Random(7))
+        introducer = network.add_host(INTRODUCER.host).listenUDP(
+            INTRODUCER.port, IntroducerProtocol(clock, Registry(60.0, random_bytes), random_bytes)
+        )
+        network.add_host(ROUTER).listenUDP(5351, ScriptedRouter(clock))
+        nat = network.add_nat(
+            "home", MAPPED.host, mapping=Mapping.ADDRESS_AND_PORT_DEPENDENT, allocation=Allocation.RANDOM
+        )
+        home = network.add_host(behind=nat)
+        directlyProvides(home, IReactorMulticast)
+        mapped = PeerEndpoint(
+            home, INTRODUCER, "mapped", port=5000,
+            config=PeerConfig(port_mapping_gateway=ROUTER, port_mapping_protocols=("nat-pmp",)),
+            random_bytes=random_bytes,
+        )
+        nat.forward(MAPPED.port, (home.ip, 5000))
+        joiner = PeerEndpoint(network.add_host(), INTRODUCER, "joiner", random_bytes=random_bytes)
+        mapped.start()
+        joiner.start()
+        clock.pump([0.01] * 100)
+        self.assertIn(MAPPED, mapped.own_candidates())
+        connecting = joiner.connect("mapped")
+        clock.pump([0.01] * 300)
+        connection = self.successResultOf(connecting)
+        self.assertEqual((connection.address, connection.path), (MAPPED, Path.DIRECT_MAPPED))
+        self.assertEqual(Path.DIRECT_MAPPED.value, "direct-mapped")
+        joiner.stop()
+        mapped.stop()
+        clock.pump([0.01] * 200)
+        introducer.stopListening()

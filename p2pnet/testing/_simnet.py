@@ -342,6 +342,10 @@ class NatBox:
         self._by_key: dict = {}
         self._by_port: dict = {}
         self._poison: dict = {}
+        #: Port forwards (a port mapping): public port -> internal address.
+        self._forwards: dict = {}
+        #: Flows that came in through a forward: (internal, remote) -> port.
+        self._forwarded_flows: dict = {}
 
     def __repr__(self) -> str:
         return f"<NatBox {self.name} {self.public_ip} lan={self.lan}>"
@@ -349,11 +353,22 @@ class NatBox:
     def flush(self) -> None:
         """
         Drop every mapping, permission and poison entry, like
-        C{conntrack -F}.  The SEQUENTIAL counter keeps counting.
+        C{conntrack -F}.  The SEQUENTIAL counter keeps counting; port
+        forwards stay (they are rules, not conntrack state).
         """
         self._by_key.clear()
         self._by_port.clear()
         self._poison.clear()
+        self._forwarded_flows.clear()
+
+    def forward(self, port: int, internal: tuple) -> None:
+        """
+        Forward the public C{port} to C{internal} (a LAN C{(ip, port)}), as
+        a port mapping (UPnP, NAT-PMP, PCP) does: anything arriving there
+        is let in, and the internal socket's answers to a remote that came
+        in this way leave from C{port} (conntrack of the forwarded flow).
+        """
+        self._forwards[port] = tuple(internal)
 
     def mappings(self) -> list[NatMapping]:
         """
@@ -378,7 +393,7 @@ class NatBox:
         gateway = self.gateway_host
         if gateway is not None and port in gateway._ports:
             return False
-        return self._entry_for_port(port, now) is None
+        return port not in self._forwards and self._entry_for_port(port, now) is None
 
     def _allocate(self, internal_port: int, now: float) -> Optional[int]:
         if self.allocation is Allocation.RANDOM:
@@ -406,6 +421,9 @@ class NatBox:
         Find or make the mapping for C{src} sending to C{dst}, refresh it
         and its permission; return its public port (None: no free port).
         """
+        forwarded = self._forwarded_flows.get((src, dst))
+        if forwarded is not None:
+            return forwarded
         if self.mapping is Mapping.ENDPOINT_INDEPENDENT:
             key = (src, None)
         elif self.mapping is Mapping.ADDRESS_DEPENDENT:
@@ -434,6 +452,10 @@ class NatBox:
         @return: C{(internal address, None)} if accepted, else
             C{(None, reason)}.
         """
+        internal = self._forwards.get(port)
+        if internal is not None:
+            self._forwarded_flows[(internal, tuple(remote))] = port
+            return internal, None
         timeout = self.mapping_timeout
         if self.poisoned:
             poison_key = (port, remote)
