@@ -136,7 +136,8 @@ class CloseCode(enum.IntEnum):
     NORMAL = 0
     #: The host refused the connect request (the reason is its text).
     REFUSED = 1
-    #: The connect request got no answer in time (or never came).
+    #: The connect request got no answer in time (or never came), or the
+    #: peer answered nothing while we sent (the answer timeout, 5 s).
     TIMED_OUT = 2
     #: The endpoint was stopped.
     STOPPED = 3
