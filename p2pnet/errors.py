@@ -81,6 +81,13 @@ class SessionNotFound(P2PError):
         self.title = title
         self.listed = listed
 
+class HostGone(UnknownPeer):
+    """
+    The peer (or the session's host) is still registered but has stopped
+    heartbeating to the introducer: it crashed or lost its network, and
+    would not answer our hellos.
+    """
+
 
 class SessionFull(IntroducerError):
     """

@@ -25,6 +25,7 @@ from p2pnet._lobby import LobbyError, list_answer
 from p2pnet._pushes import Budget, Pusher
 from p2pnet._relaypool import RelayPool, RelaySettings, RelayState, moved_offers
 from p2pnet._ratelimit import LogBudget, RateLimiter
+from p2pnet._hostalive import check_alive
 from p2pnet._registry import ChallengeNeeded, Registration, Registry, RegistryError
 from p2pnet._stunserver import StunServer
 from p2pnet._udpservice import IntroducerService, UDPService
@@ -83,7 +84,14 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
     @param relay: the L{RelaySettings} of the relay whose allocations this
         introducer hands out, a L{RelayPool} of several, or None when there
         is no relay.
-    @param sweep_interval: seconds between expiry sweeps.
+    @param sweep_interval: seconds between expiry sweeps (default: 1 s,
+        so an expired host's sessions leave the lobby within a second).
+    @param silent_after: a peer that sent nothing (no heartbeat) for this
+        long is taken for gone: introductions to it, and joins to the
+        sessions it hosts, are refused C{HOST_GONE} at once rather than
+        sent to a peer that will not punch back (default: one and a half
+        heartbeat intervals, the heartbeat being a quarter of the
+        registration lifetime as the peers' default of 15 s is of 60 s).
     @param stats_interval: seconds between statistics log lines (0: never).
     @param identity: the introducer's static X25519 private key (peers
         prove their keys to it before a registration moves), or None for a
@@ -111,6 +119,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         relay: RelaySettings | RelayPool | None = None,
         sweep_interval: float | None = None,
         stats_interval: float = 0.0,
+        silent_after: float | None = None,
         log_rate: float = 20.0,
         identity: X25519PrivateKey | None = None,
     ) -> None:
@@ -130,7 +139,8 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         self.relays: RelayPool | None = relay
         #: The first relay's settings (None: no relay).
         self.relay = relay.relays[0].settings if relay is not None else None
-        self._sweep_interval = sweep_interval or max(0.5, registry.lifetime / 4)
+        self._sweep_interval = sweep_interval or max(0.05, min(1.0, registry.lifetime / 4))
+        self.silent_after = silent_after if silent_after is not None else 1.5 * registry.lifetime / 4
         self._stats_interval = stats_interval
         self._log_budget = LogBudget(log_rate)
         self._last_stats = 0.0
@@ -584,9 +594,13 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             if target is None or target is requester:
                 raise RegistryError(ErrorCode.UNKNOWN_PEER, f"no peer {message.target!r}")
             self._check_reachable(target, authenticated)
+            check_alive(target, now, self.silent_after)
             self._introduce(requester, target, message.txid, None, size, authenticated, message.flags)
             return
         session, targets = self.registry.join(requester, message.session_id, now)
+        for target in targets:
+            if target.peer_id == session.host:
+                check_alive(target, now, self.silent_after)
         for target in targets:
             hide_target = session.relay_only and target.peer_id == session.host
             self._introduce(
