@@ -17,9 +17,14 @@ disconnected):
     peer answers with a C{PATH_RESPONSE}; a plain keepalive with
     C{sequence} 1 on an insecure connection), so a peer that only
     receives still proves it is alive;
-  - halfway through C{answer_timeout}, a direct path with a relay route
-    at hand moves to the relay (the machine's C{path_silent}), so the
-    relay gets the second half to carry the answers;
+  - halfway through C{answer_timeout}, a direct path moves to the relay
+    (the machine's C{path_silent}): at once when a relay route is at hand,
+    else as soon as the introducer offers one (asked for then), so the
+    relay gets the second half to carry the answers.  The peer takes the
+    relay too once it asked for one itself: when it sends as well (a
+    game), its own answer clock does that; a peer that only listens
+    moves after its idle C{fallback_after}, too late, and the connection
+    is lost;
   - after C{answer_timeout} (5 s) owed and silent, the connection is
     lost (L{p2pnet.errors.PeerLost}, "no answer ... while sending").
 
@@ -133,6 +138,8 @@ class Liveness:
         # A fallback to the relay restarts the machine's silence window
         # (core.last_heard); that is not the peer speaking.
         self._bumped: tuple[float, float] | None = None
+        # Silent for half the timeout: move to the relay when we can.
+        self._moving = False
 
     def _heard(self) -> float:
         heard = self._core.last_heard
@@ -162,27 +169,42 @@ class Liveness:
             return
         now = self._clock.seconds()
         silence_start = self.answers.owed_since
-        for action in self.answers.due(now, self._heard()):
+        actions = self.answers.due(now, self._heard())
+        if self.answers.owed_since is None:
+            self._moving = False
+        for action in actions:
             if action == LOST:
                 connection._unanswered(
                     f"no answer from {connection.address} for {now - silence_start:g}s while sending"
                 )
                 return
             if action == FALL_BACK:
-                self._fall_back()
+                self._moving = True
             elif action == PROBE and connection.address is not None:
                 connection._send_echo_request(connection.address)
                 self._core.last_sent = now
+        if self._moving:
+            self._fall_back()
         self._arm()
 
     def _fall_back(self) -> None:
+        """
+        Move a silent direct path to the relay: at once if we have a relay
+        route, else ask for one (once per connection) and move when it is
+        offered (at the next probe).
+        """
         core = self._core
-        if core.relay_route is None or core.path is None or is_relayed(core.path):
+        if core.path is None or is_relayed(core.path):
+            self._moving = False
             return
         before = core.last_heard
+        if core.relay_route is None and core.relay_requested:
+            return
         self._connection._machine.path_silent()
         if core.last_heard != before:
             self._bumped = (before, core.last_heard)
+        if is_relayed(core.path):
+            self._moving = False
 
     def stop(self) -> None:
         """

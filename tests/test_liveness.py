@@ -11,7 +11,7 @@ from p2pnet._handshakeconfig import HandshakeConfig
 from p2pnet._liveness import FALL_BACK, LOST, PROBE, AnswerClock
 from p2pnet.endpoint import PeerConfig
 from p2pnet.errors import PeerLost
-from p2pnet.testing.scenarios import INTRODUCER
+from p2pnet.testing.scenarios import INTRODUCER, run_pair
 
 from .test_endpoint import Recorder, RecordingFactory, World
 
@@ -214,3 +214,40 @@ class ConnectionLivenessTests(SynchronousTestCase):
         lost_at = self.stream(10.0)
         self.assertIsNotNone(lost_at)
         self.assertLessEqual(lost_at - died, 5.0 + 0.1)
+
+
+class RelayFallbackTests(SynchronousTestCase):
+    def test_active_pair_moves_to_relay(self):
+        """
+        When the direct path of two peers that both send dies, both move
+        to the relay before the 5 s answer timeout, the connection is not
+        lost, and datagrams flow through the relay.
+        """
+        record = {}
+
+        def then(context):
+            a = context.peer_a.connections[0]
+            [theirs] = context.received_b
+            b = theirs.connection
+            record["before"] = a.path.value
+            context.network.block(context.peer_a.public_address.host, context.peer_b.public_address.host)
+            blocked = context.clock.seconds()
+            moved = None
+            for i in range(100):
+                if a.ended or b.ended:
+                    break
+                a.send(b"a%d" % i)
+                b.send(b"b%d" % i)
+                context.run(0.1)
+                if moved is None and a.path.value == "relayed" and b.path.value == "relayed":
+                    moved = context.clock.seconds() - blocked
+            record["moved"] = moved
+            record["ended"] = (a.ended, b.ended)
+            record["last"] = theirs.received[-1]
+
+        run_pair("full-cone", "full-cone", relay=True, then=then)
+        self.assertEqual(record["before"], "direct-public")
+        self.assertEqual(record["ended"], (False, False))
+        self.assertIsNotNone(record["moved"])
+        self.assertLess(record["moved"], 5.0)
+        self.assertEqual(record["last"], b"a99")
