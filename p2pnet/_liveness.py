@@ -28,9 +28,12 @@ disconnected):
   - after C{answer_timeout} (5 s) owed and silent, the connection is
     lost (L{p2pnet.errors.PeerLost}, "no answer ... while sending").
 
-Silence counts from the peer's last packet when that came less than one
-probe interval before our send (we were talking and the peer stopped),
-else from the send (an idle peer sends nothing for up to 15 s).  Anything
+Silence counts from the peer's last packet when that came less than two
+probe intervals before our send (we were talking and the peer stopped:
+a game that sends once a second sees gaps just over one), else from the
+send (an idle peer sends nothing for up to 15 s).  Either way the peer
+has at least C{answer_timeout} less two probe intervals, and three echo
+requests, to answer.  Anything
 authentic from the peer ends the debt.
 
 L{AnswerClock} is the pure bookkeeping (times in, verdicts out, no
@@ -81,7 +84,7 @@ class AnswerClock:
             return False
         # Talking and the peer stopped: its silence began at its last
         # packet.  An idle peer was silent by right: count from now.
-        self.owed_since = heard if now - heard < self.probe_interval else now
+        self.owed_since = heard if now - heard < 2 * self.probe_interval else now
         self._probes = 0
         self._fell_back = False
         return True

@@ -41,14 +41,17 @@ class AnswerClockTests(SynchronousTestCase):
 
     def test_talking_peer_stops(self):
         """
-        A send less than a probe interval after the peer's last packet
-        counts the silence from that packet, and later sends change
-        nothing until the peer speaks.
+        A send less than two probe intervals after the peer's last packet
+        counts the silence from that packet (a probe is due at once), and
+        later sends change nothing until the peer speaks.
         """
         answers = AnswerClock(5.0, 1.0)
-        self.assertTrue(answers.sent(10.2, heard=10.0))
-        self.assertFalse(answers.sent(11.0, heard=10.0))
-        self.assertEqual(answers.next_deadline(), 11.0)
+        self.assertTrue(answers.sent(11.9, heard=10.0))
+        self.assertEqual(answers.due(11.9, heard=10.0), [PROBE])
+        self.assertFalse(answers.sent(12.0, heard=10.0))
+        self.assertEqual(answers.next_deadline(), 12.0)
+        self.assertEqual(answers.due(12.0, heard=10.0), [PROBE])
+        self.assertEqual(answers.due(12.5, heard=10.0), [FALL_BACK])
         self.assertEqual(answers.due(15.0, heard=10.0), [LOST])
 
     def test_answer_ends_the_debt(self):
@@ -61,8 +64,8 @@ class AnswerClockTests(SynchronousTestCase):
         self.assertEqual(answers.due(1.0, heard=-20.0), [PROBE])
         self.assertEqual(answers.due(2.0, heard=1.1), [])
         self.assertIsNone(answers.next_deadline())
-        self.assertTrue(answers.sent(2.5, heard=1.1))
-        self.assertEqual(answers.next_deadline(), 3.5)
+        self.assertTrue(answers.sent(3.5, heard=1.1))
+        self.assertEqual(answers.next_deadline(), 4.5)
 
     def test_config(self):
         """
