@@ -9,7 +9,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pnet import wire
-from p2pnet.errors import HostGone
+from p2pnet import HostGone
 from p2pnet.wire import ErrorCode
 
 from .test_endpoint import World
