@@ -72,6 +72,8 @@ class PeerConnection:
         self._clock = endpoint.clock
         self.peer_id = intro.peer_id
         self.intro_id = intro.intro_id
+        #: The introduction's transaction id (ours: our request's).
+        self._intro_txid = intro.txid
         self.session_id = intro.session_id
         self.initiator = intro.initiator
         self.key = intro.key

@@ -26,6 +26,7 @@ from p2pnet._pushes import Budget, Pusher
 from p2pnet._relaypool import RelayPool, RelaySettings, RelayState, moved_offers
 from p2pnet._ratelimit import LogBudget, RateLimiter
 from p2pnet._hostalive import check_alive
+from p2pnet._hostwatch import UNANSWERED, HostWatch, Watched
 from p2pnet._registry import ChallengeNeeded, Registration, Registry, RegistryError
 from p2pnet._stunserver import StunServer
 from p2pnet._udpservice import IntroducerService, UDPService
@@ -165,6 +166,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             wire.Proof: self._on_proof,
         }
         self._pusher = Pusher(clock, self._write_push, self._stats)
+        self._host_watch = HostWatch()
         self._budget: Budget | None = None
         self.introductions = IntroductionMemory()
         # (requester, txid) -> the requester's introductions, so that a
@@ -183,12 +185,42 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             self._sweep_call.cancel()
         self._sweep_call = None
         self._pusher.stop()
+        self._host_watch.clear()
+
+    def _check_hosts(self, now: float) -> None:
+        """
+        Tell joiners whose host left its introduction unacknowledged and
+        sent no heartbeat since that it is gone (see L{p2pnet._hostwatch}).
+        """
+        for entry in self._host_watch.due(now):
+            if self._pusher.sent_unacknowledged(entry.intro_id, entry.host_address) < UNANSWERED:
+                continue
+            host = self.registry.lookup(entry.host_id, now)
+            if host is not None and host.refreshed > entry.introduced_at:
+                continue
+            requester = self.registry.lookup(entry.requester_id, now)
+            if requester is None or requester.public != entry.requester_address:
+                continue
+            error = wire.Error(
+                entry.txid, ErrorCode.HOST_GONE, f"{entry.host_id!r} is gone: it does not answer its introduction"
+            )
+            budget = entry.budget
+            if budget is not None and budget.source == entry.requester_address.as_tuple():
+                # An unauthenticated request pays for this too.
+                size = len(wire.encode(error, self._secret))
+                if budget.left < size:
+                    self.stats["hosts-gone-unpaid"] += 1
+                    continue
+                budget.left -= size
+            self.stats["hosts-gone"] += 1
+            self._send(error, entry.requester_address)
 
     def _write_push(self, raw: bytes, to: tuple) -> None:
         self.write_datagram(raw, to)
 
     def _sweep(self) -> None:
         now = self._clock.seconds()
+        self._check_hosts(now)
         for registration in self.registry.expire(now):
             self.stats["expired"] += 1
             if self._log_budget.allow("expired", now):
@@ -675,6 +707,11 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             requester.peer_key,
         )
         self._push(intro_id, wire.encode(to_target, self._secret), target.public.as_tuple())
+        now = self._clock.seconds()
+        self._host_watch.watch(Watched(
+            now + HostWatch.FIRST_CHECK, now, intro_id, target.peer_id, target.public.as_tuple(),
+            requester.peer_id, requester.public, txid, self._budget,
+        ))
         self.stats["introductions"] += 1
         if self._log_budget.allow("introduced", self._clock.seconds()):
             self.log.info(

@@ -12,7 +12,7 @@ from p2pnet import wire
 from p2pnet import HostGone
 from p2pnet.wire import ErrorCode
 
-from .test_endpoint import World
+from .test_endpoint import Recorder, RecordingFactory, World
 from .test_introducer import A, B, C, IntroducerTestCase
 
 
@@ -142,3 +142,101 @@ class JoinerTests(SynchronousTestCase):
         self.assertLessEqual(world.clock.seconds() - asked, 3.0)
         self.assertTrue(failure.check(HostGone), failure)
         self.assertIn("gone", str(failure.value))
+
+
+class UnansweredIntroductionTests(_Helpers):
+    """
+    A host that died a moment ago (its heartbeat is recent) and leaves its
+    introduction unacknowledged: the joiner is told within 3 s.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.register("h", A)
+        self.register("j", B)
+
+    def introduce(self):
+        request = self.next_txid()
+        self.send(wire.Introduce(request, "j", self.cookies["j"], "h", None), B)
+        sent = self.transport.clear()
+        [to_host] = [m for m, to in sent if to == A]
+        return request, to_host
+
+    def errors_to_joiner(self):
+        return [m for m, to in self.transport.clear() if to == B and isinstance(m, wire.Error)]
+
+    def test_silent_host(self):
+        """
+        Four copies unacknowledged and no heartbeat: HOST_GONE with the
+        joiner's transaction id, by 2.75 s after the introduction.
+        """
+        request, _ = self.introduce()
+        self.clock.pump([0.25] * 11)
+        [error] = self.errors_to_joiner()
+        self.assertEqual((error.txid, error.code), (request, ErrorCode.HOST_GONE))
+        self.assertIn("does not answer", error.reason)
+        self.assertEqual(self.protocol.stats["hosts-gone"], 1)
+
+    def test_host_acknowledges(self):
+        """
+        A host that acknowledges its copy is not reported.
+        """
+        _, to_host = self.introduce()
+        self.send(wire.IntroAck(self.next_txid(), to_host.intro_id), A)
+        self.clock.pump([0.25] * 16)
+        self.assertEqual(self.errors_to_joiner(), [])
+
+    def test_host_heartbeats(self):
+        """
+        A host whose acknowledgements are lost but who heartbeats after the
+        introduction is not reported.
+        """
+        self.introduce()
+        self.clock.pump([0.25] * 2)
+        self.heartbeat("h", A)
+        self.clock.pump([0.25] * 14)
+        self.assertEqual(self.errors_to_joiner(), [])
+
+
+class FreshlyDeadHostTests(SynchronousTestCase):
+    def test_connect_to_just_killed_host(self):
+        """
+        Connecting to a peer that died one second ago (still registered,
+        heartbeat recent) fails within 3 s with HostGone.
+        """
+        world = World(self)
+        alice = world.peer("alice")
+        bob = world.peer("bob")
+        world.result(alice.start())
+        world.result(bob.start())
+        world.network.set_link(alice.reactor, loss=1.0)
+        world.run(1.0)
+        asked = world.clock.seconds()
+        failure = world.result(bob.connect("alice"), seconds=3.0)
+        self.assertLessEqual(world.clock.seconds() - asked, 3.0)
+        self.assertTrue(failure.check(HostGone), failure)
+
+    def test_live_host_unaffected(self):
+        """
+        A live host whose acknowledgements to the introducer are all lost
+        still connects (its hellos validated the path before the notice
+        came; one still punching but hearing from it is kept too).
+        """
+        world = World(self)
+        factory = RecordingFactory()
+        alice = world.peer("alice", factory=factory)
+        bob = world.peer("bob")
+        world.result(alice.start())
+        world.result(bob.start())
+        world.run(1.0)
+        # The simulated network cannot drop one kind of message: the
+        # introducer ignores alice's acknowledgements instead.
+        handlers = world.introducer._handlers
+        on_ack = handlers[wire.IntroAck]
+        handlers[wire.IntroAck] = lambda message, source, *rest: (
+            None if source == alice.public_address else on_ack(message, source, *rest)
+        )
+        connection = world.result(bob.connect("alice", Recorder()), seconds=5.0)
+        world.run(5.0)
+        self.assertFalse(connection.ended)
+        self.assertEqual(world.introducer.stats["hosts-gone"], 1)

@@ -1346,13 +1346,15 @@ class SecretRequestBudgetTests(RequestBudgetTests):
     def test_introduce_pays_for_its_retransmits(self):
         """
         Holders of the secret get the full retransmit schedule (8 copies of
-        each side's introduction).
+        each side's introduction), and, b never acknowledging nor
+        heartbeating, the HOST_GONE notice.
         """
         self.register("a", A)
         self.register("b", B)
         self.send(wire.Introduce(self.next_txid(), "a", self.cookies["a"], "b"), A)
         _, packets = self.total_out()
-        self.assertEqual(packets, 16)
+        self.assertEqual(packets, 16 + 1)
+        self.assertEqual(self.protocol.stats["hosts-gone"], 1)
 
     def test_candidate_offer_pays(self):
         pass
