@@ -118,8 +118,9 @@ class CrashRestartTests(SynchronousTestCase):
     def test_kill_and_restart(self):
         """
         kill -9 of a host with a streaming client: the client reports the
-        connection lost within 5 s; a joiner asking for the host right
-        after is told it is gone within 3 s; the session leaves the lobby
+        connection lost within 5 s; joiners asking for the host at once
+        (its heartbeat is still recent) and after the client noticed are
+        each told it is gone within 3 s of registering; the session leaves the lobby
         within a second of the registration expiring; the restarted host
         (same identity) registers and hosts at once.
         """
@@ -138,11 +139,21 @@ class CrashRestartTests(SynchronousTestCase):
         self.assertTrue(client.event("datagram", 10), client.output())
 
         killed = host.kill()
+        # A joiner right away: the host's heartbeat is recent, but it does
+        # not take its introduction.
+        early = self.peer("early", "--connect", "host", "--retry", "0.1")
         lost = client.event("lost", 15)
         self.assertTrue(lost, client.output())
         lost_after = lost[0] - killed
         self.assertLessEqual(lost_after, 5.5, f"lost after {lost_after:.2f}s: {lost[1]}")
         self.assertIn("while sending", lost[1]["reason"])
+
+        early_registered = early.event("registered", 30)
+        early_error = early.event("error", 10)
+        self.assertTrue(early_registered and early_error, early.output())
+        self.assertEqual(early_error[1]["error"], "HostGone", early_error[1])
+        early_after = early_error[1]["t"] - early_registered[1]["t"]
+        self.assertLessEqual(early_after, 3.0)
 
         late = self.peer("late", "--connect", "host", "--retry", "0.1")
         registered = late.event("registered", 30)
@@ -171,7 +182,7 @@ class CrashRestartTests(SynchronousTestCase):
         self.assertNotIn("taken", again.output() + third.output())
         self.assertEqual(self.listed(), ["game"])
         print(json.dumps({
-            "lost_after": round(lost_after, 3), "host_gone_after": round(host_gone_after, 3),
+            "lost_after": round(lost_after, 3), "host_gone_after": round(host_gone_after, 3), "early_host_gone_after": round(early_after, 3),
             "expired_after_kill": round(expired[0] - killed, 3),
         }))
 
