@@ -155,6 +155,7 @@ class Liveness:
         The game's data went out at C{now}.
         """
         if self.answers.sent(now, self._heard()):
+            self._moving = False
             self.stop()
             self._arm()
 
