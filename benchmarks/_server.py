@@ -37,6 +37,7 @@ def main() -> None:
     )
     parser.add_argument("--log-file", default="/tmp/p2pnet-bench-server.log")
     parser.add_argument("--rate-limit", action="store_true", help="install the tap's RateLimiter (with a huge rate)")
+    parser.add_argument("--redis", default=None, help="introducer: a cluster node on the Redis at this URL")
     parser.add_argument(
         "--relay-options",
         default="",
@@ -80,18 +81,22 @@ def main() -> None:
         from p2pnet._stunserver import StunResponder
         from p2pnet.introducer import IntroducerProtocol
 
-        protocol = IntroducerProtocol(
-            reactor,
-            # All load comes from 127.0.0.1: no per-IP caps (as no rate limit).
-            Registry(600.0, os.urandom, max_per_ip=10**9, max_sessions_per_ip=10**9),
-            os.urandom,
-            rate_limiter=RateLimiter(1e9, 1e9) if args.rate_limit else None,
-            stun_responder=StunResponder(),
-        )
+        settings = dict(rate_limiter=RateLimiter(1e9, 1e9) if args.rate_limit else None, stun_responder=StunResponder())
+        # All load comes from 127.0.0.1: no per-IP caps (as no rate limit).
+        caps = dict(max_per_ip=10**9, max_sessions_per_ip=10**9)
+        if args.redis:
+            from p2pnet.cluster import cluster_protocol
+
+            protocol = cluster_protocol(reactor, args.redis, 600.0, caps, **settings)
+            protocol.node.start()
+        else:
+            protocol = IntroducerProtocol(reactor, Registry(600.0, os.urandom, **caps), os.urandom, **settings)
         from p2pnet._udpread import listen_udp
 
         port = listen_udp(reactor, args.port, protocol, "127.0.0.1")  # as IntroducerService does
-        stats = lambda: dict(protocol.stats, registrations=len(protocol.registry))  # noqa: E731
+        stats = lambda: dict(  # noqa: E731
+            protocol.stats, registrations=len(protocol.registry), **getattr(getattr(protocol, "node", None), "stats", {})
+        )
     elif args.kind == "relay":
         import shlex
 

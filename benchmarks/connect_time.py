@@ -9,6 +9,15 @@ Time from C{connect()} to a direct connection, in the simulator, in units of
     ratio, and how many trials did not connect.
 
     python -m benchmarks.connect_time [--trials 40] [--plot docs/connect_time.png]
+    python -m benchmarks.connect_time --nat-check-cost
+
+C{--nat-check-cost}: what the default NAT check costs.  Over the same
+latency grid, with everything as out of the box (C{run_pair(...,
+defaults=True)}: the introducer on one IP address with its relay and
+second STUN port, default peers), A's C{start()} time and its
+C{connect()} time with the check (the default) and without
+(C{PeerConfig(nat_check=False)}), for port-restricted, cone <->
+symmetric and symmetric pairs.
 
 With one-way host-link latencies la, lb and introducer link latency li:
 introducer RTT = 2(la + li) (as seen by A), peer RTT = 2(la + lb).
@@ -52,7 +61,11 @@ def main() -> None:
     parser.add_argument("--loss-latency", default="0.02,0.03,0.01", help="la,lb,li for the loss curve")
     parser.add_argument("--plot", default=None, help="write a PNG of the loss curve here")
     parser.add_argument("--name", default="connect_time")
+    parser.add_argument("--nat-check-cost", action="store_true", help="measure the default NAT check's cost")
     args = parser.parse_args()
+    if args.nat_check_cost:
+        nat_check_cost()
+        return
 
     grid = []
     for la, lb, li in GRID:
@@ -113,6 +126,34 @@ def main() -> None:
         fig.savefig(args.plot, dpi=110)
         print(f"plot: {args.plot}")
     print(f"wrote {write_result(args.name, {'settings': vars(args), 'grid': grid, 'loss_curve': curve})}")
+
+
+def nat_check_cost() -> None:
+    from p2pnet import PeerConfig
+
+    rows = []
+    for kinds in [("port-restricted", "port-restricted"), ("port-restricted", "symmetric"), ("symmetric", "symmetric")]:
+        for la, lb, li in GRID:
+            row = {"kinds": "-".join(kinds), "introducer_rtt": 2 * (la + li), "peer_rtt": 2 * (la + lb)}
+            for label, config in (("on", None), ("off", PeerConfig(nat_check=False))):
+                r = run_pair(*kinds, latency_a=la, latency_b=lb, introducer_latency=li, step=0.0005, seed=1,
+                             defaults=True, peer_config=config)
+                row[f"start_{label}"] = r.start_time
+                row[f"connect_{label}"] = r.connect_time
+                row[f"path_{label}"] = r.path
+            rows.append(row)
+
+    def ms(value):
+        return None if value is None else value * 1e3
+
+    print("NAT check on (default) vs off, everything else default (seed 1):")
+    print(table(
+        ["pair", "intro RTT ms", "peer RTT ms", "start on", "start off", "connect on", "connect off",
+         "path on", "path off"],
+        [[r["kinds"], ms(r["introducer_rtt"]), ms(r["peer_rtt"]), ms(r["start_on"]), ms(r["start_off"]),
+          ms(r["connect_on"]), ms(r["connect_off"]), r["path_on"], r["path_off"]] for r in rows],
+    ))
+    print(f"wrote {write_result('connect_time_nat_check', {'rows': rows})}")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ from p2pnet.channels import Channel, ConnectionStats, Delivery
 from p2pnet.secure.identity import Identity
 from p2pnet.secure.trust import TrustStore
 from p2pnet.introducer import IntroducerProtocol, IntroducerService
+from p2pnet.service import LobbyWatch, PeerService, SessionSpec
 from p2pnet._registry import Registry
 from p2pnet.wire import SessionInfo
 
@@ -62,6 +63,9 @@ __all__ = [
     "TrustStore",
     "IntroducerProtocol",
     "IntroducerService",
+    "LobbyWatch",
+    "PeerService",
+    "SessionSpec",
     "Path",
     "PeerConfig",
     "PeerConnection",

@@ -20,6 +20,9 @@ from p2pnet.testing.netlab import (
 )
 
 INTRODUCER_PORT = 9000
+#: The peer runs' introducer, started with defaults only (its relay on the
+#: next port, a second STUN port after it).
+PEER_INTRODUCER_PORT = 3478
 _TIMEOUT = 15.0
 _KIND_TEXT = {
     "cone": "masquerade, port-preserving",
@@ -64,7 +67,8 @@ def run(out: IO[str]) -> int:
 
 def _demo(lab: Lab, say) -> int:
     sites = [("left", "cone", "alice"), ("right", "cone", "bob"),
-             ("east", "race-prone", "carol"), ("west", "race-prone", "dave")]
+             ("east", "race-prone", "carol"), ("west", "race-prone", "dave"),
+             ("north", "symmetric", "erin"), ("south", "symmetric", "frank")]
     for site, kind, host in sites:
         lab.add_site(site, kind)
         lab.add_host(site, host)
@@ -146,40 +150,50 @@ def _endpoint(address: tuple[str, int]) -> str:
 
 def _peer_runs(lab: Lab, say) -> bool:
     """
-    Run the real introducer and peers: cone <-> cone, race-prone <->
-    race-prone with and without warm-up.
+    Run the real introducer (C{p2pnet introducer --port 3478}, defaults
+    only) and plain peers: cone <-> cone, race-prone <-> race-prone with
+    and without warm-up, cone <-> symmetric, symmetric <-> symmetric.
     """
     introducer = lab.spawn("introducer", Lab.p2pnet_argv(
-        "introducer", "--port", str(INTRODUCER_PORT),
-        "--interface", INTRODUCER_ADDRESS, "--no-relay"))
-    if introducer.wait_for_line(lambda l: "listening" in l, _TIMEOUT) is None:
+        "introducer", "--port", str(PEER_INTRODUCER_PORT)))
+    if introducer.wait_for_line(lambda l: "STUN alt-port listening" in l, _TIMEOUT) is None:
         say("The introducer did not start:")
         say(introducer.transcript())
         return False
+    say()
+    say(f"The introducer runs as 'p2pnet introducer --port {PEER_INTRODUCER_PORT}' "
+        f"(its relay on {PEER_INTRODUCER_PORT + 1}, a second STUN port on "
+        f"{PEER_INTRODUCER_PORT + 2}); the peers with default options.")
     ok = True
     number = 2
     for title, first, second, options, expect in (
-            ("cone <-> cone", "alice", "bob", (), True),
+            ("cone <-> cone", "alice", "bob", (), "direct"),
             ("race-prone <-> race-prone, with warm-up", "carol", "dave",
-             ("--port", "5000"), True),
+             ("--port", "5000"), "direct"),
             ("race-prone <-> race-prone, warm-up disabled", "carol", "dave",
-             ("--port", "5100", "--no-warmup"), False)):
+             ("--port", "5100", "--no-warmup"), "relayed"),
+            ("cone <-> symmetric: the birthday search", "alice", "erin", (), "direct"),
+            ("symmetric <-> symmetric", "erin", "frank", (), "relayed")):
         say()
         say(f"{number}. {title}")
         number += 1
-        works = _connect(lab, say, first, second, options, expect)
-        ok = ok and works == expect
+        path = _connect(lab, say, first, second, options, expect)
+        ok = ok and path is not None and path.startswith(expect)
     introducer.stop()
     return ok
 
 
 def _connect(lab: Lab, say, first: str, second: str,
-             options: Sequence[str], expect: bool) -> bool:
+             options: Sequence[str], expect: str) -> str | None:
+    """
+    Connect C{first} to C{second}, print what they report; return the
+    path C{first} connected over (None if it did not).
+    """
     processes = []
 
     def peer(host: str, *extra: str) -> LabProcess:
         process = lab.spawn(host, Lab.p2pnet_argv(
-            "peer", "--introducer", f"{INTRODUCER_ADDRESS}:{INTRODUCER_PORT}",
+            "peer", "--introducer", f"{INTRODUCER_ADDRESS}:{PEER_INTRODUCER_PORT}",
             "--name", host, "--json", "--send", f"hello-from-{host}",
             *options, *extra))
         processes.append(process)
@@ -194,8 +208,7 @@ def _connect(lab: Lab, say, first: str, second: str,
     try:
         passive = peer(second)
         active = peer(first, "--connect", second)
-        timeout = _TIMEOUT if expect else 5.0
-        connected = active.wait_for_event("connected", timeout, peer=second)
+        connected = active.wait_for_event("connected", _TIMEOUT, peer=second)
         if connected is not None:
             passive.wait_for_event("connected", _TIMEOUT, peer=first)
             passive.wait_for_event("datagram", _TIMEOUT, peer=first)
@@ -211,19 +224,25 @@ def _connect(lab: Lab, say, first: str, second: str,
                 if line:
                     say(f"   {line}")
         if connected is None:
-            say(f"   -> no connection within {timeout:.0f}s")
-            if not expect:
-                say("      a hello reached the far router before that side's "
-                    "own first hello had left it;")
-                say("      the router took it for itself and remapped its "
-                    "host's flow, as with the plain sockets above")
-            return False
-        direct = str(connected.get("path", "")).startswith("direct")
-        if direct:
+            say(f"   -> no connection within {_TIMEOUT:.0f}s")
+            return None
+        path = str(connected.get("path", ""))
+        if path.startswith("direct"):
+            kind = lab.site(lab.host(first).site).kind
             say("   -> a direct path is up and datagrams flow both ways"
-                + (" (the warm-up opened each router first)"
-                   if "race" in lab.site(lab.host(first).site).kind else ""))
-        return direct
+                + (" (the warm-up opened each router first)" if "race" in kind else "")
+                + (" (found by the birthday search)" if any(
+                    e.get("event") == "birthday" for e in active.events) else ""))
+        elif expect == "relayed" and "--no-warmup" in options:
+            say("   -> relayed: a hello reached the far router before that side's own first "
+                "hello had left it;")
+            say("      the router took it for itself and remapped its host's flow, so after 3 s "
+                "both asked the relay")
+        else:
+            say("   -> relayed: the NAT checks show both routers pick a new random port per "
+                "destination,")
+            say("      so no direct path can exist; both asked the introducer's relay at once")
+        return path
     finally:
         for process in processes:
             process.stop()
@@ -245,6 +264,11 @@ def _describe(host: str, event: dict) -> str | None:
     if kind == "path-changed":
         return (f"{host}: path to {event.get('peer')} is now "
                 f"{event.get('path')} via {event.get('address')}")
+    if kind == "birthday":
+        return (f"{host}: birthday search with {event.get('peer')} (the NAT checks show "
+                "one side maps per destination)")
+    if kind == "relaying":
+        return f"{host}: asks the introducer's relay for a path to {event.get('peer')}"
     if kind == "reversal":
         return (f"{host}: no answer from {event.get('peer')} yet, asked the "
                 "introducer to have it send first (connection reversal)")

@@ -36,6 +36,26 @@ from p2pnet.secure.identity import Identity
 from p2pnet.secure.trust import TrustStore
 
 
+def _addresses(text: str) -> list[Address]:
+    """
+    C{HOST:PORT} as addresses: one for an IP literal, every IPv4 record
+    for a host name (nodes of one introducer cluster behind one name).
+    """
+    host, sep, port = text.rpartition(":")
+    if sep and host and not host.startswith("[") and not all(c.isdigit() or c == "." for c in host):
+        try:
+            records = socket.getaddrinfo(host, int(port), socket.AF_INET, socket.SOCK_DGRAM)
+        except (OSError, ValueError):
+            raise ValueError(f"cannot resolve {host!r}") from None
+        found = []
+        for record in records:
+            address = Address.parse(f"{record[4][0]}:{port}")
+            if address not in found:
+                found.append(address)
+        return found
+    return [_address(text)]
+
+
 def _address(text: str) -> Address:
     host, sep, port = text.rpartition(":")
     if not sep:
@@ -60,7 +80,6 @@ class Options(usage.Options):
     synopsis = "--introducer HOST:PORT --name NAME [--host-session TITLE | --join TITLE | --connect NAME]"
     longdesc = "Register with a p2pnet introducer and connect to peers; print what happens."
     optParameters = [
-        ["introducer", "i", None, "The introducer's HOST:PORT.", _address],
         ["name", "n", None, "Our peer id."],
         ["host-session", None, None, "Host a session with this title; accept joiners."],
         ["join", None, None, "Join the session with this title."],
@@ -92,12 +111,31 @@ class Options(usage.Options):
         ["json", "j", "Print one JSON object per line per event."],
         ["no-warmup", None, "Skip the short-TTL warm-up (to show why it matters)."],
         ["mesh", None, "Host a mesh session (everyone connects to everyone)."],
-        ["nat-check", None, "Check our NAT at start (STUN against the introducer) and tell it."],
+        ["nat-check", None, "Check our NAT at start (the default; kept for old scripts)."],
+        ["no-nat-check", None, "Do not check our NAT at start (no birthday search against symmetric NATs)."],
         ["no-relay", None, "Never fall back to a relay."],
         ["relay-only", None, "Only use relayed paths (hides our addresses from the peer)."],
         ["insecure", None, "No encryption, no replay protection (for benchmarks and debugging only)."],
         ["no-port-mapping", None, "Do not ask the router for a port mapping (NAT-PMP, PCP, UPnP-IGD)."],
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["introducers"] = []
+        self["introducer"] = None
+
+    def opt_introducer(self, value: str) -> None:
+        """
+        The introducer's HOST:PORT; again for other nodes of its cluster (a name counts each of its addresses).
+        """
+        try:
+            found = _addresses(value)
+        except ValueError as e:
+            raise usage.UsageError(f"--introducer: {e}")
+        self["introducers"].extend(a for a in found if a not in self["introducers"])
+        self["introducer"] = self["introducers"][0]
+
+    opt_i = opt_introducer
 
     def postOptions(self) -> None:
         if self["introducer"] is None:
@@ -130,6 +168,8 @@ class Options(usage.Options):
         if not protocols or not set(protocols) <= {"pcp", "nat-pmp", "upnp"}:
             raise usage.UsageError("--port-mapping-protocols takes pcp, nat-pmp and/or upnp")
         self["port-mapping-protocols"] = protocols
+        if self["nat-check"] and self["no-nat-check"]:
+            raise usage.UsageError("--nat-check and --no-nat-check contradict each other")
         if self["relay-only"] and self["no-relay"]:
             raise usage.UsageError("--relay-only and --no-relay contradict each other")
         self["secret"] = None
@@ -267,14 +307,14 @@ def run(reactor, options: Options, out: TextIO):
         ),
         turn=options["turn-settings"],
         heartbeat_interval=options["heartbeat"],
-        nat_check=options["nat-check"],
+        nat_check=not options["no-nat-check"],
         insecure=options["insecure"],
         port_mapping=not options["no-port-mapping"],
         port_mapping_protocols=options["port-mapping-protocols"],
     )
     endpoint = PeerEndpoint(
         reactor,
-        options["introducer"],
+        options["introducers"],
         options["name"],
         secret=options["secret"],
         port=options["port"],

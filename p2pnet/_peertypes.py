@@ -122,9 +122,13 @@ class PeerConfig:
         connection key (8 bytes) so forged data is dropped and a data packet
         from a new address can re-bind the path.  Both ends must agree.
     @ivar nat_check: at start, find out how our NAT behaves (RFC 5780 /
-        STUN, see L{p2pnet.natcheck}) and tell the introducer, so both
-        sides pick a strategy from facts (e.g. ask for a relay at once when
-        a direct path cannot exist).
+        STUN, see L{p2pnet.natcheck}) beside the registration and tell the
+        introducer, so both sides pick a strategy from facts (the birthday
+        search against a symmetric NAT, or the relay at once when a direct
+        path cannot exist).  On by default.
+    @ivar nat_check_lifetime: seconds a NAT check result is used again
+        for a new start from the same local address (see
+        L{p2pnet.natcache.NatCache}).
     @ivar stun_servers: servers for the NAT check (default: the
         introducer, which answers STUN on its port).
     @ivar turn: relay through this TURN server (allocated on the
@@ -161,7 +165,8 @@ class PeerConfig:
     request_rto: float = 0.5
     request_attempts: int = 10
     authenticate_data: bool = True
-    nat_check: bool = False
+    nat_check: bool = True
+    nat_check_lifetime: float = 600.0
     stun_servers: tuple[Address, ...] = ()
     turn: TurnSettings | None = None
     max_connections: int = field(default=4096)

@@ -89,18 +89,26 @@ class PortMapping:
             self.emit(StatusEvent("port-mapped", address=mapping.external, detail=mapping.protocol))
         else:
             self.emit(StatusEvent("port-mapping-lost"))
+        self._nat_update()
         self._refresh_local()
 
-    def _refresh_local(self) -> None:
+    def _refresh_local(self) -> Deferred | None:
         """
-        Tell the introducer our advertised local addresses if they
-        changed since the last registration (called again once the
-        registration completes, for a mapping that came first).
+        Tell the introducer our advertised local addresses and NAT facts
+        if they changed since the last registration (called again once
+        the registration completes, for a mapping or NAT facts that came
+        first).
+
+        @return: a Deferred firing (with None, whatever the answer) once
+            the introducer answered, or None if nothing was sent.
         """
         local = self.advertised_local()
-        if self._cookie is None or self._stopping or self._reregistering or local == self._registered_local:
-            return
+        if self._cookie is None or self._stopping or self._reregistering:
+            return None
+        if local == self._registered_local and self._nat == self._registered_nat:
+            return None
         self._registered_local = local
+        self._registered_nat = self._nat
         identity = self.identity
         message = wire.Register(
             self.new_txid(),
@@ -115,7 +123,7 @@ class PortMapping:
             if not self._stopping:
                 self.log.info("could not tell the introducer our mapped address: {error}", error=str(reason.value))
 
-        self._client.request(message).addErrback(refused)
+        return self._client.request(message).addCallbacks(lambda _: None, refused)
 
     def _stop_port_mapping(self) -> Deferred:
         mapper, self._port_mapper = self._port_mapper, None

@@ -18,8 +18,34 @@ from p2pnet import wire
 from p2pnet._introclient import Prover
 from p2pnet._peertypes import Registration, StatusEvent
 from p2pnet._reaching import ReachingIntroducer
+from p2pnet.address import Address
 from p2pnet.errors import ConnectionClosed, IntroducerUnreachable, P2PError
 from p2pnet.wire import ErrorCode
+
+
+def introducer_addresses(given) -> tuple[Address, ...]:
+    """
+    The introducer addresses an endpoint was given: one L{Address} or
+    C{"HOST:PORT"}, or several (at most L{MAX_INTRODUCERS}, no repeats).
+
+    @raise ValueError: for none, too many, or one that does not parse.
+    """
+    if isinstance(given, (str, Address)):
+        given = (given,)
+    addresses = []
+    for one in given:
+        address = Address.parse(one) if isinstance(one, str) else one
+        if not isinstance(address, Address):
+            raise ValueError(f"not an introducer address: {one!r}")
+        if address not in addresses:
+            addresses.append(address)
+    if not 1 <= len(addresses) <= MAX_INTRODUCERS:
+        raise ValueError(f"give 1-{MAX_INTRODUCERS} introducer addresses")
+    return tuple(addresses)
+
+
+#: Most introducer addresses an endpoint takes.
+MAX_INTRODUCERS = 16
 
 
 class Registering:
@@ -63,6 +89,7 @@ class Registering:
         if self._client.prover is None:
             self._client.prover = Prover(self.peer_id, identity)
         self._registered_local = self.advertised_local()
+        self._registered_nat = self._nat
         message = wire.Register(
             self.new_txid(),
             self.peer_id,
@@ -111,6 +138,7 @@ class Registering:
         if self._cookie is None:
             self._reregister()
             return
+        sent_to = self.introducer
         d = self._client.request(
             wire.Heartbeat(self.new_txid(), self.peer_id, self._cookie), attempts=3
         )
@@ -125,6 +153,9 @@ class Registering:
             if self._stopping:
                 return None
             error = reason.value
+            if sent_to != self.introducer:
+                # An answer from an introducer we already left.
+                return None
             if getattr(error, "code", None) in (ErrorCode.NOT_REGISTERED, ErrorCode.NOT_AUTHORISED):
                 # The introducer forgot us (restarted, or our registration
                 # expired while it was unreachable): register again and
@@ -134,7 +165,9 @@ class Registering:
                 self._reregister()
                 return None
             if reason.check(IntroducerUnreachable):
-                self._introducer_gone(error)
+                if sent_to == self.introducer:
+                    # (Not a heartbeat to an introducer we already left.)
+                    self._introducer_gone(error)
                 return None
             return reason
 
@@ -150,13 +183,15 @@ class Registering:
             if self._stopping:
                 return None
             if reason.check(IntroducerUnreachable):
+                self._reregistering = False
                 self._introducer_gone(reason.value)
                 return None
             return reason
 
         d.addErrback(failed)
         d.addErrback(self._ignore_when_stopping)
-        d.addBoth(lambda _: setattr(self, "_reregistering", False))
+        d.addBoth(lambda _: setattr(self, "_reregistering", False) if d is self._reregistration else None)
+        self._reregistration = d
 
     def _introducer_back(self) -> None:
         if self._introducer_lost:
@@ -168,6 +203,27 @@ class Registering:
             self._introducer_lost = True
             self.log.warn("{error}; connections stay up, retrying", error=str(error))
             self.emit(StatusEvent("introducer-lost", address=self.introducer, detail=str(error)))
+        self._fail_over()
+
+    def _fail_over(self) -> None:
+        """
+        With several introducer addresses (nodes of one cluster), move to
+        the next one and register (and host) there at once.
+        """
+        introducers = self.introducers
+        if len(introducers) < 2 or self._stopping or self._client is None:
+            return
+        position = introducers.index(self.introducer) if self.introducer in introducers else -1
+        # What is still outstanding was for the introducer we leave (its
+        # retransmissions would reach the next one with a stale cookie).
+        self._client.cancel_all(IntroducerUnreachable(f"left the introducer at {self.introducer}"))
+        self.introducer = introducers[(position + 1) % len(introducers)]
+        self._client.address = self.introducer
+        self._cookie = None
+        self.log.info("moving to the introducer at {introducer}", introducer=str(self.introducer))
+        self.emit(StatusEvent("registering", address=self.introducer, detail="moving to another introducer"))
+        if not self._reregistering:
+            self._reregister()
 
     def _ignore_when_stopping(self, reason: Failure) -> None:
         if not (self._stopping or reason.check(ConnectionClosed)):

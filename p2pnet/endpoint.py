@@ -28,9 +28,10 @@ from p2pnet import wire
 from p2pnet._eventual import EventualQueue
 from p2pnet._introclient import IntroducerClient
 from p2pnet._introductions import Introductions
+from p2pnet._natchecking import NatChecking
 from p2pnet._names import name_problem
 from p2pnet._portmapping import PortMapping
-from p2pnet._registering import Registering
+from p2pnet._registering import Registering, introducer_addresses
 from p2pnet._relaying import Relaying
 from p2pnet._ratelimit import LogBudget
 from p2pnet._peertypes import (
@@ -45,6 +46,7 @@ from p2pnet._peertypes import (
 )
 from p2pnet.address import Address, RelayRoute, is_relayed
 from p2pnet.connection import MAX_CANDIDATES, PeerConnection
+from p2pnet.natcache import NatCache
 from p2pnet.errors import (
     CloseCode,
     ConnectionClosed,
@@ -71,14 +73,16 @@ __all__ = [
 ]
 
 
-class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramProtocol):
+class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introductions, DatagramProtocol):
     """
     One UDP socket that talks to an introducer and to peers.
 
     @param reactor: provides C{listenUDP}, C{callLater} and C{seconds}
         (the real reactor, or a L{p2pnet.testing} simulated host).
     @param introducer: the introducer's address (an L{Address} or
-        C{"HOST:PORT"}).
+        C{"HOST:PORT"}), or several (nodes of one introducer cluster: the
+        endpoint registers with the first and moves to the next when the
+        one it uses stops answering heartbeats).
     @param peer_id: our name at the introducer (1-64 characters).
     @param secret: the introducer's shared secret, if it requires one.
     @param port: local UDP port (0: any).
@@ -94,6 +98,8 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
     @param trust: a L{p2pnet.secure.trust.TrustStore}: every peer's key
         is pinned on first use, and a peer whose key changed is refused
         with L{PeerKeyMismatch}.
+    @param nat_cache: a L{p2pnet.natcache.NatCache} (several endpoints
+        may share one); default: the endpoint's own.
     """
 
     log = Logger()
@@ -104,7 +110,7 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
     def __init__(
         self,
         reactor,
-        introducer: Address | str,
+        introducer: Address | str | Iterable[Address | str],
         peer_id: str,
         *,
         secret: bytes | None = None,
@@ -116,15 +122,18 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
         local_addresses: Iterable[Address] | None = None,
         identity: Identity | None = None,
         trust: TrustStore | None = None,
+        nat_cache: NatCache | None = None,
     ) -> None:
-        if isinstance(introducer, str):
-            introducer = Address.parse(introducer)
+        introducers = introducer_addresses(introducer)
         problem = name_problem(peer_id, "peer_id")
         if problem is not None:
             raise ValueError(problem)
         self.reactor = reactor
         self.clock = reactor
-        self.introducer = introducer
+        #: Every introducer address given (nodes of one cluster); the
+        #: endpoint moves to the next when its own stops answering.
+        self.introducers = introducers
+        self.introducer = introducers[0]
         self.peer_id = peer_id
         self.config = config
         self.factory = factory
@@ -149,6 +158,16 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
         self._turn_allocation: Deferred | None = None
         self.nat_report = None
         self._nat: int | None = None
+        self._nat_found: int | None = None
+        self._registered_nat: int | None = None
+        #: NAT check results by local address and STUN servers (a new
+        #: start within C{config.nat_check_lifetime} checks no more).
+        self.nat_cache = nat_cache if nat_cache is not None else NatCache()
+        self._nat_checking = None
+        self._nat_mapped = True
+        self._nat_answered = False
+        self._nat_waiters: list = []
+        self._nat_started = False
         self.local_addresses: tuple[Address, ...] = ()
         self._by_intro: dict[bytes, PeerConnection] = {}
         self._by_conn_id: dict[int, PeerConnection] = {}
@@ -163,6 +182,7 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
         self._heartbeat_call = None
         self._introducer_lost = False
         self._reregistering = False
+        self._reregistration = None
         self._eventual = EventualQueue(reactor, self.log, "application callback")
         self._stopping = False
         self.stats: dict[str, int] = {}
@@ -314,27 +334,21 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
                 random_bytes=self._random_bytes,
             )
             self._turn.on_data = self._from_turn
-        refusal: list[IntroducerUnreachable] = []
-        reaching = self._reaching(refusal.append)
+        reaching = self._reaching(lambda error: None)
+        # In parallel with the registration too; its facts follow it.
+        self._start_nat_check()
+        d = self._register()
 
-        def register(_: object = None) -> Deferred:
-            # A closed port found during the NAT check ends the start here.
-            return fail(refusal[0]) if refusal else self._register()
-
-        if self.config.nat_check:
-            d = self._check_nat()
-            d.addCallback(register)
-        else:
-            d = self._register()
-
-        def registered(registration: Registration) -> Registration:
+        def registered(registration: Registration) -> Deferred:
             reaching.stop()
             self._schedule_heartbeat()
-            self._refresh_local()
-            return registration
+            # Our NAT facts reach the introducer before start() fires, so
+            # that our introductions carry them.
+            return self._when_nat_mapped().addCallback(lambda _: registration)
 
         def failed(reason: Failure) -> Failure:
             reaching.stop()
+            self._stop_nat_check()
             self._stop_port_mapping()
             self._shutdown_socket()
             if reason.check(IntroducerUnreachable) and (self._secret is None or reason.value.port_closed):
@@ -367,24 +381,6 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
         finally:
             probe.close()
 
-    def _check_nat(self) -> Deferred:
-        from p2pnet.natcheck import check_nat
-
-        servers = list(self.config.stun_servers) or [self.introducer]
-        d = check_nat(self.reactor, servers)
-
-        def checked(report) -> None:
-            self.nat_report = report
-            self._nat = wire.pack_nat(report.mapping.value, report.filtering.value)
-            self.log.info("NAT check: {verdict}", verdict=report.verdict)
-            self.emit(StatusEvent("nat-checked", detail=report.verdict))
-
-        def failed(reason: Failure) -> None:
-            self.log.info("NAT check failed, going on without: {error}", error=str(reason.value))
-            self.emit(StatusEvent("nat-checked", detail=f"check failed: {reason.value}"))
-
-        return d.addCallbacks(checked, failed)
-
     def stop(self) -> Deferred:
         """
         Close every connection, unregister, and close the socket.
@@ -394,6 +390,7 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
         if self._stopping:
             return succeed(None)
         self._stopping = True
+        self._stop_nat_check()
         self._hosted.clear()
         if self._heartbeat_call is not None and self._heartbeat_call.active():
             self._heartbeat_call.cancel()
@@ -427,6 +424,22 @@ class PeerEndpoint(Registering, Relaying, PortMapping, Introductions, DatagramPr
         return result if isinstance(result, Deferred) else succeed(None)
 
     # -- sessions and connections -----------------------------------------
+
+    @property
+    def is_registered(self) -> bool:
+        """
+        Whether the introducer has confirmed our registration and the
+        endpoint is not stopping.
+        """
+        return self._cookie is not None and not self._stopping
+
+    @property
+    def hosted_sessions(self) -> tuple[HostedSession, ...]:
+        """
+        The sessions we host now (as the introducer knows them: a session
+        hosted again after an introducer restart has a new id).
+        """
+        return tuple(self._hosted.values())
 
     def _require_registered(self) -> None:
         if self._cookie is None or self._stopping:

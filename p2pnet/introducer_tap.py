@@ -10,7 +10,7 @@ import sys
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.python import usage
 
 from p2pnet._options import address as _relay_address
@@ -22,7 +22,7 @@ from p2pnet._options import positive as _positive
 from p2pnet._ratelimit import RateLimiter, SourceLimiter
 from p2pnet.address import Address
 from p2pnet._registry import Registry
-from p2pnet.introducer import IntroducerProtocol, IntroducerService
+from p2pnet.introducer import IntroducerProtocol, IntroducerService, UDPService
 
 
 class Options(usage.Options):
@@ -66,17 +66,25 @@ class Options(usage.Options):
          "Second local IP address: makes the STUN service an RFC 5780 "
          "behaviour-discovery server (needs --interface)."],
         ["stun-alternate-port", None, None,
-         "Second UDP port for RFC 5780 behaviour discovery.", _port],
+         "Second UDP port for RFC 5780 behaviour discovery (default: the introducer's "
+         "port + 2, or + 3 if the relay has that one).", _port],
         ["stats-interval", None, 60.0,
          "Seconds between statistics log lines (0: never).", _non_negative],
         ["log-rate", None, 20.0,
          "Most per-peer and per-datagram log lines per second (bursts of 5 s "
          "worth); the rest are counted in a summary line (0: no limit).", _non_negative],
+        ["redis", None, None,
+         "Be a node of an introducer cluster sharing registrations, sessions and "
+         "introductions through the Redis at this URL (redis://[:password@]host[:port][/db]). "
+         "Default: none (everything in this process)."],
+        ["node-id", None, None, "This node's name in the cluster (default: a random one)."],
         *metrics_options(),
     ]
     optFlags = [
         ["no-stun", None, "Do not answer STUN Binding requests."],
         ["no-relay", None, "Run no relay (peers that cannot go direct then fail)."],
+        ["no-stun-alternate", None,
+         "No second STUN port (peers' NAT checks then cannot tell symmetric NATs apart)."],
     ]
 
     def __init__(self) -> None:
@@ -105,12 +113,13 @@ class Options(usage.Options):
             raise usage.UsageError("--no-relay contradicts --relay and --relay-port")
         if self["relays"] and self["relay-secret-file"] is None:
             raise usage.UsageError("--relay needs --relay-secret-file (the relay's --secret-file)")
+        self["stun-alternate-default"] = False
         if self["stun-alternate-ip"] or self["stun-alternate-port"] is not None:
-            if self["no-stun"]:
-                raise usage.UsageError("--stun-alternate-* make no sense with --no-stun")
-            if not self["interface"] or self["port"] == 0:
+            if self["no-stun"] or self["no-stun-alternate"]:
+                raise usage.UsageError("--stun-alternate-* make no sense with --no-stun or --no-stun-alternate")
+            if self["port"] == 0 or (self["stun-alternate-ip"] and not self["interface"]):
                 raise usage.UsageError(
-                    "RFC 5780 alternates need a fixed --interface address and a non-zero --port"
+                    "RFC 5780 alternates need a non-zero --port (and --stun-alternate-ip a fixed --interface)"
                 )
             if self["stun-alternate-port"] == 0:
                 raise usage.UsageError("--stun-alternate-port must not be 0")
@@ -123,11 +132,30 @@ class Options(usage.Options):
         # only with --relay-port: alongside them) or --no-relay.
         if not self["relays"] and self["relay-port"] is None and not self["no-relay"]:
             self["relay-port"] = default_relay_port(self["port"], self["stun-alternate-port"])
+        if (
+            self["stun-alternate-port"] is None and not self["stun-alternate-ip"]
+            and not (self["no-stun"] or self["no-stun-alternate"]) and self["port"] != 0
+        ):
+            # NAT behaviour discovery with what one IP address allows: a
+            # second port shows whether a NAT maps per destination port.
+            self["stun-alternate-port"] = default_stun_alternate_port(self["port"], self["relay-port"])
+            self["stun-alternate-default"] = self["stun-alternate-port"] is not None
         relay_secret = self["relay-secret-file"]
         self["relay-secret"] = read_secret(relay_secret, "--relay-secret-file") if relay_secret else None
         for name in ("max-registrations", "max-per-ip", "max-sessions", "max-sessions-per-ip"):
             if self[name] < 1:
                 raise usage.UsageError(f"--{name} must be at least 1")
+        if self["redis"] is not None:
+            try:
+                from p2pnet.cluster._store import parse_url
+            except ImportError as e:
+                raise usage.UsageError(f"--redis needs txredisapi (pip install 'p2pnet[cluster]'): {e}")
+            try:
+                parse_url(self["redis"])
+            except ValueError as e:
+                raise usage.UsageError(f"--redis: {e}")
+        elif self["node-id"] is not None:
+            raise usage.UsageError("--node-id needs --redis")
         path = self["identity-file"]
         self["identity"] = load_identity(path) if path is not None else None
 
@@ -144,6 +172,17 @@ def default_relay_port(port: int, taken: int | None = None) -> int:
         if candidate <= 65535 and candidate != taken:
             return candidate
     return 0
+
+
+def default_stun_alternate_port(port: int, relay_port: int | None) -> int | None:
+    """
+    The STUN alternate port when none is given: the introducer's port + 2
+    (+ 3 if the relay has that one); None if there is no such port.
+    """
+    for candidate in (port + 2, port + 3):
+        if candidate <= 65535 and candidate != relay_port:
+            return candidate
+    return None
 
 
 def load_identity(path: str) -> X25519PrivateKey:
@@ -186,18 +225,13 @@ def make_protocol(options: Options, clock, relay=None) -> IntroducerProtocol:
     @param relay: the L{RelayPool} (or L{RelaySettings}) of the relays to
         hand out, if any.
     """
-    registry = Registry(
-        options["registration-lifetime"],
-        os.urandom,
+    caps = dict(
         max_registrations=options["max-registrations"],
         max_per_ip=options["max-per-ip"],
         max_sessions=options["max-sessions"],
         max_sessions_per_ip=options["max-sessions-per-ip"],
     )
-    return IntroducerProtocol(
-        clock,
-        registry,
-        os.urandom,
+    settings = dict(
         secret=options["secret"],
         rate_limiter=RateLimiter(options["rate"], options["burst"]),
         stun_responder=None if options["no-stun"] else _stun_responder(),
@@ -206,6 +240,14 @@ def make_protocol(options: Options, clock, relay=None) -> IntroducerProtocol:
         log_rate=options["log-rate"],
         identity=options["identity"],
     )
+    if options.get("redis") is not None:
+        from p2pnet.cluster import cluster_protocol
+
+        return cluster_protocol(
+            clock, options["redis"], options["registration-lifetime"], caps, options.get("node-id"), **settings
+        )
+    registry = Registry(options["registration-lifetime"], os.urandom, **caps)
+    return IntroducerProtocol(clock, registry, os.urandom, **settings)
 
 
 def makeService(options: Options, reactor=None) -> MultiService:
@@ -238,6 +280,10 @@ def makeService(options: Options, reactor=None) -> MultiService:
         )
     pool = RelayPool(relays, options["relay-dead-after"]) if relays else None
     protocol = make_protocol(options, reactor, pool)
+    if options["redis"] is not None:
+        from p2pnet.cluster import NodeService
+
+        NodeService(protocol.node).setServiceParent(parent)
     IntroducerService(reactor, protocol, options["port"], options["interface"]).setServiceParent(parent)
     if options["relays"]:
         # Probes go from a socket of their own, so that answers never mix
@@ -263,7 +309,7 @@ def _add_stun_alternates(parent: MultiService, reactor, options: Options, server
     from p2pnet._stunserver import StunServerProtocol
     from p2pnet.introducer import UDPService
 
-    primary = Address(options["interface"], options["port"])
+    primary = Address(options["interface"] or "0.0.0.0", options["port"])
     alt_ip = options["stun-alternate-ip"]
     alt_port = options["stun-alternate-port"]
     sockets = {}
@@ -276,9 +322,32 @@ def _add_stun_alternates(parent: MultiService, reactor, options: Options, server
     for name, local in sockets.items():
         protocol = StunServerProtocol(server, name, local)
         server.protocols[name] = protocol
-        UDPService(reactor, protocol, local.port, local.host, f"STUN {name}").setServiceParent(parent)
+        kind = _DefaultAlternate if options["stun-alternate-default"] else UDPService
+        kind(reactor, protocol, local.port, options["interface"] if local.host == "0.0.0.0" else local.host,
+             f"STUN {name}").setServiceParent(parent)
     server.responder.primary_address = primary
     server.responder.other_address = Address(alt_ip or primary.host, alt_port if alt_port is not None else primary.port)
+
+
+class _DefaultAlternate(UDPService):
+    """
+    The STUN alternate port nobody asked for: if it is taken, the
+    introducer runs on without NAT behaviour discovery (and says so).
+    """
+
+    def startService(self) -> None:
+        from twisted.internet.error import CannotListenError
+
+        try:
+            super().startService()
+        except CannotListenError as e:
+            self.log.warn(
+                "STUN alternate port {port} unavailable ({error}): no NAT behaviour discovery "
+                "(pass --stun-alternate-port PORT, or --no-stun-alternate)",
+                port=self._port_number, error=str(e.socketError),
+            )
+            self.protocol.server.responder.other_address = None
+            Service.startService(self)
 
 
 def main(argv: list[str]) -> int:

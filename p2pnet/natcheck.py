@@ -118,6 +118,12 @@ def _verdict(report: NatReport) -> str:
                 "check) or a relay"
             )
         return "direct connections should work with most peers"
+    if report.mapping is Behaviour.UNKNOWN and report.mapping_port_dependent is False:
+        return (
+            "direct connections should work with most peers (your NAT keeps one "
+            "public port towards every port of a server; a server with one IP "
+            "address cannot tell more, see the notes)"
+        )
     if report.mapping is Behaviour.UNKNOWN:
         return "could not tell how your NAT behaves; some peers may need a relay"
     return "you will need a relay for peers behind strict NATs"
@@ -144,6 +150,10 @@ class NatReport:
     @ivar rfc5780: whether an RFC 5780 server was available (otherwise
         filtering cannot be tested).
     @ivar notes: caveats found along the way, for people.
+    @ivar mapping_port_dependent: whether the mapping changed when only
+        the server's port changed (the one mapping test a server with one
+        IP address can run: C{False} means endpoint-independent or
+        address-dependent); C{None} when not tested that way.
     """
 
     servers: tuple[Address, ...] = field(converter=tuple)
@@ -156,6 +166,7 @@ class NatReport:
     hairpin: bool | None
     rfc5780: bool
     notes: tuple[str, ...] = field(converter=tuple, default=())
+    mapping_port_dependent: bool | None = None
 
     @property
     def public_address(self) -> Address:
@@ -187,6 +198,7 @@ class NatReport:
             "hairpin": self.hairpin,
             "rfc5780": self.rfc5780,
             "notes": list(self.notes),
+            "mapping_port_dependent": self.mapping_port_dependent,
             "verdict": self.verdict,
         }
 
@@ -357,8 +369,10 @@ class _Check:
     One run of L{check_nat}: owns its sockets.
     """
 
-    def __init__(self, reactor, servers, timeout, retries, interface, local_host) -> None:
+    def __init__(self, reactor, servers, timeout, retries, interface, local_host, on_mapping=None, on_answer=None) -> None:
         self.reactor = reactor
+        self.on_mapping = on_mapping
+        self.on_answer = on_answer
         self.servers = servers
         self.timeout = timeout
         self.retries = retries
@@ -366,17 +380,24 @@ class _Check:
         self.local_host = local_host
         self.ports: list = []
         self.notes: list[str] = []
+        self.port_dependent: bool | None = None
+        self.closed = False
 
     def open_socket(self) -> StunClientProtocol:
+        if self.closed:
+            raise ConnectionClosed("the NAT check was stopped")
         client = StunClientProtocol(self.reactor)
         self.ports.append((self.reactor.listenUDP(0, client, interface=self.interface), client))
         return client
 
     def close(self) -> None:
-        for port, client in self.ports:
-            client.stop()
+        self.closed = True
+        # Failing a request can run the check on to close() again.
+        ports, self.ports = self.ports, []
+        for port, client in ports:
             port.stopListening()
-        self.ports = []
+        for port, client in ports:
+            client.stop()
 
     def ask(self, client: StunClientProtocol, server: Address, *attributes) -> Deferred:
         return client.request(_binding(*attributes), server, timeout=self.timeout, retries=self.retries)
@@ -426,6 +447,8 @@ class _Check:
                 self.notes.append(str(error))
         if not answers:
             raise first[0][1]
+        if self.on_answer is not None and not self.closed:
+            self.on_answer()
         public = [r.mapped_address for _, r in answers]
         m1 = public[0]
         unspecified = ipaddress.ip_address(local_host).is_unspecified
@@ -439,10 +462,19 @@ class _Check:
         hairpin = Deferred.fromCoroutine(self.hairpin(main, m1))
         if discovery is not None:
             server, other = discovery
+            if ipaddress.ip_address(other.address.host).is_unspecified:
+                # A p2pnet introducer bound to every address names its
+                # alternate port on "any" address: the one we asked.
+                other = OtherAddress(Address(server.host, other.address.port))
             m1 = next(r.mapped_address for s, r in answers if s == server)
+            async def mapping_told():
+                found = await self.rfc5780_mapping(main, server, other.address, m1)
+                self.tell_mapping(Behaviour.ENDPOINT_INDEPENDENT if behind_nat is False else found)
+                return found
+
             mapping, extra = await gatherResults(
                 [
-                    Deferred.fromCoroutine(self.rfc5780_mapping(main, server, other.address, m1)),
+                    Deferred.fromCoroutine(mapping_told()),
                     Deferred.fromCoroutine(self.rfc5780_filtering(server, other.address)),
                 ]
             )
@@ -452,6 +484,7 @@ class _Check:
                 mapping = Behaviour.ENDPOINT_INDEPENDENT
             else:
                 mapping = self.compare_mappings(answers)
+            self.tell_mapping(mapping)
             filtering = Behaviour.UNKNOWN
             self.notes.append(
                 "no server offered RFC 5780 behaviour discovery (OTHER-ADDRESS), "
@@ -471,7 +504,12 @@ class _Check:
             hairpin=hairpinned,
             rfc5780=discovery is not None,
             notes=tuple(self.notes),
+            mapping_port_dependent=self.port_dependent,
         )
+
+    def tell_mapping(self, mapping: Behaviour) -> None:
+        if self.on_mapping is not None and not self.closed:
+            self.on_mapping(mapping, self.port_dependent)
 
     async def rfc5780_mapping(
         self, client: StunClientProtocol, server: Address, other: Address, m1: Address
@@ -484,7 +522,8 @@ class _Check:
             if not ok:
                 self.notes.append(f"mapping test to the alternate port failed: {result}")
                 return Behaviour.UNKNOWN
-            if result.mapped_address != m1:
+            self.port_dependent = result.mapped_address != m1
+            if self.port_dependent:
                 return Behaviour.ADDRESS_AND_PORT_DEPENDENT
             self.notes.append(
                 "the server has only one IP address: endpoint-independent and "
@@ -583,6 +622,8 @@ def check_nat(
     retries: int = DEFAULT_RETRIES,
     interface: str | None = None,
     local_host: str | None = None,
+    on_mapping: Callable[[Behaviour, bool | None], None] | None = None,
+    on_answer: Callable[[], None] | None = None,
 ) -> Deferred:
     """
     Find out how the NAT between us and C{servers} behaves.
@@ -600,26 +641,37 @@ def check_nat(
         default (after the first server's family).
     @param local_host: our IP address on the route to the servers, if
         known, to tell "no NAT" from a port-preserving NAT.
+    @param on_mapping: called with the mapping behaviour and
+        C{mapping_port_dependent} (see L{NatReport}) as soon as they are
+        known, before the filtering tests end (a peer needs only these to
+        pick its part in the birthday search).
+    @param on_answer: called once the first servers answered (so the
+        mapping tests are under way).
     @return: a Deferred firing with a L{NatReport} on a later reactor turn,
         or failing with L{NatCheckFailed} (for example L{StunTimeout}) if no
-        server answered.
+        server answered.  Cancelling it closes the check's sockets and
+        stops its timers.
     """
     if not servers:
         raise ValueError("check_nat needs at least one STUN server")
     if interface is None:
         interface = "::" if servers[0].is_ipv6 else "0.0.0.0"
-    check = _Check(reactor, list(servers), timeout, retries, interface, local_host)
-    result: Deferred = Deferred()
+    check = _Check(reactor, list(servers), timeout, retries, interface, local_host, on_mapping, on_answer)
+    result: Deferred = Deferred(lambda _: check.close())
 
     def done(outcome):
         check.close()
-        reactor.callLater(0, _deliver, result, outcome)
+        if not result.called:
+            reactor.callLater(0, _deliver, result, outcome)
+        # Cancelled: whatever it came to is of no interest.
 
     Deferred.fromCoroutine(check.run()).addBoth(done)
     return result
 
 
 def _deliver(deferred: Deferred, outcome) -> None:
+    if deferred.called:
+        return  # cancelled
     if isinstance(outcome, Failure):
         deferred.errback(outcome)
     else:

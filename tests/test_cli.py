@@ -199,10 +199,11 @@ class DefaultRelayTests(SynchronousTestCase):
 
     def test_relay_by_default(self):
         """
-        A default introducer runs a relay on its port + 1 and offers it.
+        A default introducer runs a relay on its port + 1 and offers it
+        (and a second STUN port on port + 2).
         """
         listened, introducer = self.service("--port", "3478")
-        self.assertEqual(sorted(port for port, _, _ in listened), [3478, 3479])
+        self.assertEqual(sorted(port for port, _, _ in listened), [3478, 3479, 3480])
         self.assertIsNotNone(introducer.relay)
         self.assertEqual(introducer.relay.offer_address().port, 3479)
 
@@ -218,7 +219,7 @@ class DefaultRelayTests(SynchronousTestCase):
         """
         --no-relay runs none and offers none.
         """
-        listened, introducer = self.service("--port", "3478", "--no-relay")
+        listened, introducer = self.service("--port", "3478", "--no-relay", "--no-stun-alternate")
         self.assertEqual([port for port, _, _ in listened], [3478])
         self.assertIsNone(introducer.relay)
 
@@ -233,11 +234,12 @@ class DefaultRelayTests(SynchronousTestCase):
             f.write(b"relay fleet secret")
         relays = ["--relay", "192.0.2.41:3479", "--relay", "192.0.2.42:3479", "--relay-secret-file", secret]
         listened, introducer = self.service("--port", "3478", *relays)
-        self.assertEqual(sorted(port for port, _, _ in listened), [0, 3478])
+        # 3480: the second STUN port, on by default.
+        self.assertEqual(sorted(port for port, _, _ in listened), [0, 3478, 3480])
         offered = [relay.settings.offer_address() for relay in introducer.relays.relays]
         self.assertEqual([str(a) for a in offered], ["192.0.2.41:3479", "192.0.2.42:3479"])
         listened, introducer = self.service("--port", "3478", "--relay-port", "3479", *relays)
-        self.assertEqual(sorted(port for port, _, _ in listened), [0, 3478, 3479])
+        self.assertEqual(sorted(port for port, _, _ in listened), [0, 3478, 3479, 3480])
         self.assertEqual([r.settings.offer_address().port for r in introducer.relays.relays], [3479, 3479, 3479])
         error = self.assertRaises(
             UsageError, introducer_tap.Options().parseOptions,

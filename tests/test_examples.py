@@ -124,14 +124,15 @@ class ExamplesTests(TestCase):
         self.addCleanup(self.service.stopService)
         self.introducer = f"127.0.0.1:{self.service.port.getHost().port}"
 
-    def start(self, script: str, *args: str) -> Example:
+    def start(self, script: str, *args: str, argv: list[str] | None = None, env: dict | None = None) -> Example:
         """
-        Run C{examples/<script>} with this test's introducer; killed (and
-        waited for) at cleanup if still running.
+        Run C{examples/<script>} with this test's introducer (or C{argv},
+        with C{env} added to the environment); killed (and waited for) at
+        cleanup if still running.
         """
         example = Example(f"{script} {' '.join(args)}")
-        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
-        argv = [sys.executable, str(EXAMPLES / script), *args]
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT), **(env or {}))
+        argv = argv or [sys.executable, str(EXAMPLES / script), *args]
         reactor.spawnProcess(example, sys.executable, argv, env=env, path=str(ROOT))
 
         def cleanup() -> defer.Deferred:
@@ -218,3 +219,60 @@ class ExamplesTests(TestCase):
             "error: SessionNotFound: no session titled \"Nobody's Server\" is listed (0 sessions listed)",
             joiner.lines,
         )
+
+    @defer.inlineCallbacks
+    def test_game_server_tac(self):
+        """
+        C{twistd -ny examples/game_server.tac} registers, hosts its session
+        (found by examples/game.py by title), sends a player's positions
+        back, and withdraws the session when twistd stops (SIGTERM).
+        """
+        server = self.start(
+            "game_server.tac",
+            argv=[sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+                  "--pidfile=", "-ny", str(EXAMPLES / "game_server.tac")],
+            env={"P2PNET_INTRODUCER": self.introducer, "P2PNET_NAME": "tacserver", "P2PNET_TITLE": "Tac Server"},
+        )
+        yield server.wait_for("hosting 'Tac Server'")
+        joiner = self.start(
+            "game.py", "join", "--introducer", self.introducer, "--name", "ann",
+            "--title", "Tac Server", "--positions", "3", "--exit-after", "20",
+        )
+        found = yield joiner.wait_for("found")
+        self.assertIn("hosted by tacserver", found)
+        self.assertEqual((yield joiner.wait_exit()), 0, joiner.transcript())
+        positions = [line for line in joiner.lines if line.startswith("position from tacserver: #")]
+        self.assertEqual(len(positions), 3, joiner.transcript())
+        registry = self.service.protocol.registry
+        self.assertEqual([s.name for s in registry.sessions()], ["Tac Server"])
+        server.transport.signalProcess("TERM")
+        # twistd ends by its signal once shut down (no exit status).
+        yield server.wait_exit()
+        self.assertTrue(server.lines[-1].endswith("Server Shut Down."), server.transcript())
+        self.assertEqual(list(registry.sessions()), [])
+        self.assertIsNone(registry.lookup("tacserver", reactor.seconds()))
+
+
+class TacTests(TestCase):
+    def test_tac_builds_application(self):
+        """
+        examples/game_server.tac defines an C{application} holding a
+        stopped L{PeerService} that hosts the example game's session at the
+        introducer named by P2PNET_INTRODUCER.
+        """
+        from twisted.application.service import IServiceCollection, loadApplication
+
+        from p2pnet import PeerService
+
+        saved = os.environ.get("P2PNET_INTRODUCER")
+        os.environ["P2PNET_INTRODUCER"] = "127.0.0.1:3999"
+        self.addCleanup(
+            lambda: os.environ.pop("P2PNET_INTRODUCER") if saved is None
+            else os.environ.__setitem__("P2PNET_INTRODUCER", saved)
+        )
+        application = loadApplication(str(EXAMPLES / "game_server.tac"), "python")
+        (peer,) = list(IServiceCollection(application))
+        self.assertIsInstance(peer, PeerService)
+        self.assertFalse(peer.running)
+        self.assertEqual(str(peer.endpoint.introducer), "127.0.0.1:3999")
+        self.assertEqual((peer.host.name, peer.host.game_id), ("Twisted Server", "p2pnet-example-race"))

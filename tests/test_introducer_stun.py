@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 
 from twisted.internet import defer, reactor
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from p2pnet import introducer_tap
 from p2pnet.address import Address
@@ -56,19 +56,43 @@ class IntroducerStunTests(TestCase):
         with our mapped address.
         """
         port = _free_port()
-        self.start("--port", str(port), "--interface", "127.0.0.1")
+        self.start("--port", str(port), "--interface", "127.0.0.1", "--no-stun-alternate")
         report = yield check_nat(reactor, [Address("127.0.0.1", port)], timeout=2.0)
         self.assertFalse(report.rfc5780)
         self.assertEqual(report.public_address.host, "127.0.0.1")
 
-    def test_alternates_need_interface(self):
+    @defer.inlineCallbacks
+    def test_one_ip_discovery_by_default(self):
         """
-        RFC 5780 alternates without a fixed interface are a UsageError.
+        A default introducer (bound to every address, no options about
+        STUN) offers behaviour discovery on a second port: natcheck runs
+        the tests one IP address allows, finds the mapping the same
+        towards both ports, and says what it could not tell.
+        """
+        port = _free_port()
+        service = self.start("--port", str(port), "--no-relay")
+        bound = sorted(s.port.getHost().port for s in service if getattr(s, "port", None) is not None)
+        self.assertEqual(bound, [port, port + 2])
+        report = yield check_nat(reactor, [Address("127.0.0.1", port)], timeout=2.0)
+        self.assertTrue(report.rfc5780)
+        self.assertIs(report.mapping_port_dependent, False)
+        self.assertEqual(report.mapping, Behaviour.UNKNOWN)
+        self.assertIn(
+            "the server has only one IP address: endpoint-independent and address-dependent mapping look the same",
+            report.notes,
+        )
+        self.assertIn("one IP", report.verdict)
+
+    def test_alternate_ip_needs_interface(self):
+        """
+        An alternate IP without a fixed interface is a UsageError (an
+        alternate port is not: it works on every address).
         """
         from twisted.python.usage import UsageError
 
         options = introducer_tap.Options()
-        self.assertRaises(UsageError, options.parseOptions, ["--stun-alternate-port", "4000"])
+        self.assertRaises(UsageError, options.parseOptions, ["--stun-alternate-ip", "127.0.0.2"])
+        introducer_tap.Options().parseOptions(["--stun-alternate-port", "4000"])
 
 
 class ThirdPartyClientsTests(TestCase):
@@ -166,3 +190,33 @@ class StunErrorAmplificationTests(SynchronousTestCase):
         self.assertLessEqual(len(reply.data), len(padded))
         self.assertEqual(decode(reply.data).error_code.code, 400)
         self.assertEqual(decode(reply.data).error_code.reason, "Bad Request: only Binding is served here")
+
+
+class DefaultAlternateTakenTests(TestCase):
+    timeout = 20
+
+    @defer.inlineCallbacks
+    def test_taken_default_alternate(self):
+        """
+        If the default second STUN port is taken, the introducer still
+        starts (with a warning naming the port) and answers plain STUN.
+        """
+        from twisted.logger import capturedLogs
+
+        port = _free_port()
+        blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            blocker.bind(("0.0.0.0", port + 2))
+        except OSError:
+            raise SkipTest(f"port {port + 2} is in use")
+        self.addCleanup(blocker.close)
+        options = introducer_tap.Options()
+        options.parseOptions(["--port", str(port), "--no-relay"])
+        service = introducer_tap.makeService(options, reactor)
+        with capturedLogs() as events:
+            service.startService()
+        self.addCleanup(service.stopService)
+        warnings = [e for e in events if "unavailable" in e.get("log_format", "")]
+        self.assertEqual([e["port"] for e in warnings], [port + 2])
+        report = yield check_nat(reactor, [Address("127.0.0.1", port)], timeout=2.0)
+        self.assertFalse(report.rfc5780)

@@ -17,7 +17,7 @@ from p2pnet import introducer_tap, relay_tap, wire
 from p2pnet._metrics import MetricsService
 from p2pnet._relayclient import answer_challenge
 from p2pnet.address import Address
-from p2pnet.endpoint import PeerEndpoint
+from p2pnet.endpoint import PeerConfig, PeerEndpoint
 from p2pnet.introducer import IntroducerService, UDPService
 
 SECRET = b"loopback relay secret"
@@ -109,8 +109,10 @@ class IntroducerScrapeTests(ScrapeTestCase):
         self.assertEqual(value(before, "p2pnet_introducer_registrations"), 0)
 
         introducer = Address("127.0.0.1", port)
-        host = PeerEndpoint(reactor, introducer, "host", interface="127.0.0.1")
-        player = PeerEndpoint(reactor, introducer, "player", interface="127.0.0.1")
+        # No NAT check: its STUN requests would show in the counts.
+        config = PeerConfig(nat_check=False)
+        host = PeerEndpoint(reactor, introducer, "host", interface="127.0.0.1", config=config)
+        player = PeerEndpoint(reactor, introducer, "player", interface="127.0.0.1", config=config)
         self.addCleanup(host.stop)
         self.addCleanup(player.stop)
         yield host.start()
@@ -146,8 +148,10 @@ class IntroducerScrapeTests(ScrapeTestCase):
         """
         port = self.start(introducer_tap, ["--port", "0", "--interface", "127.0.0.1", "--metrics-port", "0"])
         introducer = Address("127.0.0.1", port)
-        host = PeerEndpoint(reactor, introducer, "host", interface="127.0.0.1")
-        player = PeerEndpoint(reactor, introducer, "player", interface="127.0.0.1")
+        # No NAT check: its STUN requests would show in the counts.
+        config = PeerConfig(nat_check=False)
+        host = PeerEndpoint(reactor, introducer, "host", interface="127.0.0.1", config=config)
+        player = PeerEndpoint(reactor, introducer, "player", interface="127.0.0.1", config=config)
         self.addCleanup(host.stop)
         self.addCleanup(player.stop)
         yield host.start()

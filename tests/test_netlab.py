@@ -846,7 +846,9 @@ class KernelDemoTests(LabTestMixin, SynchronousTestCase):
         """
         The kernel demo builds its lab, shows the race-prone routers'
         race with plain sockets (and runs the peers when the peer program
-        exists), reports success, and leaves no namespace behind.
+        exists: with defaults only, every pair ends connected, relayed
+        where no direct path opens), reports success, and leaves no
+        namespace behind.
         """
         self.require_lab()
         import io
@@ -860,5 +862,12 @@ class KernelDemoTests(LabTestMixin, SynchronousTestCase):
         text = out.getvalue()
         self.assertIn("neither hears the other", text)
         self.assertIn("they hear each other", text)
+        if "skipping the peer runs" not in text:
+            # The product's answers, with defaults only: the relay when
+            # the warm-up is off, the birthday search, the relay at once.
+            self.assertIn("relayed: a hello reached the far router", text)
+            self.assertIn("(found by the birthday search)", text)
+            self.assertIn("relayed: the NAT checks show both routers", text)
+            self.assertNotIn("no connection within", text)
         after = {n for n in _ip_netns() if n.startswith(mine)}
         self.assertTrue(after <= before, after - before)

@@ -210,3 +210,58 @@ class JoinByTitleTests(SynchronousTestCase):
         clock.pump([1.0] * 3)
         self.failureResultOf(d, SessionNotFound)
         self.assertEqual(attempts, [0.0, 1.0, 2.0, 3.0])
+
+
+class NatCheckOptionTests(TestCase):
+    """
+    Against an introducer as C{p2pnet introducer} runs it (STUN on its
+    port and a second port): C{p2pnet peer} checks its NAT by default;
+    C{--no-nat-check} switches that off.
+    """
+
+    def setUp(self):
+        from p2pnet import introducer_tap
+
+        options = introducer_tap.Options()
+        options.parseOptions(["--port", str(_free_port()), "--interface", "127.0.0.1", "--no-relay"])
+        self.service = introducer_tap.makeService(options, reactor)
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        [self.protocol] = [s.protocol for s in self.service if isinstance(getattr(s, "protocol", None), IntroducerProtocol)]
+        self.introducer = f"127.0.0.1:{options['port']}"
+        self.directory = os.path.abspath(self.mktemp())
+        os.makedirs(self.directory)
+
+    timeout = 60
+    peer = PeerCommandTests.peer
+
+    @defer.inlineCallbacks
+    def test_nat_check_by_default(self):
+        """
+        A plain C{p2pnet peer} reports its NAT check (on loopback: no NAT).
+        """
+        peer, _ = self.peer("--name", "plain")
+        checked = yield peer.wait_for("nat-checked")
+        self.assertEqual(checked["detail"], "no NAT in the way: direct connections should work with most peers")
+        self.assertGreater(self.protocol.stun_server.answered, 0)
+
+    @defer.inlineCallbacks
+    def test_no_nat_check(self):
+        """
+        With --no-nat-check no STUN request reaches the introducer (the
+        check would have been answered before the registration).
+        """
+        peer, _ = self.peer("--name", "plain", "--no-nat-check")
+        yield peer.wait_for("registered")
+        self.assertEqual(self.protocol.stun_server.answered, 0)
+        self.assertNotIn("nat-checked", [e.get("event") for e in peer.events])
+
+
+def _free_port() -> int:
+    import socket
+
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return port

@@ -113,12 +113,14 @@ class PairResult:
     @ivar outcome_a: A's L{PeerConnection}, or the Failure of its connect.
     @ivar incoming_b: the connections B accepted.
     @ivar connect_time: seconds from A's connect() to A's connection.
+    @ivar start_time: seconds from A's start() to its result.
     @ivar events: every L{StatusEvent}, as C{(time, side, event)}.
     """
 
     outcome_a: PeerConnection | Failure | None = None
     incoming_b: list[PeerConnection] = field(factory=list)
     connect_time: float | None = None
+    start_time: float | None = None
     events: list[tuple[float, str, StatusEvent]] = field(factory=list)
     network: Network | None = None
     leftover_calls: int = 0
@@ -175,6 +177,8 @@ def run_pair(
     block: bool = False,
     nat_check: bool = False,
     then: Callable[[PairContext], None] | None = None,
+    defaults: bool = False,
+    peer_config: PeerConfig | None = None,
 ) -> PairResult:
     """
     Build a fresh network, register A and B, have A connect to B, and run
@@ -188,9 +192,18 @@ def run_pair(
     @param relay: run a p2pnet relay the introducer hands out.
     @param block: the internet drops UDP between A's and B's sites.
     @param nat_check: peers check their NAT at start, against the
-        introducer's STUN service made an RFC 5780 server.
+        introducer's STUN service made an RFC 5780 server; A connects once
+        both checks ended.
     @param then: called with a L{PairContext} once the connection attempt
         ended, before shutting down (to change the network and run on).
+    @param defaults: everything as out of the box: the introducer as
+        C{p2pnet introducer --port 3478} runs it on one IP address (its
+        relay on port 3479, a second STUN port 3480) and peers with a
+        default L{PeerConfig} (NAT check on); A connects as soon as both
+        have started.  C{relay}, C{nat_check}, C{warmup} and C{handshake}
+        are then ignored.
+    @param peer_config: the peers' configuration with C{defaults}
+        (default: C{PeerConfig()}).
     """
     clock = HeapClock()
     network = Network(clock, seed=seed, trace=trace)
@@ -200,18 +213,31 @@ def run_pair(
     network.set_link(introducer_host, latency=introducer_latency)
     relay_settings = None
     relay_port = None
+    if defaults:
+        relay, nat_check = False, False
+        secret = random_bytes(32)
+        relay_port = introducer_host.listenUDP(INTRODUCER.port + 1, RelayProtocol(clock, secret))
+        relay_settings = RelaySettings(secret, Address(INTRODUCER.host, INTRODUCER.port + 1))
     if relay:
         secret = random_bytes(32)
         relay_host = network.add_host(RELAY.host, name="relay")
         relay_port = relay_host.listenUDP(RELAY.port, RelayProtocol(clock, secret))
         relay_settings = RelaySettings(secret, RELAY)
-    stun = StunResponder() if nat_check else None
+    stun = StunResponder() if nat_check or defaults else None
     introducer = IntroducerProtocol(
         clock, Registry(60.0, random_bytes), random_bytes, relay=relay_settings, stun_responder=stun
     )
     introducer_port = introducer_host.listenUDP(INTRODUCER.port, introducer)
     extra_ports = []
     stun_alternate = Address("192.0.2.11", INTRODUCER.port)
+    if defaults:
+        # One IP address: a second port only.
+        server = introducer.stun_server
+        local = Address(INTRODUCER.host, INTRODUCER.port + 2)
+        protocol = server.protocols["alt-port"] = StunServerProtocol(server, "alt-port", local)
+        extra_ports.append(introducer_host.listenUDP(local.port, protocol))
+        server.responder.primary_address = INTRODUCER
+        server.responder.other_address = local
     if nat_check:
         # Make the introducer's STUN service an RFC 5780 server: alternate
         # port on its host, alternate IP on a second host beside it.
@@ -243,7 +269,7 @@ def run_pair(
         handshake=handshake or HandshakeConfig(warmup=warmup),
         nat_check=nat_check,
         stun_servers=(INTRODUCER,) if nat_check else (),
-    )
+    ) if not defaults else (peer_config or PeerConfig())
     factory_b = _Factory()
     peer_a = PeerEndpoint(host_a, INTRODUCER, "A", config=config, random_bytes=random_bytes)
     peer_b = PeerEndpoint(host_b, INTRODUCER, "B", config=config, random_bytes=random_bytes, factory=factory_b)
@@ -252,7 +278,13 @@ def run_pair(
     peer_b.add_observer(lambda e: result.events.append((clock.seconds(), "B", e)))
 
     started: list[object] = []
-    peer_a.start().addBoth(started.append)
+    began = clock.seconds()
+
+    def a_started(outcome):
+        result.start_time = clock.seconds() - began
+        started.append(outcome)
+
+    peer_a.start().addBoth(a_started)
     peer_b.start().addBoth(started.append)
     _run_until(clock, step, 10.0, lambda: len(started) == 2)
     for outcome in started:
@@ -260,6 +292,10 @@ def run_pair(
             result.outcome_a = outcome
             _shutdown(clock, step, peer_a, peer_b, introducer_port)
             return result
+    if nat_check:
+        # The check runs beside the registration and its filtering tests
+        # end later: connect once both know all their facts.
+        _run_until(clock, step, 10.0, lambda: all(p.nat_report is not None for p in (peer_a, peer_b)))
     if block:
         network.block(peer_a.public_address.host, peer_b.public_address.host)
     if loss:
