@@ -337,288 +337,45 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
     closed = machine.state("closed")
 
     # -- idle -------------------------------------------------------------
-
-    @idle.upon(Handshake.start).to(warming)
-    def begin(inputs: Handshake, core: HandshakeCore) -> None:
-        core.started = core.clock.seconds()
-        core.last_heard = core.started
-        config = core.config
-        if config.relay_only:
-            core.candidates[:] = [c for c in core.candidates if is_relayed(c)]
-        if config.warmup and not config.relay_only:
-            core.outputs.status("warming")
-            for _ in range(config.warmup_packets):
-                for candidate in core.direct_candidates():
-                    core.outputs.send_probe(candidate, config.warmup_ttl)
-            if core.rescuing():
-                # Open our NAT now for the peer's re-punch sockets: their
-                # hellos may come long after ours went out.  The probes
-                # die before the peer's NAT, so they cannot poison it.
-                host = core.public_target().host
-                for _ in range(config.warmup_packets):
-                    for rung in range(len(config.rescue_after)):
-                        port = rescue_port(core.rescue_key, not core.initiator, rung)
-                        core.outputs.send_probe(Address(host, port), config.warmup_ttl)
-            core.schedule("warm", core.warmup_pause(), inputs.warmed)
-        else:
-            core.schedule("warm", 0.0, inputs.warmed)
-        core.deadline_at = core.started + config.timeout
-        core.schedule("deadline", config.timeout, inputs.give_up)
-        if config.relay_after is not None:
-            # When the NAT checks say plain punching cannot work, ask for
-            # the relay at once (and still try direct in parallel).
-            early = config.relay_only or (
-                direct_hopeless(core.own_nat, core.peer_nat)
-                and not (config.hard_nat and hard_nat_role(core.own_nat, core.peer_nat) is not None)
-            )
-            core.schedule("relay", 0.0 if early else config.relay_after, inputs.relay_due)
+    idle.upon(Handshake.start).to(warming)(_begin)
 
     # -- warming and punching -------------------------------------------
-
-    @warming.upon(Handshake.warmed).to(punching)
-    def first_hellos(inputs: Handshake, core: HandshakeCore) -> None:
-        core.outputs.status("punching")
-        role = (
-            hard_nat_role(core.own_nat, core.peer_nat)
-            if core.config.hard_nat and not core.config.relay_only
-            else None
-        )
-        public = core.public_target()
-        if role == "easy" and public is not None:
-            # Port prediction for sequential allocators, then random
-            # (birthday) probes for the rest.
-            for k in range(1, core.config.predict_ports + 1):
-                if public.port + k <= 65535:
-                    core.add_candidate(Address(public.host, public.port + k))
-            if core.config.birthday_probes and core.rng is not None:
-                core.outputs.status("birthday")
-                core.schedule("probe", 0.0, inputs.probe_due)
-        elif role == "hard" and public is not None and core.config.birthday_sockets:
-            core.outputs.status("birthday")
-            core.outputs.open_birthday_sockets(core.config.birthday_sockets, public)
-        core.send_hellos()
-        core.schedule("retransmit", core.next_gap(), inputs.retransmit)
-        core.schedule("reversal", core.config.reversal_after - core.elapsed(), inputs.reversal_due)
-        if core.rescuing():
-            core.schedule("rescue", core.config.rescue_after[0] - core.elapsed(), inputs.rescue_due)
-
-    @punching.upon(Handshake.retransmit).loop()
-    def retransmit(inputs: Handshake, core: HandshakeCore) -> None:
-        core.send_hellos()
-        core.send_rescue_hellos()
-        core.schedule("retransmit", core.next_gap(), inputs.retransmit)
-
-    @punching.upon(Handshake.rescue_due).loop()
-    def rescue(inputs: Handshake, core: HandshakeCore) -> None:
-        # Our early hellos may have reached the peer's NAT before its own
-        # warm-up (its introduction came late), and some NATs then keep
-        # rejecting that pair of ports.  A fresh port of ours, which the
-        # peer warmed up towards at its start, makes a fresh pair.
-        rungs = core.config.rescue_after
-        rung = len(core.rescue_ports)
-        port = rescue_port(core.rescue_key, core.initiator, rung)
-        core.outputs.status("re-punching")
-        core.outputs.open_rescue_socket(port)
-        core.rescue_ports.append(port)
-        # One hello from it at once; later ones ride the retransmit timer.
-        core.send_rescue_hellos([port])
-        if rung + 1 < len(rungs):
-            core.schedule("rescue", rungs[rung + 1] - core.elapsed(), inputs.rescue_due)
-
-    @punching.upon(Handshake.reversal_due).loop()
-    def ask_reversal(inputs: Handshake, core: HandshakeCore) -> None:
-        # Relay-only: a reversal would hand the peer our public address.
-        if not core.reversal_requested and not core.config.relay_only:
-            core.reversal_requested = True
-            core.outputs.status("reversal")
-            core.outputs.request_reversal()
-
-    @warming.upon(Handshake.hello_received).loop()
-    @punching.upon(Handshake.hello_received).loop()
-    def answer_while_punching(inputs: Handshake, core: HandshakeCore, source: Address, txid: bytes) -> None:
-        if core.config.relay_only and not is_relayed(source):
-            return
-        core.hear(source)
-        core.outputs.send_answer(source, txid)
-        # A hello proves the path towards us; a hello of ours back along it
-        # (a triggered check) validates the other direction without waiting
-        # for the retransmit timer.  A new source is a peer-reflexive
-        # candidate: the peer's NAT mapped it to a port nobody told us.
-        core.add_candidate(source)
-        core.send_hellos([source])
-        # The peer is alive and punching (perhaps it learnt of us late):
-        # give it time to finish, within twice the configured timeout.
-        core.extend_deadline(inputs, core.config.timeout / 3)
-
-    @warming.upon(Handshake.reverse_received).loop()
-    @punching.upon(Handshake.reverse_received).loop()
-    def send_first(inputs: Handshake, core: HandshakeCore) -> None:
-        config = core.config
-        if config.warmup:
-            for candidate in core.direct_candidates():
-                core.outputs.send_probe(candidate, config.warmup_ttl)
-        core.sent_hellos = 0
-        core.send_hellos()
-        core.schedule("retransmit", core.next_gap(), inputs.retransmit)
-
-    @punching.upon(Handshake.answer_received).to(connected)
-    @punching.upon(Handshake.traffic_received).to(connected)
-    @warming.upon(Handshake.traffic_received).to(connected)
-    def validated(inputs: Handshake, core: HandshakeCore, source: Address) -> None:
-        # (A relay-only handshake never sends to or answers a direct
-        # candidate, so what validates here is relayed.)
-        core.cancel_all()
-        core.hear(source)
-        core.path = source
-        core.last_heard_on_path = core.clock.seconds()
-        core.outputs.connected(source)
-        # Tell the peer at once: if it is still punching (our answer to its
-        # hello may have been lost) this validates its side too.
-        core.outputs.send_keepalive(source)
-        core.last_sent = core.clock.seconds()
-        if source not in core.local_candidates:
-            # Keep offering the local path: a LAN answer that arrives later
-            # upgrades the connection (see upgrade_or_refresh).
-            untried = [c for c in core.candidates if c in core.local_candidates]
-            if untried:
-                core.send_hellos(untried)
-        if is_relayed(source):
-            _arm_upgrade(inputs, core)
-        _arm_heartbeat(inputs, core)
-
-    @warming.upon(Handshake.answer_received).loop()
-    def early_answer(inputs: Handshake, core: HandshakeCore, source: Address) -> None:
-        # We sent no hello yet, so this cannot answer one of ours.
-        core.hear(source)
-
-    @warming.upon(Handshake.give_up).to(failed)
-    @punching.upon(Handshake.give_up).to(failed)
-    def fail(inputs: Handshake, core: HandshakeCore) -> None:
-        core.cancel_all()
-        core.outputs.failed(HandshakeTimeout(core.peer_id, core.tried, core.heard, core.elapsed()))
+    warming.upon(Handshake.warmed).to(punching)(_first_hellos)
+    punching.upon(Handshake.retransmit).loop()(_retransmit)
+    punching.upon(Handshake.rescue_due).loop()(_rescue)
+    punching.upon(Handshake.reversal_due).loop()(_ask_reversal)
+    punching.upon(Handshake.hello_received).loop()(_answer_while_punching)
+    warming.upon(Handshake.hello_received).loop()(_answer_while_punching)
+    punching.upon(Handshake.reverse_received).loop()(_send_first)
+    warming.upon(Handshake.reverse_received).loop()(_send_first)
+    warming.upon(Handshake.traffic_received).to(connected)(_validated)
+    punching.upon(Handshake.traffic_received).to(connected)(_validated)
+    punching.upon(Handshake.answer_received).to(connected)(_validated)
+    warming.upon(Handshake.answer_received).loop()(_early_answer)
+    punching.upon(Handshake.give_up).to(failed)(_fail)
+    warming.upon(Handshake.give_up).to(failed)(_fail)
 
     # -- connected --------------------------------------------------------
-
-    @connected.upon(Handshake.hello_received).loop()
-    def answer_late_hello(inputs: Handshake, core: HandshakeCore, source: Address, txid: bytes) -> None:
-        # Late hellos (the peer is still punching, or probing our other
-        # candidates) prove liveness but do not move the path: only the
-        # peer's chosen traffic does.
-        core.outputs.send_answer(source, txid)
-        core.hear(source)
-        # The peer is still punching; a keepalive on our path gives it a
-        # second chance to validate if the answer is lost.
-        core.outputs.send_keepalive(core.path)
-        core.last_sent = core.clock.seconds()
-
-    @connected.upon(Handshake.answer_received).loop()
-    def upgrade_or_refresh(inputs: Handshake, core: HandshakeCore, source: Address) -> None:
-        better = (
-            is_relayed(core.path) and not is_relayed(source)
-        ) or (source in core.local_candidates and core.path not in core.local_candidates)
-        if better:
-            core.hear(source)
-            _move(core, source)
-            core.cancel("upgrade")
-            return
-        core.hear(source)
-
-    @connected.upon(Handshake.traffic_received).loop()
-    def refresh(inputs: Handshake, core: HandshakeCore, source: Address) -> None:
-        _refresh(inputs, core, source)
-
-    @connected.upon(Handshake.keepalive_due).loop()
-    def keepalive(inputs: Handshake, core: HandshakeCore) -> None:
-        now = core.clock.seconds()
-        interval = core.config.keepalive_interval
-        if now - core.last_sent >= interval - 1e-9:
-            core.outputs.send_keepalive(core.path)
-            core.last_sent = now
-        core.schedule("keepalive", core.last_sent + interval - now, inputs.keepalive_due)
-
-    @connected.upon(Handshake.peer_silent).to(lost)
-    def silent(inputs: Handshake, core: HandshakeCore) -> None:
-        core.cancel_all()
-        core.outputs.lost(f"nothing heard from {core.path} for {core.config.dead_after:g}s")
-
-    @connected.upon(Handshake.peer_closed).to(lost)
-    def remote_close(inputs: Handshake, core: HandshakeCore) -> None:
-        core.cancel_all()
-        core.outputs.lost("the peer closed the connection")
-
-    @connected.upon(Handshake.close).to(closed)
-    def close_connected(inputs: Handshake, core: HandshakeCore) -> None:
-        core.cancel_all()
-        core.outputs.send_close(core.path)
-
-    @idle.upon(Handshake.close).to(closed)
-    @warming.upon(Handshake.close).to(closed)
-    @punching.upon(Handshake.close).to(closed)
-    def close_early(inputs: Handshake, core: HandshakeCore) -> None:
-        core.cancel_all()
+    connected.upon(Handshake.hello_received).loop()(_answer_late_hello)
+    connected.upon(Handshake.answer_received).loop()(_upgrade_or_refresh)
+    connected.upon(Handshake.traffic_received).loop()(_refresh)
+    connected.upon(Handshake.keepalive_due).loop()(_keepalive)
+    connected.upon(Handshake.peer_silent).to(lost)(_silent)
+    connected.upon(Handshake.peer_closed).to(lost)(_remote_close)
+    connected.upon(Handshake.close).to(closed)(_close_connected)
+    punching.upon(Handshake.close).to(closed)(_close_early)
+    warming.upon(Handshake.close).to(closed)(_close_early)
+    idle.upon(Handshake.close).to(closed)(_close_early)
 
     # -- relay ------------------------------------------------------------
-
-    @warming.upon(Handshake.relay_due).loop()
-    @punching.upon(Handshake.relay_due).loop()
-    def ask_relay(inputs: Handshake, core: HandshakeCore) -> None:
-        _ask_for_relay(core)
-
-    @warming.upon(Handshake.relay_offered).loop()
-    @punching.upon(Handshake.relay_offered).loop()
-    def try_relay(inputs: Handshake, core: HandshakeCore, route: RelayRoute) -> None:
-        # The first route offered is the one to fall back to later, but
-        # every route gets hellos: with TURN, our own allocation reaches
-        # the peer only once the peer has sent to it (its NAT filters by
-        # remote address), and our hellos to the peer's relayed address
-        # are what open our NAT to the peer's allocation.  Using only the
-        # first route deadlocks when both sides pick their own.
-        if core.relay_route is None:
-            core.relay_route = route
-        if not core.add_candidate(route):
-            return
-        core.send_hellos([route])
-        core.extend_deadline(inputs, core.config.timeout / 2)
-
-    @connected.upon(Handshake.relay_offered).loop()
-    def relay_for_later(inputs: Handshake, core: HandshakeCore, route: RelayRoute) -> None:
-        if core.relay_route is None:
-            core.relay_route = route
-            core.add_candidate(route)
-        if not is_relayed(core.path):
-            silence = core.clock.seconds() - core.last_heard_on_path
-            if silence >= core.config.keepalive_interval:
-                _fall_back(inputs, core)
-
-    @connected.upon(Handshake.path_silent).loop()
-    def direct_went_quiet(inputs: Handshake, core: HandshakeCore) -> None:
-        if is_relayed(core.path):
-            return
-        if core.relay_route is not None:
-            _fall_back(inputs, core)
-        elif core.config.relay_after is not None:
-            _ask_for_relay(core)
-
-    @punching.upon(Handshake.probe_due).loop()
-    def birthday_probes(inputs: Handshake, core: HandshakeCore) -> None:
-        config = core.config
-        public = core.public_target()
-        tick = 0.02
-        batch = max(1, round(config.birthday_rate * tick))
-        for _ in range(min(batch, config.birthday_probes - core.probes_sent)):
-            core.outputs.send_hello(Address(public.host, core.rng.randrange(1024, 65536)))
-            core.probes_sent += 1
-        if core.probes_sent < config.birthday_probes:
-            core.schedule("probe", tick, inputs.probe_due)
-
-    @connected.upon(Handshake.upgrade_due).loop()
-    def try_direct_again(inputs: Handshake, core: HandshakeCore) -> None:
-        if not is_relayed(core.path) or core.config.relay_only:
-            return
-        core.send_hellos(core.direct_candidates())
-        core.last_sent = core.clock.seconds()
-        core.upgrade_attempt += 1
-        _arm_upgrade(inputs, core)
+    punching.upon(Handshake.relay_due).loop()(_ask_relay)
+    warming.upon(Handshake.relay_due).loop()(_ask_relay)
+    punching.upon(Handshake.relay_offered).loop()(_try_relay)
+    warming.upon(Handshake.relay_offered).loop()(_try_relay)
+    connected.upon(Handshake.relay_offered).loop()(_relay_for_later)
+    connected.upon(Handshake.path_silent).loop()(_direct_went_quiet)
+    punching.upon(Handshake.probe_due).loop()(_birthday_probes)
+    connected.upon(Handshake.upgrade_due).loop()(_try_direct_again)
 
     # Anything else is ignored: stale timers cannot fire (they were
     # cancelled), but packets and calls still arrive in any state.
@@ -642,6 +399,273 @@ def _build() -> Callable[[HandshakeCore], Handshake]:
             state.upon(getattr(Handshake, name)).loop()(_ignore)
 
     return machine.build()
+
+
+# The transitions, registered by _build() (module-level so that each is
+# a function of its own: the mutation tester can then mutate and score it).
+
+
+def _begin(inputs: Handshake, core: HandshakeCore) -> None:
+    core.started = core.clock.seconds()
+    core.last_heard = core.started
+    config = core.config
+    if config.relay_only:
+        core.candidates[:] = [c for c in core.candidates if is_relayed(c)]
+    if config.warmup and not config.relay_only:
+        core.outputs.status("warming")
+        for _ in range(config.warmup_packets):
+            for candidate in core.direct_candidates():
+                core.outputs.send_probe(candidate, config.warmup_ttl)
+        if core.rescuing():
+            # Open our NAT now for the peer's re-punch sockets: their
+            # hellos may come long after ours went out.  The probes
+            # die before the peer's NAT, so they cannot poison it.
+            host = core.public_target().host
+            for _ in range(config.warmup_packets):
+                for rung in range(len(config.rescue_after)):
+                    port = rescue_port(core.rescue_key, not core.initiator, rung)
+                    core.outputs.send_probe(Address(host, port), config.warmup_ttl)
+        core.schedule("warm", core.warmup_pause(), inputs.warmed)
+    else:
+        core.schedule("warm", 0.0, inputs.warmed)
+    core.deadline_at = core.started + config.timeout
+    core.schedule("deadline", config.timeout, inputs.give_up)
+    if config.relay_after is not None:
+        # When the NAT checks say plain punching cannot work, ask for
+        # the relay at once (and still try direct in parallel).
+        early = config.relay_only or (
+            direct_hopeless(core.own_nat, core.peer_nat)
+            and not (config.hard_nat and hard_nat_role(core.own_nat, core.peer_nat) is not None)
+        )
+        core.schedule("relay", 0.0 if early else config.relay_after, inputs.relay_due)
+
+
+def _first_hellos(inputs: Handshake, core: HandshakeCore) -> None:
+    core.outputs.status("punching")
+    role = (
+        hard_nat_role(core.own_nat, core.peer_nat)
+        if core.config.hard_nat and not core.config.relay_only
+        else None
+    )
+    public = core.public_target()
+    if role == "easy" and public is not None:
+        # Port prediction for sequential allocators, then random
+        # (birthday) probes for the rest.
+        for k in range(1, core.config.predict_ports + 1):
+            if public.port + k <= 65535:
+                core.add_candidate(Address(public.host, public.port + k))
+        if core.config.birthday_probes and core.rng is not None:
+            core.outputs.status("birthday")
+            core.schedule("probe", 0.0, inputs.probe_due)
+    elif role == "hard" and public is not None and core.config.birthday_sockets:
+        core.outputs.status("birthday")
+        core.outputs.open_birthday_sockets(core.config.birthday_sockets, public)
+    core.send_hellos()
+    core.schedule("retransmit", core.next_gap(), inputs.retransmit)
+    core.schedule("reversal", core.config.reversal_after - core.elapsed(), inputs.reversal_due)
+    if core.rescuing():
+        core.schedule("rescue", core.config.rescue_after[0] - core.elapsed(), inputs.rescue_due)
+
+
+def _retransmit(inputs: Handshake, core: HandshakeCore) -> None:
+    core.send_hellos()
+    core.send_rescue_hellos()
+    core.schedule("retransmit", core.next_gap(), inputs.retransmit)
+
+
+def _rescue(inputs: Handshake, core: HandshakeCore) -> None:
+    # Our early hellos may have reached the peer's NAT before its own
+    # warm-up (its introduction came late), and some NATs then keep
+    # rejecting that pair of ports.  A fresh port of ours, which the
+    # peer warmed up towards at its start, makes a fresh pair.
+    rungs = core.config.rescue_after
+    rung = len(core.rescue_ports)
+    port = rescue_port(core.rescue_key, core.initiator, rung)
+    core.outputs.status("re-punching")
+    core.outputs.open_rescue_socket(port)
+    core.rescue_ports.append(port)
+    # One hello from it at once; later ones ride the retransmit timer.
+    core.send_rescue_hellos([port])
+    if rung + 1 < len(rungs):
+        core.schedule("rescue", rungs[rung + 1] - core.elapsed(), inputs.rescue_due)
+
+
+def _ask_reversal(inputs: Handshake, core: HandshakeCore) -> None:
+    # Relay-only: a reversal would hand the peer our public address.
+    if not core.reversal_requested and not core.config.relay_only:
+        core.reversal_requested = True
+        core.outputs.status("reversal")
+        core.outputs.request_reversal()
+
+
+def _answer_while_punching(inputs: Handshake, core: HandshakeCore, source: Address, txid: bytes) -> None:
+    if core.config.relay_only and not is_relayed(source):
+        return
+    core.hear(source)
+    core.outputs.send_answer(source, txid)
+    # A hello proves the path towards us; a hello of ours back along it
+    # (a triggered check) validates the other direction without waiting
+    # for the retransmit timer.  A new source is a peer-reflexive
+    # candidate: the peer's NAT mapped it to a port nobody told us.
+    core.add_candidate(source)
+    core.send_hellos([source])
+    # The peer is alive and punching (perhaps it learnt of us late):
+    # give it time to finish, within twice the configured timeout.
+    core.extend_deadline(inputs, core.config.timeout / 3)
+
+
+def _send_first(inputs: Handshake, core: HandshakeCore) -> None:
+    config = core.config
+    if config.warmup:
+        for candidate in core.direct_candidates():
+            core.outputs.send_probe(candidate, config.warmup_ttl)
+    core.sent_hellos = 0
+    core.send_hellos()
+    core.schedule("retransmit", core.next_gap(), inputs.retransmit)
+
+
+def _validated(inputs: Handshake, core: HandshakeCore, source: Address) -> None:
+    # (A relay-only handshake never sends to or answers a direct
+    # candidate, so what validates here is relayed.)
+    core.cancel_all()
+    core.hear(source)
+    core.path = source
+    core.last_heard_on_path = core.clock.seconds()
+    core.outputs.connected(source)
+    # Tell the peer at once: if it is still punching (our answer to its
+    # hello may have been lost) this validates its side too.
+    core.outputs.send_keepalive(source)
+    core.last_sent = core.clock.seconds()
+    if source not in core.local_candidates:
+        # Keep offering the local path: a LAN answer that arrives later
+        # upgrades the connection (see upgrade_or_refresh).
+        untried = [c for c in core.candidates if c in core.local_candidates]
+        if untried:
+            core.send_hellos(untried)
+    if is_relayed(source):
+        _arm_upgrade(inputs, core)
+    _arm_heartbeat(inputs, core)
+
+
+def _early_answer(inputs: Handshake, core: HandshakeCore, source: Address) -> None:
+    # We sent no hello yet, so this cannot answer one of ours.
+    core.hear(source)
+
+
+def _fail(inputs: Handshake, core: HandshakeCore) -> None:
+    core.cancel_all()
+    core.outputs.failed(HandshakeTimeout(core.peer_id, core.tried, core.heard, core.elapsed()))
+
+
+def _answer_late_hello(inputs: Handshake, core: HandshakeCore, source: Address, txid: bytes) -> None:
+    # Late hellos (the peer is still punching, or probing our other
+    # candidates) prove liveness but do not move the path: only the
+    # peer's chosen traffic does.
+    core.outputs.send_answer(source, txid)
+    core.hear(source)
+    # The peer is still punching; a keepalive on our path gives it a
+    # second chance to validate if the answer is lost.
+    core.outputs.send_keepalive(core.path)
+    core.last_sent = core.clock.seconds()
+
+
+def _upgrade_or_refresh(inputs: Handshake, core: HandshakeCore, source: Address) -> None:
+    better = (
+        is_relayed(core.path) and not is_relayed(source)
+    ) or (source in core.local_candidates and core.path not in core.local_candidates)
+    if better:
+        core.hear(source)
+        _move(core, source)
+        core.cancel("upgrade")
+        return
+    core.hear(source)
+
+
+def _keepalive(inputs: Handshake, core: HandshakeCore) -> None:
+    now = core.clock.seconds()
+    interval = core.config.keepalive_interval
+    if now - core.last_sent >= interval - 1e-9:
+        core.outputs.send_keepalive(core.path)
+        core.last_sent = now
+    core.schedule("keepalive", core.last_sent + interval - now, inputs.keepalive_due)
+
+
+def _silent(inputs: Handshake, core: HandshakeCore) -> None:
+    core.cancel_all()
+    core.outputs.lost(f"nothing heard from {core.path} for {core.config.dead_after:g}s")
+
+
+def _remote_close(inputs: Handshake, core: HandshakeCore) -> None:
+    core.cancel_all()
+    core.outputs.lost("the peer closed the connection")
+
+
+def _close_connected(inputs: Handshake, core: HandshakeCore) -> None:
+    core.cancel_all()
+    core.outputs.send_close(core.path)
+
+
+def _close_early(inputs: Handshake, core: HandshakeCore) -> None:
+    core.cancel_all()
+
+
+def _ask_relay(inputs: Handshake, core: HandshakeCore) -> None:
+    _ask_for_relay(core)
+
+
+def _try_relay(inputs: Handshake, core: HandshakeCore, route: RelayRoute) -> None:
+    # The first route offered is the one to fall back to later, but
+    # every route gets hellos: with TURN, our own allocation reaches
+    # the peer only once the peer has sent to it (its NAT filters by
+    # remote address), and our hellos to the peer's relayed address
+    # are what open our NAT to the peer's allocation.  Using only the
+    # first route deadlocks when both sides pick their own.
+    if core.relay_route is None:
+        core.relay_route = route
+    if not core.add_candidate(route):
+        return
+    core.send_hellos([route])
+    core.extend_deadline(inputs, core.config.timeout / 2)
+
+
+def _relay_for_later(inputs: Handshake, core: HandshakeCore, route: RelayRoute) -> None:
+    if core.relay_route is None:
+        core.relay_route = route
+        core.add_candidate(route)
+    if not is_relayed(core.path):
+        silence = core.clock.seconds() - core.last_heard_on_path
+        if silence >= core.config.keepalive_interval:
+            _fall_back(inputs, core)
+
+
+def _direct_went_quiet(inputs: Handshake, core: HandshakeCore) -> None:
+    if is_relayed(core.path):
+        return
+    if core.relay_route is not None:
+        _fall_back(inputs, core)
+    elif core.config.relay_after is not None:
+        _ask_for_relay(core)
+
+
+def _birthday_probes(inputs: Handshake, core: HandshakeCore) -> None:
+    config = core.config
+    public = core.public_target()
+    tick = 0.02
+    batch = max(1, round(config.birthday_rate * tick))
+    for _ in range(min(batch, config.birthday_probes - core.probes_sent)):
+        core.outputs.send_hello(Address(public.host, core.rng.randrange(1024, 65536)))
+        core.probes_sent += 1
+    if core.probes_sent < config.birthday_probes:
+        core.schedule("probe", tick, inputs.probe_due)
+
+
+def _try_direct_again(inputs: Handshake, core: HandshakeCore) -> None:
+    if not is_relayed(core.path) or core.config.relay_only:
+        return
+    core.send_hellos(core.direct_candidates())
+    core.last_sent = core.clock.seconds()
+    core.upgrade_attempt += 1
+    _arm_upgrade(inputs, core)
 
 
 _DEPENDENT_MAPPING = {"address-dependent", "address-and-port-dependent", "endpoint-dependent"}

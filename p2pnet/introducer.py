@@ -61,6 +61,55 @@ class _PrimaryStunSocket:
 HIDDEN = Address("0.0.0.0", 0)
 
 
+def introductions(
+    random_bytes: Callable[[int], bytes],
+    requester: Registration,
+    target: Registration,
+    txid: bytes,
+    session_id: bytes | None,
+    flags: int | None = None,
+    hide_target: bool = False,
+) -> tuple[bytes, wire.Introduction, wire.Introduction]:
+    """
+    The two copies of one introduction: C{(intro id, to the requester, to
+    the target)}.  A relay-only requester (L{wire.FLAG_RELAY_ONLY} in
+    C{flags}) is shown to the target without its addresses (public
+    C{0.0.0.0:0}, no local ones, no NAT facts, no lag), flagged so that the
+    target uses nothing but a relay; C{hide_target} does the same the other
+    way (a relay-only host).
+    """
+    intro_id = random_bytes(wire.INTRO_ID_SIZE)
+    key = random_bytes(wire.KEY_SIZE)
+    to_requester = wire.Introduction(
+        txid,
+        intro_id,
+        target.peer_id,
+        HIDDEN if hide_target else target.public,
+        () if hide_target else target.local,
+        key,
+        wire.FLAG_INITIATOR | (wire.FLAG_RELAY_ONLY if hide_target else 0),
+        session_id,
+        None if hide_target else target.nat,
+        None if hide_target else lag_ms(requester, target),
+        target.peer_key,
+    )
+    hidden = bool((flags or 0) & wire.FLAG_RELAY_ONLY)
+    to_target = wire.Introduction(
+        random_bytes(wire.TXID_SIZE),
+        intro_id,
+        requester.peer_id,
+        HIDDEN if hidden else requester.public,
+        () if hidden else requester.local,
+        key,
+        wire.FLAG_RELAY_ONLY if hidden else 0,
+        session_id,
+        None if hidden else requester.nat,
+        None if hidden else lag_ms(target, requester),
+        requester.peer_key,
+    )
+    return intro_id, to_requester, to_target
+
+
 class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
     """
     The introducer's UDP protocol.
@@ -665,20 +714,8 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         if not (target.verified or authenticated):
             self.stats["introductions-skipped"] += 1
             return
-        intro_id = self._random_bytes(wire.INTRO_ID_SIZE)
-        key = self._random_bytes(wire.KEY_SIZE)
-        to_requester = wire.Introduction(
-            txid,
-            intro_id,
-            target.peer_id,
-            HIDDEN if hide_target else target.public,
-            () if hide_target else target.local,
-            key,
-            wire.FLAG_INITIATOR | (wire.FLAG_RELAY_ONLY if hide_target else 0),
-            session_id,
-            None if hide_target else target.nat,
-            None if hide_target else lag_ms(requester, target),
-            target.peer_key,
+        intro_id, to_requester, to_target = introductions(
+            self._random_bytes, requester, target, txid, session_id, flags, hide_target
         )
         raw_to_requester = wire.encode(to_requester, self._secret)
         if not authenticated and len(raw_to_requester) > size:
@@ -692,20 +729,6 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         remembered = self._recent.get((requester.peer_id, txid))
         if remembered is not None:
             remembered[1].append(to_requester)
-        hidden = bool((flags or 0) & wire.FLAG_RELAY_ONLY)
-        to_target = wire.Introduction(
-            self._random_bytes(wire.TXID_SIZE),
-            intro_id,
-            requester.peer_id,
-            HIDDEN if hidden else requester.public,
-            () if hidden else requester.local,
-            key,
-            wire.FLAG_RELAY_ONLY if hidden else 0,
-            session_id,
-            None if hidden else requester.nat,
-            None if hidden else lag_ms(target, requester),
-            requester.peer_key,
-        )
         self._push(intro_id, wire.encode(to_target, self._secret), target.public.as_tuple())
         now = self._clock.seconds()
         self._host_watch.watch(Watched(

@@ -98,6 +98,28 @@ class TwoNodeTests(ClusterTestCase):
         self.assertEqual(a.stats["introductions-cross-node"], 1)
 
     @defer.inlineCallbacks
+    def test_relay_only_requester_hidden_across_nodes(self):
+        """
+        A relay-only requester (FLAG_RELAY_ONLY) on node A asks for a peer
+        on node B: the target's copy, built on A and delivered through B,
+        carries none of the requester's addresses, and is flagged.
+        """
+        a, a_address = yield self.node("a")
+        b, b_address = yield self.node("b")
+        alice = yield self.scripted("alice", a_address)
+        bob = yield self.scripted("bob", b_address)
+        yield settle()
+        at_bob = bob.expect(wire.Introduction)
+        alice.send(
+            wire.Introduce(os.urandom(8), "alice", alice.cookie, "bob", flags=wire.FLAG_RELAY_ONLY),
+            a_address.as_tuple(),
+        )
+        to_bob = yield at_bob
+        self.assertEqual(to_bob.peer_id, "alice")
+        self.assertEqual((to_bob.public, to_bob.local, to_bob.nat), (Address("0.0.0.0", 0), (), None))
+        self.assertEqual(to_bob.flags, wire.FLAG_RELAY_ONLY)
+
+    @defer.inlineCallbacks
     def test_unknown_peer_across_nodes(self):
         """
         A target registered on no node is refused UNKNOWN_PEER, after the

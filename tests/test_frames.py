@@ -120,7 +120,8 @@ class EncodingTests(SynchronousTestCase):
         """
         Path frames carry exactly 8 bytes; padding is at least its type byte.
         """
-        self.assertRaises(ValueError, PathChallenge, bytes(7))
+        error = self.assertRaises(ValueError, PathChallenge, bytes(7))
+        self.assertEqual(str(error), "data must be 8 bytes")
         self.assertRaises(ValueError, PathResponse, bytes(9))
         self.assertRaises(ValueError, Padding, 0)
         self.assertRaises(TypeError, Datagram, "text")
@@ -131,14 +132,23 @@ class EncodingTests(SynchronousTestCase):
         before another frame, a too-long datagram that is not last, and
         things that are not frames.
         """
-        self.assertRaises(ValueError, encode_frames, [])
-        self.assertRaises(ValueError, encode_frames, [Padding(3), Ping()])
-        self.assertRaises(ValueError, encode_frames, [Datagram(bytes(65536)), Ping()])
+        cases = [
+            ([], "a packet holds at least one frame"),
+            ([Padding(3), Ping()], "padding fills the rest of the packet: it must be last"),
+            ([Datagram(bytes(65536)), Ping()], "a datagram before another frame holds at most 65535 bytes"),
+            ([b"\x05raw"], "an encoded channel frame starts with a type in 0x10-0x3F"),
+            ([b""], "an encoded channel frame starts with a type in 0x10-0x3F"),
+            (["ping"], "not a frame: 'ping'"),
+        ]
+        for frames, message in cases:
+            error = self.assertRaises(ValueError, encode_frames, frames)
+            self.assertEqual(str(error), message)
         self.assertEqual(len(encode_frames([Datagram(bytes(65535)), Ping()])), 65539)
         self.assertEqual(len(encode_frames([Ping(), Datagram(bytes(70000))])), 70002)
-        self.assertRaises(ValueError, encode_frames, [b"\x05raw"])
-        self.assertRaises(ValueError, encode_frames, [b""])
-        self.assertRaises(ValueError, encode_frames, ["ping"])
+        error = self.assertRaises(ValueError, Close, 1, "x" * 256)
+        self.assertEqual(str(error), "a CLOSE reason holds at most 255 UTF-8 bytes")
+    # Equivalent: to_bytes(2) without "big" (the default since Python
+    # 3.11), and "UTF-8" for "utf-8" (codec names are case-insensitive).
 
     @given(frame_lists)
     def test_round_trip(self, frames: list) -> None:
@@ -195,6 +205,47 @@ class MalformedTests(SynchronousTestCase):
                      "06 0003 6162", "01 03 0001"):
             self.assertMalformed(case)
 
+    def test_error_messages(self) -> None:
+        """
+        Each malformed packet names what is wrong.
+        """
+        cases = [
+            ("", "a packet without frames"),
+            ("06", "DATAGRAM_LEN frame cut short"),
+            ("01 06 00", "DATAGRAM_LEN frame cut short"),
+            ("06 0003 6162", "DATAGRAM_LEN longer than the packet"),
+            ("03 00010203040506", "path frame cut short"),
+            ("01 04", "path frame cut short"),
+            ("02 01", "CLOSE frame cut short"),
+            ("01 02 01", "CLOSE frame cut short"),
+            ("02 01 03 6162", "CLOSE reason longer than the packet"),
+            ("02 01 02 c328", "CLOSE reason is not UTF-8"),
+            ("00 00 01", "PADDING with non-zero bytes"),
+            ("10 00", "channel frame 0x10 without a channel layer"),
+            ("01 40", "unknown frame type 0x40"),
+        ]
+        bad_offset = lambda buf, offset: (None, offset)  # noqa: E731
+        error = self.assertRaises(MalformedMessage, decode_frames, bytes.fromhex("01 10 00"), bad_offset)
+        self.assertEqual(str(error), "channel frame 0x10 parsed to a bad offset")
+        for hex_bytes, message in cases:
+            error = self.assertRaises(MalformedMessage, decode_frames, bytes.fromhex(hex_bytes))
+            self.assertEqual(str(error), message, hex_bytes)
+
+    def test_datagram_len_edges(self) -> None:
+        """
+        A DATAGRAM_LEN frame may end exactly at the end of the packet (even
+        an empty one, three bytes in all), and its length is big-endian:
+        0x0100 is 256 bytes.
+        """
+        self.assertEqual(decode_frames(bytes.fromhex("06 0000")), [Datagram(b"")])
+        self.assertEqual(decode_frames(bytes.fromhex("01 06 0000")), [Ping(), Datagram(b"")])
+        self.assertEqual(decode_frames(bytes.fromhex("06 0002 6869")), [Datagram(b"hi")])
+        body = bytes(range(256))
+        self.assertEqual(
+            decode_frames(bytes.fromhex("06 0100") + body + bytes.fromhex("01")),
+            [Datagram(body), Ping()],
+        )
+
     def test_nonzero_padding(self) -> None:
         """
         Padding is zero bytes to the end: anything else is malformed.
@@ -214,6 +265,7 @@ class MalformedTests(SynchronousTestCase):
         A channel parser that does not move forward, or moves past the end,
         makes the packet malformed instead of looping or reading beyond it.
         """
+        self.assertEqual(decode_frames(bytes.fromhex("10 01 7a"), toy_channel_parser), [("toy", 0x10, b"z")])
         self.assertMalformed("10 00", lambda buf, offset: (None, offset))
         self.assertMalformed("10 00", lambda buf, offset: (None, offset + 3))
         self.assertMalformed("10 00", lambda buf, offset: (None, "2"))

@@ -223,6 +223,28 @@ class HandshakeTests(SynchronousTestCase):
         self.assertEqual(self.out.take(), [("send_answer", PUBLIC, b"u" * 8), ("send_keepalive", LOCAL)])
         self.assertEqual(self.core.path, LOCAL)
 
+    def test_reversal_timing(self):
+        """
+        Reversal is requested at reversal_after (1 s) from the start, not
+        from the first hellos (0.02 s later).
+        """
+        self.start_punching()
+        self.clock.advance(0.97)  # 0.99
+        self.assertNotIn(("request_reversal",), self.out.take())
+        self.clock.advance(0.02)  # 1.01
+        self.assertIn(("request_reversal",), self.out.take())
+
+    def test_first_retransmit_timer_replaced(self):
+        """
+        Told to send first right after the first hellos, the machine
+        restarts the retransmission timer the first hellos set instead of
+        adding a second one.
+        """
+        self.start_punching()
+        before = len(self.clock.getDelayedCalls())
+        self.machine.reverse_received()
+        self.assertEqual(len(self.clock.getDelayedCalls()), before)
+
     def test_reversal_once(self):
         """
         With no answer by reversal_after, reversal is requested exactly once.
@@ -245,6 +267,108 @@ class HandshakeTests(SynchronousTestCase):
             [("send_probe", PUBLIC, 2), ("send_probe", LOCAL, 2), ("send_hello", PUBLIC), ("send_hello", LOCAL)],
         )
         self.assertEqual(self.core.sent_hellos, 1)
+        # The retransmissions start again from the first interval (0.1 s,
+        # then 0.2 s), replacing the old timer (due at 0.72) rather than
+        # running beside it.
+        self.clock.advance(0.09)
+        self.assertEqual(self.out.take(), [])
+        self.clock.advance(0.02)  # 0.63: the one at 0.62
+        self.assertEqual(self.out.take()[:1], [("send_hello", PUBLIC)])
+        self.clock.advance(0.15)  # 0.78: none (the old timer would have sent at 0.72)
+        self.assertEqual(self.out.take(), [])
+        self.clock.advance(0.05)  # 0.83: the one at 0.82
+        self.assertEqual(self.out.take()[:1], [("send_hello", PUBLIC)])
+
+    def test_reverse_received_replaces_retransmit_timer(self):
+        """
+        Told to send first, the machine restarts its retransmission timer
+        instead of adding a second one beside it: as many calls pending on
+        the clock after as before.
+        """
+        self.start_punching()
+        self.clock.advance(0.5)
+        before = len(self.clock.getDelayedCalls())
+        self.machine.reverse_received()
+        self.assertEqual(len(self.clock.getDelayedCalls()), before)
+
+    def test_hello_extends_deadline_by_a_third(self):
+        """
+        A hello at 2.9 s moves the 3 s deadline to 3.9 s (a third of the
+        timeout from then); an early hello (0.5 s) does not bring the
+        deadline forward.
+        """
+        self.start_punching()
+        self.clock.advance(0.48)  # 0.5
+        self.machine.hello_received(PUBLIC, b"v" * 8)
+        self.clock.advance(2.39)  # 2.89
+        self.assertFalse(any(e[0] == "failed" for e in self.out.take()))
+        self.clock.advance(0.01)  # 2.9
+        self.machine.hello_received(PUBLIC, b"v" * 8)
+        self.clock.advance(0.99)  # 3.89
+        self.assertFalse(any(e[0] == "failed" for e in self.out.take()))
+        self.clock.advance(0.02)  # 3.91
+        self.assertEqual([e[0] for e in self.out.take() if e[0] == "failed"], ["failed"])
+
+    def test_answer_while_warming_is_heard(self):
+        """
+        An answer that arrives during the warm-up cannot validate, but the
+        timeout error lists its source as heard.
+        """
+        self.machine.start()
+        self.machine.answer_received(PUBLIC)
+        self.clock.pump([0.1] * 31)
+        [error] = [e[1] for e in self.out.take() if e[0] == "failed"]
+        self.assertEqual(error.heard, (PUBLIC,))
+
+    def test_relay_offer_extends_deadline(self):
+        """
+        A relay route offered while punching gives the handshake half a
+        timeout more from then (3 s timeout, offer at 2.9 s: fails at 4.4 s).
+        """
+        self.start_punching()
+        self.clock.advance(2.88)
+        self.machine.relay_offered(ROUTE)
+        self.clock.advance(1.49)
+        self.assertFalse(any(e[0] == "failed" for e in self.out.take()))
+        self.clock.advance(0.02)
+        self.assertEqual([e[0] for e in self.out.take() if e[0] == "failed"], ["failed"])
+
+    def test_inputs_ignored_after_the_end(self):
+        """
+        Once failed, lost or closed, every input is ignored: no output, no
+        error, no timer.
+        """
+        def poke(machine):
+            machine.start()
+            machine.warmed()
+            machine.hello_received(PUBLIC, b"v" * 8)
+            machine.answer_received(PUBLIC)
+            machine.traffic_received(PUBLIC)
+            machine.reverse_received()
+            machine.relay_offered(ROUTE)
+            machine.keepalive_due()
+            machine.peer_silent()
+            machine.peer_closed()
+            machine.upgrade_due()
+            machine.path_silent()
+            machine.give_up()
+            machine.close()
+
+        self.start_punching()
+        self.clock.advance(3.0)
+        self.assertIn("failed", [e[0] for e in self.out.take()])
+        poke(self.machine)
+        self.assertEqual(self.out.take(), [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        clock, out, _, machine = build(self.config)
+        machine.start()
+        clock.advance(0.02)
+        machine.answer_received(PUBLIC)
+        machine.peer_closed()
+        out.take()
+        poke(machine)
+        self.assertEqual(out.take(), [])
+        self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_timeout(self):
         """
@@ -256,6 +380,7 @@ class HandshakeTests(SynchronousTestCase):
         [failure] = [entry for entry in self.out.take() if entry[0] == "failed"]
         error = failure[1]
         self.assertIsInstance(error, HandshakeTimeout)
+        self.assertEqual(error.peer_id, "bob")
         self.assertEqual(error.tried, (PUBLIC, LOCAL))
         self.assertIn("203.0.113.7:4000", str(error))
         self.assertIn("heard from nothing", str(error))
@@ -417,6 +542,41 @@ class RelayOnlyTests(SynchronousTestCase):
         machine.close()
         self.assertEqual(clock.getDelayedCalls(), [])
 
+    def test_relay_only_no_upgrade_retries(self):
+        """
+        Connected relay-only (the peer's traffic arriving every second), the
+        machine never tries a direct path: over two minutes it sends only
+        keepalives on the relay route, one per keepalive interval (15 s),
+        and no hello.
+        """
+        route = RelayRoute(Address("192.0.2.20", 3479), b"a" * 8, 0, b"k" * 16)
+        clock, out, core, machine = build(HandshakeConfig(relay_only=True, keepalive_interval=15.0), [PUBLIC, LOCAL])
+        machine.start()
+        clock.advance(0)
+        machine.relay_offered(route)
+        machine.answer_received(route)
+        out.take()
+        sent = []
+        for _ in range(120):
+            clock.advance(1.0)
+            machine.traffic_received(route)
+            sent.extend(e for e in out.take() if e[0].startswith("send"))
+        self.assertEqual(sent, [("send_keepalive", route)] * 8)
+        machine.close()
+
+    def test_relay_only_keeps_relayed_candidates(self):
+        """
+        A relay-only handshake drops the direct candidates but keeps a
+        relayed one it was given: its first hellos go there.
+        """
+        route = RelayRoute(Address("192.0.2.20", 3479), b"a" * 8, 0, b"k" * 16)
+        clock, out, core, machine = build(HandshakeConfig(relay_only=True), [PUBLIC, route])
+        machine.start()
+        clock.advance(0)
+        self.assertIn(("send_hello", route), out.take())
+        self.assertEqual(core.candidates, [route])
+        machine.close()
+
 
 class RePunchTests(SynchronousTestCase):
     """
@@ -457,6 +617,23 @@ class RePunchTests(SynchronousTestCase):
         self.assertEqual(len(ports), 18)
         self.assertTrue(all(1024 <= port <= 65535 for port in ports), ports)
         self.assertEqual(rescue_port(self.KEY, True, 1), rescue_port(bytes(range(16)), True, 1))
+
+    def test_three_rungs_on_time(self):
+        """
+        With rescue_after (0.5, 1.5, 3.0) a re-punch socket opens at each
+        of those times from the start, one per rung.
+        """
+        from attrs import evolve
+
+        clock, out, core, machine = self.build(evolve(self.config, rescue_after=(0.5, 1.5, 3.0)))
+        machine.start()
+        opened_at = []
+        for _ in range(400):
+            clock.advance(0.01)
+            if any(e[0] == "open_rescue_socket" for e in out.take()):
+                opened_at.append(round(clock.seconds(), 1))
+        self.assertEqual(opened_at, [0.5, 1.5, 3.0])
+        machine.close()
 
     def test_warmup_covers_the_peers_ports(self):
         """
@@ -1063,6 +1240,59 @@ class PredictionWindowTests(SynchronousTestCase):
         self.assertTrue(all(a.host == PUBLIC.host and 1024 <= a.port <= 65535 for a in probes))
         machine.close()
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+    def test_birthday_status(self):
+        """
+        The easy side reports "birthday" when it starts random probes, and
+        not when it sends none (no probes configured, even with a random
+        source).
+        """
+        import random
+
+        log = self.first_hellos(HandshakeConfig(birthday_probes=5, relay_after=None), rng=random.Random(1))
+        self.assertIn(("status", "birthday"), log)
+        clock, out, _, machine = build(
+            HandshakeConfig(birthday_probes=0, relay_after=None), [PUBLIC], own_nat=CONE, peer_nat=SYMMETRIC,
+            rng=random.Random(1),
+        )
+        machine.start()
+        clock.advance(1.0)
+        self.assertNotIn(("status", "birthday"), out.take())
+        machine.close()
+
+    def test_birthday_low_rate_one_per_tick(self):
+        """
+        Below 50 probes a second (fewer than one per 20 ms tick) the easy
+        side still sends one probe per tick, not more; over 2,000 probes
+        (seeded) none goes to a port under 1024.
+        """
+        import random
+
+        config = HandshakeConfig(birthday_probes=3, birthday_rate=10.0, relay_after=None)
+        clock, out, _, machine = build(config, [PUBLIC], own_nat=CONE, peer_nat=SYMMETRIC, rng=random.Random(5))
+        machine.start()
+        clock.advance(config.warmup_delay)
+        counts = []
+        for _ in range(4):
+            hellos = [e[1] for e in out.take() if e[0] == "send_hello"]
+            counts.append(len([a for a in hellos if a.port not in range(4000, 4009)]))
+            clock.advance(0.02)
+        self.assertEqual(counts, [1, 1, 1, 0])
+        # Done probing: no probe timer left ticking (the retransmission is
+        # next due at 0.32 s).
+        clock.advance(0.2 - clock.seconds())
+        now = clock.seconds()
+        self.assertEqual([c for c in clock.getDelayedCalls() if c.getTime() <= now + 0.05], [])
+        machine.close()
+        config = HandshakeConfig(birthday_probes=2000, birthday_rate=100000.0, relay_after=None, timeout=30.0)
+        clock, out, _, machine = build(config, [PUBLIC], own_nat=CONE, peer_nat=SYMMETRIC, rng=random.Random(6))
+        machine.start()
+        clock.advance(config.warmup_delay)
+        ports = [e[1].port for e in out.take() if e[0] == "send_hello"]
+        self.assertGreaterEqual(len(ports), 2000)
+        self.assertGreaterEqual(min(ports), 1024)
+        machine.close()
 
 
 class ConfigLimitTests(SynchronousTestCase):

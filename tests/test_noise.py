@@ -505,7 +505,8 @@ class PskTests(SynchronousTestCase):
             derive_psk(b"\xff" * 16).hex(),
             "d9782002842d9371d9240aeaae678d643597fb69514eee6ae5a8745879651591",
         )
-        self.assertRaises(ValueError, derive_psk, bytes(32))
+        error = self.assertRaises(ValueError, derive_psk, bytes(32))
+        self.assertEqual(str(error), "an introduction key is 16 bytes, not 32")
 
 
 class ProtocolNameTests(SynchronousTestCase):
@@ -622,7 +623,8 @@ class SessionHandshakeTests(SynchronousTestCase):
         self.assertEqual(responder.read_message1(initiator.message1()), self.alice.public)
         self.assertEqual(responder.write_message2(), first)
         other = self.initiator()
-        self.assertRaises(HandshakeFailed, responder.read_message1, other.message1())
+        error = self.assertRaises(HandshakeFailed, responder.read_message1, other.message1())
+        self.assertEqual(str(error), "a different handshake message 1 after the first was accepted")
         self.assertEqual(responder.write_message2(), first)
         self.assertEqual(initiator.read_message2(first[0]).send_key, first[1].receive_key)
 
@@ -642,7 +644,8 @@ class SessionHandshakeTests(SynchronousTestCase):
         other.read_message1(initiator.message1())
         other_message2, _ = other.write_message2()
         self.assertNotEqual(other_message2, message2)
-        self.assertRaises(HandshakeFailed, initiator.read_message2, other_message2)
+        error = self.assertRaises(HandshakeFailed, initiator.read_message2, other_message2)
+        self.assertEqual(str(error), "a different handshake message 2 after the first was accepted")
         self.assertEqual(initiator.keys, keys)
 
     def test_message1_bit_flips(self) -> None:
@@ -719,21 +722,65 @@ class SessionHandshakeTests(SynchronousTestCase):
         """
         mallory = self.initiator(identity=_identity("mallory"))
         responder = self.responder()
-        self.assertRaises(HandshakeFailed, responder.read_message1, mallory.message1())
+        error = self.assertRaises(HandshakeFailed, responder.read_message1, mallory.message1())
+        self.assertEqual(str(error), "the initiator's static key is not the introduced one")
         self.assertIsNone(responder.initiator_key)
         initiator = self.initiator()
         self.assertEqual(responder.read_message1(initiator.message1()), self.alice.public)
+
+    def test_fixed_ephemerals(self) -> None:
+        """
+        A fixed ephemeral key pair is the one used: message 1 and message 2
+        each start with the sender's ephemeral public key (the "e" token),
+        and no payload was read before a message.
+        """
+        e_init = KeyPair.from_private_bytes(_key("e-init"))
+        e_resp = KeyPair.from_private_bytes(_key("e-resp"))
+        initiator = self.initiator(ephemeral=e_init)
+        responder = self.responder(ephemeral=e_resp)
+        self.assertIsNone(initiator.peer_payload)
+        self.assertIsNone(responder.peer_payload)
+        message1 = initiator.message1()
+        self.assertEqual(message1[:32], e_init.public)
+        responder.read_message1(message1)
+        message2, _ = responder.write_message2()
+        self.assertEqual(message2[:32], e_resp.public)
+
+    def test_key_lengths(self) -> None:
+        """
+        The peer's static key must be 32 bytes.
+        """
+        error = self.assertRaises(ValueError, self.initiator, responder_key=bytes(31))
+        self.assertEqual(str(error), "the responder's key is 32 bytes")
+        error = self.assertRaises(ValueError, self.responder, initiator_key=bytes(33))
+        self.assertEqual(str(error), "the initiator's key is 32 bytes")
 
     def test_write_message2_first(self) -> None:
         """
         Writing message 2 before a message 1 was accepted is a programming
         error.
         """
-        self.assertRaises(RuntimeError, self.responder().write_message2)
+        error = self.assertRaises(RuntimeError, self.responder().write_message2)
+        self.assertEqual(str(error), "write_message2 before a message 1 was accepted")
 
     def test_payload_cap(self) -> None:
-        self.assertRaises(ValueError, self.initiator, payload=bytes(1025))
+        error = self.assertRaises(ValueError, self.initiator, payload=bytes(1025))
+        self.assertEqual(str(error), "handshake payload longer than 1024 bytes")
         self.assertRaises(ValueError, self.responder, payload=bytes(1025))
+        self.initiator(payload=bytes(1024))
+        self.responder(payload=bytes(1024))
+
+    def test_key_pair_as_identity(self) -> None:
+        """
+        A bare key pair serves as the identity too; no keys before the
+        handshake.
+        """
+        initiator = self.initiator(identity=self.alice.key_pair)
+        responder = self.responder()
+        self.assertIsNone(responder.keys)
+        self.assertEqual(responder.read_message1(initiator.message1()), self.alice.public)
+
+    # Equivalent: derive_psk without digest_size=32 (BLAKE2s's default).
 
     def test_bad_keys(self) -> None:
         self.assertRaises(ValueError, self.initiator, responder_key=bytes(31))

@@ -192,6 +192,43 @@ class PathValidatorTests(SynchronousTestCase):
         self.assertEqual(v.retransmit_due(1.0), [])
         self.assertFalse(v.is_pending(REBOUND, 1.0))
 
+    def test_two_attempts(self) -> None:
+        """
+        With two attempts one challenge is sent again, after the timeout,
+        with new data; then the entry lapses a timeout later.
+        """
+        v = validator(attempts=2)
+        first = v.challenge(REBOUND, 0.0)
+        self.assertEqual(v.next_deadline(), 1.0)
+        self.assertEqual(v.retransmit_due(0.99), [])
+        again = v.retransmit_due(1.0)
+        self.assertEqual([a for a, _ in again], [REBOUND])
+        self.assertNotEqual(again[0][1], first)
+        self.assertEqual(v.next_deadline(), 2.0)
+        self.assertEqual(v.retransmit_due(1.99), [])
+        self.assertTrue(v.is_pending(REBOUND, 1.99))
+        self.assertFalse(v.is_pending(REBOUND, 2.0))
+
+    def test_expired_counted(self) -> None:
+        """
+        Each address that lapses unanswered counts one in C{expired}.
+        """
+        v = validator(attempts=1)
+        v.challenge(REBOUND, 0.0)
+        v.challenge(ATTACKER, 0.0)
+        self.assertEqual(v.expired, 0)
+        self.assertFalse(v.is_pending(REBOUND, 1.0))
+        self.assertEqual(v.expired, 2)
+        v.challenge(REBOUND, 1.0)
+        v.retransmit_due(2.0)
+        self.assertEqual(v.expired, 3)
+
+    # Equivalent: with one attempt, a retransmission time set anyway
+    # ('>= 1' or 'or True' for '> 1' in challenge()) equals the expiry
+    # time, which drops the entry first; likewise '<=' for '<' in
+    # retransmit_due() gives the last challenge a next time equal to its
+    # expiry.
+
     def test_cancel(self) -> None:
         """
         A cancelled challenge validates nothing.
@@ -209,14 +246,16 @@ class PathValidatorTests(SynchronousTestCase):
         sending short challenges.
         """
         v = PathValidator(lambda n: b"short")
-        self.assertRaises(ValueError, v.challenge, REBOUND, 0.0)
+        error = self.assertRaises(ValueError, v.challenge, REBOUND, 0.0)
+        self.assertEqual(str(error), "random_bytes(8) must return 8 bytes")
 
     def test_arguments_validated(self) -> None:
         """
         Zero attempts, slots or timeout make no sense.
         """
         for kwargs in (dict(attempts=0), dict(max_pending=0), dict(timeout=0)):
-            self.assertRaises(ValueError, PathValidator, CountingBytes(), **kwargs)
+            error = self.assertRaises(ValueError, PathValidator, CountingBytes(), **kwargs)
+            self.assertEqual(str(error), "attempts, max_pending and timeout must be positive")
 
     @given(st.lists(st.tuples(st.integers(0, 999), st.floats(0, 0.7)), max_size=200))
     def test_flood_bounded(self, arrivals: list) -> None:

@@ -153,6 +153,8 @@ class RelayProtocolTests(RelayTestCase):
         self.send(0, b"x" * 15, ONE)
         self.assertEqual(self.transport.written, [])
         self.assertEqual(self.relay.stats["dropped-unproven-small"], 1)
+        self.send(0, b"x" * 14, ONE)
+        self.assertEqual(self.relay.stats["dropped-unproven-small"], 2)
         self.send(0, b"x" * 16, ONE)
         self.assertEqual(len(self.take(ONE)), 1)
 
@@ -225,6 +227,139 @@ class RelayProtocolTests(RelayTestCase):
         self.assertEqual(self.forwarded_to(moved), [b"e"])
         self.assertEqual(self.relay.stats["rebound"], 1)
 
+    def test_second_move_counted(self):
+        """
+        Each proven move counts one rebinding.
+        """
+        self.bind(0, ONE)
+        self.bind(1, TWO)
+        self.bind(1, ("203.0.113.2", 2223))
+        self.bind(1, ("203.0.113.2", 2224))
+        self.assertEqual(self.relay.stats["rebound"], 2)
+
+    def test_wrong_type_byte_dropped(self):
+        """
+        A frame from a bound member with the right magic but another
+        message type is malformed: counted, never forwarded.
+        """
+        self.bind(0, ONE)
+        self.bind(1, TWO)
+        self.take()
+        raw = bytearray(frame(0, b"data"))
+        raw[1] ^= 0x01
+        self.relay.datagramReceived(bytes(raw), ONE)
+        self.assertEqual(self.take(), [])
+        self.assertEqual(self.relay.stats["dropped-malformed"], 1)
+
+    def test_side_byte_above_one(self):
+        """
+        A frame naming side 2 (or 255) of a live allocation is handled as
+        unproven, not as a member's: no error, nothing forwarded.
+        """
+        self.bind(0, ONE)
+        self.bind(1, TWO)
+        self.take()
+        for side in (2, 255):
+            raw = bytearray(frame(0, b"data"))
+            raw[10] = side
+            self.relay.datagramReceived(bytes(raw), ONE)
+        self.assertEqual(self.forwarded_to(TWO), [])
+        self.assertEqual(self.relay.stats["internal-error"], 0)
+
+    def test_port_zero_in_a_batch(self):
+        """
+        A frame from source port 0 is dropped and counted, and the rest of
+        its batch is still relayed.
+        """
+        self.bind(0, ONE)
+        self.bind(1, TWO)
+        self.take()
+        self.relay.datagrams_received(
+            [(frame(0, b"spoof"), ("198.51.100.1", 0)), (frame(0, b"spoof"), ("198.51.100.1", 0)),
+             (frame(0, b"real"), ONE)]
+        )
+        self.assertEqual(self.relay.stats["dropped-source-port-0"], 2)
+        self.assertEqual(self.forwarded_to(TWO), [b"real"])
+
+    def test_member_cannot_forge_a_proof(self):
+        """
+        A member knows the allocation key, not the relay's secret: a proof
+        it makes for a victim's address (here the unkeyed BLAKE2s of the
+        challenge's fields, reusing the stamp of its own challenge) is
+        refused, and the victim is not bound.
+        """
+        import hashlib
+
+        self.send(0, HELLO, ONE)
+        [(challenge, _)] = self.take(ONE)
+        stamp = wire.verify_relayed(unforward(challenge), KEY)[:8]
+        where = f"{VICTIM[0]}|{VICTIM[1]}".encode()
+        forged = hashlib.blake2s(ALLOCATION + bytes((0,)) + stamp + where, digest_size=8).digest()
+        self.relay.datagramReceived(wire.encode_relayed(ALLOCATION, 0xC0, stamp + forged, KEY), VICTIM)
+        self.assertEqual(self.relay.stats["dropped-bad-proof"], 1)
+        self.assertNotIn(ALLOCATION, self.relay.allocations)
+
+    def test_drops_do_not_end_the_batch(self):
+        """
+        In one batch, a datagram for a half-bound allocation and one over
+        its allocation's cap are dropped and the rest is still relayed;
+        the forwarded bytes count every forwarded datagram's size.
+        """
+        other, other_key = allocation_key(1)
+        half, half_key = allocation_key(2)
+        self.bind(0, ONE)
+        self.bind(1, TWO)
+        self.bind(0, ("198.51.100.4", 4444), other_key, other)
+        self.bind(1, ("203.0.113.5", 5555), other_key, other)
+        self.bind(0, ("198.51.100.6", 6666), half_key, half)
+        self.take()
+        before = self.relay.stats["forwarded-bytes"]
+        batch = [(frame(0, b"lonely", half_key, half), ("198.51.100.6", 6666))]
+        batch += [(frame(0, b"a" * n), ONE) for n in range(1, 7)]
+        batch += [(frame(0, b"other", other_key, other), ("198.51.100.4", 4444))]
+        self.relay.datagrams_received(batch)
+        self.assertEqual(self.relay.stats["dropped-peer-not-bound"], 1)
+        self.assertEqual(self.relay.stats["dropped-over-cap"], 1)
+        self.assertEqual(len(self.take(TWO)), 5)
+        self.assertEqual(len(self.take(("203.0.113.5", 5555))), 1)
+        sizes = [len(d) for d, _ in batch[1:6]] + [len(batch[7][0])]
+        self.assertEqual(self.relay.stats["forwarded-bytes"] - before, sum(sizes))
+
+    def test_answer_at_the_challenge_lifetime(self):
+        """
+        An answer exactly challenge_lifetime (10 s) after its challenge
+        still binds; a millisecond later it is stale.
+        """
+        self.clock.advance(100.0)
+        self.send(0, HELLO, THREE)  # stamped 100.000 s
+        [(on_time, _)] = self.take(THREE)
+        self.send(0, HELLO, ONE)  # stamped 100.001 s (stamps only increase)
+        [(late, _)] = self.take(ONE)
+        self.clock.advance(10.0)
+        self.relay.datagramReceived(answer_challenge(on_time, ALLOCATION, 0, KEY), THREE)
+        self.assertEqual(self.relay.allocations[ALLOCATION].members[0], THREE)
+        self.clock.advance(0.003)
+        self.relay.datagramReceived(answer_challenge(late, ALLOCATION, 0, KEY), ONE)
+        self.assertEqual(self.relay.stats["dropped-stale-proof"], 1)
+        self.assertEqual(self.relay.allocations[ALLOCATION].members[0], THREE)
+
+    def test_binding_log_lines(self):
+        """
+        A new allocation logs "allocation <id> in use"; a refused binding
+        logs the allocation, the source and the reason.
+        """
+        lines = []
+        self.relay.log = Logger(observer=lambda event: lines.append(formatEvent(event)))
+        self.bind(0, ONE)
+        self.assertEqual(lines, [f"allocation {ALLOCATION.hex()} in use"])
+        lines.clear()
+        self.relay.table.max_per_source = 1
+        other, other_key = allocation_key(1)
+        self.bind(0, ONE, other_key, other)
+        self.assertEqual(
+            lines, [f"refused binding {other.hex()} to ('198.51.100.1', 1111): dropped-source-full"]
+        )
+
     def test_cap(self):
         """
         Beyond max_packets a second, an allocation's datagrams are dropped.
@@ -238,6 +373,22 @@ class RelayProtocolTests(RelayTestCase):
         self.clock.advance(1.0)
         self.send(0, b"a", ONE)
         self.assertEqual(len(self.transport.written), 6)
+
+    def test_cap_later_windows(self):
+        """
+        The per-second cap holds in every window, not only the first: at
+        100 s, and again at 101 s, 5 of 10 datagrams go through.
+        """
+        self.clock.advance(100.0)
+        self.bind(1, TWO)
+        self.bind(0, ONE)
+        self.take()
+        for second in range(2):
+            for _ in range(10):
+                self.send(0, b"a", ONE)
+            self.assertEqual(len(self.take()), 5)
+            self.clock.advance(1.0)
+        self.assertEqual(self.relay.stats["dropped-over-cap"], 10)
 
     def test_byte_cap(self):
         """
@@ -410,6 +561,20 @@ class FloodCannonTests(RelayTestCase):
             self.send(1, HELLO, VICTIM)
         self.assertEqual(len(self.take(VICTIM)), 2)
 
+    def test_challenge_limit_per_ip_not_per_port(self):
+        """
+        The challenge budget (4 a second, bursts of 8, by default) is per
+        allocation side and source IP: frames from 100 ports of one IP,
+        with different contents, draw 8 challenges in all.
+        """
+        self.bind(0, ONE)
+        self.bind(1, TWO)
+        self.clock.advance(2.0)
+        self.take()
+        for port in range(100):
+            self.send(1, bytes((port,)) + HELLO[1:-1] + bytes((port,)), ("192.0.2.99", 10000 + port))
+        self.assertEqual(len(self.take()), 8)
+
     def test_replays_do_not_starve_the_member(self):
         """
         Spoofed replays of a member's frame from other addresses, however
@@ -472,6 +637,8 @@ class BindingReplayTests(RelayTestCase):
         """
         self.relay.datagramReceived(self.answer_one, ONE)
         self.assertEqual(self.relay.stats["dropped-replay"], 1)
+        self.relay.datagramReceived(self.answer_one, ONE)
+        self.assertEqual(self.relay.stats["dropped-replay"], 2)
         self.assertSideZeroAt(ONE)
 
     def test_replayed_answer_other_address(self):
@@ -482,6 +649,17 @@ class BindingReplayTests(RelayTestCase):
         self.relay.datagramReceived(self.answer_one, EVIL)
         self.assertEqual(self.relay.stats["dropped-bad-proof"], 1)
         self.assertEqual(self.relay.stats["rebound"], 0)
+        self.assertSideZeroAt(ONE)
+
+    def test_replayed_answer_same_port_other_ip(self):
+        """
+        The nonce names the whole address: the answer replayed from another
+        IP with the same port does not bind there either.
+        """
+        self.relay.datagramReceived(self.answer_one, ("192.0.2.66", ONE[1]))
+        self.assertEqual(self.relay.stats["dropped-bad-proof"], 1)
+        self.relay.datagramReceived(self.answer_one, ("192.0.2.67", ONE[1]))
+        self.assertEqual(self.relay.stats["dropped-bad-proof"], 2)
         self.assertSideZeroAt(ONE)
 
     def test_replayed_frame_other_address(self):
@@ -655,8 +833,12 @@ class LifetimeTests(RelayTestCase):
         self.bind(1, TWO, key, other)
         self.step(57.5)
         self.assertIn(other, self.relay.allocations)
+        lines = []
+        self.relay.log = Logger(observer=lambda event: lines.append(formatEvent(event)))
         self.step(10)
         self.assertEqual(self.relay.allocations, {})
+        self.assertEqual(self.relay.stats["expired"], 2)
+        self.assertEqual(lines, [f"allocation {other.hex()} expired (idle)"])
 
     def test_busy_allocation_kept(self):
         """
@@ -710,6 +892,33 @@ class LogBudgetTests(RelayTestCase):
             ["held back 45 log lines (allocation: 45) to stay under 1 per second; "
              "the statistics counters still count every event"],
         )
+
+
+class StatsLineTests(RelayTestCase):
+    relay_options = {"stats_interval": 30.0, "unbound_timeout": 15.0}
+
+    def test_stats_every_interval(self):
+        """
+        With stats_interval 30 s (sweeps every 7.5 s) the relay logs its
+        allocations and counters at the first sweep 30 s or more after the
+        last line: at 30 s and 60 s, not in between.
+        """
+        lines = []
+        self.relay.log = Logger(observer=lambda event: lines.append(formatEvent(event)))
+        self.bind(0, ONE)
+        self.bind(1, TWO)
+        lines.clear()
+        times = []
+        for step in range(1, 10):
+            self.clock.advance(7.5)
+            if any("allocations; counters:" in line for line in lines):
+                times.append(step * 7.5)
+                [line] = [line for line in lines if "allocations; counters:" in line]
+                self.assertTrue(line.startswith(f"{len(self.relay.allocations)} allocations; counters: {{"), line)
+                self.assertIn("'bound': 2", line)
+                self.assertIn("'challenges': 2", line)
+            lines.clear()
+        self.assertEqual(times, [30.0, 60.0])
 
 
 class FallbackTests(SynchronousTestCase):

@@ -67,6 +67,12 @@ class ReplayWindowTests(SynchronousTestCase):
         window.mark(7)
         # 4, 5 and 6 are inside the window (7 - 3 .. 7) and were never marked.
         self.assertEqual([window.check(n) for n in (4, 5, 6, 7)], [True, True, True, False])
+        for size in (2, 3, 5):
+            window = ReplayWindow(size)
+            window.mark(size - 1)  # the first numbers, each in its own slot
+            self.assertEqual([window.check(n) for n in range(size)], [True] * (size - 1) + [False])
+    # Equivalent: the slots starting at (i - 1) % size (not congruent to
+    # i either, for every size >= 2).
 
     def test_second_time_refused(self) -> None:
         """
@@ -120,6 +126,23 @@ class ReplayWindowTests(SynchronousTestCase):
         self.assertTrue(window.check(7))
         self.assertFalse(window.check(9))
 
+    def test_mark_just_outside_changes_nothing(self) -> None:
+        """
+        A number exactly the window's size below the highest is outside:
+        marking it does not spoil the slot it shares with the highest.
+        """
+        window = ReplayWindow(4)
+        window.mark(9)
+        window.mark(5)  # 9 - 5 == 4: outside; slot 1, shared with 9
+        self.assertFalse(window.check(9))
+        self.assertFalse(window.check(5))
+        window.mark(6)  # 9 - 6 == 3: inside
+        self.assertFalse(window.check(6))
+        self.assertFalse(window.check(9))
+
+    # Equivalent: mark() with '>=' for '>' (marking the highest number
+    # again sets it to itself).
+
     def test_largest_number(self) -> None:
         """
         The largest u32 packet number can be marked and is then refused.
@@ -134,7 +157,8 @@ class ReplayWindowTests(SynchronousTestCase):
         """
         A window must hold at least two numbers.
         """
-        self.assertRaises(ValueError, ReplayWindow, 1)
+        error = self.assertRaises(ValueError, ReplayWindow, 1)
+        self.assertEqual(str(error), "replay window size must be an int >= 2, not 1")
         self.assertRaises(ValueError, ReplayWindow, 0)
         self.assertRaises(ValueError, ReplayWindow, 2048.0)
 

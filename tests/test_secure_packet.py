@@ -161,7 +161,8 @@ class SealTests(SynchronousTestCase):
         a, _ = pair(rekey_packets=1)
         a._send_epoch = 0xFFFFFFFF
         a.seal(1, b"last", 0.0)
-        self.assertRaises(KeysExhausted, a.seal, 1, b"one too many", 0.0)
+        error = self.assertRaises(KeysExhausted, a.seal, 1, b"one too many", 0.0)
+        self.assertEqual(str(error), "no key epoch left: close the connection")
         self.assertRaises(KeysExhausted, a.seal, 1, b"one too many", 0.0)
         self.assertTrue(issubclass(KeysExhausted, P2PError))
 
@@ -169,15 +170,32 @@ class SealTests(SynchronousTestCase):
         """
         Bad keys, limits and windows are refused when the object is made.
         """
-        for kwargs in (
-            dict(rekey_packets=0),
-            dict(rekey_packets=2**32),
-            dict(window=2047),
-            dict(rekey_interval=0),
+        for kwargs, message in (
+            (dict(rekey_packets=0), "rekey_packets must be between 1 and 2**32 - 1"),
+            (dict(rekey_packets=2**32), "rekey_packets must be between 1 and 2**32 - 1"),
+            (dict(window=2047), "the replay window must hold at least 2048 packets"),
+            (dict(rekey_interval=0), "rekey_interval must be positive"),
+            (dict(previous_key_lifetime=-0.1), "previous_key_lifetime must not be negative"),
         ):
-            self.assertRaises(ValueError, PacketProtection, KEY_A, KEY_B, 0.0, **kwargs)
-        self.assertRaises(ValueError, PacketProtection, KEY_A[:16], KEY_B, 0.0)
-        self.assertRaises(ValueError, PacketProtection, KEY_A, bytearray(KEY_B), 0.0)
+            error = self.assertRaises(ValueError, PacketProtection, KEY_A, KEY_B, 0.0, **kwargs)
+            self.assertEqual(str(error), message)
+        error = self.assertRaises(ValueError, PacketProtection, KEY_A[:16], KEY_B, 0.0)
+        self.assertEqual(str(error), "send_key must be 32 bytes")
+        error = self.assertRaises(ValueError, PacketProtection, KEY_A, bytearray(KEY_B), 0.0)
+        self.assertEqual(str(error), "receive_key must be 32 bytes")
+
+    def test_small_arguments_accepted(self) -> None:
+        """
+        A rekey interval under a second and a previous-key lifetime of 0
+        (the old epoch refused as soon as the receiver moves on) are valid.
+        """
+        a = PacketProtection(KEY_A, KEY_B, 0.0, rekey_interval=0.5, rekey_packets=1)
+        b = PacketProtection(KEY_B, KEY_A, 0.0, rekey_interval=0.5, previous_key_lifetime=0)
+        first, second = a.seal(1, b"0", 0.0), a.seal(1, b"1", 0.0)
+        self.assertEqual(header(second), (1, 0))
+        self.assertEqual(b.open(second, 0.0), b"1")
+        self.assertEqual(self.assertRaises(PacketDropped, b.open, first, 0.0).reason, "stale-key")
+        self.assertEqual(header(a.seal(1, b"2", 0.6)), (2, 0))
 
     @given(
         st.integers(1, 4),
@@ -217,6 +235,7 @@ class OpenTests(SynchronousTestCase):
     def assertDropped(self, protection: PacketProtection, datagram: bytes, reason: str, now=0.0) -> None:
         exc = self.assertRaises(PacketDropped, protection.open, datagram, now)
         self.assertEqual(exc.reason, reason)
+        self.assertEqual(str(exc), reason)
 
     def test_round_trip(self) -> None:
         """
@@ -404,6 +423,10 @@ class OpenTests(SynchronousTestCase):
         self.assertEqual(b.open(datagrams[0], 129.9), b"0")
         self.assertDropped(b, datagrams[1], "stale-key", now=130.0)
         self.assertEqual(b.open(datagrams[3], 130.0), b"3")
+        # Once forgotten, the previous epoch stays refused (a second late
+        # packet takes the same path as the first).
+        self.assertDropped(b, datagrams[1], "stale-key", now=131.0)
+        self.assertDropped(b, datagrams[0], "stale-key", now=131.0)
 
     @given(
         st.integers(1, 5),

@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from p2pnet._registry import ChallengeNeeded, Registration, RegistryError
 from p2pnet.address import Address
 from p2pnet.cluster._records import BadRecord, dump, load, peer_record, read_peer
-from p2pnet.introducer import IntroducerProtocol, lag_ms
+from p2pnet.introducer import IntroducerProtocol, introductions
 from p2pnet.wire import ErrorCode
 
 #: Joins of sessions held elsewhere waiting for the joiner's
@@ -62,7 +62,7 @@ class ClusterIntroducerProtocol(IntroducerProtocol):
             if self.registry.lookup(message.target, now) is None and message.target != requester.peer_id:
                 self._with_remote(message.target, message, requester.public, size, authenticated,
                                   lambda target, node: self._introduce(
-                                      requester, target, message.txid, None, size, authenticated))
+                                      requester, target, message.txid, None, size, authenticated, message.flags))
                 return
         elif message.session_id is not None and message.target is None:
             if not self.registry.holds_session(message.session_id):
@@ -127,28 +127,22 @@ class ClusterIntroducerProtocol(IntroducerProtocol):
                 "r": peer_record(requester),
                 "from": self.node.node_id,
                 "b": None if authenticated else size,
+                "f": message.flags or 0,
             })
 
         self.node.session_node(message.session_id).addCallback(found).addErrback(self._bug)
 
-    def _introduce(self, requester, target, txid, session_id, size, authenticated) -> None:
+    def _introduce(self, requester, target, txid, session_id, size, authenticated, flags=None, hide_target=False) -> None:
         r_node = self.registry.node_of(requester)
         t_node = self.registry.node_of(target)
         if r_node is None and t_node is None:
-            super()._introduce(requester, target, txid, session_id, size, authenticated)
+            super()._introduce(requester, target, txid, session_id, size, authenticated, flags, hide_target)
             return
         if not (target.verified or authenticated):
             self.stats["introductions-skipped"] += 1
             return
-        intro_id = self._random_bytes(wire.INTRO_ID_SIZE)
-        key = self._random_bytes(wire.KEY_SIZE)
-        to_requester = wire.Introduction(
-            txid, intro_id, target.peer_id, target.public, target.local, key, wire.FLAG_INITIATOR,
-            session_id, target.nat, lag_ms(requester, target), target.peer_key,
-        )
-        to_target = wire.Introduction(
-            self._random_bytes(wire.TXID_SIZE), intro_id, requester.peer_id, requester.public, requester.local,
-            key, 0, session_id, requester.nat, lag_ms(target, requester), requester.peer_key,
+        _, to_requester, to_target = introductions(
+            self._random_bytes, requester, target, txid, session_id, flags, hide_target
         )
         join = (session_id.hex(), self.node.node_id) if session_id is not None else None
         self._deliver(requester, r_node, to_requester, None if authenticated else size, join, target.peer_id)
@@ -371,8 +365,12 @@ class ClusterIntroducerProtocol(IntroducerProtocol):
             error = wire.Error(txid, int(e.code), e.reason)
             self._deliver(joiner, origin, error, paid, None, "")
             return
+        flags = message.get("f", 0)
+        if not isinstance(flags, int):
+            raise TypeError("bad flags")
         for target in targets:
-            self._introduce(joiner, target, txid, session.session_id, paid or 0, paid is None)
+            hide_target = session.relay_only and target.peer_id == session.host
+            self._introduce(joiner, target, txid, session.session_id, paid or 0, paid is None, flags, hide_target)
 
 
 def _remember(table: OrderedDict, key, now: float) -> None:
