@@ -433,7 +433,7 @@ def _begin(inputs: Handshake, core: HandshakeCore) -> None:
     if config.relay_after is not None:
         # When the NAT checks say plain punching cannot work, ask for
         # the relay at once (and still try direct in parallel).
-        early = config.relay_only or (
+        early = config.relay_only or not core.direct_candidates() or (
             direct_hopeless(core.own_nat, core.peer_nat)
             and not (config.hard_nat and hard_nat_role(core.own_nat, core.peer_nat) is not None)
         )
@@ -804,6 +804,15 @@ def _refresh(inputs: Handshake, core: HandshakeCore, source: Address) -> None:
         _move(core, source)
         core.upgrade_attempt = 0
         _arm_upgrade(inputs, core)
+        return
+    if (
+        core.initiator and not is_relayed(source) and not is_relayed(core.path)
+        and source.is_ipv6 != core.path.is_ipv6
+        and core.clock.seconds() - core.last_heard_on_path < core.config.keepalive_interval
+    ):
+        # Dual stack: each side takes the path that validated first, and
+        # they may differ in family.  The initiator keeps its own while it
+        # works; the other side follows it (no swapping back and forth).
         return
     _move(core, source)
     if not is_relayed(source):

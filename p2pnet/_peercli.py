@@ -89,7 +89,11 @@ class Options(usage.Options):
         ["save-dir", None, None, "Write every message received into this directory (named by its sha256)."],
         ["stats-interval", None, 5.0, "Seconds between 'stats' events for connections that carry messages.", positive],
         ["port", "p", 0, "Local UDP port (0: any).", port],
-        ["bind", "b", "", "Local address to bind (default: all)."],
+        ["bind", "b", "", "Local address to bind (default: all; '::' with an IPv6 --introducer)."],
+        ["introducer6", None, None,
+         "The introducer's IPv6 [HOST]:PORT beside an IPv4 --introducer: also register and connect over IPv6.",
+         _address],
+        ["bind6", None, None, "Local IPv6 address for the IPv6 socket (default: all)."],
         ["secret-file", None, None, "File holding the introducer's shared secret."],
         ["heartbeat", None, 15.0, "Seconds between registration heartbeats.", positive],
         ["keepalive", None, 15.0, "Seconds between keepalives on an idle path.", positive],
@@ -117,6 +121,7 @@ class Options(usage.Options):
         ["relay-only", None, "Only use relayed paths (hides our addresses from the peer)."],
         ["insecure", None, "No encryption, no replay protection (for benchmarks and debugging only)."],
         ["no-port-mapping", None, "Do not ask the router for a port mapping (NAT-PMP, PCP, UPnP-IGD)."],
+        ["no-ipv6", None, "No IPv6 socket beside the IPv4 one, no IPv6 candidates."],
     ]
 
     def __init__(self) -> None:
@@ -170,6 +175,10 @@ class Options(usage.Options):
         self["port-mapping-protocols"] = protocols
         if self["nat-check"] and self["no-nat-check"]:
             raise usage.UsageError("--nat-check and --no-nat-check contradict each other")
+        if self["introducer6"] is not None and not self["introducer6"].is_ipv6:
+            raise usage.UsageError("--introducer6 takes an IPv6 [HOST]:PORT")
+        if self["introducer6"] is not None and self["no-ipv6"]:
+            raise usage.UsageError("--introducer6 and --no-ipv6 contradict each other")
         if self["relay-only"] and self["no-relay"]:
             raise usage.UsageError("--relay-only and --no-relay contradict each other")
         self["secret"] = None
@@ -311,6 +320,7 @@ def run(reactor, options: Options, out: TextIO):
         insecure=options["insecure"],
         port_mapping=not options["no-port-mapping"],
         port_mapping_protocols=options["port-mapping-protocols"],
+        ipv6=not options["no-ipv6"],
     )
     endpoint = PeerEndpoint(
         reactor,
@@ -323,6 +333,8 @@ def run(reactor, options: Options, out: TextIO):
         config=config,
         identity=options["identity-key"],
         trust=options["trust"],
+        introducer6=options["introducer6"],
+        interface6=options["bind6"],
     )
     endpoint.add_observer(printer.status)
     done: Deferred = Deferred()

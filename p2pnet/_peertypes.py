@@ -26,6 +26,10 @@ class Path(enum.Enum):
 
     DIRECT_LOCAL = "direct-local"
     DIRECT_PUBLIC = "direct-public"
+    #: Direct over IPv6, to a unique-local (or loopback) address.
+    DIRECT_LOCAL_V6 = "direct-local-v6"
+    #: Direct over IPv6, to a global address.
+    DIRECT_PUBLIC_V6 = "direct-public-v6"
     RELAYED = "relayed"
 
 
@@ -66,11 +70,13 @@ class StatusEvent:
 class Registration:
     """
     What the introducer told us: our public address, and the local
-    addresses we told it.
+    addresses we told it; C{public6}, our IPv6 address as the introducer
+    saw it when we also registered over IPv6 (C{introducer6}).
     """
 
     public: Address
     local: tuple[Address, ...]
+    public6: Address | None = None
 
 
 @frozen
@@ -158,6 +164,9 @@ class PeerConfig:
         C{"upnp"} to try.
     @ivar port_mapping_gateway: where NAT-PMP and PCP requests go
         (default: the default gateway from the routing table).
+    @ivar ipv6: with C{introducer6} or C{interface6}, open an IPv6 socket
+        beside the IPv4 one and advertise our global and unique-local IPv6
+        addresses (see docs/ipv6.md); False: never.
     """
 
     handshake: HandshakeConfig = HandshakeConfig()
@@ -177,6 +186,7 @@ class PeerConfig:
     port_mapping: bool = True
     port_mapping_protocols: tuple[str, ...] = ("pcp", "nat-pmp", "upnp")
     port_mapping_gateway: str | None = None
+    ipv6: bool = True
 
     def __attrs_post_init__(self) -> None:
         ids = [channel.id for channel in self.channels]

@@ -70,6 +70,7 @@ class PortMapping:
             # nothing outside this machine could use a mapping.
             return
         from p2pnet.portmap import PortMapper, default_gateway
+        from p2pnet.portmap._mapper import EPOCH_CHECK
 
         self._port_mapper = PortMapper(
             self.reactor,
@@ -78,6 +79,7 @@ class PortMapping:
             protocols=self.config.port_mapping_protocols,
             random_bytes=self._random_bytes,
             on_change=self._port_mapping_changed,
+            epoch_check=EPOCH_CHECK,
         )
         self._port_mapper.start()
 

@@ -142,6 +142,7 @@ class Registering:
         d = self._client.request(
             wire.Heartbeat(self.new_txid(), self.peer_id, self._cookie), attempts=3
         )
+        self._heartbeat6()
 
         def acked(answer: wire.Message) -> None:
             self._introducer_back()

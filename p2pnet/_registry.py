@@ -66,8 +66,8 @@ class ChallengeNeeded(RegistryError):
     a challenge from that address first (L{Registry.challenge}).
 
     @ivar registration: the registration concerned.
-    @ivar kind: C{"move"} (the cookie was right) or C{"reclaim"} (same
-        key, no or a stale cookie: a restarted host).
+    @ivar kind: C{"move"} (the cookie was right; C{"alternate"}: from the
+        other family), C{"reclaim"} (same key, no or a stale cookie).
     """
 
     def __init__(
@@ -149,6 +149,7 @@ class Registration:
     ack_tail: bytes = field(default=b"", repr=False)
     peer_key: bytes | None = field(default=None, repr=False)
     proof_key: bytes | None = field(default=None, repr=False)
+    alternate: Address | None = None  #: its proven address of the other family (docs/ipv6.md)
 
 
 @define(slots=True, eq=False)
@@ -361,6 +362,8 @@ class Registry:
             self._uncount(old_ip)
             self._per_ip[new_ip] = self._per_ip.get(new_ip, 0) + 1
         registration.public = public
+        if registration.alternate is not None and registration.alternate.is_ipv6 == public.is_ipv6:
+            registration.alternate = None
 
     def _uncount(self, ip: str) -> None:
         left = self._per_ip.get(ip, 0) - 1
@@ -509,7 +512,7 @@ class Registry:
                 and done[0] == peer_id
                 and done[1] == source
                 and done[2] is self._live(peer_id, now)
-                and done[2].public == source
+                and source in (done[2].public, done[2].alternate)
             ):
                 # The same proof again (our answer to it was lost): the
                 # result again, nothing changes.
@@ -527,6 +530,10 @@ class Registry:
             raise RegistryError(ErrorCode.NOT_AUTHORISED, "wrong proof")
         self._drop_challenge(challenge)
         rtt = _round_trip(entry.sent, now)
+        if entry.kind == "alternate":
+            registration.alternate = source
+            self._remember_answered(challenge, peer_id, source, registration, entry.kind)
+            return registration, entry.kind
         if entry.kind == "move":
             self._move(registration, source)
             self._confirm(registration)

@@ -34,6 +34,8 @@ def datagram_writer(transport) -> DatagramWriter:
     C{transport.write} itself.
     """
     write = transport.write
+    if getattr(transport, "writes_by_family", False):
+        return write  # a p2pnet._ipv6.DualStackTransport: it picks the socket
     try:
         handle = transport.getHandle()
     except AttributeError:

@@ -21,6 +21,7 @@ from p2pnet._admission import Admission
 from p2pnet._connoutputs import ConnectionOutputs
 from p2pnet._datapath import PlainPath, SecurePath
 from p2pnet._handshake import HandshakeCore, make_handshake
+from p2pnet._ipv6 import normalise, usable_candidate
 from p2pnet._liveness import Liveness
 from p2pnet._peertypes import Path, PeerProtocol, StatusEvent
 from p2pnet.address import Address, RelayedAddress, RelayRoute, TurnRoute, is_relayed
@@ -93,11 +94,15 @@ class PeerConnection:
         self._peer_close: tuple[int, str] | None = None
         #: Why there is no relay, once the introducer said so.
         self._without_relay: str | None = None
-        self._public = intro.public
+        self._public = normalise(intro.public)
         # The peer chose its local addresses (the introducer only checked
         # its public one): nothing we cannot send to, and nothing a LAN
         # cannot be, except on the host it was seen at.
-        candidates = [c for c in (intro.public, *intro.local) if self._plausible(c)][:MAX_CANDIDATES]
+        self._other_public = normalise(intro.other_public) if intro.other_public is not None else None
+        candidates = [
+            c for c in map(normalise, (intro.public, *((intro.other_public,) if intro.other_public else ()), *intro.local))
+            if self._plausible(c)
+        ][:MAX_CANDIDATES]
         config = endpoint.config.handshake
         if intro.flags & wire.FLAG_RELAY_ONLY and not config.relay_only:
             # The peer is relay-only (the introducer kept its addresses
@@ -111,8 +116,9 @@ class PeerConnection:
             config=config,
             peer_id=self.peer_id,
             candidates=list(dict.fromkeys(candidates)),
-            public=intro.public,
-            local_candidates=frozenset(intro.local),
+            public=self._public,
+            # A global IPv6 address the peer lists is no LAN path to upgrade to.
+            local_candidates=frozenset(c for c in map(normalise, intro.local) if c.is_lan or not c.is_ipv6),
             own_nat=wire.unpack_nat(endpoint._nat),
             peer_nat=wire.unpack_nat(intro.nat),
             peer_lag=intro.lag / 1000.0 if intro.lag is not None else None,
@@ -417,7 +423,13 @@ class PeerConnection:
         Whether a candidate the peer names may get our packets: one we can
         send to, on the host the introducer saw the peer at or on a LAN.
         """
-        return candidate.is_reachable and (candidate.host == self._public.host or candidate.is_lan)
+        other = self._other_public
+        return (
+            candidate.is_reachable
+            and self._endpoint.can_send(candidate)
+            and usable_candidate(candidate, self._public)
+            and (candidate.host == self._public.host or candidate.is_lan or (other is not None and candidate.host == other.host))
+        )
 
     def _refused(self, source: Address) -> bool:
         """
@@ -441,7 +453,7 @@ class PeerConnection:
                 return
             _remember(self._seen_txids, message.txid)
             self.remote_conn_id = message.conn_id
-            for candidate in message.candidates[:MAX_CANDIDATES]:
+            for candidate in map(normalise, message.candidates[:MAX_CANDIDATES]):
                 if self._plausible(candidate):
                     self._core.add_candidate(candidate)
             self._path.handshake_received(message.noise, source)
@@ -763,6 +775,8 @@ class PeerConnection:
     def _path_for(self, address: Address) -> Path:
         if is_relayed(address):
             return Path.RELAYED
+        if address.is_ipv6:
+            return Path.DIRECT_LOCAL_V6 if address.is_lan else Path.DIRECT_PUBLIC_V6
         if address in self._core.local_candidates and address != self._public:
             return Path.DIRECT_LOCAL
         return Path.DIRECT_PUBLIC

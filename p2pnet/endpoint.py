@@ -18,7 +18,8 @@ import os
 import socket
 from typing import Callable, Iterable
 
-from twisted.internet.defer import Deferred, fail, succeed
+from attrs import evolve
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.error import CannotListenError, InvalidAddressError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
@@ -30,6 +31,7 @@ from p2pnet._introclient import IntroducerClient
 from p2pnet._introductions import Introductions
 from p2pnet._natchecking import NatChecking
 from p2pnet._names import name_problem
+from p2pnet._peerv6 import DualStack
 from p2pnet._portmapping import PortMapping
 from p2pnet._registering import Registering, introducer_addresses
 from p2pnet._relaying import Relaying
@@ -73,7 +75,7 @@ __all__ = [
 ]
 
 
-class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introductions, DatagramProtocol):
+class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introductions, DualStack, DatagramProtocol):
     """
     One UDP socket that talks to an introducer and to peers.
 
@@ -100,6 +102,13 @@ class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introduction
         with L{PeerKeyMismatch}.
     @param nat_cache: a L{p2pnet.natcache.NatCache} (several endpoints
         may share one); default: the endpoint's own.
+    @param introducer6: the introducer's IPv6 address, when it has one
+        beside an IPv4 C{introducer}: we then also open an IPv6 socket,
+        advertise our IPv6 addresses and prove them to the introducer
+        (docs/ipv6.md).
+    @param interface6: the IPv6 address to bind that socket to (default:
+        all); given without C{introducer6}, the socket is opened and its
+        addresses advertised (unique-local ones then reach LAN peers).
     """
 
     log = Logger()
@@ -123,8 +132,18 @@ class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introduction
         identity: Identity | None = None,
         trust: TrustStore | None = None,
         nat_cache: NatCache | None = None,
+        introducer6: Address | str | None = None,
+        interface6: str | None = None,
     ) -> None:
         introducers = introducer_addresses(introducer)
+        if isinstance(introducer6, str):
+            introducer6 = Address.parse(introducer6)
+        if introducer6 is not None and not introducer6.is_ipv6:
+            raise ValueError(f"introducer6 must be an IPv6 address, not {introducer6}")
+        self.introducer6 = introducer6
+        self._interface6 = interface6
+        if introducers[0].is_ipv6 and interface in ("", "0.0.0.0"):
+            interface = "::"  # an IPv6 introducer: an IPv6 main socket
         problem = name_problem(peer_id, "peer_id")
         if problem is not None:
             raise ValueError(problem)
@@ -228,8 +247,9 @@ class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introduction
 
     def own_candidates(self) -> tuple[Address, ...]:
         candidates = list(self.advertised_local())
-        if self.public_address is not None and self.public_address not in candidates:
-            candidates.append(self.public_address)
+        for public in (self.public_address, self.public_address6):
+            if public is not None and public not in candidates:
+                candidates.append(public)
         return tuple(candidates[:MAX_CANDIDATES])
 
     #: Log lines per second about single introductions (each spoofed
@@ -260,31 +280,20 @@ class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introduction
         address: Twisted's C{InvalidAddressError}) is counted
         (C{send-failed}), never raised into a state machine.
         """
-        if self.transport is not None:
+        transport = self.transport_for(to)
+        if not self.can_send(to):
+            # No socket of its family (a candidate of the other family
+            # learnt from a reversal or a prediction): never tried.
+            self.count("send-other-family")
+        elif transport is not None:
             try:
-                self.transport.write(raw, to.as_tuple())
+                transport.write(raw, to.as_tuple())
             except (OSError, InvalidAddressError) as e:
                 self._send_failed(to, e)
 
     def _send_failed(self, to, error: Exception) -> None:
         self.count("send-failed")
         self.log.debug("could not send to {to}: {error}", to=str(to), error=str(error))
-
-    def write_with_ttl(self, raw: bytes, to: Address, ttl: int) -> None:
-        """
-        Send with a short IP TTL, restoring the socket's TTL afterwards.
-        """
-        if self.transport is None or to.is_ipv6:
-            return
-        handle = self.transport.getHandle()
-        previous = handle.getsockopt(socket.IPPROTO_IP, socket.IP_TTL)
-        handle.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
-        try:
-            self.transport.write(raw, to.as_tuple())
-        except (OSError, InvalidAddressError) as e:
-            self._send_failed(to, e)
-        finally:
-            handle.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, previous)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -322,7 +331,7 @@ class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introduction
             rto=self.config.request_rto,
             attempts=self.config.request_attempts,
         )
-        self.local_addresses = self._discover_local()
+        self.local_addresses = self._discover_local() + self._start_ipv6()
         # In parallel with the registration (adds no connect time).
         self._start_port_mapping()
         if self.config.turn is not None:
@@ -342,14 +351,18 @@ class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introduction
         def registered(registration: Registration) -> Deferred:
             reaching.stop()
             self._schedule_heartbeat()
-            # Our NAT facts reach the introducer before start() fires, so
-            # that our introductions carry them.
-            return self._when_nat_mapped().addCallback(lambda _: registration)
+            # Our NAT facts, and our IPv6 address proven, before start()
+            # fires, so that the first introduction already carries them.
+            d = self._when_nat_mapped()
+            d.addCallback(lambda _: self._heartbeat6())
+            d.addCallback(lambda _: evolve(registration, public6=self.public_address6))
+            return d
 
         def failed(reason: Failure) -> Failure:
             reaching.stop()
             self._stop_nat_check()
             self._stop_port_mapping()
+            self._stop_ipv6()
             self._shutdown_socket()
             if reason.check(IntroducerUnreachable) and (self._secret is None or reason.value.port_closed):
                 return reason
@@ -372,7 +385,7 @@ class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introduction
             return (Address(host.host, host.port),)
         # Ask the kernel which source address it would use towards the
         # introducer; connecting a UDP socket sends nothing.
-        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe = socket.socket(socket.AF_INET6 if self.introducer.is_ipv6 else socket.AF_INET, socket.SOCK_DGRAM)
         try:
             probe.connect(self.introducer.as_tuple())
             return (Address(probe.getsockname()[0], host.port),)
@@ -417,11 +430,13 @@ class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introduction
         return d
 
     def _shutdown_socket(self) -> Deferred:
+        v6_closed = self._stop_ipv6()
         port, self._port = self._port, None
         if port is None:
-            return succeed(None)
+            return v6_closed
         result = port.stopListening()
-        return result if isinstance(result, Deferred) else succeed(None)
+        closed = result if isinstance(result, Deferred) else succeed(None)
+        return gatherResults([v6_closed, closed]).addCallback(lambda _: None)
 
     # -- sessions and connections -----------------------------------------
 
@@ -767,7 +782,8 @@ class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introduction
 
     def _from_introducer(self, data: bytes, source: Address) -> None:
         if source != self.introducer or self._client is None:
-            self.count("dropped-not-from-introducer")
+            if not self._from_introducer6(data, source):
+                self.count("dropped-not-from-introducer")
             return
         if self._secret is not None and not wire.verify(data, self._secret):
             self.count("dropped-unauthenticated")

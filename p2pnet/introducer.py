@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from p2pnet import wire
 from p2pnet._intromemory import IntroductionMemory, lag_ms
 from p2pnet._lobby import LobbyError, list_answer
+from p2pnet._ipv6 import alternate_heartbeat
 from p2pnet._pushes import Budget, Pusher
 from p2pnet._relaypool import RelayPool, RelaySettings, RelayState, moved_offers
 from p2pnet._ratelimit import LogBudget, RateLimiter
@@ -92,6 +93,7 @@ def introductions(
         None if hide_target else target.nat,
         None if hide_target else lag_ms(requester, target),
         target.peer_key,
+        None if hide_target else target.alternate,
     )
     hidden = bool((flags or 0) & wire.FLAG_RELAY_ONLY)
     to_target = wire.Introduction(
@@ -106,6 +108,7 @@ def introductions(
         None if hidden else requester.nat,
         None if hidden else lag_ms(target, requester),
         requester.peer_key,
+        None if hidden else requester.alternate,
     )
     return intro_id, to_requester, to_target
 
@@ -546,7 +549,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
                 message.txid, source, int(self.registry.lifetime), registration.cookie, self.public_key
             )
         else:
-            answer = wire.HeartbeatAck(message.txid, registration.public, int(self.registry.lifetime))
+            answer = wire.HeartbeatAck(message.txid, source, int(self.registry.lifetime))
         self._send(answer, source, size, authenticated)
 
     def _on_register(self, message: wire.Register, source, size, authenticated, now) -> None:
@@ -585,10 +588,13 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         )
 
     def _on_heartbeat(self, message: wire.Heartbeat, source, size, authenticated, now) -> None:
-        registration = self.registry.heartbeat(message.peer_id, message.cookie, source, now)
+        registration = alternate_heartbeat(self.registry, message, source, now)
+        if registration is None:
+            registration = self.registry.heartbeat(message.peer_id, message.cookie, source, now)
         self.stats["heartbeats"] += 1
         self._send(
-            wire.HeartbeatAck(message.txid, registration.public, int(self.registry.lifetime)),
+            wire.HeartbeatAck(message.txid, source if source == registration.alternate else registration.public,
+                              int(self.registry.lifetime)),
             source,
             size,
             authenticated,

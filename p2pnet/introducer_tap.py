@@ -40,6 +40,9 @@ class Options(usage.Options):
     optParameters = [
         ["port", "p", 3478, "UDP port to listen on (0 picks a free one).", _port],
         ["interface", "i", "", "Address to bind (default: all IPv4 addresses)."],
+        ["interface6", None, None,
+         "Also listen on this IPv6 address ('::' for all), on the same port where free, "
+         "for IPv6 hosts and dual-stack ones (the relay run here too)."],
         ["secret-file", "s", None, "File holding the shared secret hosts must sign with."],
         ["identity-file", None, None,
          "File holding the introducer's static X25519 private key (32 raw bytes); "
@@ -128,6 +131,12 @@ class Options(usage.Options):
                     Address.parse(self["stun-alternate-ip"], 0)
                 except ValueError as e:
                     raise usage.UsageError(f"--stun-alternate-ip: {e}")
+        if self["interface6"] is not None:
+            try:
+                if not Address(self["interface6"], 0).is_ipv6:
+                    raise ValueError("not an IPv6 address")
+            except ValueError as e:
+                raise usage.UsageError(f"--interface6: {e}")
         # The relay in this process runs unless --relay names others (then
         # only with --relay-port: alongside them) or --no-relay.
         if not self["relays"] and self["relay-port"] is None and not self["no-relay"]:
@@ -271,7 +280,9 @@ def makeService(options: Options, reactor=None) -> MultiService:
             source_limiter=SourceLimiter(5000.0, 5_000_000.0),
             stats_interval=options["stats-interval"],
         )
-        relay_service = UDPService(reactor, relay_protocol, options["relay-port"], options["interface"], "relay")
+        relay_service = UDPService(
+            reactor, relay_protocol, options["relay-port"], options["interface"], "relay", options["interface6"]
+        )
         relay_service.setServiceParent(parent)
         # The port is only known once bound, so offers read it from the
         # service; peers read the 0.0.0.0 host as the introducer's host.
@@ -284,7 +295,9 @@ def makeService(options: Options, reactor=None) -> MultiService:
         from p2pnet.cluster import NodeService
 
         NodeService(protocol.node).setServiceParent(parent)
-    IntroducerService(reactor, protocol, options["port"], options["interface"]).setServiceParent(parent)
+    IntroducerService(
+        reactor, protocol, options["port"], options["interface"], options["interface6"]
+    ).setServiceParent(parent)
     if options["relays"]:
         # Probes go from a socket of their own, so that answers never mix
         # with the introducer's traffic.

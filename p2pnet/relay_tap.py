@@ -34,6 +34,7 @@ class Options(usage.Options):
     optParameters = [
         ["port", "p", 3479, "UDP port to listen on (0 picks a free one).", _port],
         ["interface", "i", "", "Address to bind (default: all IPv4 addresses)."],
+        ["interface6", None, None, "Also listen on this IPv6 address ('::' for all), on the same port where free."],
         ["secret-file", "s", None, "File with the secret shared with the introducer (required)."],
         ["idle-timeout", None, 60.0, "Seconds before an unused allocation is forgotten.", _positive],
         ["max-packets", None, 2000, "Packets per second per allocation.", int],
@@ -57,6 +58,14 @@ class Options(usage.Options):
         for name in ("max-packets", "max-bytes", "max-allocations", "max-per-source"):
             if self[name] <= 0:
                 raise usage.UsageError(f"--{name} must be greater than 0")
+        if self["interface6"] is not None:
+            from p2pnet.address import Address
+
+            try:
+                if not Address(self["interface6"], 0).is_ipv6:
+                    raise ValueError("not an IPv6 address")
+            except ValueError as e:
+                raise usage.UsageError(f"--interface6: {e}")
         if self["rate"] < 0.5:
             raise usage.UsageError("--rate must be at least 0.5 (a source's burst, twice the rate, must hold a packet)")
 
@@ -85,7 +94,9 @@ def makeService(options: Options, reactor=None) -> MultiService:
         from twisted.internet import reactor  # the tap may use the global reactor
     parent = ListeningServices("p2pnet relay")
     protocol = make_protocol(options, reactor)
-    UDPService(reactor, protocol, options["port"], options["interface"], "relay").setServiceParent(parent)
+    UDPService(
+        reactor, protocol, options["port"], options["interface"], "relay", options["interface6"]
+    ).setServiceParent(parent)
     if options["metrics-port"] is not None:
         from p2pnet._metrics import MetricsService, relay_registry
 

@@ -157,6 +157,7 @@ class Tag(enum.IntEnum):
     PROOF = 0x22
     CURSOR = 0x23
     LIMIT = 0x24
+    OTHER_PUBLIC = 0x25
     AUTH = 0xFF
 
 
@@ -746,6 +747,7 @@ class Introduce(Message):
     F("nat", Tag.NAT, _FLAGS, optional=True),
     F("lag", Tag.LAG, _U16C, optional=True),
     F("peer_key", Tag.PEER_KEY, _PUBKEY, optional=True),
+    F("other_public", Tag.OTHER_PUBLIC, _ADDR, optional=True),
 )
 @frozen
 class Introduction(Message):
@@ -759,6 +761,10 @@ class Introduction(Message):
     receiver's (0 if not longer): the head start the receiver gives away
     before its first hello, so that hello cannot reach the other side's NAT
     before that side's warm-up (see docs/handshake.md).
+
+    C{other_public}, for a dual-stack peer, is its address of the other
+    family (IPv6 beside an IPv4 C{public}, or the reverse) as the
+    introducer saw it (see docs/ipv6.md).
     """
 
     txid: bytes = field(converter=_txid)
@@ -772,6 +778,7 @@ class Introduction(Message):
     nat: int | None = None
     lag: int | None = None
     peer_key: bytes | None = None
+    other_public: Address | None = None
 
     @property
     def initiator(self) -> bool:
@@ -1365,7 +1372,7 @@ PADDED_SIZE = {
     MessageType.REGISTER: 96,
     MessageType.HEARTBEAT: 56,
     MessageType.HOST_SESSION: 64,
-    MessageType.INTRODUCE: 376,
+    MessageType.INTRODUCE: 400,
     MessageType.LIST_SESSIONS: MAX_DATAGRAM,
     MessageType.RELAY_REQUEST: 160,
     MessageType.CANDIDATE_OFFER: 160,

@@ -17,7 +17,6 @@ from p2pnet import (
     ConnectionClosed,
     ConnectionRefused,
     ConnectTimeout,
-    HandshakeConfig,
     HandshakeTimeout,
     P2PError,
     PayloadTooLarge,

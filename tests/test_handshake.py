@@ -1343,3 +1343,88 @@ class ConfigLimitTests(SynchronousTestCase):
         ]
         for settings in allowed:
             HandshakeConfig(**settings)
+
+
+class NoCommonFamilyTests(SynchronousTestCase):
+    def test_no_candidate_asks_for_relay_at_once(self):
+        """
+        A peer none of whose candidates we can send to (an IPv6-only peer
+        seen from an IPv4-only endpoint: all dropped) gets the relay asked
+        for at once, not after C{relay_after}.
+        """
+        clock, out, core, machine = build(HandshakeConfig(), [])
+        machine.start()
+        clock.advance(0)
+        self.assertIn(("request_relay",), out.take())
+        machine.close()
+
+    def test_with_candidates_relay_waits(self):
+        """
+        With a candidate to punch, the relay waits for C{relay_after}
+        (3 s by default).
+        """
+        clock, out, core, machine = build(HandshakeConfig(), [PUBLIC])
+        machine.start()
+        clock.advance(2.9)
+        self.assertNotIn(("request_relay",), out.take())
+        clock.advance(0.1)
+        self.assertIn(("request_relay",), out.take())
+        machine.close()
+
+
+V6 = Address("2001:db8:7::7", 4000)
+
+
+class DualStackPathTests(SynchronousTestCase):
+    """
+    Both sides take the path that validated first; with two families the
+    two choices may differ, and the initiator's wins.
+    """
+
+    def connected(self, initiator):
+        clock, out, core, machine = build(HandshakeConfig(), [PUBLIC, V6], initiator=initiator)
+        machine.start()
+        clock.advance(0.02)
+        machine.answer_received(PUBLIC)
+        out.take()
+        return clock, out, core, machine
+
+    def test_initiator_keeps_its_family(self):
+        """
+        The initiator, on IPv4, stays there when the peer's traffic comes
+        over IPv6, while its own path is alive; once its path has been
+        quiet for a keepalive interval, the IPv6 traffic moves it.
+        """
+        clock, out, core, machine = self.connected(initiator=True)
+        machine.traffic_received(V6)
+        self.assertEqual(core.path, PUBLIC)
+        self.assertNotIn(("path_changed", V6), out.take())
+        clock.advance(14.9)
+        machine.traffic_received(V6)
+        self.assertEqual(core.path, PUBLIC)
+        clock.advance(0.1)
+        machine.traffic_received(V6)
+        self.assertEqual(core.path, V6)
+        self.assertIn(("path_changed", V6), out.take())
+        machine.close()
+
+    def test_other_side_follows(self):
+        """
+        The side that was introduced (not the initiator) moves to the
+        family the initiator's traffic comes over at once.
+        """
+        clock, out, core, machine = self.connected(initiator=False)
+        machine.traffic_received(V6)
+        self.assertEqual(core.path, V6)
+        self.assertIn(("path_changed", V6), out.take())
+        machine.close()
+
+    def test_initiator_still_follows_rebinding(self):
+        """
+        A new source of the same family (the peer's NAT re-bound) moves
+        the initiator's path at once, as before.
+        """
+        clock, out, core, machine = self.connected(initiator=True)
+        machine.traffic_received(MOVED)
+        self.assertEqual(core.path, MOVED)
+        machine.close()

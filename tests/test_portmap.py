@@ -65,7 +65,7 @@ def pcp_answer(opcode, result=0, lifetime=7200, nonce=b"", internal=4000, extern
     return head + nonce + bytes.fromhex(f"11 000000 {internal:04x} {external:04x} 00000000000000000000ffff0b000002")
 
 
-class PortMapperTests(SynchronousTestCase):
+class MapperTestCase(SynchronousTestCase):
     def make(self, protocols=("pcp", "nat-pmp"), **kw):
         self.reactor = FakeReactor()
         self.changes: list = []
@@ -89,6 +89,8 @@ class PortMapperTests(SynchronousTestCase):
                 return data[24:36]
         raise AssertionError("no PCP MAP sent")
 
+
+class PortMapperTests(MapperTestCase):
     def test_probes_sent_at_once(self):
         """
         PCP ANNOUNCE and the NAT-PMP external address request leave at
@@ -382,4 +384,105 @@ class UnusableAddressTests(SynchronousTestCase):
         self.assertIsNone(self.successResultOf(d))
         self.assertEqual(changes, [])
         self.assertEqual(sent(reactor)[-1], bytes.fromhex("00 01 0000 0fa0 0000 00000000"))
+        mapper.stop()
+
+
+def pmp_external_at(epoch: int) -> bytes:
+    return bytes.fromhex(f"00 80 0000 {epoch:08x} 0b000002")
+
+
+def pmp_mapped_at(epoch: int, external=50000, lifetime=7200) -> bytes:
+    return bytes.fromhex(f"00 81 0000 {epoch:08x} 0fa0 {external:04x} {lifetime:08x}")
+
+
+def pcp_announce_at(epoch: int) -> bytes:
+    return bytes.fromhex(f"02 80 00 00 00000000 {epoch:08x}") + bytes(12)
+
+
+class EpochWatchTests(SynchronousTestCase):
+    def test_nat_pmp_rule(self):
+        """
+        RFC 6886: the epoch must reach the previous one plus 7/8 of the
+        client's elapsed time, less 2 seconds and 1 second of slack.
+        """
+        from p2pnet.portmap._epoch import EpochWatch
+
+        watch = EpochWatch("nat-pmp")
+        self.assertFalse(watch.saw(100, 0.0))
+        self.assertFalse(watch.saw(167, 80.0))
+        watch = EpochWatch("nat-pmp")
+        watch.saw(100, 0.0)
+        self.assertTrue(watch.saw(166, 80.0))
+        self.assertTrue(watch.saw(10, 81.0))
+
+    def test_pcp_rule(self):
+        """
+        RFC 6887: not back by more than a second, and the two elapsed
+        times agree within 1/16 and 2 seconds either way.
+        """
+        from p2pnet.portmap._epoch import EpochWatch
+
+        cases = [((100, 1.0), False), ((99, 1.0), False), ((98, 1.0), True),
+                 ((136, 32.0), False), ((140, 32.0), True), ((102, 32.0), True)]
+        for (epoch, now), lost in cases:
+            watch = EpochWatch("pcp")
+            watch.saw(100, 0.0)
+            self.assertEqual(watch.saw(epoch, now), lost, (epoch, now))
+
+
+class RouterRebootTests(MapperTestCase):
+    def test_nat_pmp_reboot_maps_again(self):
+        """
+        A NAT-PMP router whose epoch restarts (it rebooted and forgot our
+        mapping) is asked for the mapping again at once, at the check
+        after the reboot rather than at the renewal an hour later.
+        """
+        mapper = self.make(protocols=("nat-pmp",), epoch_check=60)
+        mapper.start()
+        answer(self.reactor, pmp_external_at(16))
+        answer(self.reactor, pmp_mapped_at(16))
+        self.reactor.advance(59)
+        self.assertEqual(len(sent(self.reactor)), 2)
+        self.reactor.advance(1)
+        self.assertEqual(sent(self.reactor)[-1], b"\x00\x00")
+        answer(self.reactor, pmp_external_at(5))
+        self.assertEqual(sent(self.reactor)[-1], bytes.fromhex("00 01 0000 0fa0 c350 00001c20"))
+        answer(self.reactor, pmp_mapped_at(5, external=50003))
+        self.assertEqual([m.external.port for m in self.changes], [50000, 50003])
+        mapper.stop()
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_nat_pmp_healthy_epoch(self):
+        """
+        An epoch that advanced with the time passed changes nothing: no
+        new mapping request, the next check a period later.
+        """
+        mapper = self.make(protocols=("nat-pmp",), epoch_check=60)
+        mapper.start()
+        answer(self.reactor, pmp_external_at(16))
+        answer(self.reactor, pmp_mapped_at(16))
+        self.reactor.advance(60)
+        answer(self.reactor, pmp_external_at(76))
+        self.assertEqual(len(sent(self.reactor)), 3)
+        self.reactor.advance(60)
+        self.assertEqual(len(sent(self.reactor)), 4)
+        self.assertEqual(sent(self.reactor)[-1], b"\x00\x00")
+        self.assertEqual(self.changes, [Mapping("nat-pmp", Address("11.0.0.2", 50000), 4000, 7200)])
+        mapper.stop()
+
+    def test_pcp_reboot_maps_again(self):
+        """
+        A PCP server whose epoch goes backwards gets our MAP again at once.
+        """
+        mapper = self.make(protocols=("pcp",), epoch_check=60)
+        mapper.start()
+        answer(self.reactor, pcp_announce_at(1000))
+        nonce = self.nonce()
+        answer(self.reactor, pcp_answer(1, nonce=nonce))
+        maps = [d for d in sent(self.reactor) if d[:2] == b"\x02\x01"]
+        self.assertEqual(len(maps), 1)
+        self.reactor.advance(60)
+        answer(self.reactor, pcp_announce_at(3))
+        maps = [d for d in sent(self.reactor) if d[:2] == b"\x02\x01"]
+        self.assertEqual(len(maps), 2)
         mapper.stop()

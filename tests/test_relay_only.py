@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from p2pnet import HandshakeConfig, P2PError, Path, PeerConfig, PeerConnection, PeerEndpoint, PeerFactory, PeerProtocol
 from p2pnet import wire
 from p2pnet._registry import Registry
-from p2pnet.address import Address, is_relayed
+from p2pnet.address import is_relayed
 from p2pnet.introducer import IntroducerProtocol, RelaySettings
 from p2pnet.relay import RelayProtocol
 from p2pnet.testing import scenarios

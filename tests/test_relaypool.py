@@ -305,7 +305,6 @@ class SimulatedFailoverTests(SynchronousTestCase):
     def move(self, handshake, within: float) -> float:
         import random as _random
 
-        from p2pnet._handshake import HandshakeConfig
         from p2pnet.address import RelayRoute
         from p2pnet.endpoint import PeerConfig, PeerEndpoint, PeerFactory, PeerProtocol
         from p2pnet.testing._heapclock import HeapClock

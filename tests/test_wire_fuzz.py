@@ -634,7 +634,7 @@ class PaddedTests(SynchronousTestCase):
             (wire.Register(T, "alice"), 96),
             (wire.Heartbeat(T, "alice", b"c" * 8), 56),
             (wire.HostSession(T, "alice", b"c" * 8, "game", "g", 4), 64),
-            (wire.Introduce(T, "alice", b"c" * 8, target="bob"), 376),
+            (wire.Introduce(T, "alice", b"c" * 8, target="bob"), 400),
             (wire.ListSessions(T), 1200),
             (wire.RelayRequest(T, "alice", b"c" * 8, "bob", b"i" * 8), 160),
             (wire.CandidateOffer(T, "alice", b"c" * 8, "bob", b"i" * 8, Address("192.0.2.1", 80)), 160),

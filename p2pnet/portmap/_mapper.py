@@ -40,6 +40,9 @@ _NETWORK_ERRORS = (P2PError, ConnectError, ConnectionLost, TimeoutError, Cancell
 #: Seconds the SSDP search waits for an answer.
 SSDP_WAIT = 2.0
 
+#: Seconds between the endpoint's checks of the router's epoch.
+EPOCH_CHECK = 60.0
+
 
 def _usable(host: str) -> bool:
     try:
@@ -86,6 +89,10 @@ class PortMapper:
     @param agent: the HTTP agent for UPnP (tests pass a fake).
     @param probe_only: only find out what the router offers (for
         C{p2pnet natcheck}): no mapping is made.
+    @param epoch_check: with a NAT-PMP or PCP mapping, ask the router for
+        its epoch this often (seconds; None: never) and map again at once
+        when it shows the router lost its mappings (a reboot, see
+        L{p2pnet.portmap._epoch}).  Every renewal's answer is checked too.
 
     @ivar offers: protocol name -> what the router said to the probe
         (C{"answered"}, C{"no answer"}, C{"refused: ..."}, C{"mapped"}).
@@ -108,6 +115,7 @@ class PortMapper:
         agent=None,
         ssdp_wait: float = SSDP_WAIT,
         probe_only: bool = False,
+        epoch_check: float | None = None,
     ) -> None:
         self.reactor = reactor
         self.internal_port = internal_port
@@ -120,6 +128,8 @@ class PortMapper:
         self.agent = agent
         self.ssdp_wait = ssdp_wait
         self.probe_only = probe_only
+        self.epoch_check = epoch_check
+        self._check_call = None
         self.offers: dict[str, str] = {}
         self.mapping: Mapping | None = None
         self._udp: GatewayUDP | None = None
@@ -266,11 +276,41 @@ class PortMapper:
         if mapping is not None:
             self._expires = self.reactor.seconds() + mapping.lifetime
             self._schedule(mapping.lifetime / 2)
+        self._schedule_check(mapping is not None)
         if changed and self.on_change is not None:
             self.on_change(mapping)
 
     def _schedule(self, delay: float) -> None:
         self._renew_call = self.reactor.callLater(max(delay, 1.0), self._renew)
+
+    def _schedule_check(self, wanted: bool) -> None:
+        if self._check_call is not None and self._check_call.active():
+            self._check_call.cancel()
+        self._check_call = None
+        if wanted and self.epoch_check is not None and hasattr(self._current, "epochs"):
+            self._check_call = self.reactor.callLater(self.epoch_check, self._check_epoch)
+
+    def _check_epoch(self) -> None:
+        """
+        Ask the router for its epoch (the probe request again); a router
+        that lost its mappings gets ours asked for at once.
+        """
+        self._check_call = None
+        protocol = self._current
+
+        def checked(_: object) -> None:
+            if self._stopping or protocol is not self._current:
+                return
+            if protocol.reset:
+                protocol.reset = False
+                self.log.info("the router lost its port mappings (its epoch went back); mapping again")
+                if self._renew_call is not None and self._renew_call.active():
+                    self._renew_call.cancel()
+                self._renew()
+            else:
+                self._schedule_check(True)
+
+        protocol.probe().addBoth(checked)
 
     def _renew(self) -> None:
         self._renew_call = None
@@ -281,6 +321,8 @@ class PortMapper:
             if self._stopping:
                 return
             external, lifetime = result
+            # Whatever the answer's epoch said, the mapping exists now.
+            protocol.reset = False
             self._set(Mapping(protocol.name, external, self.internal_port, lifetime))
 
         def failed(reason: Failure) -> None:
@@ -310,6 +352,7 @@ class PortMapper:
         if self._renew_call is not None and self._renew_call.active():
             self._renew_call.cancel()
         self._renew_call = None
+        self._schedule_check(False)
         for search in self._searches:
             search.stop()
         deleted = self._current.delete() if self._current is not None else succeed(None)

@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from p2pnet.address import Address
 from p2pnet.errors import P2PError
 from p2pnet.portmap import _natpmp, _pcp, _upnp
+from p2pnet.portmap._epoch import EpochWatch
 from p2pnet.portmap._udp import GatewayUDP, NoAnswer
 
 
@@ -23,7 +24,22 @@ class MappingRefused(P2PError):
     """
 
 
-class NatPmp:
+class _Epochs:
+    """
+    The epoch of every answer, watched (L{EpochWatch}); C{reset} is set
+    once an answer shows the router lost its mappings.
+    """
+
+    udp: GatewayUDP
+    epochs: EpochWatch
+    reset = False
+
+    def _saw(self, answer) -> None:
+        if self.epochs.saw(answer.epoch, self.udp.clock.seconds()):
+            self.reset = True
+
+
+class NatPmp(_Epochs):
     """
     NAT-PMP (RFC 6886) on the gateway's port 5351.
     """
@@ -35,6 +51,7 @@ class NatPmp:
         self.internal_port = internal_port
         self.external_ip: str | None = None
         self.external_port = 0
+        self.epochs = EpochWatch("nat-pmp")
 
     def probe(self) -> Deferred:
         """
@@ -50,6 +67,7 @@ class NatPmp:
         d = self.udp.request(_natpmp.encode_external_address_request(), _natpmp.decode_response, accept)
 
         def answered(answer: _natpmp.ExternalAddressResponse) -> str:
+            self._saw(answer)
             if answer.result != _natpmp.SUCCESS:
                 raise MappingRefused(f"nat-pmp: {_natpmp.RESULT_NAMES.get(answer.result, answer.result)}")
             self.external_ip = answer.external
@@ -71,6 +89,7 @@ class NatPmp:
             )
 
         def answered(answer: _natpmp.MapResponse):
+            self._saw(answer)
             if answer.result != _natpmp.SUCCESS or not answer.external_port or not answer.lifetime:
                 raise MappingRefused(f"nat-pmp: {_natpmp.RESULT_NAMES.get(answer.result, answer.result)}")
             self.external_port = answer.external_port
@@ -83,7 +102,7 @@ class NatPmp:
         return succeed(None)
 
 
-class Pcp:
+class Pcp(_Epochs):
     """
     PCP (RFC 6887) MAP on the gateway's port 5351.
     """
@@ -96,6 +115,7 @@ class Pcp:
         self.client_ip = client_ip
         self.nonce = nonce
         self.external: Address | None = None
+        self.epochs = EpochWatch("pcp")
 
     def probe(self) -> Deferred:
         """
@@ -108,6 +128,7 @@ class Pcp:
         d = self.udp.request(_pcp.encode_announce_request(self.client_ip), _pcp.decode_response, accept)
 
         def answered(answer: _pcp.Response) -> None:
+            self._saw(answer)
             if answer.result not in (_pcp.SUCCESS, _pcp.UNSUPP_OPCODE):
                 raise MappingRefused(f"pcp: {_pcp.RESULT_NAMES.get(answer.result, answer.result)}")
 
@@ -135,6 +156,7 @@ class Pcp:
             return answer.nonce == self.nonce and answer.internal_port == self.internal_port
 
         def answered(answer: _pcp.Response):
+            self._saw(answer)
             if answer.result != _pcp.SUCCESS or not answer.external_port or not answer.lifetime:
                 raise MappingRefused(f"pcp: {_pcp.RESULT_NAMES.get(answer.result, answer.result)}")
             self.external = Address(answer.external_ip, answer.external_port)
