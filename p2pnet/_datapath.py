@@ -31,6 +31,7 @@ from p2pnet.address import is_relayed
 from p2pnet._messaging import Messaging, is_channel_packet
 from p2pnet.errors import HandshakeFailed, MalformedMessage, P2PError
 from p2pnet.secure import _frames as frames
+from p2pnet.secure._pathcheck import CHALLENGE_LENGTH
 from p2pnet.secure._session import PacketDropped, SecureSession
 
 if TYPE_CHECKING:
@@ -42,6 +43,10 @@ MAX_SEALED_DATAGRAM = 65507 - 4 - 24 - 1
 
 #: Frames that only check a path: a packet of nothing else moves nothing.
 _PROBING = (frames.PathChallenge, frames.PathResponse, frames.Padding)
+
+#: A plain keepalive's C{sequence} asking for a keepalive back (see
+#: L{p2pnet._liveness}); 0 asks nothing.
+ECHO_REQUEST = 1
 
 #: Close codes (CLOSE frame).
 CLOSE_NORMAL = 0
@@ -75,6 +80,9 @@ class PlainPath:
         connection = self._connection
         if isinstance(message, wire.Keepalive):
             connection._machine.traffic_received(source)
+            if message.sequence == ECHO_REQUEST and source == connection._core.path and not connection.ended:
+                self.send_keepalive(source)
+                connection._core.last_sent = connection._clock.seconds()
         elif isinstance(message, wire.Close):
             connection._peer_closed(message.code, message.reason or "")
 
@@ -85,6 +93,12 @@ class PlainPath:
     def send_keepalive(self, to) -> None:
         connection = self._connection
         keepalive = wire.Keepalive(connection._endpoint.new_txid(), connection.intro_id, 0)
+        connection._send_to(wire.encode(keepalive, connection.key), to)
+
+    def send_echo_request(self, to) -> None:
+        # A keepalive with sequence 1: the peer answers with one of its own.
+        connection = self._connection
+        keepalive = wire.Keepalive(connection._endpoint.new_txid(), connection.intro_id, ECHO_REQUEST)
         connection._send_to(wire.encode(keepalive, connection.key), to)
 
     def send_close(self, to, code: int = CLOSE_NORMAL, reason: str = "") -> None:
@@ -200,6 +214,13 @@ class SecurePath:
             # answer to ours): send it once more in a hello.
             connection._send_hello(to)
         self._seal_to(frames.encode_frames([frames.Ping()]), to)
+
+    def send_echo_request(self, to) -> None:
+        # Any peer answers a PATH_CHALLENGE where it came from; on the
+        # current path the answer proves nothing new, only that the peer
+        # is alive (it matches no pending challenge and moves nothing).
+        data = self._connection._endpoint._random_bytes(CHALLENGE_LENGTH)
+        self._seal_to(frames.encode_frames([frames.PathChallenge(data)]), to)
 
     def send_close(self, to, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         self._seal_to(frames.encode_frames([frames.Close(code, reason)]), to)

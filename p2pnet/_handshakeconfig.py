@@ -43,7 +43,13 @@ class HandshakeConfig:
     @ivar keepalive_interval: send a keepalive when we sent nothing for this
         long on an established path (real traffic counts).
     @ivar dead_after: declare the connection lost after hearing nothing
-        authenticated for this long.
+        authenticated for this long (the idle timeout).
+    @ivar answer_timeout: while we send (the game's datagrams or channel
+        messages), declare the connection lost when the peer answers
+        nothing for this long (the active timeout, LiteNetLib's 5 s; see
+        L{p2pnet._liveness}); None: only C{dead_after}.
+    @ivar probe_interval: while an answer is owed, ask the peer for one
+        (an echo request) after each this much silence.
     @ivar relay_only: never use or answer direct candidates; ask for a
         relay at once (keeps our addresses from the peer, like WebRTC's
         relay-only policy).
@@ -93,6 +99,8 @@ class HandshakeConfig:
     timeout: float = field(default=10.0, validator=_positive)
     keepalive_interval: float = field(default=15.0, validator=_positive)
     dead_after: float = field(default=45.0, validator=_positive)
+    answer_timeout: float | None = 5.0
+    probe_interval: float = field(default=1.0, validator=_positive)
     relay_only: bool = False
     hard_nat: bool = True
     predict_ports: int = field(default=8, validator=_non_negative)
@@ -125,5 +133,7 @@ class HandshakeConfig:
             raise ValueError("hello_intervals must be a non-empty list of positive gaps")
         if self.dead_after <= self.keepalive_interval:
             raise ValueError("dead_after must be longer than keepalive_interval")
+        if self.answer_timeout is not None and not self.answer_timeout > self.probe_interval:
+            raise ValueError("answer_timeout must be longer than probe_interval (or None: no active timeout)")
         if list(self.rescue_after) != sorted(self.rescue_after) or any(t <= 0 for t in self.rescue_after):
             raise ValueError("rescue_after must be increasing positive times")

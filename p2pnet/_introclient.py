@@ -12,6 +12,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from p2pnet import wire
 from p2pnet.address import Address
 from p2pnet.errors import (
+    HostGone,
     IntroducerError,
     IntroducerUnreachable,
     NotAuthorised,
@@ -23,6 +24,7 @@ from p2pnet.wire import ErrorCode
 
 _ERRORS: dict[int, type[IntroducerError]] = {
     ErrorCode.SESSION_FULL: SessionFull,
+    ErrorCode.HOST_GONE: HostGone,
     ErrorCode.UNKNOWN_PEER: UnknownPeer,
     ErrorCode.UNKNOWN_SESSION: UnknownPeer,
     ErrorCode.NOT_AUTHORISED: NotAuthorised,

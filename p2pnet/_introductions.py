@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from p2pnet import wire
 from p2pnet._peertypes import StatusEvent
 from p2pnet.connection import PeerConnection
-from p2pnet.errors import CloseCode, HandshakeFailed, KeyFileError, P2PError, PeerKeyMismatch
+from p2pnet.errors import CloseCode, HandshakeFailed, HostGone, KeyFileError, P2PError, PeerKeyMismatch
 
 
 class Introductions:
@@ -71,6 +71,23 @@ class Introductions:
         else:
             connection._when_connected().addCallbacks(self._incoming, lambda _: None)
         connection._machine.start()
+
+    def _host_gone(self, error: wire.Error) -> bool:
+        """
+        The introducer says the peer of one of our introductions did not
+        take its copy (C{HOST_GONE}, see L{p2pnet._hostwatch}): fail that
+        connection with L{HostGone} if it is still punching and heard
+        nothing from the peer.  Whether it named one of our introductions.
+        """
+        if error.code != wire.ErrorCode.HOST_GONE:
+            return False
+        for connection in list(self._by_intro.values()):
+            if connection.initiator and connection._intro_txid == error.txid:
+                if connection.address is None and not connection.ended and not connection._core.heard:
+                    connection._machine.close()
+                    connection._failed(HostGone(error.code, error.reason))
+                return True
+        return False
 
     def _key_refusal(self, intro: wire.Introduction, expect_key: bytes | None) -> P2PError | None:
         """

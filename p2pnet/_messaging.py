@@ -118,11 +118,13 @@ class Messaging:
         now = self._clock.seconds()
         address = connection.address
         if address is not None:
+            eliciting = machine.sent.last_ack_eliciting_time
             sent = machine.datagrams_to_send(now)
             for plaintext in sent:
                 self._seal(plaintext, address)
             if sent:
-                connection._sent_now(now)
+                # Acks alone owe us nothing; data (and loss probes) do.
+                connection._sent_now(now, data=machine.sent.last_ack_eliciting_time != eliciting)
         while True:
             event = machine.next_event()
             if event is None:

@@ -28,7 +28,7 @@ from p2pnet._names import MAX_NAME_BYTES, name_problem
 from p2pnet._options import listen_error, parse, port, positive, read_secret
 from p2pnet.address import Address
 from p2pnet.endpoint import PeerConfig, PeerEndpoint, PeerFactory, PeerProtocol, StatusEvent
-from p2pnet.errors import KeyFileError, P2PError, SessionNotFound, UnknownPeer
+from p2pnet.errors import HostGone, KeyFileError, P2PError, SessionNotFound, UnknownPeer
 
 #: The channel C{--send-file} sends on (reliable-ordered by default).
 FILE_CHANNEL = 0
@@ -453,13 +453,15 @@ def _retrying(reactor, limit: float, attempt: Callable[[], Deferred]) -> Deferre
     """
     Retry C{attempt} once a second while it fails with UnknownPeer or
     SessionNotFound (the peer or session may not be registered yet), for
-    up to C{limit} seconds.
+    up to C{limit} seconds; not after L{HostGone} (it was registered and
+    stopped heartbeating).
     """
     deadline = reactor.seconds() + limit
 
     def again(failure: Failure) -> Deferred:
         failure.trap(UnknownPeer, SessionNotFound)
-        if reactor.seconds() >= deadline:
+        # A peer that stopped heartbeating will not come back by waiting.
+        if failure.check(HostGone) or reactor.seconds() >= deadline:
             return failure
         return deferLater(reactor, 1.0, attempt).addErrback(again)
 

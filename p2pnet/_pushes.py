@@ -60,6 +60,15 @@ class Pusher:
         self._in_flight: dict[tuple, int] = {}
         self._queued: dict[tuple, deque] = {}
         self._queued_count = 0
+        # Copies sent so far of each push awaiting its acknowledgement.
+        self._sent: dict[tuple[bytes, tuple], int] = {}
+
+    def sent_unacknowledged(self, push_id: bytes, to: tuple) -> int:
+        """
+        How many copies of C{push_id} went to C{to} without an
+        acknowledgement (0 once acknowledged, given up, or still queued).
+        """
+        return self._sent.get((push_id, to), 0)
 
     def push(self, push_id: bytes, raw: bytes, to: tuple, budget: Budget | None = None) -> None:
         """
@@ -96,12 +105,14 @@ class Pusher:
             self.stats["push-retransmits-unpaid"] += 1
         if attempt >= len(self.GAPS):
             self._pushes.pop(key, None)
+            self._sent.pop(key, None)
             self.stats["introductions-unacknowledged"] += 1
             dropped = self._queued.pop(to, ())
             self._queued_count -= len(dropped)
             self.stats["introductions-unacknowledged"] += len(dropped)
             self._done(to)
             return
+        self._sent[key] = attempt + 1
         self._pushes[key] = self._clock.callLater(
             self.GAPS[attempt], self._transmit, push_id, raw, to, attempt + 1, budget
         )
@@ -133,6 +144,7 @@ class Pusher:
         acknowledgement from where it was sent counts).
         """
         call = self._pushes.pop((push_id, source), None)
+        self._sent.pop((push_id, source), None)
         if call is None:
             return False
         if call.active():
@@ -145,6 +157,7 @@ class Pusher:
         Cancel every retransmit and forget what waits.
         """
         pushes, self._pushes = self._pushes, {}
+        self._sent = {}
         self._in_flight, self._queued, self._queued_count = {}, {}, 0
         for call in pushes.values():
             if call.active():

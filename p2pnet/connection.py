@@ -23,6 +23,7 @@ from p2pnet._consumer import ChannelConsumer
 from p2pnet._datapath import PlainPath, SecurePath
 from p2pnet._handshake import HandshakeCore, make_handshake
 from p2pnet._ipv6 import normalise, usable_candidate
+from p2pnet._liveness import Liveness
 from p2pnet._peertypes import Path, PeerProtocol, StatusEvent
 from p2pnet.address import Address, RelayedAddress, RelayRoute, TurnRoute, is_relayed
 from p2pnet.errors import CloseCode, ConnectionClosed, ConnectionRefused, HandshakeTimeout, PeerLost, describe_close
@@ -73,6 +74,8 @@ class PeerConnection:
         self._clock = endpoint.clock
         self.peer_id = intro.peer_id
         self.intro_id = intro.intro_id
+        #: The introduction's transaction id (ours: our request's).
+        self._intro_txid = intro.txid
         self.session_id = intro.session_id
         self.initiator = intro.initiator
         self.key = intro.key
@@ -123,6 +126,11 @@ class PeerConnection:
             rng=random.Random(int.from_bytes(endpoint.new_txid(), "big")),
             rescue_key=intro.key,
             initiator=intro.initiator,
+        )
+        handshake = endpoint.config.handshake
+        self._liveness = (
+            Liveness(self, handshake.answer_timeout, handshake.probe_interval)
+            if handshake.answer_timeout is not None else None
         )
         self._extra: list = []
         self._consumers: dict[int, ChannelConsumer] = {}
@@ -198,7 +206,7 @@ class PeerConnection:
             raise ConnectionClosed(self._not_open())
         if channel is None:
             self._path.send_datagram(data)
-            self._core.last_sent = self._clock.seconds()
+            self._sent_now(self._clock.seconds(), data=True)
         else:
             self._path.messaging().send(channel, data, flush)
 
@@ -249,12 +257,33 @@ class PeerConnection:
         messaging = self._path.messages
         return None if messaging is None else messaging.stats()
 
-    def _sent_now(self, now: float) -> None:
+    def _sent_now(self, now: float, data: bool = False) -> None:
         """
         Something went to the peer (a keepalive is not due before
-        C{keepalive_interval} from now).
+        C{keepalive_interval} from now); C{data}: the game's data (or
+        anything else the peer must answer), so an answer is owed (see
+        L{p2pnet._liveness}).
         """
         self._core.last_sent = now
+        if data and self._liveness is not None:
+            self._liveness.sent(now)
+
+    def _send_echo_request(self, to) -> None:
+        """
+        Ask the peer for an answer on the path to C{to}.
+        """
+        self._path.send_echo_request(to)
+
+    def _unanswered(self, reason: str) -> None:
+        """
+        The peer answered nothing while we sent: tell it we give up (in
+        case only its answers are lost) and report the connection lost.
+        """
+        if self.ended:
+            return
+        self._close_sent = (CloseCode.TIMED_OUT, "no answer while sending")
+        self._machine.close()
+        self._lost(reason)
 
     @property
     def secure(self) -> bool:
@@ -796,6 +825,8 @@ class PeerConnection:
         self.ended = True
         self._admission.stop()
         self._path.close()
+        if self._liveness is not None:
+            self._liveness.stop()
         self._close_extra()
         self._failure = reason
         self._endpoint.forget(self)

@@ -811,5 +811,7 @@ class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introduction
             if connection is not None and connection.peer_id == message.peer_id:
                 self.note("reverse", self.log.info, "{peer_id} cannot reach us; sending first", peer_id=message.peer_id)
                 connection._reverse_received(message.public)
+        elif isinstance(message, wire.Error) and self._host_gone(message):
+            pass
         elif not self._client.answer(message):
             self.count("dropped-unmatched-answer")

@@ -81,6 +81,13 @@ class SessionNotFound(P2PError):
         self.title = title
         self.listed = listed
 
+class HostGone(UnknownPeer):
+    """
+    The peer (or the session's host) is still registered but has stopped
+    heartbeating to the introducer: it crashed or lost its network, and
+    would not answer our hellos.
+    """
+
 
 class SessionFull(IntroducerError):
     """
@@ -136,7 +143,8 @@ class CloseCode(enum.IntEnum):
     NORMAL = 0
     #: The host refused the connect request (the reason is its text).
     REFUSED = 1
-    #: The connect request got no answer in time (or never came).
+    #: The connect request got no answer in time (or never came), or the
+    #: peer answered nothing while we sent (the answer timeout, 5 s).
     TIMED_OUT = 2
     #: The endpoint was stopped.
     STOPPED = 3

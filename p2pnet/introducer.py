@@ -26,6 +26,8 @@ from p2pnet._ipv6 import alternate_heartbeat
 from p2pnet._pushes import Budget, Pusher
 from p2pnet._relaypool import RelayPool, RelaySettings, RelayState, moved_offers
 from p2pnet._ratelimit import LogBudget, RateLimiter
+from p2pnet._hostalive import check_alive
+from p2pnet._hostwatch import UNANSWERED, HostWatch, Watched
 from p2pnet._registry import ChallengeNeeded, Registration, Registry, RegistryError
 from p2pnet._stunserver import StunServer
 from p2pnet._udpservice import IntroducerService, UDPService
@@ -135,7 +137,14 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
     @param relay: the L{RelaySettings} of the relay whose allocations this
         introducer hands out, a L{RelayPool} of several, or None when there
         is no relay.
-    @param sweep_interval: seconds between expiry sweeps.
+    @param sweep_interval: seconds between expiry sweeps (default: 1 s,
+        so an expired host's sessions leave the lobby within a second).
+    @param silent_after: a peer that sent nothing (no heartbeat) for this
+        long is taken for gone: introductions to it, and joins to the
+        sessions it hosts, are refused C{HOST_GONE} at once rather than
+        sent to a peer that will not punch back (default: one and a half
+        heartbeat intervals, the heartbeat being a quarter of the
+        registration lifetime as the peers' default of 15 s is of 60 s).
     @param stats_interval: seconds between statistics log lines (0: never).
     @param identity: the introducer's static X25519 private key (peers
         prove their keys to it before a registration moves), or None for a
@@ -163,6 +172,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         relay: RelaySettings | RelayPool | None = None,
         sweep_interval: float | None = None,
         stats_interval: float = 0.0,
+        silent_after: float | None = None,
         log_rate: float = 20.0,
         identity: X25519PrivateKey | None = None,
     ) -> None:
@@ -182,7 +192,8 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         self.relays: RelayPool | None = relay
         #: The first relay's settings (None: no relay).
         self.relay = relay.relays[0].settings if relay is not None else None
-        self._sweep_interval = sweep_interval or max(0.5, registry.lifetime / 4)
+        self._sweep_interval = sweep_interval or max(0.05, min(1.0, registry.lifetime / 4))
+        self.silent_after = silent_after if silent_after is not None else 1.5 * registry.lifetime / 4
         self._stats_interval = stats_interval
         self._log_budget = LogBudget(log_rate)
         self._last_stats = 0.0
@@ -207,6 +218,7 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             wire.Proof: self._on_proof,
         }
         self._pusher = Pusher(clock, self._write_push, self._stats)
+        self._host_watch = HostWatch()
         self._budget: Budget | None = None
         self.introductions = IntroductionMemory()
         # (requester, txid) -> the requester's introductions, so that a
@@ -225,12 +237,42 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             self._sweep_call.cancel()
         self._sweep_call = None
         self._pusher.stop()
+        self._host_watch.clear()
+
+    def _check_hosts(self, now: float) -> None:
+        """
+        Tell joiners whose host left its introduction unacknowledged and
+        sent no heartbeat since that it is gone (see L{p2pnet._hostwatch}).
+        """
+        for entry in self._host_watch.due(now):
+            if self._pusher.sent_unacknowledged(entry.intro_id, entry.host_address) < UNANSWERED:
+                continue
+            host = self.registry.lookup(entry.host_id, now)
+            if host is not None and host.refreshed > entry.introduced_at:
+                continue
+            requester = self.registry.lookup(entry.requester_id, now)
+            if requester is None or requester.public != entry.requester_address:
+                continue
+            error = wire.Error(
+                entry.txid, ErrorCode.HOST_GONE, f"{entry.host_id!r} is gone: it does not answer its introduction"
+            )
+            budget = entry.budget
+            if budget is not None and budget.source == entry.requester_address.as_tuple():
+                # An unauthenticated request pays for this too.
+                size = len(wire.encode(error, self._secret))
+                if budget.left < size:
+                    self.stats["hosts-gone-unpaid"] += 1
+                    continue
+                budget.left -= size
+            self.stats["hosts-gone"] += 1
+            self._send(error, entry.requester_address)
 
     def _write_push(self, raw: bytes, to: tuple) -> None:
         self.write_datagram(raw, to)
 
     def _sweep(self) -> None:
         now = self._clock.seconds()
+        self._check_hosts(now)
         for registration in self.registry.expire(now):
             self.stats["expired"] += 1
             if self._log_budget.allow("expired", now):
@@ -639,9 +681,13 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
             if target is None or target is requester:
                 raise RegistryError(ErrorCode.UNKNOWN_PEER, f"no peer {message.target!r}")
             self._check_reachable(target, authenticated)
+            check_alive(target, now, self.silent_after)
             self._introduce(requester, target, message.txid, None, size, authenticated, message.flags)
             return
         session, targets = self.registry.join(requester, message.session_id, now)
+        for target in targets:
+            if target.peer_id == session.host:
+                check_alive(target, now, self.silent_after)
         for target in targets:
             hide_target = session.relay_only and target.peer_id == session.host
             self._introduce(
@@ -690,6 +736,11 @@ class IntroducerProtocol(FastDatagramWriting, DatagramProtocol):
         if remembered is not None:
             remembered[1].append(to_requester)
         self._push(intro_id, wire.encode(to_target, self._secret), target.public.as_tuple())
+        now = self._clock.seconds()
+        self._host_watch.watch(Watched(
+            now + HostWatch.FIRST_CHECK, now, intro_id, target.peer_id, target.public.as_tuple(),
+            requester.peer_id, requester.public, txid, self._budget,
+        ))
         self.stats["introductions"] += 1
         if self._log_budget.allow("introduced", self._clock.seconds()):
             self.log.info(

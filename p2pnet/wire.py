@@ -109,6 +109,8 @@ class ErrorCode(enum.IntEnum):
     PEER_ID_TAKEN = 7
     NOT_REGISTERED = 8
     TOO_MANY_SESSIONS = 9
+    #: The peer (or the session's host) stopped heartbeating: likely gone.
+    HOST_GONE = 10
     #: A relay was asked for and the introducer runs none.
     NO_RELAY = 16
 

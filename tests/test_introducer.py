@@ -1346,13 +1346,15 @@ class SecretRequestBudgetTests(RequestBudgetTests):
     def test_introduce_pays_for_its_retransmits(self):
         """
         Holders of the secret get the full retransmit schedule (8 copies of
-        each side's introduction).
+        each side's introduction), and, b never acknowledging nor
+        heartbeating, the HOST_GONE notice.
         """
         self.register("a", A)
         self.register("b", B)
         self.send(wire.Introduce(self.next_txid(), "a", self.cookies["a"], "b"), A)
         _, packets = self.total_out()
-        self.assertEqual(packets, 16)
+        self.assertEqual(packets, 16 + 1)
+        self.assertEqual(self.protocol.stats["hosts-gone"], 1)
 
     def test_candidate_offer_pays(self):
         pass
@@ -1635,10 +1637,15 @@ class LobbyFloodTests(IntroducerTestCase):
 
         client = IntroducerClient(self.clock, write, Address("192.0.2.1", 3478), seeded_bytes(6))
         d = SessionLister(self.clock, client.request, client.new_txid).list(LobbyQuery("game"))
-        for _ in range(4000):
+        for step in range(4000):
             self.clock.advance(0.05)
             if d.called:
                 break
+            if step % 100 == 99:
+                # Keith heartbeats, as a live host does (a silent one is
+                # taken for gone: HOST_GONE).
+                self.send(wire.Heartbeat(self.next_txid(), "keith", self.cookies["keith"]), A)
+                self.transport.clear()
         sessions = self.successResultOf(d)
         [keiths] = [s for s in sessions if s.name == "Keith's Server"]
         self.assertEqual(keiths.session_id, session_id)
