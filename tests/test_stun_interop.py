@@ -176,7 +176,7 @@ class CoturnTests(TestCase):
         self.workdir = tempfile.mkdtemp(prefix="p2pnet-coturn-")
         self.addCleanup(shutil.rmtree, self.workdir, True)
         args = [
-            turnserver, "-n", "--stun-only", "--no-cli", "--no-tls", "--no-dtls",
+            turnserver, "-n", "--stun-only", "--no-cli", "--no-tls", "--no-dtls", "--no-tcp",
             "--listening-ip", "127.0.0.1", "--listening-ip", "127.0.0.2",
             "--listening-port", str(self.port), "--alt-listening-port", str(self.port + 1),
             "--relay-ip", "127.0.0.1",
