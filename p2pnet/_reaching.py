@@ -11,6 +11,13 @@ connection and closes the port.  So a second, connected, non-blocking
 socket sends an empty datagram to the introducer now and then and is
 polled on the clock; C{ECONNREFUSED} on it means nothing listens there.
 (An introducer that is up drops the empty datagram as not p2pnet.)
+
+An ICMP error can be forged: on a connected socket the kernel checks only
+that it quotes the socket's own addresses and ports.  One refusal is
+therefore not believed: the probe socket is closed and a new one, on a
+fresh ephemeral port, asks again; only a refusal of that one too ends the
+wait.  A blind attacker has to guess two random ports within a second,
+and the cost for the honest case is one more loopback-fast round trip.
 """
 
 from __future__ import annotations
@@ -42,6 +49,9 @@ class ReachingIntroducer:
     POLL = 0.1
     #: Seconds between probe datagrams.
     RESEND = 0.5
+    #: Probe sockets (each on its own ephemeral port) that must be refused
+    #: before the port counts as closed.
+    CONFIRMATIONS = 2
 
     def __init__(
         self,
@@ -51,6 +61,7 @@ class ReachingIntroducer:
         on_refused: Callable[[], None],
         probe: bool = False,
         interface: str = "",
+        socket_factory: Callable[[int, int], socket.socket] = socket.socket,
     ) -> None:
         self._clock = clock
         self._introducer = introducer
@@ -61,13 +72,17 @@ class ReachingIntroducer:
         self._poll: IDelayedCall | None = None
         self._socket: socket.socket | None = None
         self._last_sent = float("-inf")
+        self._interface = interface
+        self._socket_factory = socket_factory
+        self._refusals = 0
         if probe:
-            self._open_probe(interface)
+            self._open_probe()
 
-    def _open_probe(self, interface: str) -> None:
+    def _open_probe(self) -> None:
+        interface = self._interface
         family = socket.AF_INET6 if self._introducer.is_ipv6 else socket.AF_INET
         try:
-            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock = self._socket_factory(family, socket.SOCK_DGRAM)
         except OSError as e:  # out of file descriptors, for one
             self.log.debug("no closed-port probe: {error}", error=str(e))
             return
@@ -100,8 +115,7 @@ class ReachingIntroducer:
             pass
         except (ConnectionRefusedError, ConnectionResetError):
             # Linux and BSDs say refused; Windows says reset (WSAECONNRESET).
-            self.stop()
-            self._on_refused()
+            self._refused()
             return
         except OSError as e:
             # Unreachable host or network, or anything else: the
@@ -115,14 +129,27 @@ class ReachingIntroducer:
             try:
                 sock.send(b"")
             except (ConnectionRefusedError, ConnectionResetError):
-                self.stop()
-                self._on_refused()
+                self._refused()
                 return
             except OSError as e:
                 if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
                     self._close_probe()
                     return
         self._poll = self._clock.callLater(self.POLL, self._check)
+
+    def _refused(self) -> None:
+        """
+        A probe socket was refused: believe it once a second socket, on
+        another ephemeral port, is refused too (see the module docstring).
+        """
+        self._refusals += 1
+        if self._refusals >= self.CONFIRMATIONS:
+            self.stop()
+            self._on_refused()
+            return
+        self._close_probe()
+        self._last_sent = float("-inf")
+        self._open_probe()
 
     def _close_probe(self) -> None:
         if self._poll is not None and self._poll.active():
