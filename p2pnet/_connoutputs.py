@@ -46,13 +46,13 @@ class ConnectionOutputs:
         self._connection._request_relay()
 
     def open_birthday_sockets(self, count: int, to: Address) -> None:
-        self._connection._open_birthday_sockets(count, to)
+        self._connection._sockets.open_birthday(count, to)
 
     def open_rescue_socket(self, port: int) -> None:
-        self._connection._open_rescue_socket(port)
+        self._connection._sockets.open_rescue(port)
 
     def send_rescue_hello(self, port: int, to: Address) -> None:
-        self._connection._send_rescue_hello(port, to)
+        self._connection._sockets.send_rescue_hello(port, to)
 
     def status(self, kind: str) -> None:
         self._connection._status(kind)

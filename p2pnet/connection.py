@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING
 
 from attrs import evolve
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
-from twisted.internet.error import CannotListenError, InvalidAddressError
-from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -21,12 +19,20 @@ from p2pnet._admission import Admission
 from p2pnet._connoutputs import ConnectionOutputs
 from p2pnet._consumer import ChannelConsumer
 from p2pnet._datapath import PlainPath, SecurePath
+from p2pnet._extrasockets import ExtraSockets
 from p2pnet._handshake import HandshakeCore, make_handshake
 from p2pnet._ipv6 import normalise, usable_candidate
 from p2pnet._liveness import Liveness
 from p2pnet._peertypes import Path, PeerProtocol, StatusEvent
 from p2pnet.address import Address, RelayedAddress, RelayRoute, TurnRoute, is_relayed
-from p2pnet.errors import CloseCode, ConnectionClosed, ConnectionRefused, HandshakeTimeout, PeerLost, describe_close
+from p2pnet.errors import (
+    CloseCode,
+    ConnectionClosed,
+    ConnectionRefused,
+    HandshakeTimeout,
+    PeerLost,
+    describe_close,
+)
 from p2pnet.secure import _frames as frames
 from p2pnet.secure._session import SecureSession
 from p2pnet.secure.identity import fingerprint
@@ -132,10 +138,8 @@ class PeerConnection:
             Liveness(self, handshake.answer_timeout, handshake.probe_interval)
             if handshake.answer_timeout is not None else None
         )
-        self._extra: list = []
         self._consumers: dict[int, ChannelConsumer] = {}
         self._producing: dict[ChannelConsumer, None] = {}
-        self._via: dict[Address, object] = {}
         self._relayed_sources: dict[Address, RelayedAddress] = {}
         self._machine = make_handshake(self._core)
         self.peer_key = intro.peer_key
@@ -161,6 +165,8 @@ class PeerConnection:
                     payload=payload,
                 ),
             )
+        #: Birthday-search and re-punch sockets (p2pnet._extrasockets).
+        self._sockets = ExtraSockets(endpoint, self.log, self._encode_hello)
 
         self._admission = Admission(
             self._clock,
@@ -303,72 +309,8 @@ class PeerConnection:
         if isinstance(to, RelayedAddress):
             self._endpoint.write(raw, to.address)
             return
-        via = self._via.get(to)
-        if via is not None and via.transport is not None:
-            self._write_from(via, raw, to)
-        else:
+        if not self._sockets.send(raw, to):
             self._endpoint.write(raw, to)
-
-    # -- hard NATs: extra sockets for the birthday search -------------------
-
-    def _open_extra(self, port: int) -> _ExtraSocket:
-        """
-        One more socket for this connection, within the endpoint's cap on
-        extra sockets (so introductions in bulk cannot use up its file
-        descriptors).
-
-        @raise CannotListenError: the port is taken, or the cap is reached.
-        """
-        endpoint = self._endpoint
-        if endpoint.extra_sockets >= endpoint.config.max_extra_sockets:
-            endpoint.count("refused-extra-socket")
-            raise CannotListenError(endpoint.interface, port, OSError("too many extra sockets open"))
-        extra = _ExtraSocket(endpoint)
-        extra.port = endpoint.reactor.listenUDP(port, extra, endpoint.interface)
-        endpoint.extra_sockets += 1
-        self._extra.append(extra)
-        return extra
-
-    def _write_from(self, extra: _ExtraSocket, raw: bytes, to: Address) -> None:
-        """
-        Send from one of our extra sockets; a destination it cannot send
-        to (the kernel's refusal, an IPv6 address on this IPv4 socket) is
-        counted like the endpoint's own (C{send-failed}).
-        """
-        try:
-            extra.transport.write(raw, to.as_tuple())
-        except (OSError, InvalidAddressError) as e:
-            self._endpoint._send_failed(to, e)
-
-    def _open_birthday_sockets(self, count: int, to: Address) -> None:
-        for _ in range(count):
-            try:
-                extra = self._open_extra(0)
-            except CannotListenError as e:
-                self.log.info("could only open {n} extra sockets: {error}", n=len(self._extra), error=str(e))
-                break
-            # Each socket's hello has its own transaction id: the peer
-            # answers each (a hello seen twice is a replay).
-            self._write_from(extra, self._encode_hello(()), to)
-        self.log.info(
-            "opened {n} extra sockets towards {to} (birthday search)", n=len(self._extra), to=str(to)
-        )
-
-    def _heard_via(self, source, via) -> None:
-        if via is None:
-            self._via.pop(source, None)
-        else:
-            self._via[source] = via
-
-    def _close_extra(self, keep=None) -> None:
-        extra, self._extra = self._extra, []
-        for socket_ in extra:
-            if socket_ is keep:
-                self._extra.append(socket_)
-            else:
-                socket_.close()
-        if keep is None:
-            self._via.clear()
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """
@@ -640,39 +582,13 @@ class PeerConnection:
             # traffic comes through it, the path moves there.
             self._send_keepalive(route)
 
-    def _open_rescue_socket(self, port: int) -> None:
-        """
-        Open the extra socket a re-punch sends from (on a port both sides
-        derived from the introduction); closed with the other extra
-        sockets.
-        """
-        try:
-            self._open_extra(port)
-        except CannotListenError as e:
-            self._endpoint.note(
-                "re-punch", self.log.info, "could not open a re-punch socket on port {port}: {error}",
-                port=port, error=str(e),
-            )
-
-    def _send_rescue_hello(self, port: int, to: Address) -> None:
-        """
-        A hello from the re-punch socket on C{port}.
-        """
-        if is_relayed(to):
-            return
-        for extra in self._extra:
-            if extra.port is not None and extra.port.getHost().port == port and extra.transport is not None:
-                self._write_from(extra, self._encode_hello(self._endpoint.own_candidates()), to)
-                return
-
     def _status(self, kind: str) -> None:
         self._endpoint.emit(StatusEvent(kind, self.peer_id, candidates=self.candidates))
 
     def _connected(self, address: Address) -> None:
         self.address = address
         self.path = self._path_for(address)
-        if self._extra:
-            self._close_extra(keep=self._via.get(address))
+        self._sockets.settle(address)
         self._admission.path_up()
 
     def _open(self) -> None:
@@ -827,7 +743,7 @@ class PeerConnection:
         self._path.close()
         if self._liveness is not None:
             self._liveness.stop()
-        self._close_extra()
+        self._sockets.close()
         self._failure = reason
         self._endpoint.forget(self)
         if kind is not None:
@@ -839,23 +755,3 @@ class PeerConnection:
             self._endpoint.eventually(self.protocol.connection_lost, reason)
         for consumer in list(self._producing):
             consumer.connection_ended()
-
-
-class _ExtraSocket(DatagramProtocol):
-    """
-    One of the extra sockets a connection opens on the hard side of a
-    birthday search; what arrives goes to the endpoint tagged with it.
-    """
-
-    def __init__(self, endpoint: PeerEndpoint) -> None:
-        self._endpoint = endpoint
-        self.port = None
-
-    def datagramReceived(self, data: bytes, addr: tuple) -> None:
-        self._endpoint.datagram_via(data, addr, self)
-
-    def close(self) -> None:
-        port, self.port = self.port, None
-        if port is not None:
-            self._endpoint.extra_sockets -= 1
-            port.stopListening()

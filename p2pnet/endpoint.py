@@ -759,7 +759,7 @@ class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introduction
             self.count("dropped-data-unknown-connection")
             return
         if not is_relayed(source):
-            connection._heard_via(source, via)
+            connection._sockets.heard_via(source, via)
             source = connection._normalise(source)
         if data[1] == wire.MessageType.SEALED:
             connection._sealed_received(data, source)
@@ -778,7 +778,7 @@ class PeerEndpoint(Registering, NatChecking, Relaying, PortMapping, Introduction
             self.count("dropped-unauthenticated")
             return
         if not is_relayed(source):
-            connection._heard_via(source, via)
+            connection._sockets.heard_via(source, via)
             source = connection._normalise(source)
         connection._message_received(message, source)
 
